@@ -1,0 +1,53 @@
+# Build in place:   make              (Lua 5.4)      make LUA=luajit   (LuaJIT 2.1 / OpenResty)
+# Variable names follow LuaRocks' make backend so the rockspec can pass its own.
+LUA        ?= lua5.4
+ifeq ($(LUA),luajit)
+LUA_TAG    ?= luajit
+LUA_INCDIR ?= /usr/include/luajit-2.1
+else
+LUA_TAG    ?= 5.4
+LUA_INCDIR ?= /usr/include/lua5.4
+endif
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+LIBFLAG    ?= -shared
+WARN       := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-function
+CURL_LIBS  ?= -lcurl
+CRYPTO_LIBS ?= -lcrypto
+BUILD      ?= build/$(LUA_TAG)
+
+CORE_SRC := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/lcore.c
+CURL_SRC := csrc/buf.c csrc/hub.c csrc/lcurl.c
+HEADERS  := $(wildcard csrc/*.h)
+
+BUSTED   := $(LUA) /usr/bin/busted
+
+.PHONY: all test demo clean install check lint doc bench
+all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
+
+$(BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
+
+$(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
+
+# LuaRocks' make backend calls "make" then "make install" with these set.
+INST_LIBDIR ?= $(BUILD)/install/lib
+INST_LUADIR ?= $(BUILD)/install/lua
+INST_BINDIR ?= $(BUILD)/install/bin
+install: all
+	mkdir -p $(INST_LIBDIR)/trigger $(INST_LUADIR) $(INST_BINDIR)
+	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
+	cp -r lua/trigger $(INST_LUADIR)/
+	cp bin/trigger-realtime-server $(INST_BINDIR)/
+
+test: all
+	@sh spec/run.sh "$(BUSTED)"
+
+demo: all
+	@sh examples/demo.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,23 @@
+/* A growable byte buffer: the one owner of the bytes it holds. */
+#ifndef TR_BUF_H
+#define TR_BUF_H
+
+#include <stddef.h>
+
+typedef struct tr_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} tr_buf;
+
+void tr_buf_init(tr_buf *b);
+void tr_buf_free(tr_buf *b);
+void tr_buf_reset(tr_buf *b);
+/* Append bytes; returns 0 on success, -1 when memory runs out (the buffer is left as it was). */
+int tr_buf_add(tr_buf *b, const void *p, size_t n);
+int tr_buf_adds(tr_buf *b, const char *s);
+int tr_buf_addc(tr_buf *b, char c);
+/* Keep a NUL after the bytes so the data can be read as a C string. */
+const char *tr_buf_cstr(tr_buf *b);
+
+#endif

@@ -1,0 +1,21 @@
+/* The byte-level parts of HS256 JSON Web Tokens: HMAC-SHA256 (OpenSSL libcrypto) and
+ * base64url without padding. Claims are built in Lua. */
+#ifndef TR_JWT_H
+#define TR_JWT_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+#define TR_HS256_LEN 32
+
+/* Returns 0, or -1 when libcrypto fails. */
+int tr_hs256(const void *key, size_t key_len, const void *msg, size_t msg_len,
+             unsigned char out[TR_HS256_LEN]);
+
+int tr_base64url_encode(tr_buf *out, const void *data, size_t n);
+/* Accepts base64url with or without padding; returns 0, or -1 on a character outside the
+ * alphabet or a length no encoder produces. */
+int tr_base64url_decode(tr_buf *out, const char *s, size_t n);
+
+#endif

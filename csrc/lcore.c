@@ -1,0 +1,280 @@
+/* trigger.core: Lua bindings of the I/O-free parts (shape protocol, Postgres values, JWT
+ * bytes). Loads anywhere, including inside nginx: no libcurl here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compat.h"
+#include "jwt.h"
+#include "pgtext.h"
+#include "shape.h"
+
+#define SHAPE_MT "trigger.shape"
+
+typedef struct lshape {
+    tr_shape *s;
+} lshape;
+
+static lshape *check_shape(lua_State *L) {
+    lshape *u = tr_checkudata(L, 1, SHAPE_MT);
+    if (u->s == NULL) luaL_argerror(L, 1, "shape state is closed");
+    return u;
+}
+
+static int shape_new(lua_State *L) {
+    lshape *u = lua_newuserdata(L, sizeof *u);
+    u->s = NULL;
+    luaL_getmetatable(L, SHAPE_MT);
+    lua_setmetatable(L, -2);
+    u->s = tr_shape_new();
+    if (u->s == NULL) return luaL_error(L, "out of memory");
+    return 1;
+}
+
+/* __gc, __close and close(): safe to call more than once. */
+static int shape_close(lua_State *L) {
+    lshape *u = tr_checkudata(L, 1, SHAPE_MT);
+    tr_shape_free(u->s);
+    u->s = NULL;
+    return 0;
+}
+
+/* shape:query{ key = value, ... } -> sorted, encoded query string */
+static int shape_query(lua_State *L) {
+    lshape *u = check_shape(L);
+    tr_param extra[64];
+    size_t n = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                return luaL_argerror(L, 2, "query parameters must be strings");
+            if (n == 64) return luaL_argerror(L, 2, "too many query parameters");
+            /* Both strings stay alive in the table while we use them. */
+            extra[n].key = lua_tostring(L, -2);
+            extra[n].value = lua_tostring(L, -1);
+            n++;
+            lua_pop(L, 1);
+        }
+    }
+    tr_buf out;
+    tr_buf_init(&out);
+    int rc = tr_shape_query(u->s, extra, n, &out);
+    if (rc == 0) lua_pushlstring(L, out.data ? out.data : "", out.len);
+    tr_buf_free(&out);
+    if (rc != 0) return luaL_error(L, "out of memory building the query");
+    return 1;
+}
+
+static const char *header_field(lua_State *L, int headers, const char *name) {
+    lua_getfield(L, headers, name);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the headers table keeps the string alive */
+    return v;
+}
+
+static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
+
+/* shape:response(status, headers, body) -> action, kind, message */
+static int shape_response(lua_State *L) {
+    lshape *u = check_shape(L);
+    tr_shape_response r;
+    memset(&r, 0, sizeof r);
+    r.status = (int)luaL_checkinteger(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    r.body = luaL_optlstring(L, 4, NULL, &r.body_len);
+    r.handle = header_field(L, 3, "electric-handle");
+    r.offset = header_field(L, 3, "electric-offset");
+    r.cursor = header_field(L, 3, "electric-cursor");
+    lua_getfield(L, 3, "electric-up-to-date");
+    r.up_to_date = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    tr_shape_verdict v = tr_shape_on_response(u->s, &r);
+    lua_pushstring(L, action_names[v.action]);
+    if (v.kind) lua_pushstring(L, v.kind);
+    else lua_pushnil(L);
+    if (v.message) lua_pushstring(L, v.message);
+    else lua_pushnil(L);
+    return 3;
+}
+
+/* shape:backoff(base_s, cap_s, retry_after_s, unit_random) -> seconds */
+static int shape_backoff(lua_State *L) {
+    lshape *u = check_shape(L);
+    double d = tr_shape_backoff(u->s, luaL_checknumber(L, 2), luaL_checknumber(L, 3),
+                                luaL_optnumber(L, 4, 0), luaL_checknumber(L, 5));
+    lua_pushnumber(L, d);
+    return 1;
+}
+
+static int shape_restore(lua_State *L) {
+    lshape *u = check_shape(L);
+    const char *handle = luaL_optstring(L, 2, NULL);
+    const char *offset = luaL_optstring(L, 3, NULL);
+    const char *cursor = luaL_optstring(L, 4, NULL);
+    if (tr_shape_restore(u->s, handle, offset, cursor) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a valid shape position (handle/offset/cursor)");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void push_opt(lua_State *L, const char *s) {
+    if (s) lua_pushstring(L, s);
+    else lua_pushnil(L);
+}
+
+/* shape:position() -> handle, offset, cursor, live */
+static int shape_position(lua_State *L) {
+    lshape *u = check_shape(L);
+    push_opt(L, tr_shape_handle(u->s));
+    push_opt(L, tr_shape_offset(u->s));
+    push_opt(L, tr_shape_cursor(u->s));
+    lua_pushboolean(L, tr_shape_live(u->s));
+    return 4;
+}
+
+static int shape_attempts(lua_State *L) {
+    lshape *u = check_shape(L);
+    lua_pushinteger(L, (lua_Integer)tr_shape_attempts(u->s));
+    return 1;
+}
+
+/* --- Postgres values --- */
+
+typedef struct array_builder {
+    lua_State *L;
+    int null_index; /* stack index of the value that stands for NULL */
+    int depth;
+} array_builder;
+
+static int ab_open(void *ud) {
+    array_builder *b = ud;
+    if (!lua_checkstack(b->L, 4)) return -1;
+    lua_newtable(b->L);
+    b->depth++;
+    return 0;
+}
+
+static void ab_append(lua_State *L) { /* pops the value into the table below it */
+    lua_rawseti(L, -2, (int)tr_rawlen(L, -2) + 1);
+}
+
+static int ab_close(void *ud) {
+    array_builder *b = ud;
+    if (--b->depth > 0) ab_append(b->L);
+    return 0;
+}
+
+static int ab_element(void *ud, const char *s, size_t n, int is_null) {
+    array_builder *b = ud;
+    if (is_null) lua_pushvalue(b->L, b->null_index);
+    else lua_pushlstring(b->L, s, n);
+    ab_append(b->L);
+    return 0;
+}
+
+/* pg_array(text [, null]) -> nested table of strings, or nil, message */
+static int pg_array(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (lua_isnone(L, 2)) lua_pushnil(L);
+    lua_settop(L, 2);
+    array_builder b = {L, 2, 0};
+    tr_pg_array_sink sink = {ab_open, ab_close, ab_element, &b};
+    size_t at = 0;
+    int rc = tr_pg_array_parse(s, n, &sink, &at);
+    if (rc != 0) {
+        lua_settop(L, 2);
+        lua_pushnil(L);
+        if (rc == -2) lua_pushliteral(L, "array too deep or out of memory");
+        else lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
+        return 2;
+    }
+    return 1;
+}
+
+/* pg_timestamp(text) -> "YYYY-MM-DDTHH:MM:SS.mmmZ", or nil, message */
+static int pg_timestamp(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char out[TR_PG_ISO_LEN + 1];
+    if (tr_pg_timestamp_iso(s, n, out) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a Postgres timestamp");
+        return 2;
+    }
+    lua_pushlstring(L, out, TR_PG_ISO_LEN);
+    return 1;
+}
+
+/* --- JWT bytes --- */
+
+static int hs256(lua_State *L) {
+    size_t kn, mn;
+    const char *key = luaL_checklstring(L, 1, &kn);
+    const char *msg = luaL_checklstring(L, 2, &mn);
+    unsigned char mac[TR_HS256_LEN];
+    if (tr_hs256(key, kn, msg, mn, mac) != 0) return luaL_error(L, "HMAC-SHA256 failed");
+    lua_pushlstring(L, (const char *)mac, sizeof mac);
+    return 1;
+}
+
+static int push_buf_or_fail(lua_State *L, tr_buf *b, int rc, const char *what) {
+    if (rc == 0) lua_pushlstring(L, b->data ? b->data : "", b->len);
+    tr_buf_free(b);
+    if (rc == 0) return 1;
+    lua_pushnil(L);
+    lua_pushstring(L, what);
+    return 2;
+}
+
+static int b64url_encode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    tr_buf b;
+    tr_buf_init(&b);
+    return push_buf_or_fail(L, &b, tr_base64url_encode(&b, s, n), "out of memory");
+}
+
+static int b64url_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    tr_buf b;
+    tr_buf_init(&b);
+    return push_buf_or_fail(L, &b, tr_base64url_decode(&b, s, n), "not base64url");
+}
+
+static int url_encode(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    tr_buf b;
+    tr_buf_init(&b);
+    return push_buf_or_fail(L, &b, tr_url_encode(&b, s), "out of memory");
+}
+
+static const luaL_Reg shape_methods[] = {
+    {"query", shape_query},       {"response", shape_response}, {"backoff", shape_backoff},
+    {"restore", shape_restore},   {"position", shape_position}, {"attempts", shape_attempts},
+    {"close", shape_close},       {NULL, NULL}};
+
+static const luaL_Reg functions[] = {
+    {"shape", shape_new},           {"pg_array", pg_array},
+    {"pg_timestamp", pg_timestamp}, {"hs256", hs256},
+    {"b64url_encode", b64url_encode}, {"b64url_decode", b64url_decode},
+    {"url_encode", url_encode},     {NULL, NULL}};
+
+int luaopen_trigger_core(lua_State *L) {
+    tr_newmetatable(L, SHAPE_MT);
+    lua_newtable(L);
+    tr_setfuncs(L, shape_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, shape_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, shape_close);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    tr_newlib(L, functions);
+    return 1;
+}

@@ -1,0 +1,234 @@
+#include "shape.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Header values longer than this are not plausible shape tokens. */
+#define TR_TOKEN_MAX 512
+
+struct tr_shape {
+    char *handle;
+    char *offset; /* NULL means -1 */
+    char *cursor;
+    char *expired_handle;
+    int live;
+    unsigned attempts;
+    unsigned cache_buster; /* non-zero after a stale response: forces a fresh URL */
+};
+
+static char *dup_or_null(const char *s) {
+    if (s == NULL) return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p != NULL) memcpy(p, s, n);
+    return p;
+}
+
+/* Replace *slot with a copy of value; on allocation failure keep the old value. */
+static int set_str(char **slot, const char *value) {
+    char *copy = NULL;
+    if (value != NULL && (copy = dup_or_null(value)) == NULL) return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int is_token(const char *s) {
+    if (s == NULL || *s == '\0') return 0;
+    size_t n = 0;
+    for (; *s; s++, n++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || n >= TR_TOKEN_MAX) return 0;
+    }
+    return 1;
+}
+
+tr_shape *tr_shape_new(void) { return calloc(1, sizeof(tr_shape)); }
+
+void tr_shape_free(tr_shape *s) {
+    if (s == NULL) return;
+    free(s->handle);
+    free(s->offset);
+    free(s->cursor);
+    free(s->expired_handle);
+    free(s);
+}
+
+static void start_over(tr_shape *s) {
+    free(s->offset);
+    s->offset = NULL;
+    free(s->cursor);
+    s->cursor = NULL;
+    s->live = 0;
+}
+
+int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const char *cursor) {
+    int from_start = offset == NULL || strcmp(offset, "-1") == 0;
+    if (!from_start && !is_token(handle)) return -1;
+    if (!from_start && !is_token(offset)) return -1;
+    if (handle != NULL && !is_token(handle)) return -1;
+    if (cursor != NULL && *cursor != '\0' && !is_token(cursor)) return -1;
+    if (set_str(&s->handle, handle) != 0) return -1;
+    if (set_str(&s->offset, from_start ? NULL : offset) != 0) return -1;
+    if (set_str(&s->cursor, cursor) != 0) return -1;
+    /* A resumed subscription catches up with a non-live request before it long-polls. */
+    s->live = 0;
+    return 0;
+}
+
+int tr_url_encode(tr_buf *out, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~';
+        if (plain) {
+            if (tr_buf_addc(out, (char)c) != 0) return -1;
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            if (tr_buf_add(out, esc, 3) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int cmp_param(const void *a, const void *b) {
+    return strcmp(((const tr_param *)a)->key, ((const tr_param *)b)->key);
+}
+
+#define TR_MANAGED_MAX 7
+
+int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_buf *out) {
+    if (n_extra > 64) return -1;
+    tr_param all[64 + TR_MANAGED_MAX];
+    size_t n = 0;
+    char buster[16];
+    for (size_t i = 0; i < n_extra; i++) all[n++] = extra[i];
+    all[n++] = (tr_param){"offset", s->offset ? s->offset : "-1"};
+    all[n++] = (tr_param){"log", "full"};
+    if (s->handle) all[n++] = (tr_param){"handle", s->handle};
+    if (s->live) {
+        all[n++] = (tr_param){"live", "true"};
+        all[n++] = (tr_param){"cursor", s->cursor ? s->cursor : ""};
+    }
+    if (s->expired_handle) all[n++] = (tr_param){"expired_handle", s->expired_handle};
+    if (s->cache_buster) {
+        snprintf(buster, sizeof buster, "%u", s->cache_buster);
+        all[n++] = (tr_param){"cache-buster", buster};
+    }
+    qsort(all, n, sizeof all[0], cmp_param);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && tr_buf_addc(out, '&') != 0) return -1;
+        if (tr_url_encode(out, all[i].key) != 0 || tr_buf_addc(out, '=') != 0 ||
+            tr_url_encode(out, all[i].value) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static tr_shape_verdict verdict(tr_shape_action a, const char *kind, const char *message) {
+    tr_shape_verdict v = {a, kind, message};
+    return v;
+}
+
+static int body_says_out_of_bounds(const tr_shape_response *r) {
+    static const char needle[] = "out of bounds";
+    size_t k = sizeof needle - 1;
+    if (r->body == NULL || r->body_len < k) return 0;
+    for (size_t i = 0; i + k <= r->body_len; i++)
+        if (memcmp(r->body + i, needle, k) == 0) return 1;
+    return 0;
+}
+
+/* The shape was dropped or rotated: forget our place and remember the old handle so caches
+ * along the way can tell the fresh responses from stale ones. */
+static tr_shape_verdict must_refetch(tr_shape *s, const char *new_handle) {
+    char *next = NULL;
+    if (is_token(new_handle)) {
+        next = dup_or_null(new_handle);
+    } else if (s->handle != NULL) {
+        size_t n = strlen(s->handle);
+        next = malloc(n + sizeof "-next");
+        if (next != NULL) {
+            memcpy(next, s->handle, n);
+            memcpy(next + n, "-next", sizeof "-next");
+        }
+    }
+    if ((new_handle != NULL || s->handle != NULL) && next == NULL)
+        return verdict(TR_SHAPE_RETRY, "network", "out of memory while resyncing");
+    free(s->expired_handle);
+    s->expired_handle = s->handle;
+    s->handle = next;
+    start_over(s);
+    s->attempts = 0;
+    return verdict(TR_SHAPE_RESYNC, NULL, "the shape must be fetched again (409 must-refetch)");
+}
+
+static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
+    if (r->status == 204) {
+        /* Legacy "nothing new": we are up to date where we stand. */
+        s->live = 1;
+        s->attempts = 0;
+        return verdict(TR_SHAPE_APPLY, NULL, NULL);
+    }
+    if (r->handle == NULL || r->offset == NULL)
+        return verdict(TR_SHAPE_FATAL, "protocol",
+                       "the response has no electric-handle/electric-offset header "
+                       "(is a proxy stripping electric-* headers?)");
+    if (!is_token(r->handle) || !is_token(r->offset) ||
+        (r->cursor != NULL && *r->cursor != '\0' && !is_token(r->cursor)))
+        return verdict(TR_SHAPE_FATAL, "protocol", "malformed electric-* header value");
+    if (s->expired_handle != NULL && strcmp(r->handle, s->expired_handle) == 0) {
+        /* A cache answered with the shape we were told is gone: ask again with a fresh URL. */
+        s->cache_buster++;
+        return verdict(TR_SHAPE_RETRY, "protocol",
+                       "stale cached response for an expired shape handle");
+    }
+    if (set_str(&s->handle, r->handle) != 0 || set_str(&s->offset, r->offset) != 0)
+        return verdict(TR_SHAPE_RETRY, "network", "out of memory");
+    if (r->cursor != NULL && set_str(&s->cursor, r->cursor) != 0)
+        return verdict(TR_SHAPE_RETRY, "network", "out of memory");
+    if (r->up_to_date) s->live = 1;
+    s->attempts = 0;
+    s->cache_buster = 0;
+    return verdict(TR_SHAPE_APPLY, NULL, NULL);
+}
+
+tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
+    int st = r->status;
+    if (st == 200 || st == 204) return on_success(s, r);
+    if (st == 409) return must_refetch(s, r->handle);
+    if (st == 400 && body_says_out_of_bounds(r)) return must_refetch(s, r->handle);
+    if (st == 400) return verdict(TR_SHAPE_FATAL, "bad_request", "the server refused the request");
+    if (st == 401) return verdict(TR_SHAPE_FATAL, "auth", "the access token was not accepted");
+    if (st == 403)
+        return verdict(TR_SHAPE_FATAL, "forbidden", "the access token does not allow this");
+    if (st == 404) return verdict(TR_SHAPE_FATAL, "not_found", "not found");
+    if (st == 429) return verdict(TR_SHAPE_RETRY, "rate_limited", "too many requests");
+    if (st == 408 || (st >= 500 && st <= 599))
+        return verdict(TR_SHAPE_RETRY, "network", "the server had a transient failure");
+    if (st >= 300 && st <= 399)
+        return verdict(TR_SHAPE_FATAL, "protocol",
+                       "unexpected redirect (redirects are not followed so the token stays "
+                       "with its host)");
+    return verdict(TR_SHAPE_FATAL, "protocol", "unexpected HTTP status");
+}
+
+double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
+                        double unit_random) {
+    double ceiling = base_s * ldexp(1.0, s->attempts > 60 ? 60 : (int)s->attempts);
+    if (!(ceiling <= cap_s)) ceiling = cap_s; /* also catches NaN */
+    if (!(unit_random >= 0.0 && unit_random < 1.0)) unit_random = 0.5;
+    double delay = ceiling * unit_random;
+    if (retry_after_s > delay) delay = retry_after_s;
+    s->attempts++;
+    return delay;
+}
+
+const char *tr_shape_handle(const tr_shape *s) { return s->handle; }
+const char *tr_shape_offset(const tr_shape *s) { return s->offset ? s->offset : "-1"; }
+const char *tr_shape_cursor(const tr_shape *s) { return s->cursor; }
+int tr_shape_live(const tr_shape *s) { return s->live; }
+unsigned tr_shape_attempts(const tr_shape *s) { return s->attempts; }

@@ -1,0 +1,73 @@
+/* The Electric shape-log protocol as a pure state machine (no I/O, no Lua).
+ *
+ * The caller asks which query to send next, performs the request however it likes
+ * (libcurl, nginx cosockets, a test harness), and reports the response; the state
+ * machine says what the response means. */
+#ifndef TR_SHAPE_H
+#define TR_SHAPE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef enum tr_shape_action {
+    TR_SHAPE_APPLY,  /* 2xx: apply the body's messages (204: nothing to apply) */
+    TR_SHAPE_RESYNC, /* the shape is gone: drop every row and start again from offset -1 */
+    TR_SHAPE_RETRY,  /* a transient failure: send the same request again after a backoff */
+    TR_SHAPE_FATAL   /* the subscription cannot go on */
+} tr_shape_action;
+
+typedef struct tr_shape_response {
+    int status;
+    const char *handle; /* electric-handle, or NULL when absent */
+    const char *offset; /* electric-offset */
+    const char *cursor; /* electric-cursor */
+    int up_to_date;     /* electric-up-to-date present */
+    const char *body;   /* read only for the 400 "offset out of bounds" case */
+    size_t body_len;
+} tr_shape_response;
+
+typedef struct tr_shape_verdict {
+    tr_shape_action action;
+    const char *kind;    /* error kind for RETRY/FATAL: "network", "protocol", "auth", ... */
+    const char *message; /* static text explaining the verdict, NULL for APPLY */
+} tr_shape_verdict;
+
+typedef struct tr_param {
+    const char *key;
+    const char *value;
+} tr_param;
+
+typedef struct tr_shape tr_shape;
+
+tr_shape *tr_shape_new(void);
+void tr_shape_free(tr_shape *s);
+
+/* Resume from a saved position; NULL handle/offset mean "from the start". Returns 0, or -1 on
+ * bad input (offset without handle, or a value that is not a plain token) or no memory. */
+int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const char *cursor);
+
+/* The query string of the next request: the caller's own parameters plus the ones the
+ * protocol manages, sorted by key and percent-encoded so URLs are stable for caches.
+ * Returns 0, or -1 when memory runs out. */
+int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_buf *out);
+
+/* What a response means; adopts handle/offset/cursor on success. */
+tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r);
+
+/* Seconds to wait before retrying: exponential backoff with full jitter (unit_random in
+ * [0,1)), never below retry_after. Each call counts one more attempt; a successful
+ * response resets the count. */
+double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
+                        double unit_random);
+
+const char *tr_shape_handle(const tr_shape *s);
+const char *tr_shape_offset(const tr_shape *s);
+const char *tr_shape_cursor(const tr_shape *s);
+int tr_shape_live(const tr_shape *s);
+unsigned tr_shape_attempts(const tr_shape *s);
+
+/* Percent-encode everything but RFC 3986 unreserved characters. */
+int tr_url_encode(tr_buf *out, const char *s);
+
+#endif
