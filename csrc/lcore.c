@@ -1,7 +1,9 @@
 /* trigger.core: Lua bindings of the I/O-free parts (shape protocol, Postgres values, JWT
  * bytes). Loads anywhere, including inside nginx: no libcurl here. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compat.h"
 #include "jwt.h"
@@ -254,6 +256,14 @@ static int url_encode(lua_State *L) {
     return push_buf_or_fail(L, &b, tr_url_encode(&b, s), "out of memory");
 }
 
+/* monotonic() -> seconds from an arbitrary origin, never going back */
+static int monotonic(lua_State *L) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    lua_pushnumber(L, (double)t.tv_sec + t.tv_nsec / 1e9);
+    return 1;
+}
+
 static const luaL_Reg shape_methods[] = {
     {"query", shape_query},       {"response", shape_response}, {"backoff", shape_backoff},
     {"restore", shape_restore},   {"position", shape_position}, {"attempts", shape_attempts},
@@ -263,7 +273,8 @@ static const luaL_Reg functions[] = {
     {"shape", shape_new},           {"pg_array", pg_array},
     {"pg_timestamp", pg_timestamp}, {"hs256", hs256},
     {"b64url_encode", b64url_encode}, {"b64url_decode", b64url_decode},
-    {"url_encode", url_encode},     {NULL, NULL}};
+    {"url_encode", url_encode},     {"monotonic", monotonic},
+    {NULL, NULL}};
 
 int luaopen_trigger_core(lua_State *L) {
     tr_newmetatable(L, SHAPE_MT);

@@ -1,0 +1,160 @@
+--- The rows of one shape, kept from the messages of the shape log, and the bookkeeping of
+-- what the user has already been given. Pure Lua, no I/O.
+--
+-- Rows are immutable once stored: an update copies the row with its changes, so a row the
+-- user was given can be compared with the current one by reference first, then by value.
+-- @module trigger.shape_rows
+local json = require "trigger.json"
+
+local M = {}
+local Rows = {}
+Rows.__index = Rows
+
+--- A new store.
+-- @tparam[opt] table delivered key → row as last handed to the user (from a saved position)
+function M.new(delivered)
+  local self = setmetatable({
+    rows = {},          -- key → current row
+    delivered = {},     -- key → row as last handed to the user
+    changed = {},       -- key → true, since the last take
+    order = {},         -- changed keys in the order they first changed
+    resyncing = false,
+  }, Rows)
+  if delivered then
+    for key, row in pairs(delivered) do
+      self.delivered[key] = row
+      self.rows[key] = row
+    end
+  end
+  return self
+end
+
+local function protocol_error(i, what)
+  return nil, string.format("message %d of the response %s", i, what)
+end
+
+local function mark(self, key)
+  if not self.changed[key] then
+    self.changed[key] = true
+    self.order[#self.order + 1] = key
+  end
+end
+
+--- Check a decoded response body before anything of it is applied, so a bad response
+-- leaves the store as it was.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] string what is wrong
+function M.validate(messages)
+  if type(messages) ~= "table" or (next(messages) ~= nil and messages[1] == nil) then
+    return nil, "response body is not a JSON array of messages"
+  end
+  for i = 1, #messages do
+    local m = messages[i]
+    if type(m) ~= "table" then return protocol_error(i, "is not an object") end
+    local h = m.headers
+    if type(h) ~= "table" then return protocol_error(i, "has no headers") end
+    local op = h.operation
+    if op ~= nil then
+      if type(m.key) ~= "string" then return protocol_error(i, "has no key") end
+      if (op == "insert" or op == "update") and type(m.value) ~= "table" then
+        return protocol_error(i, "has no value object")
+      end
+    end
+  end
+  return true
+end
+
+--- Apply a validated list of messages.
+-- @treturn boolean an up-to-date control message was seen
+-- @treturn boolean a must-refetch control message was seen
+function Rows:apply(messages)
+  local up_to_date, refetch = false, false
+  local rows = self.rows
+  for i = 1, #messages do
+    local m = messages[i]
+    local h = m.headers
+    local op = h.operation
+    if op == "insert" then
+      rows[m.key] = m.value
+      mark(self, m.key)
+    elseif op == "update" then
+      local old = rows[m.key]
+      local row = m.value
+      if old then
+        -- Default replica mode: only changed columns come; absent means unchanged and
+        -- JSON null means NULL, so copy the old row and overlay what came.
+        row = {}
+        for k, v in pairs(old) do row[k] = v end
+        for k, v in pairs(m.value) do row[k] = v end
+      end
+      rows[m.key] = row
+      mark(self, m.key)
+    elseif op == "delete" then
+      rows[m.key] = nil
+      self.delivered[m.key] = nil
+    elseif h.control == "up-to-date" then
+      up_to_date = true
+    elseif h.control == "must-refetch" then
+      refetch = true
+    end
+  end
+  return up_to_date, refetch
+end
+
+--- The shape must be fetched again: forget the rows, keep what was delivered so that runs
+-- whose state did not change are not handed out again.
+function Rows:reset()
+  self.rows = {}
+  self.changed = {}
+  self.order = {}
+  self.resyncing = true
+end
+
+local function same(a, b)
+  if a == b then return true end
+  if a == nil or b == nil then return false end
+  for k, v in pairs(a) do
+    if b[k] ~= v then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+--- At an up-to-date boundary: the rows whose state the user has not seen yet, in the order
+-- they first changed. Each returned row counts as delivered.
+-- @treturn {table,...} rows
+function Rows:take()
+  local out = {}
+  local rows, delivered = self.rows, self.delivered
+  for _, key in ipairs(self.order) do
+    local row = rows[key]
+    if row and not same(delivered[key], row) then
+      delivered[key] = row
+      out[#out + 1] = row
+    end
+  end
+  if self.resyncing then
+    -- Runs that left the shape while it was being rebuilt are forgotten.
+    for key in pairs(delivered) do
+      if rows[key] == nil then delivered[key] = nil end
+    end
+    self.resyncing = false
+  end
+  self.changed = {}
+  self.order = {}
+  return out
+end
+
+--- The delivered rows, for a saved position. Values are strings or JSON null.
+function Rows:snapshot()
+  local copy = {}
+  for key, row in pairs(self.delivered) do copy[key] = row end
+  return copy
+end
+
+M.null = json.null
+
+return M

@@ -1,0 +1,384 @@
+--- A live subscription to a Trigger.dev realtime shape.
+--
+-- The reading loop runs as a coroutine that yields runs. Waiting is the driver's business:
+-- `next` blocks (or yields to cqueues when called inside a cqueues coroutine), `poll` never
+-- blocks, and `pollfd`/`events`/`timeout` let any event loop wait for it.
+-- @classmod Subscription
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+local json = require "trigger.json"
+local run_object = require "trigger.run_object"
+local shape_rows = require "trigger.shape_rows"
+local clock = require "trigger.clock"
+
+local M = {}
+local Subscription = {}
+Subscription.__index = Subscription
+Subscription.__name = "trigger.subscription"
+
+local unpack = table.unpack or unpack -- luacheck: ignore
+
+-- Electric and Trigger.dev headers every realtime request carries.
+local PROTOCOL_HEADERS = {
+  "x-trigger-electric-version: 1.0.0-beta.1",
+  "x-trigger-api-version: 2025-07-16",
+}
+
+local function describe(method, url)
+  return method .. " " .. url
+end
+
+-- The server's own words from an error body: {"error": "..."} or {"message": "..."}.
+local function server_says(body)
+  if type(body) ~= "string" or body == "" then return nil end
+  local doc = json.decode(body)
+  if type(doc) == "table" then
+    local said = doc.error or doc.message
+    if type(said) == "string" then return said end
+  end
+  if #body <= 200 and not body:find("[%c]") then return body end
+  return nil
+end
+
+local function retry_after_seconds(headers)
+  local v = headers and headers["retry-after"]
+  local n = v and tonumber(v)
+  if n and n >= 0 then return math.min(n, 300) end
+  return 0
+end
+
+--- Create a subscription (called by `trigger.runs`).
+-- @tparam table spec `path`, `params`, `settings`, `transport`, `stop_when` (function(run))
+function M.new(spec)
+  local s = spec.settings
+  local self = setmetatable({
+    settings = s,
+    path = spec.path,
+    params = spec.params or {},
+    transport = spec.transport,
+    stop_when = spec.stop_when,
+    shape = core.shape(),
+    headers = { "Authorization: Bearer " .. s.access_token, unpack(PROTOCOL_HEADERS) },
+    closed = false,
+    finished = false,
+    ready = true, -- the coroutine may have work to do without waiting for I/O
+    wake_at = nil,
+    pending = nil,
+    packets = {}, -- store-packet cache: "field\0path" → {value}
+  }, Subscription)
+  self.headers[#self.headers + 1] = "trigger-version: trigger-realtime-lua/" .. spec.version
+  local resume = s.resume
+  if resume ~= nil then
+    local ok, err = self.shape:restore(resume.handle, resume.offset, resume.cursor)
+    if not ok then error(errors.new("bad_request", "opts.resume: " .. err), 0) end
+  end
+  self.rows = shape_rows.new(resume and resume.rows)
+  self.schema = resume and resume.schema
+  self.co = coroutine.create(function() return self:_loop() end)
+  return self
+end
+
+-- Inside the coroutine: perform an HTTP request, yielding while it runs.
+function Subscription:_http(req)
+  req.timeout = req.timeout or self.settings.read_timeout
+  req.connect_timeout = self.settings.connect_timeout
+  req.ca_file = self.settings.ca_file
+  req.max_body = self.settings.max_body
+  local status, headers, body = self.transport.perform(req, function(handle)
+    self.pending = handle
+    coroutine.yield("wait")
+  end)
+  self.pending = nil
+  return status, headers, body
+end
+
+-- Inside the coroutine: wait without I/O (backoff).
+function Subscription:_sleep(seconds)
+  if self.transport.sleep then return self.transport.sleep(seconds) end
+  self.wake_at = clock.now() + seconds
+  while clock.now() < self.wake_at do coroutine.yield("wait") end
+  self.wake_at = nil
+end
+
+-- A failure worth retrying: tell on_error, give up after max_retries, else back off.
+function Subscription:_transient(err, retry_after)
+  local s = self.settings
+  local attempts = self.shape:attempts() + 1
+  err.attempt = attempts
+  if s.on_error then s.on_error(err) end
+  if s.max_retries and attempts > s.max_retries then
+    err.message = err.message .. string.format(" (gave up after %d retries)", s.max_retries)
+    err.fatal = true
+    error(err, 0)
+  end
+  local delay = self.shape:backoff(s.retry_base, s.retry_cap, retry_after, math.random())
+  self:_sleep(delay)
+end
+
+-- application/store packets: ask the API for a presigned URL, then fetch it without our
+-- credentials. Cached per packet path, so an unchanged packet is fetched once.
+function Subscription:_fetch_packet(run_id, field, path)
+  local cache_key = field .. "\0" .. path
+  local cached = self.packets[cache_key]
+  if cached then return cached[1], cached[2] end
+  local base = self.settings.base_url
+  local auth = { self.headers[1] }
+  local tries = {
+    base .. "/api/v1/runs/" .. core.url_encode(run_id) .. "/packets/" .. field,
+    base .. "/api/v1/packets/" .. core.url_encode(path),
+  }
+  local presigned, last
+  for _, url in ipairs(tries) do
+    local status, headers, body = self:_http { url = url, headers = auth }
+    if status == 200 then
+      local doc = json.decode(body)
+      presigned = type(doc) == "table" and doc.presignedUrl
+      if type(presigned) == "string" then break end
+      last = "no presignedUrl in the answer of " .. describe("GET", url)
+    elseif status == 404 then
+      last = "packet not found (" .. describe("GET", url) .. ")"
+    else
+      last = (status and ("HTTP " .. status) or tostring(headers)) .. " from "
+        .. describe("GET", url)
+      break
+    end
+    presigned = nil
+  end
+  if not presigned then return nil, last end
+  local status, headers, body = self:_http { url = presigned }
+  if status ~= 200 then
+    return nil, (status and ("HTTP " .. status) or tostring(headers))
+      .. " fetching the stored packet"
+  end
+  local ctype = (headers["content-type"] or "application/json"):match("^[^;%s]+")
+  self.packets[cache_key] = { body, ctype }
+  return body, ctype
+end
+
+function Subscription:_warn(message, url)
+  if self.settings.on_error then
+    self.settings.on_error(errors.new("protocol", message, { request = url, fatal = false }))
+  end
+end
+
+-- Hand the changed runs of an up-to-date batch to the user, one yield each.
+function Subscription:_deliver(url)
+  for _, row in ipairs(self.rows:take()) do
+    local id = row.friendlyId
+    local run = run_object.build(row, function(field, path)
+      return self:_fetch_packet(id, field, path)
+    end, function(message)
+      self:_warn("run " .. tostring(id) .. " " .. message, url)
+    end)
+    self.ready = true
+    coroutine.yield("run", run)
+    if self.stop_when and self.stop_when(run) then return true end
+  end
+  self.committed = { self.shape:position() }
+  return false
+end
+
+function Subscription:_loop()
+  local base = self.settings.base_url .. self.path .. "?"
+  while true do
+    local url = base .. self.shape:query(self.params)
+    local where = describe("GET", url)
+    local status, headers, body = self:_http { url = url, headers = self.headers }
+    if not status then
+      self:_transient(errors.new("network", headers, { request = where }))
+    else
+      local messages, problem
+      if status == 200 then
+        messages, problem = json.decode(body)
+        if messages ~= nil then
+          local ok, why = shape_rows.validate(messages)
+          if not ok then messages, problem = nil, why end
+        end
+      end
+      if problem then
+        self:_transient(errors.new("protocol", "bad response body: " .. problem,
+          { status = status, request = where }))
+      else
+        local action, kind, message = self.shape:response(status, headers, body)
+        if action == "apply" then
+          if headers["electric-schema"] then self.schema = headers["electric-schema"] end
+          local up_to_date, refetch = false, false
+          if messages then up_to_date, refetch = self.rows:apply(messages) end
+          if refetch then
+            self.shape:response(409, {})
+            self.rows:reset()
+          elseif (up_to_date or headers["electric-up-to-date"] or status == 204)
+              and self:_deliver(url) then
+            return
+          end
+        elseif action == "resync" then
+          self.rows:reset()
+        else
+          local said = server_says(body)
+          if said then message = message .. ": " .. said end
+          local err = errors.new(kind, message, { status = status, request = where })
+          if action == "retry" then
+            self:_transient(err, retry_after_seconds(headers))
+          else
+            err.fatal = true
+            error(err, 0)
+          end
+        end
+      end
+    end
+  end
+end
+
+-- Resume the reading coroutine once: returns "run", run | "wait" | "end"; raises fatal errors.
+function Subscription:_resume()
+  local ok, what, value = coroutine.resume(self.co)
+  if not ok then
+    self:close()
+    if not errors.is(what) then
+      what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
+    end
+    self.failure = what
+    return "error", what
+  end
+  if coroutine.status(self.co) == "dead" then
+    self.finished = true
+    self:close()
+    return "end"
+  end
+  if what == "wait" then self.ready = false end
+  return what, value
+end
+
+-- Seconds until the subscription needs attention even if no I/O happens; nil: none timed.
+function Subscription:timeout()
+  if self.closed or self.ready then return 0 end
+  local t = self.transport.timeout()
+  if self.wake_at then
+    local w = math.max(0, self.wake_at - clock.now())
+    if not t or w < t then t = w end
+  end
+  return t
+end
+
+--- The descriptor an event loop should watch (the cqueues pollable protocol).
+-- @treturn integer fd
+function Subscription:pollfd()
+  return self.transport.pollfd()
+end
+
+--- The events to watch on `pollfd` (the cqueues pollable protocol).
+-- @treturn string "r"
+function Subscription:events()
+  return "r"
+end
+
+local function raise(err)
+  error(err, 2)
+end
+
+--- The next run, never blocking: performs whatever I/O is ready for every subscription of
+-- this thread, then returns a run if one is ready.
+-- @treturn[1] table a run
+-- @treturn[2] nil when none is ready (or the subscription ended: see `finished`)
+-- @raise a fatal error object
+function Subscription:poll()
+  if self.closed then
+    if self.failure then raise(self.failure) end
+    return nil
+  end
+  self.transport.step(0)
+  while true do
+    local what, value = self:_resume()
+    if what == "run" then return value end
+    if what == "error" then raise(value) end
+    if what == "end" then return nil end
+    return nil -- waiting for I/O
+  end
+end
+
+local function cqueues_running()
+  local cq = package.loaded.cqueues
+  return cq and cq.running and cq.running() and cq
+end
+
+--- The next run, waiting at most `timeout` seconds.
+-- Inside a cqueues coroutine the wait yields to cqueues instead of blocking the thread.
+-- @tparam[opt] number timeout seconds; nil waits as long as it takes
+-- @treturn[1] table a run
+-- @treturn[2] nil
+-- @treturn[2] string "timeout", "closed" or "finished"
+-- @raise a fatal error object (401, 403, 404, bad request, protocol errors, max_retries)
+function Subscription:next(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    error("bad argument #1 to 'next' (non-negative number expected)", 2)
+  end
+  local deadline = timeout and clock.now() + timeout
+  while true do
+    if self.closed then
+      if self.failure then raise(self.failure) end
+      return nil, self.finished and "finished" or "closed"
+    end
+    local what, value = self:_resume()
+    if what == "run" then return value end
+    if what == "error" then raise(value) end
+    if what ~= "end" then
+      local wait = self:timeout()
+      if deadline then
+        local left = deadline - clock.now()
+        if left <= 0 then return nil, "timeout" end
+        if wait == nil or left < wait then wait = left end
+      end
+      local cq = cqueues_running()
+      if cq then
+        cq.poll(self, wait)
+        self.transport.step(0)
+      else
+        self.transport.step(wait or -1)
+      end
+    end
+  end
+end
+
+--- Where the subscription stands: a table of strings that `opts.resume` accepts later (it can be
+-- saved with `cjson.encode`). It holds the shape position of the last batch fully delivered and
+-- the rows as they were handed out, so a resumed subscription yields only what changed since.
+-- @treturn table `{handle=, offset=, cursor=, schema=, rows=}`
+function Subscription:position()
+  local c = self.committed
+  local pos = { rows = self.rows:snapshot(), schema = self.schema }
+  if c then pos.handle, pos.offset, pos.cursor = c[1], c[2], c[3] end
+  return pos
+end
+
+--- Close the subscription: aborts its request (closing the connection) at once.
+-- Idempotent; also called by `__close` (a to-be-closed variable, or `break` out of a generic
+-- for on Lua 5.4) and `__gc`.
+function Subscription:close()
+  if self.closed then return end
+  self.closed = true
+  if self.pending then
+    self.pending:close()
+    self.pending = nil
+  end
+  self.shape:close()
+end
+
+Subscription.__close = Subscription.close
+Subscription.__gc = Subscription.close
+
+-- The generic for calls the subscription itself: `for run in sub do ... end`.
+function Subscription.__call(self)
+  local run, why = self:next(self.settings.timeout)
+  if run == nil and why == "timeout" then
+    raise(errors.new("timeout", "no run within " .. self.settings.timeout .. " s", {}))
+  end
+  return run
+end
+
+function Subscription.__tostring(self)
+  return string.format("trigger.subscription(%s%s)", self.path,
+    self.closed and ", closed" or "")
+end
+
+M.Subscription = Subscription
+return M

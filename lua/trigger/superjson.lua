@@ -1,0 +1,139 @@
+--- Decoding of `application/super+json` packets: `{"json": value, "meta": {"values": tree}}`.
+-- The annotation tree restores what plain JSON cannot carry. In Lua: `Date`, `URL`, `regexp`
+-- stay strings; `bigint` becomes an integer when it fits in 64 bits (Lua 5.3+), else its
+-- decimal string; `undefined` removes the value; `number` restores NaN and the infinities;
+-- `set` stays an array; `map` becomes a table keyed by the map's keys.
+-- @module trigger.superjson
+local json = require "trigger.json"
+
+local M = {}
+
+local MAX_ANNOTATIONS = 100000
+
+-- Split "a.b\.c" into {"a", "b.c"}: dots separate, a backslash escapes a dot or a backslash.
+local function parse_path(path)
+  if not path:find("\\", 1, true) then
+    local parts = {}
+    for part in (path .. "."):gmatch("(.-)%.") do parts[#parts + 1] = part end
+    return parts
+  end
+  local parts, seg, i = {}, {}, 1
+  while i <= #path do
+    local c = path:sub(i, i)
+    if c == "\\" then
+      local nxt = path:sub(i + 1, i + 1)
+      if nxt ~= "." and nxt ~= "\\" then error("invalid superjson path " .. path, 0) end
+      seg[#seg + 1] = nxt
+      i = i + 2
+    elseif c == "." then
+      parts[#parts + 1] = table.concat(seg)
+      seg = {}
+      i = i + 1
+    else
+      seg[#seg + 1] = c
+      i = i + 1
+    end
+  end
+  parts[#parts + 1] = table.concat(seg)
+  return parts
+end
+
+-- The key of a path segment inside a container: object keys are strings, array indices
+-- are 0-based in the path and 1-based in Lua.
+local function slot(container, segment)
+  if container[segment] ~= nil then return segment end
+  local n = tonumber(segment)
+  if n and n >= 0 and n % 1 == 0 then return n + 1 end
+  return segment
+end
+
+local function bigint(s)
+  if type(s) ~= "string" or not s:match("^%-?%d+$") then return s end
+  local n = math.tointeger and math.tointeger(tonumber(s))
+  if n and tostring(n) == s then return n end
+  return s
+end
+
+local NUMBERS = { NaN = 0 / 0, Infinity = math.huge, ["-Infinity"] = -math.huge, ["-0"] = -0.0 }
+
+local function untransform(value, annotation)
+  if type(annotation) ~= "string" then return value end -- class, custom, symbol: as sent
+  if annotation == "undefined" then return nil end
+  if annotation == "bigint" then return bigint(value) end
+  if annotation == "number" then
+    local n = NUMBERS[value]
+    if n ~= nil then return n end
+    return value
+  end
+  if annotation == "map" and type(value) == "table" then
+    local map = {}
+    for _, pair in ipairs(value) do
+      if type(pair) == "table" and pair[1] ~= nil and pair[1] ~= json.null then
+        map[pair[1]] = pair[2]
+      end
+    end
+    return map
+  end
+  return value -- Date, URL, regexp, set, Error: their JSON form is the Lua form
+end
+
+local budget
+
+-- Replace the value at path (relative to root) with fn(value); returns the new root.
+local function set_deep(root, path, fn)
+  if #path == 0 then return fn(root) end
+  local node = root
+  for i = 1, #path - 1 do
+    if type(node) ~= "table" then error("superjson path leads nowhere", 0) end
+    node = node[slot(node, path[i])]
+  end
+  if type(node) ~= "table" then error("superjson path leads nowhere", 0) end
+  local key = slot(node, path[#path])
+  node[key] = fn(node[key])
+  return root
+end
+
+local function apply(value, tree, depth)
+  if depth > json.max_depth then error("superjson annotations nest too deep", 0) end
+  budget = budget - 1
+  if budget < 0 then error("too many superjson annotations", 0) end
+  if type(tree) ~= "table" then error("malformed superjson annotation", 0) end
+  local annotation, children
+  if tree[1] ~= nil then
+    annotation, children = tree[1], tree[2]
+  else
+    children = tree
+  end
+  if type(children) == "table" then
+    for key, sub in pairs(children) do
+      if type(key) ~= "string" then error("malformed superjson annotation", 0) end
+      value = set_deep(value, parse_path(key), function(v) return apply(v, sub, depth + 1) end)
+    end
+  end
+  if annotation ~= nil then value = untransform(value, annotation) end
+  return value
+end
+
+--- Decode a super+json document.
+-- @tparam string text the packet data
+-- @treturn[1] any the value with its annotations applied
+-- @treturn[2] nil
+-- @treturn[2] string why it could not be decoded
+function M.decode(text)
+  local doc, err = json.decode(text)
+  if doc == nil then return nil, err end
+  if type(doc) ~= "table" then return nil, "super+json document is not an object" end
+  local value, meta = doc.json, doc.meta
+  if value == nil then value = json.null end
+  if type(meta) ~= "table" or meta.values == nil or meta.values == json.null then
+    return value
+  end
+  budget = MAX_ANNOTATIONS
+  local ok, result = pcall(apply, value, meta.values, 1)
+  if not ok then return nil, result end
+  return result
+end
+
+M._parse_path = parse_path
+
+return M
