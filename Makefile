@@ -20,7 +20,7 @@ CORE_SRC := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/lcore.c
 CURL_SRC := csrc/buf.c csrc/hub.c csrc/lcurl.c
 HEADERS  := $(wildcard csrc/*.h)
 
-BUSTED   := $(LUA) /usr/bin/busted
+BUSTED   := $(LUA) /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so"
 
 .PHONY: all test demo clean install check lint doc bench
 all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
@@ -43,7 +43,7 @@ install: all
 	cp -r lua/trigger $(INST_LUADIR)/
 	cp bin/trigger-realtime-server $(INST_BINDIR)/
 
-test: all
+test: all build/test_core
 	@sh spec/run.sh "$(BUSTED)"
 
 demo: all
@@ -51,3 +51,7 @@ demo: all
 
 clean:
 	rm -rf build
+
+build/test_core: spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(CRYPTO_LIBS) -lm

@@ -1,0 +1,189 @@
+--- Public access tokens: short-lived JWTs a backend mints with its secret key so that
+-- front ends (or other scripts) can read runs without the secret.
+-- @module trigger.auth
+local config = require "trigger.config"
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+local json = require "trigger.json"
+
+local M = {}
+
+local ISSUER = "https://id.trigger.dev"
+local AUDIENCE = "https://api.trigger.dev"
+local DEFAULT_EXPIRY = 15 * 60
+
+local UNIT_SECONDS = {
+  s = 1, sec = 1, secs = 1, second = 1, seconds = 1,
+  m = 60, min = 60, mins = 60, minute = 60, minutes = 60,
+  h = 3600, hr = 3600, hrs = 3600, hour = 3600, hours = 3600,
+  d = 86400, day = 86400, days = 86400,
+  w = 604800, week = 604800, weeks = 604800,
+  y = 31557600, yr = 31557600, yrs = 31557600, year = 31557600, years = 31557600,
+}
+
+--- The `exp` claim for an expiration time.
+-- @param v nil (15 minutes), a duration string ("15m", "1h", "2d", "1 week"), or a number:
+--   seconds since the epoch
+-- @tparam number now seconds since the epoch
+-- @treturn[1] integer exp
+-- @treturn[2] nil
+-- @treturn[2] string why not
+function M.expiry(v, now)
+  if v == nil then return now + DEFAULT_EXPIRY end
+  if type(v) == "number" then
+    if v ~= v or v <= 0 or v == math.huge then return nil, "expiration_time must be positive" end
+    return math.floor(v)
+  end
+  if type(v) ~= "string" then return nil, "expiration_time must be a string or a number" end
+  local n, unit = v:match("^%s*(%d+%.?%d*)%s*(%a+)%s*$")
+  local scale = unit and UNIT_SECONDS[unit:lower()]
+  if not scale then
+    return nil, "expiration_time '" .. v .. "' is not a duration such as \"15m\", \"1h\", \"2d\""
+  end
+  return now + math.floor(tonumber(n) * scale + 0.5)
+end
+
+local SCOPE_KINDS = { read = true, write = true }
+local SCOPE_RESOURCES = { runs = true, tasks = true, tags = true, batch = true }
+
+--- Flatten `{read = {tags = {"a"}, runs = true}}` into `{"read:runs", "read:tags:a"}` (sorted).
+-- @treturn[1] {string,...} scopes
+-- @treturn[2] nil
+-- @treturn[2] string what is wrong
+function M.flatten_scopes(scopes)
+  if type(scopes) ~= "table" then return nil, "scopes must be a table" end
+  local out = {}
+  for kind, resources in pairs(scopes) do
+    if not SCOPE_KINDS[kind] then
+      return nil, "unknown scope kind '" .. tostring(kind) .. "' (expected read or write)"
+    end
+    if type(resources) ~= "table" then return nil, "scopes." .. kind .. " must be a table" end
+    for resource, which in pairs(resources) do
+      if not SCOPE_RESOURCES[resource] then
+        return nil, string.format("unknown scope '%s.%s' (expected runs, tasks, tags or batch)",
+          kind, tostring(resource))
+      end
+      local prefix = kind .. ":" .. resource
+      if which == true then
+        out[#out + 1] = prefix
+      elseif type(which) == "string" and which ~= "" then
+        out[#out + 1] = prefix .. ":" .. which
+      elseif type(which) == "table" then
+        for i, id in ipairs(which) do
+          if type(id) ~= "string" or id == "" then
+            return nil, string.format("scopes.%s.%s[%d] must be a non-empty string", kind,
+              resource, i)
+          end
+          out[#out + 1] = prefix .. ":" .. id
+        end
+      elseif which ~= false then
+        return nil, string.format("scopes.%s.%s must be true, an id or a list of ids", kind,
+          resource)
+      end
+    end
+  end
+  if #out == 0 then return nil, "scopes grant nothing" end
+  table.sort(out)
+  return out
+end
+
+local claims_cache = {} -- base_url NUL secret → claims from the server
+
+local function fetch_claims(settings)
+  local cache_key = settings.base_url .. "\0" .. settings.access_token
+  local cached = claims_cache[cache_key]
+  if cached then return cached end
+  local transport
+  if rawget(_G, "ngx") and ngx.socket then -- luacheck: ignore
+    transport = require "trigger.transport.ngx"
+  else
+    transport = require "trigger.transport.curl"
+  end
+  local url = settings.base_url .. "/api/v1/auth/jwt/claims"
+  local where = "POST " .. url
+  local status, headers, body = transport.perform {
+    url = url, method = "POST", body = "{}",
+    headers = { "Authorization: Bearer " .. settings.access_token,
+      "Content-Type: application/json" },
+    timeout = settings.read_timeout, connect_timeout = settings.connect_timeout,
+    ca_file = settings.ca_file, max_body = 1024 * 1024,
+  }
+  if not status then return nil, errors.new("network", headers, { request = where }) end
+  local doc = json.decode(body)
+  if status ~= 200 then
+    local kinds = { [401] = "auth", [403] = "forbidden", [404] = "not_found", [429] = "rate_limited" }
+    local said = type(doc) == "table" and (doc.error or doc.message)
+    return nil, errors.new(kinds[status] or (status >= 500 and "network" or "protocol"),
+      "could not get the token claims" .. (type(said) == "string" and (": " .. said) or ""),
+      { status = status, request = where })
+  end
+  if type(doc) ~= "table" or type(doc.sub) ~= "string" then
+    return nil, errors.new("protocol", "the claims answer has no 'sub'",
+      { status = status, request = where })
+  end
+  claims_cache[cache_key] = doc
+  return doc
+end
+
+--- Sign claims into an HS256 JWT.
+-- @tparam string secret the signing key
+-- @tparam table claims
+-- @treturn string the token
+function M.sign(secret, claims)
+  local signing_input = core.b64url_encode(json.encode { alg = "HS256" }) .. "."
+    .. core.b64url_encode(json.encode(claims))
+  return signing_input .. "." .. core.b64url_encode(core.hs256(secret, signing_input))
+end
+
+local TOKEN_OPTIONS = { scopes = "table", expiration_time = "any", realtime = "table" }
+
+--- Mint a public access token.
+-- @tparam table opts `scopes` (`{read = {tags = {"user:1234"}, runs = true | {"run_1"},
+--   tasks = {…}, batch = {…}}}`), `expiration_time` ("15m" default, "1h", "2d", or seconds
+--   since the epoch), `realtime` (`{skip_columns = {…}}`), and `access_token` (the secret key)
+--   / `base_url` / `ca_file` as for subscriptions
+-- @treturn[1] string the token
+-- @treturn[2] nil
+-- @treturn[2] table an error object (`bad_request` for bad options, `auth` for a public token
+--   used as the key, or the server's refusal)
+function M.create_public_token(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'create_public_token' (table expected)", 2)
+  end
+  config.check(opts, "create_public_token", TOKEN_OPTIONS)
+  local settings, err = config.resolve(opts)
+  if not settings then return nil, err end
+  if not settings.access_token:match("^tr_%w+_") then
+    return nil, errors.new("auth", "create_public_token needs a secret key (tr_dev_…, "
+      .. "tr_prod_…) to sign with; a public access token cannot mint tokens")
+  end
+  local scopes, why = M.flatten_scopes(opts.scopes)
+  if not scopes then return nil, errors.new("bad_request", why) end
+  local now = os.time()
+  local exp
+  exp, why = M.expiry(opts.expiration_time, now)
+  if not exp then return nil, errors.new("bad_request", why) end
+  local server_claims
+  server_claims, err = fetch_claims(settings)
+  if not server_claims then return nil, err end
+  local claims = {}
+  for k, v in pairs(server_claims) do claims[k] = v end
+  claims.pub = true
+  claims.iss = ISSUER
+  claims.aud = AUDIENCE
+  claims.iat = now
+  claims.exp = exp
+  claims.scopes = scopes
+  local rt = opts.realtime
+  if rt and rt.skip_columns and #rt.skip_columns > 0 then
+    claims.realtime = { skipColumns = rt.skip_columns }
+  end
+  return M.sign(settings.access_token, claims)
+end
+
+--- Forget cached claims (for tests and key rotation).
+function M.clear_cache()
+  claims_cache = {}
+end
+
+return M

@@ -1,0 +1,163 @@
+-- Unit tests: TaskRun rows (Postgres text values) to public run objects.
+local run_object = require "trigger.run_object"
+local json = require "trigger.json"
+local null = json.null
+
+local function row(over)
+  local r = {
+    id = "cm123", friendlyId = "run_1", taskIdentifier = "my-task", status = "EXECUTING",
+    createdAt = "2025-01-10 12:00:00.123", updatedAt = "2025-01-10T12:00:01",
+    startedAt = null, delayUntil = null, queuedAt = "2025-01-10 12:00:00", expiredAt = null,
+    completedAt = null, number = "42", isTest = "f", usageDurationMs = "1500",
+    costInCents = "0.5", baseCostInCents = "0.25", ttl = "10m", payload = '{"a":1}',
+    payloadType = "application/json", metadata = null, metadataType = null, output = null,
+    outputType = null, runTags = '{user:1234,"b c"}', error = null, realtimeStreams = "{}",
+  }
+  for k, v in pairs(over or {}) do r[k] = v end
+  return r
+end
+
+describe("run_object.build", function()
+  it("maps every documented field", function()
+    local run = run_object.build(row())
+    assert.are.equal("run_1", run.id)
+    assert.are.equal("my-task", run.taskIdentifier)
+    assert.are.equal("EXECUTING", run.status)
+    assert.are.equal("2025-01-10T12:00:00.123Z", run.createdAt)
+    assert.are.equal("2025-01-10T12:00:01.000Z", run.updatedAt)
+    assert.are.equal("2025-01-10T12:00:00.000Z", run.queuedAt)
+    assert.is_nil(run.startedAt)
+    assert.is_nil(run.finishedAt)
+    assert.are.equal(42, run.number)
+    assert.are.equal(1500, run.durationMs)
+    assert.are.equal(0.5, run.costInCents)
+    assert.are.equal(0.25, run.baseCostInCents)
+    assert.are.same({ "user:1234", "b c" }, run.tags)
+    assert.are.same({}, run.realtimeStreams)
+    assert.are.equal("10m", run.ttl)
+    assert.is_false(run.isTest)
+    assert.are.same({ a = 1 }, run.payload)
+    assert.is_nil(run.output)
+    assert.is_nil(run.metadata)
+    assert.is_nil(run.error)
+    assert.is_true(run.isExecuting)
+    assert.is_false(run.isCompleted)
+  end)
+
+  it("renames completedAt and delayUntil", function()
+    local run = run_object.build(row { completedAt = "2025-01-10 12:01:00.5",
+      delayUntil = "2025-01-11T00:00:00.000" })
+    assert.are.equal("2025-01-10T12:01:00.500Z", run.finishedAt)
+    assert.are.equal("2025-01-11T00:00:00.000Z", run.delayedUntil)
+  end)
+
+  it("defaults duration, costs, tags and isTest", function()
+    local run = run_object.build(row { usageDurationMs = null, costInCents = null,
+      baseCostInCents = null, runTags = null, isTest = null, realtimeStreams = null })
+    assert.are.equal(0, run.durationMs)
+    assert.are.equal(0, run.costInCents)
+    assert.are.equal(0, run.baseCostInCents)
+    assert.are.same({}, run.tags)
+    assert.are.same({}, run.realtimeStreams)
+    assert.is_false(run.isTest)
+  end)
+
+  it("reads both boolean spellings", function()
+    assert.is_true(run_object.build(row { isTest = "t" }).isTest)
+    assert.is_true(run_object.build(row { isTest = "true" }).isTest)
+    assert.is_false(run_object.build(row { isTest = "false" }).isTest)
+  end)
+
+  local statuses = {
+    DELAYED = "DELAYED", WAITING_FOR_DEPLOY = "PENDING_VERSION", PENDING_VERSION = "PENDING_VERSION",
+    PENDING = "QUEUED", PAUSED = "WAITING", WAITING_TO_RESUME = "WAITING", DEQUEUED = "DEQUEUED",
+    RETRYING_AFTER_FAILURE = "EXECUTING", EXECUTING = "EXECUTING", CANCELED = "CANCELED",
+    COMPLETED_SUCCESSFULLY = "COMPLETED", SYSTEM_FAILURE = "SYSTEM_FAILURE", CRASHED = "CRASHED",
+    INTERRUPTED = "FAILED", COMPLETED_WITH_ERRORS = "FAILED", EXPIRED = "EXPIRED",
+    TIMED_OUT = "TIMED_OUT", SOMETHING_NEW = "QUEUED",
+  }
+  local helpers = {
+    QUEUED = { isQueued = true }, DELAYED = { isQueued = true }, PENDING_VERSION = { isQueued = true },
+    WAITING = { isWaiting = true }, DEQUEUED = { isExecuting = true },
+    EXECUTING = { isExecuting = true }, COMPLETED = { isSuccess = true, isCompleted = true },
+    CANCELED = { isCancelled = true }, FAILED = { isFailed = true, isCompleted = true },
+    CRASHED = { isFailed = true, isCompleted = true },
+    SYSTEM_FAILURE = { isFailed = true, isCompleted = true },
+    EXPIRED = { isFailed = true, isCompleted = true },
+    TIMED_OUT = { isFailed = true, isCompleted = true },
+  }
+  for db, public in pairs(statuses) do
+    it("maps status " .. db .. " to " .. public .. " with its helpers", function()
+      local run = run_object.build(row { status = db })
+      assert.are.equal(public, run.status)
+      for _, h in ipairs { "isQueued", "isExecuting", "isWaiting", "isCompleted", "isFailed",
+        "isSuccess", "isCancelled" } do
+        assert.are.equal(helpers[public][h] or false, run[h], h)
+      end
+    end)
+  end
+
+  it("turns each TaskRunError into a SerializedError", function()
+    local function err(e) return run_object.build(row { error = json.encode(e) }).error end
+    assert.are.same({ name = "TypeError", message = "boom", stackTrace = "at x" },
+      err { type = "BUILT_IN_ERROR", name = "TypeError", message = "boom", stackTrace = "at x" })
+    assert.are.same({ message = "oops" }, err { type = "STRING_ERROR", raw = "oops" })
+    assert.are.same({ message = "custom" }, err { type = "CUSTOM_ERROR", raw = "custom" })
+    assert.are.same({ message = "trigger.dev internal error (TASK_RUN_CRASHED)" },
+      err { type = "INTERNAL_ERROR", code = "TASK_RUN_CRASHED" })
+  end)
+
+  it("decodes each packet type", function()
+    local run = run_object.build(row {
+      payload = "hello", payloadType = "text/plain",
+      output = '{"json":{"n":"NaN","d":"2025-01-10T00:00:00.000Z"},"meta":{"values":{"n":["number"],"d":["Date"]}}}',
+      outputType = "application/super+json",
+      metadata = '{"progress":0.5}', metadataType = "application/json",
+    })
+    assert.are.equal("hello", run.payload)
+    assert.is_true(run.output.n ~= run.output.n)
+    assert.are.equal("2025-01-10T00:00:00.000Z", run.output.d)
+    assert.are.same({ progress = 0.5 }, run.metadata)
+  end)
+
+  it("keeps JSON null inside packets as json.null", function()
+    local run = run_object.build(row { payload = '{"a":null}' })
+    assert.are.equal(null, run.payload.a)
+  end)
+
+  it("passes unknown packet types through as strings", function()
+    assert.are.equal("<x/>", run_object.build(row { payload = "<x/>",
+      payloadType = "application/xml" }).payload)
+  end)
+
+  it("leaves metadata out when metadataType is not set", function()
+    assert.is_nil(run_object.build(row { metadata = '{"a":1}', metadataType = null }).metadata)
+  end)
+
+  it("treats empty packet data as absent", function()
+    assert.is_nil(run_object.build(row { payload = "" }).payload)
+  end)
+
+  it("warns and keeps the text when a JSON packet is broken", function()
+    local warned
+    local run = run_object.build(row { payload = "{broken" }, nil, function(m) warned = m end)
+    assert.are.equal("{broken", run.payload)
+    assert.matches("payload: application/json packet does not decode", warned)
+  end)
+
+  it("fetches application/store packets through the given function", function()
+    local asked
+    local run = run_object.build(row { payload = "packets/run_1/payload.json",
+      payloadType = "application/store" }, function(field, path)
+        asked = field .. " " .. path
+        return '{"big":true}', "application/json"
+      end)
+    assert.are.equal("payload packets/run_1/payload.json", asked)
+    assert.are.same({ big = true }, run.payload)
+  end)
+
+  it("adds idempotencyKey only when present", function()
+    assert.is_nil(run_object.build(row()).idempotencyKey)
+    assert.are.equal("k1", run_object.build(row { idempotencyKey = "k1" }).idempotencyKey)
+  end)
+end)
