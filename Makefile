@@ -55,3 +55,6 @@ clean:
 build/test_core: spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(CRYPTO_LIBS) -lm
+
+# Further targets live beside this file, one file per concern (openresty, check, bench, lint).
+-include mk/*.mk
