@@ -63,7 +63,7 @@ function M.new(spec)
     finished = false,
     ready = true, -- the coroutine may have work to do without waiting for I/O
     wake_at = nil,
-    pending = nil,
+    inflight = {}, -- requests in flight: closing the subscription aborts them
     packets = {}, -- store-packet cache: "field\0path" → {value}
   }, Subscription)
   self.headers[#self.headers + 1] = "trigger-version: trigger-realtime-lua/" .. spec.version
@@ -78,18 +78,36 @@ function M.new(spec)
   return self
 end
 
--- Inside the coroutine: perform an HTTP request, yielding while it runs.
-function Subscription:_http(req)
-  req.timeout = req.timeout or self.settings.read_timeout
-  req.connect_timeout = self.settings.connect_timeout
-  req.ca_file = self.settings.ca_file
-  req.max_body = self.settings.max_body
-  local status, headers, body = self.transport.perform(req, function(handle)
-    self.pending = handle
-    coroutine.yield("wait")
-  end)
-  self.pending = nil
+-- Start a request. With a transport that can run requests in the background (curl), it is in
+-- flight at once; otherwise (cosockets) it runs when awaited.
+function Subscription:_begin(req)
+  local s = self.settings
+  req.timeout = req.timeout or s.read_timeout
+  req.connect_timeout = s.connect_timeout
+  req.ca_file = s.ca_file
+  req.max_body = s.max_body
+  if not self.transport.start then return { req = req } end
+  local handle, err = self.transport.start(req)
+  if not handle then return { err = err } end
+  self.inflight[handle] = true
+  return { handle = handle }
+end
+
+-- Inside the coroutine: the result of a started request, yielding while it runs.
+-- Returns status, headers, body, or nil and a message.
+function Subscription:_await(p)
+  if p.err then return nil, p.err end
+  if p.req then return self.transport.perform(p.req) end
+  local h = p.handle
+  while not h:done() do coroutine.yield("wait") end
+  self.inflight[h] = nil
+  local status, headers, body = h:result()
+  h:close()
   return status, headers, body
+end
+
+function Subscription:_http(req)
+  return self:_await(self:_begin(req))
 end
 
 -- Inside the coroutine: wait without I/O (backoff).
@@ -178,54 +196,84 @@ function Subscription:_deliver(url)
   return false
 end
 
+-- What one response of the shape log means; returns true when the subscription is over.
+-- `next_request` starts the following request early (before runs are handed out), so the
+-- user's work overlaps the next long-poll and closing the subscription aborts a live request.
+function Subscription:_handle(url, status, headers, body, next_request)
+  local where = describe("GET", url)
+  if not status then
+    self:_transient(errors.new("network", headers, { request = where }))
+    return false
+  end
+  local messages, problem
+  if status == 200 then
+    messages, problem = json.decode(body)
+    if messages ~= nil then
+      local ok, why = shape_rows.validate(messages)
+      if not ok then messages, problem = nil, why end
+    end
+  end
+  if problem then
+    self:_transient(errors.new("protocol", "bad response body: " .. problem,
+      { status = status, request = where }))
+    return false
+  end
+  local action, kind, message = self.shape:response(status, headers, body)
+  if action == "apply" then
+    if headers["electric-schema"] then self.schema = headers["electric-schema"] end
+    local up_to_date, refetch = false, false
+    if messages then up_to_date, refetch = self.rows:apply(messages) end
+    if refetch then
+      self.shape:response(409, {})
+      self.rows:reset()
+    elseif up_to_date or headers["electric-up-to-date"] or status == 204 then
+      next_request()
+      return self:_deliver(url)
+    end
+  elseif action == "resync" then
+    self.rows:reset()
+  else
+    local said = server_says(body)
+    if said then message = message .. ": " .. said end
+    local err = errors.new(kind, message, { status = status, request = where })
+    if action == "retry" then
+      self:_transient(err, retry_after_seconds(headers))
+    else
+      err.fatal = true
+      error(err, 0)
+    end
+  end
+  return false
+end
+
 function Subscription:_loop()
   local base = self.settings.base_url .. self.path .. "?"
+  local started -- a request begun before the last batch was handed out
   while true do
     local url = base .. self.shape:query(self.params)
-    local where = describe("GET", url)
-    local status, headers, body = self:_http { url = url, headers = self.headers }
-    if not status then
-      self:_transient(errors.new("network", headers, { request = where }))
+    local p
+    if started and started.url == url then
+      p = started.pending
     else
-      local messages, problem
-      if status == 200 then
-        messages, problem = json.decode(body)
-        if messages ~= nil then
-          local ok, why = shape_rows.validate(messages)
-          if not ok then messages, problem = nil, why end
-        end
-      end
-      if problem then
-        self:_transient(errors.new("protocol", "bad response body: " .. problem,
-          { status = status, request = where }))
-      else
-        local action, kind, message = self.shape:response(status, headers, body)
-        if action == "apply" then
-          if headers["electric-schema"] then self.schema = headers["electric-schema"] end
-          local up_to_date, refetch = false, false
-          if messages then up_to_date, refetch = self.rows:apply(messages) end
-          if refetch then
-            self.shape:response(409, {})
-            self.rows:reset()
-          elseif (up_to_date or headers["electric-up-to-date"] or status == 204)
-              and self:_deliver(url) then
-            return
-          end
-        elseif action == "resync" then
-          self.rows:reset()
-        else
-          local said = server_says(body)
-          if said then message = message .. ": " .. said end
-          local err = errors.new(kind, message, { status = status, request = where })
-          if action == "retry" then
-            self:_transient(err, retry_after_seconds(headers))
-          else
-            err.fatal = true
-            error(err, 0)
-          end
-        end
+      if started then self:_abort(started.pending) end
+      p = self:_begin { url = url, headers = self.headers }
+    end
+    started = nil
+    local status, headers, body = self:_await(p)
+    local function next_request()
+      if self.transport.start then
+        local nurl = base .. self.shape:query(self.params)
+        started = { url = nurl, pending = self:_begin { url = nurl, headers = self.headers } }
       end
     end
+    if self:_handle(url, status, headers, body, next_request) then return end
+  end
+end
+
+function Subscription:_abort(p)
+  if p.handle then
+    self.inflight[p.handle] = nil
+    p.handle:close()
   end
 end
 
@@ -356,10 +404,8 @@ end
 function Subscription:close()
   if self.closed then return end
   self.closed = true
-  if self.pending then
-    self.pending:close()
-    self.pending = nil
-  end
+  for handle in pairs(self.inflight) do handle:close() end
+  self.inflight = {}
   self.shape:close()
 end
 

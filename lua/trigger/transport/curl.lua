@@ -34,6 +34,14 @@ function M.perform(req, wait)
   return status, headers, body
 end
 
+--- Start a request in the background; drive it with `step`.
+-- @treturn[1] userdata a request: `done()`, `result()` (as `perform` returns), `close()`
+-- @treturn[2] nil
+-- @treturn[2] string why it could not start
+function M.start(req)
+  return the_hub():request(req)
+end
+
 --- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens).
 function M.step(seconds)
   the_hub():step(seconds)
