@@ -179,20 +179,24 @@ function Subscription:_warn(message, url)
   end
 end
 
--- Hand the changed runs of an up-to-date batch to the user, one yield each.
+-- Hand the changed runs of an up-to-date batch to the user, one yield each. The position
+-- after this batch counts as reached when its last run is handed out.
 function Subscription:_deliver(url)
-  for _, row in ipairs(self.rows:take()) do
+  local reached = { self.shape:position() }
+  local rows = self.rows:take()
+  if #rows == 0 then self.committed = reached end
+  for i, row in ipairs(rows) do
     local id = row.friendlyId
     local run = run_object.build(row, function(field, path)
       return self:_fetch_packet(id, field, path)
     end, function(message)
       self:_warn("run " .. tostring(id) .. " " .. message, url)
     end)
+    if i == #rows then self.committed = reached end
     self.ready = true
     coroutine.yield("run", run)
     if self.stop_when and self.stop_when(run) then return true end
   end
-  self.committed = { self.shape:position() }
   return false
 end
 
