@@ -20,7 +20,6 @@ CORE_SRC := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/lcore.c
 CURL_SRC := csrc/buf.c csrc/hub.c csrc/lcurl.c
 HEADERS  := $(wildcard csrc/*.h)
 
-BUSTED   := $(LUA) /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so"
 
 .PHONY: all test demo clean install check lint doc bench
 all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
@@ -44,7 +43,7 @@ install: all
 	cp bin/trigger-realtime-server $(INST_BINDIR)/
 
 test: all build/test_core
-	@sh spec/run.sh "$(BUSTED)"
+	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 demo: all
 	@sh examples/demo.sh

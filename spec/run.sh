@@ -1,9 +1,9 @@
 #!/bin/sh
 # make test: the C unit tests and every busted spec, then one closing line
 # "N passed, N failed" that CI reads (busted's own summary is not recognised there).
-# Usage: spec/run.sh "BUSTED COMMAND" [spec files...]
-busted=${1:-"lua5.4 /usr/bin/busted"}
-shift
+# Usage: LUA=lua5.4 BUILD=build/5.4 spec/run.sh [spec files...]
+LUA=${LUA:-lua5.4}
+BUILD=${BUILD:-build/5.4}
 specs=${*:-spec}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -19,7 +19,8 @@ if [ -x build/test_core ]; then
 fi
 
 # shellcheck disable=SC2086
-$busted -o TAP $specs > "$out" 2>&1
+"$LUA" /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="$BUILD/?.so" -o TAP $specs \
+  > "$out" 2>&1
 status=$?
 cat "$out"
 p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")

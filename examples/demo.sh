@@ -1,0 +1,19 @@
+#!/bin/sh
+# make demo: start the bundled local realtime server with the demo scenario, follow its runs
+# with examples/watch_tag.lua, stop when every demo run has finished.
+set -e
+BUILD=${BUILD:-build/5.4}
+out=$(mktemp)
+bin/trigger-realtime-server --port 0 --hold-ms 20000 --scenario examples/scenarios/demo.lua > "$out" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT INT TERM
+for _ in $(seq 1 100); do
+  grep -q '^listening ' "$out" && break
+  sleep 0.05
+done
+url=$(sed -n 's/^listening //p' "$out" | head -n 1)
+[ -n "$url" ] || { echo "the local server did not start" >&2; exit 1; }
+echo "local realtime server at $url"
+TRIGGER_API_URL=$url TRIGGER_SECRET_KEY=tr_dev_local_emulator_secret_key \
+  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$BUILD/?.so;;" \
+  timeout 60 lua5.4 examples/watch_tag.lua user:1234 --until-finished
