@@ -1,0 +1,145 @@
+-- Fault injection: things real networks, proxies and servers do to a client.
+--
+-- A fault spec is { kind = ..., match = { path_prefix, live, initial }, count = n, ... }.
+-- Each request takes the first pending fault that matches it (in injection order) and uses up
+-- one of its `count`. Faults never touch the /_emulator admin routes.
+local json = require "trigger.server.json"
+local http = require "trigger.server.http"
+
+local faults = {}
+
+faults.KINDS = {
+  status = true,          -- answer `status` (retry_after, body optional) instead of the real thing
+  reset_mid_body = true,  -- headers and half the body, then the connection is closed at once
+  drip = true,            -- the real response, chunked, chunk_size bytes at a time, delay_ms apart
+  truncate = true,        -- Content-Length of the whole body, half of it sent, then a clean close
+  invalid_json = true,    -- a 200 with the real electric headers and a body that is not JSON
+  strip_headers = true,   -- the real response without any electric-* header (a meddling proxy)
+  stale_handle = true,    -- the real response, but electric-handle = the request's expired_handle
+  delay = true,           -- wait delay_ms, then answer normally
+}
+
+local List = {}
+List.__index = List
+
+function faults.new()
+  return setmetatable({ pending = {} }, List)
+end
+
+local function check_number(spec, name, min)
+  local v = spec[name]
+  if v ~= nil and (type(v) ~= "number" or v < min) then
+    return nil, ("fault %s must be a number >= %d"):format(name, min)
+  end
+  return true
+end
+
+local function optional_bool(v)
+  if v == json.null then return nil end
+  return v
+end
+
+-- Validate and copy a spec. -> fault or nil, message
+local function normalize(spec)
+  if type(spec) ~= "table" then return nil, "fault spec must be a table" end
+  if not faults.KINDS[spec.kind] then
+    return nil, ("unknown fault kind %q"):format(tostring(spec.kind))
+  end
+  for _, name in ipairs({ "count", "chunk_size" }) do
+    local ok, err = check_number(spec, name, 1)
+    if not ok then return nil, err end
+  end
+  for _, name in ipairs({ "delay_ms", "retry_after" }) do
+    local ok, err = check_number(spec, name, 0)
+    if not ok then return nil, err end
+  end
+  if spec.kind == "status" and (type(spec.status) ~= "number" or spec.status < 100) then
+    return nil, "a status fault needs a numeric status"
+  end
+  local match = spec.match or {}
+  if type(match) ~= "table" then return nil, "fault match must be a table" end
+  if match.path_prefix ~= nil and match.path_prefix ~= json.null and
+     type(match.path_prefix) ~= "string" then
+    return nil, "match.path_prefix must be a string"
+  end
+  local body = spec.body
+  if body ~= nil and type(body) ~= "string" then body = json.encode(body) end
+  return {
+    kind = spec.kind, count = math.floor(spec.count or 1), status = spec.status, body = body,
+    retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
+    delay_ms = spec.delay_ms,
+    path_prefix = match.path_prefix ~= json.null and match.path_prefix or nil,
+    live = optional_bool(match.live), initial = optional_bool(match.initial),
+  }
+end
+
+function List:add(spec)
+  local fault, err = normalize(spec)
+  if not fault then return nil, err end
+  self.pending[#self.pending + 1] = fault
+  return true
+end
+
+function List:clear()
+  self.pending = {}
+end
+
+local function matches(f, req)
+  if req.path:sub(1, 11) == "/_emulator/" then return false end
+  if f.path_prefix and req.path:sub(1, #f.path_prefix) ~= f.path_prefix then return false end
+  local params = req.params
+  if f.live ~= nil and (params.live == "true") ~= f.live then return false end
+  if f.initial ~= nil and (params.offset == "-1") ~= f.initial then return false end
+  -- A stale cache entry only exists for a request that names the handle that expired.
+  if f.kind == "stale_handle" and not params.expired_handle then return false end
+  return true
+end
+
+-- The fault this request gets, if any (using up one of its count).
+function List:take(req)
+  for i, f in ipairs(self.pending) do
+    if matches(f, req) then
+      f.count = f.count - 1
+      if f.count <= 0 then table.remove(self.pending, i) end
+      return f
+    end
+  end
+end
+
+-- The canned answer of a `status` fault.
+function faults.status_response(f)
+  local headers = { { "content-type", "application/json; charset=utf-8" } }
+  if f.retry_after then headers[#headers + 1] = { "retry-after", json.number_text(f.retry_after) } end
+  local body = f.body
+  if not body then
+    local message = f.status == 429 and "Too many concurrent requests"
+      or http.REASONS[f.status] or "Injected fault"
+    body = json.encode({ error = message })
+  end
+  return http.response(f.status, headers, body)
+end
+
+-- Change the real response as the fault says; returns the write plan for http.write_response.
+function faults.apply(f, req, res)
+  local kind = f.kind
+  if kind == "invalid_json" then
+    res.body = '[{"headers":{"control":"up-to-da'
+  elseif kind == "strip_headers" then
+    local kept = {}
+    for _, h in ipairs(res.headers) do
+      if h[1]:sub(1, 9) ~= "electric-" then kept[#kept + 1] = h end
+    end
+    res.headers = kept
+  elseif kind == "stale_handle" then
+    http.set_header(res, "electric-handle", req.params.expired_handle)
+  elseif kind == "drip" then
+    return { mode = "chunked", chunk_size = f.chunk_size or 1, delay_ms = f.delay_ms }
+  elseif kind == "truncate" then
+    return { mode = "truncate" }
+  elseif kind == "reset_mid_body" then
+    return { mode = "reset" }
+  end
+  return { mode = "normal" }
+end
+
+return faults

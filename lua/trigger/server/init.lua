@@ -1,0 +1,381 @@
+-- trigger.server: a local emulator of the Trigger.dev realtime API (see README.md beside this).
+--
+-- Design choice: the HTTP/1.1 server is written directly on cqueues.socket instead of on an HTTP
+-- library. Fault injection needs full control over every byte on the wire (a body cut in half, a
+-- response dripped one byte per chunk, headers a proxy would strip, a connection dropped while a
+-- long-poll is held), which libraries deliberately hide; and lua-http, the cqueues HTTP library,
+-- is not packaged for Lua 5.4 anyway. cqueues gives us one coroutine per connection, conditions
+-- to wake held long-polls the moment a run changes, and a loop that can be stepped from a host.
+local cqueues = require "cqueues"
+local condition = require "cqueues.condition"
+local socket = require "cqueues.socket"
+local admin = require "trigger.server.admin"
+local faults = require "trigger.server.faults"
+local http = require "trigger.server.http"
+local json = require "trigger.server.json"
+local realtime = require "trigger.server.realtime"
+local shape = require "trigger.server.shape"
+local store = require "trigger.server.store"
+local util = require "trigger.server.util"
+local values = require "trigger.server.values"
+
+local server = {}
+
+server.NULL = json.null   -- "set this field to NULL" in create_run/update_run fields
+
+server.DEFAULTS = {
+  host = "127.0.0.1",
+  port = 0,
+  hold_ms = 20000,
+  secret_key = "tr_dev_local_emulator_secret_key",
+  environment_id = "env_local_emulator",
+  chunk_rows = 1000,
+  max_connections = 100000,
+  bool_style = "t",
+  timestamp_style = "space",
+  legacy_packets_only = false,
+  verbose = false,
+  idle_timeout = 300,   -- seconds a kept-alive connection may sit idle between requests
+}
+
+local WRITE_TIMEOUT = 30
+local LOG_SIZE = 200
+
+local Server = {}
+Server.__index = Server
+
+local function check_options(opts)
+  local o = {}
+  for k, v in pairs(server.DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts or {}) do
+    if server.DEFAULTS[k] == nil and k ~= "now_ms" then
+      error(("trigger.server: unknown option %q"):format(tostring(k)), 3)
+    end
+    o[k] = v
+  end
+  assert(o.bool_style == "t" or o.bool_style == "true", "bool_style must be 't' or 'true'")
+  assert(o.timestamp_style == "space" or o.timestamp_style == "T",
+         "timestamp_style must be 'space' or 'T'")
+  for _, k in ipairs({ "port", "hold_ms", "chunk_rows", "max_connections" }) do
+    assert(math.type(o[k]) == "integer" and o[k] >= 0, k .. " must be a non-negative integer")
+  end
+  assert(o.chunk_rows >= 1, "chunk_rows must be at least 1")
+  return o
+end
+
+function server.new(opts)
+  local o = check_options(opts)
+  local self = setmetatable({ opts = o, now_ms = o.now_ms or util.now_ms }, Server)
+  self.cq = cqueues.new()
+  self.store = store.new({ bool_style = o.bool_style, timestamp_style = o.timestamp_style,
+                           now_ms = self.now_ms })
+  self.shapes = shape.registry()
+  self.faults = faults.new()
+  self.changed = condition.new()
+  self.conns = {}
+  self.active_realtime = 0
+  self:reset_stats()
+  return self
+end
+
+---------------------------------------------------------------------------------------------------
+-- Stats
+
+function Server:reset_stats()
+  self.counters = { requests = 0, connections_opened = 0, connections_closed = 0 }
+  self.request_log = {}
+end
+
+function Server:stats()
+  local open = 0
+  for conn in pairs(self.conns) do
+    if conn.counted then open = open + 1 end
+  end
+  local log = {}
+  for i, e in ipairs(self.request_log) do log[i] = e end
+  return {
+    requests = self.counters.requests,
+    connections_opened = self.counters.connections_opened,
+    connections_closed = self.counters.connections_closed,
+    open_connections = open,
+    active_realtime = self.active_realtime,
+    log = log,
+  }
+end
+
+-- Never the token itself: only whether one was sent.
+local function log_entry(req, status)
+  local h = req.headers
+  return {
+    method = req.method, path = req.path, query = req.query, status = status,
+    live = req.params.live == "true",
+    headers = {
+      ["x-trigger-electric-version"] = h["x-trigger-electric-version"],
+      ["x-trigger-api-version"] = h["x-trigger-api-version"],
+      has_authorization = h["authorization"] ~= nil,
+    },
+  }
+end
+
+function Server:record(req, status, started)
+  local log = self.request_log
+  log[#log + 1] = log_entry(req, status)
+  if #log > LOG_SIZE then table.remove(log, 1) end
+  if self.opts.verbose then
+    io.stderr:write(("%s %s%s -> %s (%.0f ms)\n"):format(req.method, req.path,
+      req.query ~= "" and ("?" .. req.query) or "", status == 0 and "no answer" or status,
+      (cqueues.monotime() - started) * 1000))
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Waiting for changes
+
+function Server:notify()
+  self.changed:signal()
+end
+
+-- A pollable that is ready when the client's socket is readable: during a long-poll that means
+-- the client hung up (or pipelined its next request).
+local function readable(sock)
+  local fd = sock:pollfd()
+  return { pollfd = function() return fd end, events = function() return "r" end }
+end
+
+-- Wait until something changes, `deadline` (monotonic seconds) passes, or the client goes away.
+-- -> "changed" | "timeout" | "gone"
+function Server:wait_change(conn, deadline)
+  local left = deadline - cqueues.monotime()
+  if left <= 0 then return "timeout" end
+  if conn.watch_input then
+    local ready = cqueues.poll(self.changed, conn.watch, left)
+    if ready == conn.watch then
+      local data, err = conn.sock:xread(-4096, "b", 0)
+      if data then
+        conn.sock:unget(data)      -- a pipelined request: keep it, stop watching
+        conn.watch_input = false
+      elseif not err then
+        return "gone"
+      end
+      return "changed"
+    end
+    return ready == self.changed and "changed" or "timeout"
+  end
+  local ready = cqueues.poll(self.changed, left)
+  return ready == self.changed and "changed" or "timeout"
+end
+
+---------------------------------------------------------------------------------------------------
+-- Requests
+
+local function not_found()
+  return realtime.json_response(404, { error = "Not found" })
+end
+
+function Server:route(conn, req)
+  local res = admin.dispatch(self, conn, req)
+  if res == false then res = realtime.dispatch(self, conn, req) end
+  if res == false then res = not_found() end
+  return res
+end
+
+local function internal_error(err)
+  io.stderr:write("trigger.server: internal error: ", tostring(err), "\n")
+  return realtime.json_response(500, { error = "Internal server error" })
+end
+
+-- Answer one request. -> true when the connection can serve another.
+function Server:handle(conn, req)
+  local started = cqueues.monotime()
+  req.params = util.parse_query(req.query)
+  self.counters.requests = self.counters.requests + 1
+  -- Connection counts leave out the admin API's own connections, so that a spec can tell
+  -- whether the client under test closed its socket.
+  if not conn.counted and req.path:sub(1, 11) ~= "/_emulator/" then
+    conn.counted = true
+    self.counters.connections_opened = self.counters.connections_opened + 1
+  end
+  local fault = self.faults:take(req)
+  local res
+  if fault and fault.kind == "status" then
+    res = faults.status_response(fault)
+  else
+    if fault and fault.kind == "delay" then cqueues.sleep((fault.delay_ms or 0) / 1000) end
+    local ok, r = xpcall(self.route, debug.traceback, self, conn, req)
+    if ok then res = r else res = internal_error(r) end
+  end
+  if not res then
+    self:record(req, 0, started)
+    return false
+  end
+  local plan = fault and faults.apply(fault, req, res) or { mode = "normal" }
+  plan.keep_alive = req.keep_alive
+  plan.cancelled = function() return conn.dropped end
+  local reusable = http.write_response(conn.sock, res, plan, WRITE_TIMEOUT)
+  self:record(req, res.status, started)
+  conn.close_mode = plan.mode
+  return reusable and not conn.dropped
+end
+
+function Server:serve(sock)
+  sock:setmode("b", "bf")
+  sock:onerror(function(_, _, why) return why end) -- errors come back as values, never raised
+  local conn = { sock = sock, dropped = false, watch_input = true }
+  conn.watch = readable(sock)
+  self.conns[conn] = true
+  while not conn.dropped and not self.closed do
+    local req, err = http.read_request(sock, self.opts.idle_timeout)
+    if not req then
+      if err ~= "closed" and err ~= "timeout" and not conn.dropped then
+        http.write_response(sock, realtime.json_response(400, { error = err }),
+                            { keep_alive = false }, WRITE_TIMEOUT)
+      end
+      break
+    end
+    local ok, again = xpcall(self.handle, debug.traceback, self, conn, req)
+    if not ok then io.stderr:write("trigger.server: ", tostring(again), "\n") end
+    if not (ok and again) then break end
+  end
+  if conn.close_mode == "truncate" then pcall(sock.shutdown, sock, "w") end
+  sock:close()
+  self.conns[conn] = nil
+  if conn.counted then
+    self.counters.connections_closed = self.counters.connections_closed + 1
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Lifecycle
+
+function Server:start()
+  local listener = socket.listen({ host = self.opts.host, port = self.opts.port, reuseaddr = true })
+  listener:onerror(function(_, _, why) return why end)
+  local ok, err = listener:listen()
+  if not ok then
+    error(("trigger.server: cannot listen on %s:%d: %s"):format(self.opts.host, self.opts.port,
+          type(err) == "number" and require("cqueues.errno").strerror(err) or tostring(err)), 2)
+  end
+  local _, host, port = listener:localname()
+  self.listener, self.host, self.port = listener, host, port
+  self.base_url = ("http://%s:%d"):format(host, port)
+  self.cq:wrap(function()
+    while not self.closed do
+      -- close() cancels the wait; accepting on the closed listener then raises: that ends us.
+      local accepted, sock = pcall(listener.accept, listener, nil, 3600)
+      if not accepted then break end
+      if sock and not self.closed then
+        self.cq:wrap(function() self:serve(sock) end)
+      elseif sock then
+        sock:close()
+      end
+    end
+  end)
+  return self
+end
+
+-- Run `fn(...)` in its own coroutine on the server's loop (scenarios use this); errors are
+-- reported on stderr and do not stop the server.
+function Server:spawn(fn, ...)
+  local args = table.pack(...)
+  self.cq:wrap(function()
+    local ok, err = xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
+    if not ok then io.stderr:write("trigger.server: scenario error: ", tostring(err), "\n") end
+  end)
+end
+
+-- Pause the calling coroutine (for scenarios running on the server's loop).
+server.sleep = cqueues.sleep
+
+-- Run the loop once: wait up to `timeout` seconds for work, do it, return.
+function Server:step(timeout)
+  local ok, err = self.cq:step(timeout)
+  if not ok then error(err, 2) end
+end
+
+function Server:run_forever()
+  while not self.closed do
+    local ok, err = self.cq:step(1)
+    if not ok then io.stderr:write("trigger.server: ", tostring(err), "\n") end
+  end
+end
+
+function Server:close()
+  if self.closed then return end
+  self.closed = true
+  self:drop_connections()
+  if self.listener then
+    cqueues.cancel(self.listener:pollfd())
+    self.listener:close()
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Scenario API
+
+function Server:create_run(fields)
+  local friendly, internal = self.store:create_run(fields)
+  self:notify()
+  return friendly, internal
+end
+
+function Server:update_run(friendly_id, fields)
+  self.store:update_run(friendly_id, fields)
+  self:notify()
+end
+
+function Server:delete_run(friendly_id)
+  self.store:delete_run(friendly_id)
+  self:notify()
+end
+
+-- The stored row in its wire (Postgres text) form, plus batchId; nil for an unknown run.
+function Server:get_run(friendly_id)
+  local rec = self.store:find(friendly_id)
+  if not rec then return nil end
+  local row, order = {}, {}
+  for _, col in ipairs(values.COLUMNS) do
+    row[col.name] = rec.enc[col.name]
+    order[#order + 1] = col.name
+  end
+  row.batchId = rec.row.batchId or json.null
+  order[#order + 1] = "batchId"
+  return json.ordered(row, order)
+end
+
+-- Every shape gets a new handle: clients holding an old one get 409 must-refetch.
+function Server:rotate_handles()
+  self.shapes:clear()
+  self:notify()
+end
+
+function Server:inject_fault(spec)
+  local ok, err = self.faults:add(spec)
+  if not ok then error(err, 2) end
+end
+
+function Server:put_blob(path, content_type, body)
+  self.store:put_blob(path, content_type, body)
+end
+
+-- Forget runs, blobs, shapes, faults and stats (open connections stay open).
+function Server:reset()
+  self.store:clear()
+  self.shapes:clear()
+  self.faults:clear()
+  self:reset_stats()
+  self:notify()
+end
+
+-- Close every open connection at once, mid-request or not, as a server restart would; the data
+-- and handles stay. `except` (a connection) is spared: the admin request asking for it.
+function Server:drop_connections(except)
+  for conn in pairs(self.conns) do
+    if conn ~= except then
+      conn.dropped = true
+      pcall(conn.sock.shutdown, conn.sock, "rw")
+    end
+  end
+  self:notify()
+end
+
+return server

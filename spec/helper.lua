@@ -1,0 +1,194 @@
+-- Shared by every spec: module paths, and a local realtime server in a child process.
+--
+--   local helper = require "spec.helper"
+--   local srv = helper.start_server{ hold_ms = 2000 }
+--   local id, internal = srv:create_run{ tags = { "user:1" } }
+--   ...
+--   srv:stop()
+--
+-- The server runs as a separate process (bin/trigger-realtime-server) so that a client under
+-- test can block on it freely; the spec drives it over the /_emulator admin routes.
+local cjson = require "cjson"
+local socket = require "socket"
+
+local helper = {}
+
+-- The repository root: where this file's spec/ directory lives.
+local source = debug.getinfo(1, "S").source:gsub("^@", "")
+helper.root = source:match("^(.*)/spec/helper%.lua$") or "."
+
+helper.lua_path = "lua/?.lua;lua/?/init.lua;"
+helper.cpath = "build/5.4/?.so;"
+if helper.root ~= "." then
+  helper.lua_path = helper.root .. "/lua/?.lua;" .. helper.root .. "/lua/?/init.lua;" ..
+    helper.lua_path
+  helper.cpath = helper.root .. "/build/5.4/?.so;" .. helper.cpath
+end
+package.path = helper.lua_path .. package.path
+package.cpath = helper.cpath .. package.cpath
+
+helper.null = cjson.null
+helper.lua = os.getenv("TRIGGER_SERVER_LUA") or "lua5.4"
+helper.DEFAULT_SECRET_KEY = "tr_dev_local_emulator_secret_key"
+helper.DEFAULT_ENVIRONMENT_ID = "env_local_emulator"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- server option -> command-line flag
+local FLAGS = {
+  hold_ms = "--hold-ms", chunk_rows = "--chunk-rows", max_connections = "--max-connections",
+  secret_key = "--secret-key", environment_id = "--environment-id", bool_style = "--bool-style",
+  timestamp_style = "--timestamp-style", scenario = "--scenario", host = "--host",
+}
+local SWITCHES = { legacy_packets_only = "--legacy-packets-only", verbose = "--verbose" }
+
+local function command_line(opts)
+  local args = { helper.lua, shell_quote(helper.root .. "/bin/trigger-realtime-server"),
+                 "--port", tostring(opts.port or 0) }
+  for k, v in pairs(opts) do
+    if FLAGS[k] then
+      args[#args + 1] = FLAGS[k]
+      args[#args + 1] = shell_quote(v)
+    elseif SWITCHES[k] then
+      if v then args[#args + 1] = SWITCHES[k] end
+    elseif k ~= "port" then
+      error("helper.start_server: unknown option " .. tostring(k), 3)
+    end
+  end
+  return table.concat(args, " ")
+end
+
+---------------------------------------------------------------------------------------------------
+-- A minimal HTTP client for the admin routes: one connection per call, Connection: close.
+
+local function read_response(conn)
+  local status_line, err = conn:receive("*l")
+  if not status_line then return nil, "no response: " .. tostring(err) end
+  local status = tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
+  local headers = {}
+  while true do
+    local line = conn:receive("*l")
+    if not line or line == "" then break end
+    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+    if name then headers[name:lower()] = value end
+  end
+  local body = ""
+  local length = tonumber(headers["content-length"] or "")
+  if length and length > 0 then body = conn:receive(length) or "" end
+  return status, body, headers
+end
+
+-- -> status, body (string), headers
+function helper.http(base_host, port, method, path, body)
+  local conn = assert(socket.connect(base_host, port))
+  conn:settimeout(30)
+  local lines = {
+    ("%s %s HTTP/1.1"):format(method, path),
+    "Host: " .. base_host .. ":" .. port,
+    "Connection: close",
+  }
+  if body then
+    lines[#lines + 1] = "Content-Type: application/json"
+    lines[#lines + 1] = "Content-Length: " .. #body
+  end
+  assert(conn:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")))
+  local status, rbody, headers = read_response(conn)
+  conn:close()
+  if not status then error(rbody, 2) end
+  return status, rbody, headers
+end
+
+---------------------------------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+local running = {}
+
+-- Admin call; raises unless the answer is 2xx. -> decoded JSON body
+function Server:admin(method, path, value)
+  local body = value ~= nil and cjson.encode(value) or nil
+  local status, rbody = helper.http("127.0.0.1", self.port, method, path, body)
+  if status < 200 or status > 299 then
+    error(("%s %s -> %d %s"):format(method, path, status, rbody), 3)
+  end
+  return cjson.decode(rbody)
+end
+
+local function encode_id(id)
+  return (id:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+function Server:create_run(fields)
+  local r = self:admin("POST", "/_emulator/runs", fields or {})
+  return r.id, r.internalId
+end
+
+function Server:update_run(id, fields)
+  self:admin("PATCH", "/_emulator/runs/" .. encode_id(id), fields)
+end
+
+function Server:delete_run(id)
+  self:admin("DELETE", "/_emulator/runs/" .. encode_id(id))
+end
+
+-- The stored row in wire form (strings or cjson.null), plus batchId; nil for an unknown run.
+function Server:get_run(id)
+  local status, body = helper.http("127.0.0.1", self.port, "GET", "/_emulator/runs/" .. encode_id(id))
+  if status == 404 then return nil end
+  assert(status == 200, body)
+  return cjson.decode(body)
+end
+
+function Server:rotate() self:admin("POST", "/_emulator/rotate") end
+function Server:fault(spec) self:admin("POST", "/_emulator/faults", spec) end
+function Server:stats() return self:admin("GET", "/_emulator/stats") end
+function Server:reset() self:admin("POST", "/_emulator/reset") end
+function Server:drop_connections() self:admin("POST", "/_emulator/drop_connections") end
+
+function Server:put_blob(path, content_type, body)
+  self:admin("POST", "/_emulator/blobs", { path = path, contentType = content_type, body = body })
+end
+
+function Server:stop()
+  if self.stopped then return end
+  self.stopped = true
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  self.pipe:close() -- waits for the child
+  running[self] = nil
+end
+
+-- Start bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
+-- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose.
+function helper.start_server(opts)
+  opts = opts or {}
+  local cmd = "sh -c " .. shell_quote("echo $$; exec " .. command_line(opts))
+  local pipe = assert(io.popen(cmd, "r"))
+  local pid = tonumber(pipe:read("l"))
+  local line = pipe:read("l")
+  local base_url = line and line:match("^listening (http://%S+)$")
+  if not (pid and base_url) then
+    pipe:close()
+    error("trigger-realtime-server did not start (got " .. tostring(line) .. ")", 2)
+  end
+  local self = setmetatable({
+    pid = pid, pipe = pipe, base_url = base_url,
+    port = tonumber(base_url:match(":(%d+)$")),
+    secret_key = opts.secret_key or helper.DEFAULT_SECRET_KEY,
+    environment_id = opts.environment_id or helper.DEFAULT_ENVIRONMENT_ID,
+  }, Server)
+  running[self] = true
+  return self
+end
+
+-- Stop every server still running (specs that failed half-way leave some behind).
+function helper.stop_all()
+  for s in pairs(running) do s:stop() end
+end
+
+-- Last resort when the Lua state closes: never leave a server process behind.
+helper._reaper = setmetatable({}, { __gc = function() helper.stop_all() end })
+
+return helper
