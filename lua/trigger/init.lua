@@ -25,6 +25,17 @@ function M.configure(opts)
 end
 
 M.runs = require "trigger.runs"
+
+--- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
+-- for some to happen (returns early when it does). A game loop can use it as its sleep, so
+-- the network keeps moving between ticks; `sub:poll()` then hands out what arrived.
+-- @tparam[opt=0] number seconds
+function M.step(seconds)
+  if seconds ~= nil and type(seconds) ~= "number" then
+    error("bad argument #1 to 'step' (number expected)", 2)
+  end
+  require("trigger.transport.curl").step(seconds or 0)
+end
 M.errors = require "trigger.errors"
 
 -- auth is loaded on first use: most scripts only subscribe.
