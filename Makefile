@@ -35,12 +35,10 @@ $(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS)
 # LuaRocks' make backend calls "make" then "make install" with these set.
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
-INST_BINDIR ?= $(BUILD)/install/bin
 install: all
-	mkdir -p $(INST_LIBDIR)/trigger $(INST_LUADIR) $(INST_BINDIR)
+	mkdir -p $(INST_LIBDIR)/trigger $(INST_LUADIR)
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
-	cp bin/trigger-realtime-server $(INST_BINDIR)/
 
 test: all build/test_core
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
