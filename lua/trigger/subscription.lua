@@ -40,6 +40,10 @@ local function server_says(body)
   return nil
 end
 
+-- libcurl failures that no retry can mend: a certificate that does not verify, a CA file that
+-- cannot be read, a URL that is not one.
+local PERMANENT_CURL_CODES = { [1] = true, [3] = true, [58] = true, [60] = true, [77] = true }
+
 local function retry_after_seconds(headers)
   local v = headers and headers["retry-after"]
   local n = v and tonumber(v)
@@ -103,7 +107,7 @@ function Subscription:_await(p)
   self.inflight[h] = nil
   local status, headers, body = h:result()
   h:close()
-  return status, headers, body
+  return status, headers, body -- on failure: nil, message, libcurl code
 end
 
 function Subscription:_http(req)
@@ -206,7 +210,12 @@ end
 function Subscription:_handle(url, status, headers, body, next_request)
   local where = describe("GET", url)
   if not status then
-    self:_transient(errors.new("network", headers, { request = where }))
+    local err = errors.new("network", headers, { request = where })
+    if PERMANENT_CURL_CODES[body] then
+      err.fatal = true
+      error(err, 0)
+    end
+    self:_transient(err)
     return false
   end
   local messages, problem

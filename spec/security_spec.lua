@@ -1,0 +1,87 @@
+-- TLS verification, redirects and token hygiene.
+local helper = require "spec.helper"
+local trigger = require "trigger"
+local curl_transport = require "trigger.transport.curl"
+
+local function sh(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true or ok == 0
+end
+
+describe("TLS", function()
+  local dir, port, pid
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(sh("mkdir -p " .. dir))
+    assert(sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      .. "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem",
+      dir, dir)))
+    port = helper.free_port and helper.free_port() or (20000 + math.random(0, 20000))
+    local p = io.popen(string.format("openssl s_server -quiet -accept 127.0.0.1:%d -cert %s/cert.pem "
+      .. "-key %s/key.pem -www >/dev/null 2>&1 & echo $!", port, dir, dir))
+    pid = p:read("l")
+    p:close()
+    -- wait until it accepts
+    for _ = 1, 100 do
+      if sh(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d'", port)) then break end
+      sh("sleep 0.05")
+    end
+  end)
+
+  teardown(function()
+    if pid then sh("kill " .. pid) end
+    sh("rm -rf " .. dir)
+  end)
+
+  it("refuses a self-signed server by default, without retrying", function()
+    local calls = 0
+    local sub = trigger.runs.subscribe_to_tag("t", { access_token = "tr_dev_x",
+      base_url = "https://127.0.0.1:" .. port, on_error = function() calls = calls + 1 end })
+    local ok, err = pcall(sub.next, sub, 10)
+    assert.is_false(ok)
+    assert.are.equal("network", err.kind)
+    assert.is_true(err.fatal)
+    assert.matches("certificate", err.message)
+    assert.are.equal(0, calls)
+  end)
+
+  it("accepts it with ca_file", function()
+    local status = curl_transport.perform { url = "https://127.0.0.1:" .. port .. "/",
+      ca_file = dir .. "/cert.pem", timeout = 10 }
+    assert.are.equal(200, status)
+  end)
+end)
+
+describe("credentials", function()
+  local srv
+  setup(function() srv = helper.start_server { hold_ms = 1000 } end)
+  teardown(function() srv:stop() end)
+
+  it("does not follow redirects (the token stays with its host)", function()
+    srv:fault { match = { path_prefix = "/realtime/v1/runs" }, kind = "status", status = 302 }
+    local sub = trigger.runs.subscribe_to_tag("t", { access_token = srv.secret_key,
+      base_url = srv.base_url })
+    local ok, err = pcall(sub.next, sub, 10)
+    assert.is_false(ok)
+    assert.are.equal("protocol", err.kind)
+    assert.matches("redirect", err.message)
+  end)
+
+  it("never shows the token in errors, tostring or on_error", function()
+    local token = "tr_dev_this_is_very_secret"
+    local texts = {}
+    srv:fault { match = { path_prefix = "/realtime/v1/runs" }, kind = "status", status = 503,
+      count = 1 }
+    local sub = trigger.runs.subscribe_to_tag("t", { access_token = token, base_url = srv.base_url,
+      retry_base = 0.01, on_error = function(e) texts[#texts + 1] = tostring(e) end })
+    local ok, err = pcall(sub.next, sub, 10)
+    assert.is_false(ok)
+    texts[#texts + 1] = tostring(err)
+    texts[#texts + 1] = tostring(sub)
+    for _, t in ipairs(texts) do
+      assert.is_nil(t:find("very_secret", 1, true), t)
+    end
+  end)
+end)
