@@ -105,11 +105,13 @@ describe("trigger.auth", function()
     assert.are.equal("bad_request", err.kind)
     assert.matches("unknown scope kind 'admin'", err.message)
     none, err = mint { scopes = { read = { files = true } } }
+    assert.is_nil(none)
     assert.matches("unknown scope 'read.files'", err.message)
     none, err = mint { scopes = { read = { runs = true } }, expiration_time = "soon" }
     assert.is_nil(none)
     assert.matches("not a duration", err.message)
     none, err = mint { scopes = { read = {} } }
+    assert.is_nil(none)
     assert.matches("grant nothing", err.message)
     none, err = mint { access_token = "tr_dev_unknown", scopes = { read = { runs = true } } }
     assert.is_nil(none)

@@ -110,7 +110,8 @@ describe("run_object.build", function()
   it("decodes each packet type", function()
     local run = run_object.build(row {
       payload = "hello", payloadType = "text/plain",
-      output = '{"json":{"n":"NaN","d":"2025-01-10T00:00:00.000Z"},"meta":{"values":{"n":["number"],"d":["Date"]}}}',
+      output = '{"json":{"n":"NaN","d":"2025-01-10T00:00:00.000Z"},'
+        .. '"meta":{"values":{"n":["number"],"d":["Date"]}}}',
       outputType = "application/super+json",
       metadata = '{"progress":0.5}', metadataType = "application/json",
     })

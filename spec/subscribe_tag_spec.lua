@@ -239,15 +239,17 @@ describe("subscribe_to_tag", function()
     end)
 
     it("raises from the for-loop form and closes the subscription", function()
-      local sub
+      local sub = trigger.runs.subscribe_to_tag(fresh_tag(), { access_token = "tr_dev_nope",
+        base_url = srv.base_url })
       local ok, err = pcall(function()
-        for _ in trigger.runs.subscribe_to_tag(fresh_tag(), { access_token = "tr_dev_nope",
-          base_url = srv.base_url }) do
-        end
+        for _ in sub do end
       end)
       assert.is_false(ok)
       assert.are.equal("auth", err.kind)
-      assert.is_nil(sub)
+      assert.is_true(sub.closed)
+      local again_ok, again = pcall(sub.next, sub, 1)
+      assert.is_false(again_ok)
+      assert.are.equal(err, again)
     end)
 
     it("refuses bad arguments at once", function()
@@ -262,38 +264,47 @@ describe("subscribe_to_tag", function()
   end)
 
   describe("closing", function()
-    local function open_connections()
-      return srv:stats().open_connections
+    -- Wait (boundedly) until the server's view satisfies pred.
+    local function server_sees(pred)
+      for _ = 1, 200 do
+        local st = srv:stats()
+        if pred(st) then return st end
+        trigger.step(0.01)
+      end
+      return nil
     end
 
     it("closes the connection at once on break", function()
       local tag = fresh_tag()
       srv:create_run { runTags = { tag } }
-      local before = srv:stats().connections_closed
-      local n = 0
-      for run in trigger.runs.subscribe_to_tag(tag, { access_token = srv.secret_key,
+      local before
+      for run in trigger.runs.subscribe_to_tag(tag, { access_token = srv.secret_key, -- luacheck: ignore 512
         base_url = srv.base_url }) do
-        n = n + 1
         assert.is_string(run.id)
-        -- the next call starts a long-poll; break after the up-to-date batch is yielded
+        -- the next long-poll was started before this run was handed out: let it reach the
+        -- server, then leave the loop
+        before = server_sees(function(st) return st.active_realtime > 0 end)
         break
       end
-      assert.are.equal(1, n)
-      -- The library reuses connections: what matters is that no live request is left.
+      assert.is_truthy(before, "the next long-poll reached the server")
+      local after = server_sees(function(st)
+        return st.connections_closed > before.connections_closed
+          and st.active_realtime < before.active_realtime
+      end)
+      assert.is_truthy(after, "the server saw the connection close")
+    end)
+
+    it("closes the connection at once on close()", function()
+      local tag = fresh_tag()
+      srv:create_run { runTags = { tag } }
       local sub = subscribe(tag)
       collect(sub, 1)
-      -- now the subscription is in a long-poll; close must drop that connection
-      local mid = srv:stats()
+      local before = server_sees(function(st) return st.active_realtime > 0 end)
+      assert.is_truthy(before)
       sub:close()
-      local closed
-      for _ = 1, 50 do
-        local st = srv:stats()
-        if st.connections_closed > mid.connections_closed then closed = st break end
-        require("socket").sleep(0.02)
-      end
-      assert.is_truthy(closed, "server saw the connection close")
-      assert.is_true(closed.connections_closed > before)
-      assert.is_true(open_connections() <= mid.open_connections)
+      assert.is_truthy(server_sees(function(st)
+        return st.connections_closed > before.connections_closed
+      end))
     end)
 
     it("close is idempotent and next after close says closed", function()

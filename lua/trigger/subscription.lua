@@ -329,7 +329,7 @@ end
 
 --- The events to watch on `pollfd` (the cqueues pollable protocol).
 -- @treturn string "r"
-function Subscription:events()
+function Subscription:events() -- luacheck: ignore 212
   return "r"
 end
 
@@ -348,13 +348,10 @@ function Subscription:poll()
     return nil
   end
   self.transport.step(0)
-  while true do
-    local what, value = self:_resume()
-    if what == "run" then return value end
-    if what == "error" then raise(value) end
-    if what == "end" then return nil end
-    return nil -- waiting for I/O
-  end
+  local what, value = self:_resume()
+  if what == "run" then return value end
+  if what == "error" then raise(value) end
+  return nil -- waiting for I/O, or ended
 end
 
 local function cqueues_running()
