@@ -3,8 +3,8 @@
 #ifndef TR_COMPAT_H
 #define TR_COMPAT_H
 
-#include <lua.h>
 #include <lauxlib.h>
+#include <lua.h>
 
 #if LUA_VERSION_NUM >= 502
 #define tr_setfuncs(L, l) luaL_setfuncs((L), (l), 0)

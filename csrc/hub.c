@@ -130,8 +130,10 @@ static void detach(tr_request *r) {
 }
 
 static void unlink_request(tr_request *r) {
-    if (r->prev) r->prev->next = r->next;
-    else if (r->hub) r->hub->requests = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (r->hub)
+        r->hub->requests = r->next;
     if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
 }
@@ -234,11 +236,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp) {
         return len;
     }
     size_t colon = 0;
-    while (colon < len && p[colon] != ':') colon++;
+    while (colon < len && p[colon] != ':')
+        colon++;
     if (colon == 0 || colon == len) return len; /* blank line or not a header */
     size_t v = colon + 1, end = len;
-    while (v < end && (p[v] == ' ' || p[v] == '\t')) v++;
-    while (end > v && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' ')) end--;
+    while (v < end && (p[v] == ' ' || p[v] == '\t'))
+        v++;
+    while (end > v && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' '))
+        end--;
     for (size_t i = 0; i < colon; i++) {
         char c = p[i];
         if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');

@@ -13,8 +13,8 @@ typedef struct tr_request tr_request;
 
 typedef struct tr_request_opts {
     const char *url;
-    const char *method;         /* NULL: GET */
-    const char *body;           /* request body for POST, may be NULL */
+    const char *method; /* NULL: GET */
+    const char *body;   /* request body for POST, may be NULL */
     size_t body_len;
     const char *const *headers; /* "Name: value" lines */
     size_t n_headers;

@@ -11,8 +11,7 @@ int tr_hs256(const void *key, size_t key_len, const void *msg, size_t msg_len,
     return len == TR_HS256_LEN ? 0 : -1;
 }
 
-static const char alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int tr_base64url_encode(tr_buf *out, const void *data, size_t n) {
     const unsigned char *p = data;
@@ -45,7 +44,8 @@ static int sextet(char c) {
 }
 
 int tr_base64url_decode(tr_buf *out, const char *s, size_t n) {
-    while (n > 0 && s[n - 1] == '=') n--;
+    while (n > 0 && s[n - 1] == '=')
+        n--;
     if (n % 4 == 1) return -1;
     unsigned acc = 0;
     int bits = 0;

@@ -57,8 +57,10 @@ static int hub_fd(lua_State *L) {
 /* hub:timeout() -> seconds until the hub needs a step regardless of I/O, or nil */
 static int hub_timeout(lua_State *L) {
     long ms = tr_hub_timeout_ms(check_hub(L, 1)->h);
-    if (ms < 0) lua_pushnil(L);
-    else lua_pushnumber(L, ms / 1000.0);
+    if (ms < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, ms / 1000.0);
     return 1;
 }
 
@@ -198,10 +200,9 @@ static int request_result(lua_State *L) {
     return 3;
 }
 
-static const luaL_Reg hub_methods[] = {{"request", hub_request}, {"step", hub_step},
-                                       {"fd", hub_fd},           {"timeout", hub_timeout},
-                                       {"active", hub_active},   {"close", hub_close},
-                                       {NULL, NULL}};
+static const luaL_Reg hub_methods[] = {
+    {"request", hub_request}, {"step", hub_step},   {"fd", hub_fd}, {"timeout", hub_timeout},
+    {"active", hub_active},   {"close", hub_close}, {NULL, NULL}};
 
 static const luaL_Reg request_methods[] = {
     {"done", request_done}, {"result", request_result}, {"close", request_close}, {NULL, NULL}};

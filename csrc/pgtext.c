@@ -15,7 +15,8 @@ typedef struct parser {
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 static void skip_space(parser *p) {
-    while (p->i < p->n && is_space(p->s[p->i])) p->i++;
+    while (p->i < p->n && is_space(p->s[p->i]))
+        p->i++;
 }
 
 static int emit(parser *p, int is_null) {
@@ -70,7 +71,8 @@ static int bare_element(parser *p) {
         strncmp(p->s + start, "NULL", 4) == 0) {
         /* "NULL   " with trailing blanks is still the null value */
         size_t j = start + 4;
-        while (j < p->i && is_space(p->s[j])) j++;
+        while (j < p->i && is_space(p->s[j]))
+            j++;
         is_null = j == p->i;
     }
     return emit(p, is_null);
@@ -122,7 +124,8 @@ int tr_pg_array_parse(const char *s, size_t n, const tr_pg_array_sink *sink, siz
     skip_space(&p);
     /* Arrays with non-default bounds carry a "[1:3]=" decoration before the braces. */
     if (p.i < n && s[p.i] == '[') {
-        while (p.i < n && s[p.i] != '=') p.i++;
+        while (p.i < n && s[p.i] != '=')
+            p.i++;
         if (p.i < n) p.i++;
     }
     int rc = array(&p, 1);
@@ -188,10 +191,9 @@ static void put_digits(char *out, int v, int width) {
 
 int tr_pg_timestamp_iso(const char *s, size_t n, char *out) {
     int Y, M, D, h, mi, sec, ms = 0;
-    if (digits(s, n, 0, 4, &Y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &M) ||
-        s[7] != '-' || digits(s, n, 8, 2, &D) || (s[10] != ' ' && s[10] != 'T') ||
-        digits(s, n, 11, 2, &h) || s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' ||
-        digits(s, n, 17, 2, &sec))
+    if (digits(s, n, 0, 4, &Y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &M) || s[7] != '-' ||
+        digits(s, n, 8, 2, &D) || (s[10] != ' ' && s[10] != 'T') || digits(s, n, 11, 2, &h) ||
+        s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' || digits(s, n, 17, 2, &sec))
         return -1;
     if (M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 || mi > 59 || sec > 60)
         return -1;
@@ -205,7 +207,8 @@ int tr_pg_timestamp_iso(const char *s, size_t n, char *out) {
             i++;
         }
         if (k == 0) return -1;
-        for (; k < 3; k++) ms *= 10;
+        for (; k < 3; k++)
+            ms *= 10;
     }
     long offset_min = 0;
     if (i < n && s[i] == 'Z') {

@@ -105,7 +105,8 @@ int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_
     tr_param all[64 + TR_MANAGED_MAX];
     size_t n = 0;
     char buster[16];
-    for (size_t i = 0; i < n_extra; i++) all[n++] = extra[i];
+    for (size_t i = 0; i < n_extra; i++)
+        all[n++] = extra[i];
     all[n++] = (tr_param){"offset", s->offset ? s->offset : "-1"};
     all[n++] = (tr_param){"log", "full"};
     if (s->handle) all[n++] = (tr_param){"handle", s->handle};

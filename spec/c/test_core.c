@@ -58,9 +58,9 @@ static void test_shape(void) {
     r = ok200("h1", "0_0", 0);
     v = tr_shape_on_response(s, &r);
     check(v.action == TR_SHAPE_RETRY, "a stale response with the expired handle is retried");
-    check(query_is(s, NULL, 0,
-                   "cache-buster=1&expired_handle=h1&handle=h1-next&log=full&offset=-1"),
-          "the retry busts caches");
+    check(
+        query_is(s, NULL, 0, "cache-buster=1&expired_handle=h1&handle=h1-next&log=full&offset=-1"),
+        "the retry busts caches");
     memset(&r, 0, sizeof r);
     r.status = 400;
     r.body = "{\"message\":\"offset 9_9 out of bounds\"}";
@@ -89,7 +89,8 @@ static void test_shape(void) {
     double d1 = tr_shape_backoff(s, 1, 32, 0, 0.999);
     double d2 = tr_shape_backoff(s, 1, 32, 0, 0.999);
     double d3 = tr_shape_backoff(s, 1, 32, 5, 0.0);
-    for (int i = 0; i < 20; i++) tr_shape_backoff(s, 1, 32, 0, 0.999);
+    for (int i = 0; i < 20; i++)
+        tr_shape_backoff(s, 1, 32, 0, 0.999);
     double dcap = tr_shape_backoff(s, 1, 32, 0, 0.999);
     check(d1 < 1 && d2 > 1 && d2 < 2, "backoff doubles with full jitter");
     check(d3 == 5, "retry-after is a floor");
@@ -111,10 +112,17 @@ static void put(collect *c, const char *s, size_t n) {
         c->out[c->len] = '\0';
     }
 }
-static int c_open(void *ud) { put(ud, "[", 1); return 0; }
-static int c_close(void *ud) { put(ud, "]", 1); return 0; }
+static int c_open(void *ud) {
+    put(ud, "[", 1);
+    return 0;
+}
+static int c_close(void *ud) {
+    put(ud, "]", 1);
+    return 0;
+}
 static int c_elem(void *ud, const char *s, size_t n, int is_null) {
-    if (is_null) put(ud, "<null>", 6);
+    if (is_null)
+        put(ud, "<null>", 6);
     else {
         put(ud, "<", 1);
         put(ud, s, n);
@@ -164,9 +172,9 @@ static void test_pgtext(void) {
     check(ts_is("2025-01-10 12:00:00.5Z", "2025-01-10T12:00:00.500Z"), "Z suffix");
     check(ts_is("2025-01-01 01:00:00+02", "2024-12-31T23:00:00.000Z"), "zone offset");
     check(ts_is("2024-02-29 23:30:00-01:00", "2024-03-01T00:30:00.000Z"), "leap day offset");
-    const char *badts[] = {"", "2025-13-01 00:00:00", "2025-02-30 00:00:00", "2025-01-10",
-                           "2025-01-10 12:00:00.", "2025-01-10 12:00:00 junk", "infinity",
-                           "2025-01-10 25:00:00"};
+    const char *badts[] = {"",           "2025-13-01 00:00:00",  "2025-02-30 00:00:00",
+                           "2025-01-10", "2025-01-10 12:00:00.", "2025-01-10 12:00:00 junk",
+                           "infinity",   "2025-01-10 25:00:00"};
     for (size_t i = 0; i < sizeof badts / sizeof badts[0]; i++)
         check(ts_is(badts[i], NULL), "malformed timestamps are refused");
 }
@@ -175,16 +183,18 @@ static void test_jwt(void) {
     /* RFC 4231 test case 2 */
     unsigned char mac[TR_HS256_LEN];
     tr_hs256("Jefe", 4, "what do ya want for nothing?", 28, mac);
-    static const unsigned char want[] = {
-        0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
-        0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    static const unsigned char want[] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e,
+                                         0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+                                         0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
+                                         0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
     check(memcmp(mac, want, 32) == 0, "HMAC-SHA256 matches RFC 4231 case 2");
     tr_buf b;
     tr_buf_init(&b);
     tr_base64url_encode(&b, "\xfb\xff", 2);
     check(strcmp(tr_buf_cstr(&b), "-_8") == 0, "base64url alphabet, no padding");
     tr_buf_reset(&b);
-    check(tr_base64url_decode(&b, "-_8", 3) == 0 && b.len == 2 && memcmp(b.data, "\xfb\xff", 2) == 0,
+    check(tr_base64url_decode(&b, "-_8", 3) == 0 && b.len == 2 &&
+              memcmp(b.data, "\xfb\xff", 2) == 0,
           "base64url decodes");
     tr_buf_reset(&b);
     check(tr_base64url_decode(&b, "a+b", 3) == -1, "base64url refuses +");
