@@ -53,8 +53,9 @@ local function normalize(spec)
     local ok, err = check_number(spec, name, 0)
     if not ok then return nil, err end
   end
-  if spec.kind == "status" and (type(spec.status) ~= "number" or spec.status < 100) then
-    return nil, "a status fault needs a numeric status"
+  local status = math.tointeger(spec.status)
+  if spec.kind == "status" and not (status and status >= 100 and status <= 599) then
+    return nil, "a status fault needs an HTTP status (100-599)"
   end
   local match = spec.match or {}
   if type(match) ~= "table" then return nil, "fault match must be a table" end
@@ -65,7 +66,7 @@ local function normalize(spec)
   local body = spec.body
   if body ~= nil and type(body) ~= "string" then body = json.encode(body) end
   return {
-    kind = spec.kind, count = math.floor(spec.count or 1), status = spec.status, body = body,
+    kind = spec.kind, count = math.floor(spec.count or 1), status = status, body = body,
     retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
     delay_ms = spec.delay_ms,
     path_prefix = match.path_prefix ~= json.null and match.path_prefix or nil,
