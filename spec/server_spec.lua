@@ -506,6 +506,13 @@ describe("trigger.server over HTTP", function()
       assert.are.equal(404, request(srv.port, "GET", "/_blobs/nothing/here").status)
     end)
 
+    it("takes URLs longer than cqueues' default line limit", function()
+      local tags = {}
+      for i = 1, 800 do tags[i] = "tag" .. i end
+      local res = get(srv, "/realtime/v1/runs?offset=-1&tags=" .. table.concat(tags, ","))
+      assert.are.equal(200, res.status)
+    end)
+
     it("404s unknown paths", function()
       assert.are.equal(404, get(srv, "/nope").status)
     end)

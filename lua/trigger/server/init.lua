@@ -219,6 +219,7 @@ end
 
 function Server:serve(sock)
   sock:setmode("b", "bf")
+  sock:setmaxline(http.MAX_LINE) -- cqueues' default (4 KiB) is short for a URL with many tags
   sock:onerror(function(_, _, why) return why end) -- errors come back as values, never raised
   local conn = { sock = sock, dropped = false, watch_input = true }
   conn.watch = readable(sock)
