@@ -926,7 +926,8 @@ describe("trigger.server in process", function()
   it("parses and prints Postgres values", function()
     local values = require "trigger.server.values"
     assert.are.equal("{}", values.array_literal({}))
-    assert.are.equal('{a,NULL,"NULL","null",""}', values.array_literal({ "a", server.NULL, "NULL", "null", "" }))
+    assert.are.equal('{a,NULL,"NULL","null",""}',
+                     values.array_literal({ "a", server.NULL, "NULL", "null", "" }))
     assert.are.equal(1736510400123, values.parse_timestamp("2025-01-10T12:00:00.123Z"))
     assert.are.equal(1736510400000, values.parse_timestamp("2025-01-10 13:00:00+01:00"))
     assert.are.equal("2025-01-10 12:00:00.1", values.format_timestamp(1736510400100))
