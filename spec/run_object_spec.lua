@@ -162,3 +162,25 @@ describe("run_object.build", function()
     assert.are.equal("k1", run_object.build(row { idempotencyKey = "k1" }).idempotencyKey)
   end)
 end)
+
+describe("run_object.build with bad values", function()
+  it("reports each bad column and keeps going", function()
+    local warnings = {}
+    local run = run_object.build({ friendlyId = "run_x", status = "PENDING",
+      createdAt = "yesterday", number = "seven", isTest = "maybe", runTags = "{a,",
+      error = "not json" }, nil, function(m) warnings[#warnings + 1] = m end)
+    table.sort(warnings)
+    assert.are.same({
+      "createdAt is not a timestamp: yesterday",
+      "error is not a TaskRunError object",
+      "isTest is not a boolean: maybe",
+      "number is not a number: seven",
+      "runTags malformed Postgres array at byte 4",
+    }, warnings)
+    assert.are.equal("yesterday", run.createdAt)
+    assert.is_nil(run.number)
+    assert.is_false(run.isTest)
+    assert.are.same({}, run.tags)
+    assert.are.same({ message = "not json" }, run.error)
+  end)
+end)

@@ -85,3 +85,32 @@ describe("credentials", function()
     end
   end)
 end)
+
+describe("limits", function()
+  local srv
+  setup(function() srv = helper.start_server { hold_ms = 1000 } end)
+  teardown(function() srv:stop() end)
+
+  it("refuses a body over max_body with a clear, final error", function()
+    srv:create_run { runTags = { "big" }, payload = '"' .. string.rep("x", 5000) .. '"' }
+    local sub = trigger.runs.subscribe_to_tag("big", { access_token = srv.secret_key,
+      base_url = srv.base_url, max_body = 1000 })
+    local ok, err = pcall(sub.next, sub, 10)
+    assert.is_false(ok)
+    assert.are.equal("network", err.kind)
+    assert.is_true(err.fatal)
+    assert.matches("larger than the 1000%-byte limit", err.message)
+  end)
+
+  it("refuses JSON nested deeper than the limit without crashing", function()
+    local deep = string.rep("[", 200) .. string.rep("]", 200)
+    local id = srv:create_run { payload = deep }
+    local warnings = {}
+    local sub = trigger.runs.subscribe_to_run(id, { access_token = srv.secret_key,
+      base_url = srv.base_url, on_error = function(e) warnings[#warnings + 1] = e end })
+    local run = sub:next(10)
+    sub:close()
+    assert.are.equal(deep, run.payload)
+    assert.matches("too many nested", warnings[1].message)
+  end)
+end)

@@ -45,33 +45,37 @@ local function present(v)
   return v ~= nil and v ~= null
 end
 
+-- Value decoders: each returns the Lua value, or nil and a problem for `warn`.
 local function timestamp(v)
-  if not present(v) then return nil end
-  return core.pg_timestamp(v) or v -- an unknown form is passed on as the server's text
+  local iso = core.pg_timestamp(v)
+  if iso then return iso end
+  return v, "is not a timestamp: " .. v -- passed on as the server's text
 end
 
 local SPECIAL_NUMBERS = { NaN = 0 / 0, Infinity = math.huge, ["-Infinity"] = -math.huge }
 
 local function number(v)
-  if not present(v) then return nil end
-  return tonumber(v) or SPECIAL_NUMBERS[v]
+  local n = tonumber(v) or SPECIAL_NUMBERS[v]
+  if n then return n end
+  return nil, "is not a number: " .. v
 end
 
 local function bool(v)
-  if not present(v) then return nil end
-  return v == "t" or v == "true"
+  if v == "t" or v == "true" then return true end
+  if v == "f" or v == "false" then return false end
+  return nil, "is not a boolean: " .. v
 end
 
 local function text_array(v)
-  if not present(v) then return nil end
-  return core.pg_array(v, null)
+  local t, err = core.pg_array(v, null)
+  if t then return t end
+  return nil, err
 end
 
 -- TaskRunError → the SDK's SerializedError shape.
 local function run_error(v)
-  if not present(v) then return nil end
   local e = json.decode(v)
-  if type(e) ~= "table" then return nil end
+  if type(e) ~= "table" then return { message = v }, "is not a TaskRunError object" end
   local t = e.type
   if t == "BUILT_IN_ERROR" then
     return { name = e.name, message = e.message, stackTrace = e.stackTrace }
@@ -117,6 +121,14 @@ end
 -- @treturn table a fresh run table
 function M.build(row, fetch_packet, warn)
   local status = M.STATUS[row.status] or "QUEUED"
+  -- Decode column `name` with `decode`; NULL and absent are nil; a bad value is reported.
+  local function col(name, decode)
+    local v = row[name]
+    if v == nil or v == null then return nil end
+    local value, problem = decode(v)
+    if problem and warn then warn(name .. " " .. problem) end
+    return value
+  end
   local function packet(field, ptype)
     local fetch = fetch_packet and function(data) return fetch_packet(field, data) end
     local value, problem = M.packet(row[field], row[ptype], fetch)
@@ -127,21 +139,21 @@ function M.build(row, fetch_packet, warn)
     id = row.friendlyId,
     taskIdentifier = row.taskIdentifier,
     status = status,
-    createdAt = timestamp(row.createdAt),
-    updatedAt = timestamp(row.updatedAt),
-    startedAt = timestamp(row.startedAt),
-    queuedAt = timestamp(row.queuedAt),
-    expiredAt = timestamp(row.expiredAt),
-    finishedAt = timestamp(row.completedAt),
-    delayedUntil = timestamp(row.delayUntil),
-    number = number(row.number),
-    durationMs = number(row.usageDurationMs) or 0,
-    costInCents = number(row.costInCents) or 0,
-    baseCostInCents = number(row.baseCostInCents) or 0,
-    tags = text_array(row.runTags) or {},
-    realtimeStreams = text_array(row.realtimeStreams) or {},
-    isTest = bool(row.isTest) or false,
-    error = run_error(row.error),
+    createdAt = col("createdAt", timestamp),
+    updatedAt = col("updatedAt", timestamp),
+    startedAt = col("startedAt", timestamp),
+    queuedAt = col("queuedAt", timestamp),
+    expiredAt = col("expiredAt", timestamp),
+    finishedAt = col("completedAt", timestamp),
+    delayedUntil = col("delayUntil", timestamp),
+    number = col("number", number),
+    durationMs = col("usageDurationMs", number) or 0,
+    costInCents = col("costInCents", number) or 0,
+    baseCostInCents = col("baseCostInCents", number) or 0,
+    tags = col("runTags", text_array) or {},
+    realtimeStreams = col("realtimeStreams", text_array) or {},
+    isTest = col("isTest", bool) or false,
+    error = col("error", run_error),
     isQueued = QUEUED[status] or false,
     isExecuting = EXECUTING[status] or false,
     isWaiting = status == "WAITING",

@@ -41,8 +41,10 @@ local function server_says(body)
 end
 
 -- libcurl failures that no retry can mend: a certificate that does not verify, a CA file that
--- cannot be read, a URL that is not one.
-local PERMANENT_CURL_CODES = { [1] = true, [3] = true, [58] = true, [60] = true, [77] = true }
+-- cannot be read, a URL that is not one, a body over max_body (the write callback refused it).
+local PERMANENT_CURL_CODES = {
+  [1] = true, [3] = true, [23] = true, [58] = true, [60] = true, [77] = true,
+}
 
 local function retry_after_seconds(headers)
   local v = headers and headers["retry-after"]
