@@ -93,10 +93,14 @@ static int shape_response(lua_State *L) {
     lua_pop(L, 1);
     tr_shape_verdict v = tr_shape_on_response(u->s, &r);
     lua_pushstring(L, action_names[v.action]);
-    if (v.kind) lua_pushstring(L, v.kind);
-    else lua_pushnil(L);
-    if (v.message) lua_pushstring(L, v.message);
-    else lua_pushnil(L);
+    if (v.kind)
+        lua_pushstring(L, v.kind);
+    else
+        lua_pushnil(L);
+    if (v.message)
+        lua_pushstring(L, v.message);
+    else
+        lua_pushnil(L);
     return 3;
 }
 
@@ -124,8 +128,10 @@ static int shape_restore(lua_State *L) {
 }
 
 static void push_opt(lua_State *L, const char *s) {
-    if (s) lua_pushstring(L, s);
-    else lua_pushnil(L);
+    if (s)
+        lua_pushstring(L, s);
+    else
+        lua_pushnil(L);
 }
 
 /* shape:position() -> handle, offset, cursor, live */
@@ -172,8 +178,10 @@ static int ab_close(void *ud) {
 
 static int ab_element(void *ud, const char *s, size_t n, int is_null) {
     array_builder *b = ud;
-    if (is_null) lua_pushvalue(b->L, b->null_index);
-    else lua_pushlstring(b->L, s, n);
+    if (is_null)
+        lua_pushvalue(b->L, b->null_index);
+    else
+        lua_pushlstring(b->L, s, n);
     ab_append(b->L);
     return 0;
 }
@@ -191,8 +199,10 @@ static int pg_array(lua_State *L) {
     if (rc != 0) {
         lua_settop(L, 2);
         lua_pushnil(L);
-        if (rc == -2) lua_pushliteral(L, "array too deep or out of memory");
-        else lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
+        if (rc == -2)
+            lua_pushliteral(L, "array too deep or out of memory");
+        else
+            lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
         return 2;
     }
     return 1;
@@ -264,17 +274,15 @@ static int monotonic(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg shape_methods[] = {
-    {"query", shape_query},       {"response", shape_response}, {"backoff", shape_backoff},
-    {"restore", shape_restore},   {"position", shape_position}, {"attempts", shape_attempts},
-    {"close", shape_close},       {NULL, NULL}};
+static const luaL_Reg shape_methods[] = {{"query", shape_query},       {"response", shape_response},
+                                         {"backoff", shape_backoff},   {"restore", shape_restore},
+                                         {"position", shape_position}, {"attempts", shape_attempts},
+                                         {"close", shape_close},       {NULL, NULL}};
 
 static const luaL_Reg functions[] = {
-    {"shape", shape_new},           {"pg_array", pg_array},
-    {"pg_timestamp", pg_timestamp}, {"hs256", hs256},
-    {"b64url_encode", b64url_encode}, {"b64url_decode", b64url_decode},
-    {"url_encode", url_encode},     {"monotonic", monotonic},
-    {NULL, NULL}};
+    {"shape", shape_new},       {"pg_array", pg_array},           {"pg_timestamp", pg_timestamp},
+    {"hs256", hs256},           {"b64url_encode", b64url_encode}, {"b64url_decode", b64url_decode},
+    {"url_encode", url_encode}, {"monotonic", monotonic},         {NULL, NULL}};
 
 int luaopen_trigger_core(lua_State *L) {
     tr_newmetatable(L, SHAPE_MT);
