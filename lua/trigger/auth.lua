@@ -28,6 +28,7 @@ local UNIT_SECONDS = {
 -- @treturn[1] integer exp
 -- @treturn[2] nil
 -- @treturn[2] string why not
+-- @local
 function M.expiry(v, now)
   if v == nil then return now + DEFAULT_EXPIRY end
   if type(v) == "number" then
@@ -47,9 +48,11 @@ local SCOPE_KINDS = { read = true, write = true }
 local SCOPE_RESOURCES = { runs = true, tasks = true, tags = true, batch = true }
 
 --- Flatten `{read = {tags = {"a"}, runs = true}}` into `{"read:runs", "read:tags:a"}` (sorted).
+-- @tparam table scopes
 -- @treturn[1] {string,...} scopes
 -- @treturn[2] nil
 -- @treturn[2] string what is wrong
+-- @local
 function M.flatten_scopes(scopes)
   if type(scopes) ~= "table" then return nil, "scopes must be a table" end
   local out = {}
@@ -129,6 +132,7 @@ end
 -- @tparam string secret the signing key
 -- @tparam table claims
 -- @treturn string the token
+-- @local
 function M.sign(secret, claims)
   local signing_input = core.b64url_encode(json.encode { alg = "HS256" }) .. "."
     .. core.b64url_encode(json.encode(claims))
@@ -137,15 +141,34 @@ end
 
 local TOKEN_OPTIONS = { scopes = "table", expiration_time = "any", realtime = "table" }
 
---- Mint a public access token.
--- @tparam table opts `scopes` (`{read = {tags = {"user:1234"}, runs = true | {"run_1"},
---   tasks = {…}, batch = {…}}}`), `expiration_time` ("15m" default, "1h", "2d", or seconds
---   since the epoch), `realtime` (`{skip_columns = {…}}`), and `access_token` (the secret key)
---   / `base_url` / `ca_file` as for subscriptions
+--- Mint a public access token: a JWT (HS256) a front end or another script can subscribe
+-- with, limited to the given scopes and expiring soon. It is signed here with the secret key;
+-- the claims that name the environment are asked from the API once per key and `base_url`
+-- (`POST /api/v1/auth/jwt/claims`) and cached.
+-- @tparam table opts the options:
+-- @tparam table opts.scopes what the token may do: `read` and/or `write`, each a table of
+--   resources (`runs`, `tasks`, `tags`, `batch`) mapped to `true` (all of them), an id or a
+--   list of ids (`false` grants nothing); e.g. `{read = {tags = {"user:1234"}, runs = true}}`
+-- @param[opt="15m"] opts.expiration_time a duration (`"15m"`, `"1h"`, `"2d"`, `"1 week"`;
+--   units s, m/min, h/hr, d, w/week, y/year and their plurals) from now, or a number: the
+--   expiry in seconds since the epoch
+-- @tparam[opt] table opts.realtime `{skip_columns = {"payload", …}}`: columns every
+--   subscription made with this token leaves out
+-- @tparam[opt] string opts.access_token the secret key (`tr_dev_…`, `tr_prod_…`) to sign
+--   with; default as for `trigger.configure`
+-- @param[opt] opts.... `base_url`, `ca_file`, `read_timeout`, `connect_timeout`, as for
+--   `trigger.configure`
 -- @treturn[1] string the token
 -- @treturn[2] nil
 -- @treturn[2] table an error object (`bad_request` for bad options, `auth` for a public token
 --   used as the key, or the server's refusal)
+-- @raise (a string) when `opts` is not a table, has an unknown option or an option of the
+--   wrong type
+-- @usage
+-- local token = assert(trigger.auth.create_public_token {
+--   scopes = { read = { tags = { "user:1234" } } },
+--   expiration_time = "1h",
+-- })
 function M.create_public_token(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'create_public_token' (table expected)", 2)
@@ -181,7 +204,8 @@ function M.create_public_token(opts)
   return M.sign(settings.access_token, claims)
 end
 
---- Forget cached claims (for tests and key rotation).
+--- Forget the claims cached by `create_public_token` (for tests, and after a key or its
+-- environment changed).
 function M.clear_cache()
   claims_cache = {}
 end

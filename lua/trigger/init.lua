@@ -16,29 +16,63 @@ M._VERSION = "0.1.0"
 local config = require "trigger.config"
 
 --- Set defaults for every later call.
--- @tparam table opts `access_token` (default: env `TRIGGER_ACCESS_TOKEN` or `TRIGGER_SECRET_KEY`),
---   `base_url` (default: env `TRIGGER_API_URL` or `https://api.trigger.dev`), `ca_file`,
---   `read_timeout`, `connect_timeout`, `retry_base`, `retry_cap`, `max_retries`, `max_body`,
---   `on_error`, `timeout`
+-- Subscriptions and `trigger.auth.create_public_token` take the same options per call, which
+-- win over these; a later `configure` adds to (and overrides) what an earlier one set.
+-- @tparam table opts the settings:
+-- @tparam[opt] string opts.access_token the secret key (`tr_dev_…`, `tr_prod_…`) or a public
+--   access token (subscriptions only); default: env `TRIGGER_ACCESS_TOKEN`, else
+--   `TRIGGER_SECRET_KEY`
+-- @tparam[opt] string opts.base_url the API's root URL (`http://` or `https://`); default: env
+--   `TRIGGER_API_URL`, else `https://api.trigger.dev`
+-- @tparam[opt] string opts.ca_file a PEM file of CA certificates to verify the server with
+-- @tparam[opt=60] number opts.read_timeout seconds one request may take (a live request is
+--   held open by the server for about 20 s)
+-- @tparam[opt=10] number opts.connect_timeout seconds to connect
+-- @tparam[opt=1] number opts.retry_base first backoff ceiling in seconds, doubled per retry
+-- @tparam[opt=32] number opts.retry_cap the backoff ceiling never grows past this
+-- @tparam[opt] number opts.max_retries give up after this many retries in a row: the
+--   subscription raises the last error (with `fatal = true`); default: retry for ever
+-- @tparam[opt=268435456] number opts.max_body bytes one response body may have (256 MiB)
+-- @tparam[opt] function opts.on_error `function(err)`, called with each error object before
+--   it is retried, and with `protocol` errors (`fatal = false`) for column values that
+--   cannot be decoded
+-- @tparam[opt] number opts.timeout seconds `for run in sub do` waits for the next run before
+--   it raises a `timeout` error; default: for ever
+-- @raise (a string) when `opts` is not a table, has an unknown option or an option of the
+--   wrong type
+-- @usage trigger.configure { access_token = os.getenv("TRIGGER_SECRET_KEY"), max_retries = 10 }
 function M.configure(opts)
   config.configure(opts)
 end
 
+--- The subscriptions: `trigger.runs.subscribe_to_tag`, `subscribe_to_run`, `subscribe_to_batch`.
 M.runs = require "trigger.runs"
 
 --- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
 -- for some to happen (returns early when it does). A game loop can use it as its sleep, so
 -- the network keeps moving between ticks; `sub:poll()` then hands out what arrived.
--- @tparam[opt=0] number seconds
+-- @tparam[opt=0] number seconds the longest wait; 0 only does what is ready now, a negative
+--   number waits until some I/O happens
+-- @raise (a string) when `seconds` is not a number
+-- @usage
+-- while running do
+--   game:tick()
+--   for run in function() return sub:poll() end do game:on_run(run) end
+--   trigger.step(next_tick - clock.now())   -- sleeps, but keeps the network moving
+-- end
 function M.step(seconds)
   if seconds ~= nil and type(seconds) ~= "number" then
     error("bad argument #1 to 'step' (number expected)", 2)
   end
   require("trigger.transport.curl").step(seconds or 0)
 end
+
+--- The error kinds and `trigger.errors.is`: see `trigger.errors`.
 M.errors = require "trigger.errors"
 
--- auth is loaded on first use: most scripts only subscribe.
+--- Public access tokens: `trigger.auth.create_public_token`. Loaded on first use (most
+-- scripts only subscribe).
+-- @field auth
 setmetatable(M, {
   __index = function(t, k)
     if k == "auth" then

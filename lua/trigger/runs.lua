@@ -78,12 +78,34 @@ end
 --- Follow every run that carries a tag (or all of several tags).
 -- The iteration never ends by itself: `break` when done (on Lua 5.4 `break` closes the
 -- connection at once; elsewhere call `sub:close()`).
+--
+-- First comes every matching run as it is now, then each run again whenever it has changed
+-- (changes that arrive in the same batch are merged: the run is handed out once, as it is
+-- after all of them), each time as a fresh table.
 -- @tparam string|{string,...} tags one tag, or a list: runs carrying all of them
--- @tparam[opt] table opts `created_at` ("1h", "2d"…: only runs created that recently; the
---   server's default and cap is 24h), `skip_columns` (e.g. `{"payload","output"}`), `resume`,
---   `timeout`, `on_error`, `max_retries`, `access_token`, `base_url`, `ca_file`,
---   `read_timeout`, `connect_timeout`, `retry_base`, `retry_cap`, `max_body`
--- @return a `Subscription` (also its own iterator and closing value)
+-- @tparam[opt] table opts the options:
+-- @tparam[opt] string opts.created_at only runs created within this duration: a number and a
+--   unit `w`, `d`, `h` (or `hr`), `m`, `s`, or several of them (`"1h30m"`); the server's
+--   default and cap is 24 hours
+-- @tparam[opt] {string,...} opts.skip_columns columns the server should leave out, e.g.
+--   `{"payload", "output"}` (`id`, `taskIdentifier`, `friendlyId`, `status` and `createdAt`
+--   cannot be skipped)
+-- @tparam[opt] table opts.resume what `Subscription:position` returned earlier: only what
+--   changed since is handed out
+-- @param[opt] opts.... and every option of `trigger.configure` (`access_token`,
+--   `base_url`, `timeout`, `on_error`, `max_retries`…) for this subscription alone
+-- @treturn Subscription the subscription, which is also its own iterator and the generic
+--   for's closing value (the call returns `sub, nil, nil, sub`)
+-- @raise (a string) when an argument is of the wrong type or malformed (an empty tag, a tag
+--   with a comma, an unknown option, a bad `created_at`, a column that cannot be skipped);
+--   an error object (`trigger.errors`) when no access token is set, `base_url` is not a URL
+--   or `opts.resume` cannot be restored. Errors met while following are raised by the
+--   iteration: see `Subscription:next`.
+-- @usage
+-- for run in trigger.runs.subscribe_to_tag("user:1234", { created_at = "1h" }) do
+--   print(run.id, run.status)
+--   if run.isCompleted then break end
+-- end
 function M.subscribe_to_tag(tags, opts)
   local fn = "subscribe_to_tag"
   local list
@@ -110,11 +132,17 @@ function M.subscribe_to_tag(tags, opts)
 end
 
 --- Follow one run. The iteration ends by itself once the run reached a final state
--- (COMPLETED, CANCELED, FAILED, CRASHED, SYSTEM_FAILURE, EXPIRED, TIMED_OUT), unless
--- `opts.stop_on_completion` is false.
+-- (`COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`),
+-- unless `opts.stop_on_completion` is false.
 -- @tparam string run_id the run's id (`run_…`)
--- @tparam[opt] table opts as for `subscribe_to_tag`, plus `stop_on_completion`
--- @return a `Subscription`
+-- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`), plus:
+-- @tparam[opt=true] boolean opts.stop_on_completion end the iteration after handing out the
+--   run in a final state
+-- @treturn Subscription the subscription (its own iterator and closing value)
+-- @raise as `subscribe_to_tag` does; an unknown run id ends in a `not_found` error object,
+--   raised by the iteration
+-- @usage
+-- for run in trigger.runs.subscribe_to_run("run_1234") do print(run.status) end
 function M.subscribe_to_run(run_id, opts)
   if type(run_id) ~= "string" or run_id == "" then
     argerror("subscribe_to_run", 1, "run id string expected")
@@ -127,10 +155,15 @@ function M.subscribe_to_run(run_id, opts)
     stop)
 end
 
---- Follow every run of a batch.
+--- Follow every run of a batch. Like `subscribe_to_tag`, the iteration never ends by itself.
 -- @tparam string batch_id the batch's id (`batch_…`)
--- @tparam[opt] table opts as for `subscribe_to_tag`
--- @return a `Subscription`
+-- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`)
+-- @treturn Subscription the subscription (its own iterator and closing value)
+-- @raise as `subscribe_to_tag` does
+-- @usage
+-- local sub = trigger.runs.subscribe_to_batch("batch_1234")
+-- local run, why = sub:next(5)   -- a run, or nil, "timeout"
+-- sub:close()
 function M.subscribe_to_batch(batch_id, opts)
   if type(batch_id) ~= "string" or batch_id == "" then
     argerror("subscribe_to_batch", 1, "batch id string expected")

@@ -3,6 +3,16 @@
 -- The reading loop runs as a coroutine that yields runs. Waiting is the driver's business:
 -- `next` blocks (or yields to cqueues when called inside a cqueues coroutine), `poll` never
 -- blocks, and `pollfd`/`events`/`timeout` let any event loop wait for it.
+--
+-- `trigger.runs.subscribe_to_tag`, `subscribe_to_run` and `subscribe_to_batch` make them. A
+-- subscription is its own iterator (`for run in sub do … end` calls it) and closing value
+-- (`break`, an error in the loop body, or a `<close>` variable close it on Lua 5.4), and
+-- `tostring(sub)` names its path. Two fields can be read: `closed` (true once closed or over)
+-- and `finished` (true once the iteration ended by itself, as `subscribe_to_run` does when the
+-- run is finished).
+--
+-- With the default (libcurl) transport all subscriptions of a Lua state share one connection
+-- hub: driving one (`next`, `poll`, `trigger.step`) moves the network I/O of all of them along.
 -- @classmod Subscription
 local core = require "trigger.core"
 local errors = require "trigger.errors"
@@ -55,6 +65,7 @@ end
 
 --- Create a subscription (called by `trigger.runs`).
 -- @tparam table spec `path`, `params`, `settings`, `transport`, `stop_when` (function(run))
+-- @local
 function M.new(spec)
   local s = spec.settings
   local self = setmetatable({
@@ -199,6 +210,7 @@ function Subscription:_deliver(url)
       self:_warn("run " .. tostring(id) .. " " .. message, url)
     end)
     if i == #rows then self.committed = reached end
+    self.rows:handed(i) -- a position saved now holds this row, not the rest of the batch
     self.ready = true
     coroutine.yield("run", run)
     if self.stop_when and self.stop_when(run) then return true end
@@ -312,7 +324,13 @@ function Subscription:_resume()
   return what, value
 end
 
--- Seconds until the subscription needs attention even if no I/O happens; nil: none timed.
+--- Seconds until the subscription needs attention even if its descriptor stays quiet (the
+-- cqueues pollable protocol): 0 when it has work to do now, else the network's next timer or
+-- the end of a retry's backoff.
+-- @treturn number|nil seconds, or nil when nothing is timed (wait for `pollfd` alone)
+-- @usage
+-- -- any poll loop: wait for sub:pollfd() to be readable, at most sub:timeout() seconds, then
+-- local run = sub:poll()
 function Subscription:timeout()
   if self.closed or self.ready then return 0 end
   local t = self.transport.timeout()
@@ -367,7 +385,11 @@ end
 -- @treturn[1] table a run
 -- @treturn[2] nil
 -- @treturn[2] string "timeout", "closed" or "finished"
--- @raise a fatal error object (401, 403, 404, bad request, protocol errors, max_retries)
+-- @raise a fatal error object (401, 403, 404, bad request, protocol errors, max_retries);
+--   a string when `timeout` is not a non-negative number
+-- @usage
+-- local run, why = sub:next(5)
+-- if run then print(run.id, run.status) elseif why == "timeout" then print("nothing in 5 s") end
 function Subscription:next(timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
     error("bad argument #1 to 'next' (non-negative number expected)", 2)
@@ -424,7 +446,12 @@ end
 Subscription.__close = Subscription.close
 Subscription.__gc = Subscription.close
 
--- The generic for calls the subscription itself: `for run in sub do ... end`.
+--- Calling the subscription gives the next run, as the generic for does in `for run in sub do … end`.
+-- Like `next`, waiting as long as the `timeout` option says (default: for ever).
+-- @tparam Subscription self
+-- @treturn table|nil the next run; nil ends the loop (the subscription finished or was closed)
+-- @raise a fatal error object, as `next` does; a `timeout` error object when the `timeout`
+--   option is set and no run came in time
 function Subscription.__call(self)
   local run, why = self:next(self.settings.timeout)
   if run == nil and why == "timeout" then
