@@ -157,7 +157,7 @@ static tr_shape_verdict must_refetch(tr_shape *s, const char *new_handle) {
             memcpy(next + n, "-next", sizeof "-next");
         }
     }
-    if ((new_handle != NULL || s->handle != NULL) && next == NULL)
+    if ((is_token(new_handle) || s->handle != NULL) && next == NULL)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory while resyncing");
     free(s->expired_handle);
     s->expired_handle = s->handle;
