@@ -121,19 +121,19 @@ tr_hub *tr_hub_new(char *err, size_t err_len) {
     return h;
 }
 
-static void detach(tr_request *r) {
+static void detach(tr_hub *h, tr_request *r) {
     if (r->attached) {
-        curl_multi_remove_handle(r->hub->multi, r->easy);
+        curl_multi_remove_handle(h->multi, r->easy);
         r->attached = 0;
-        r->hub->active--;
+        h->active--;
     }
 }
 
-static void unlink_request(tr_request *r) {
+static void unlink_request(tr_hub *h, tr_request *r) {
     if (r->prev)
         r->prev->next = r->next;
-    else if (r->hub)
-        r->hub->requests = r->next;
+    else
+        h->requests = r->next;
     if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
 }
@@ -142,13 +142,13 @@ void tr_hub_free(tr_hub *h) {
     if (h == NULL) return;
     while (h->requests != NULL) {
         tr_request *r = h->requests;
-        detach(r);
+        detach(h, r);
         if (!r->done) {
             r->done = 1;
             r->code = CURLE_ABORTED_BY_CALLBACK;
             snprintf(r->message, sizeof r->message, "the connection hub was closed");
         }
-        unlink_request(r);
+        unlink_request(h, r);
         r->hub = NULL;
     }
     curl_multi_cleanup(h->multi);
@@ -186,7 +186,7 @@ static void collect_finished(tr_hub *h) {
         if (r == NULL) continue;
         CURLcode code = m->data.result;
         finish(r, code);
-        detach(r); /* a finished connection goes back to libcurl's cache for reuse */
+        detach(h, r); /* a finished connection goes back to libcurl's cache for reuse */
     }
 }
 
@@ -331,8 +331,8 @@ tr_request *tr_request_start(tr_hub *h, const tr_request_opts *o, char *err, siz
 void tr_request_free(tr_request *r) {
     if (r == NULL) return;
     if (r->hub != NULL) {
-        detach(r);
-        unlink_request(r);
+        detach(r->hub, r);
+        unlink_request(r->hub, r);
     }
     if (r->easy) curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->header_list);
