@@ -17,12 +17,14 @@ local helper = {}
 local source = debug.getinfo(1, "S").source:gsub("^@", "")
 helper.root = source:match("^(.*)/spec/helper%.lua$") or "."
 
+-- BUILD (set by `make test`) names the build of the C modules for the Lua running the specs.
+local build = os.getenv("BUILD") or (jit and "build/luajit" or "build/5.4") -- luacheck: ignore jit
 helper.lua_path = "lua/?.lua;lua/?/init.lua;"
-helper.cpath = "build/5.4/?.so;"
+helper.cpath = build .. "/?.so;"
 if helper.root ~= "." then
   helper.lua_path = helper.root .. "/lua/?.lua;" .. helper.root .. "/lua/?/init.lua;" ..
     helper.lua_path
-  helper.cpath = helper.root .. "/build/5.4/?.so;" .. helper.cpath
+  helper.cpath = helper.root .. "/" .. build .. "/?.so;" .. helper.cpath
 end
 package.path = helper.lua_path .. package.path
 package.cpath = helper.cpath .. package.cpath
