@@ -41,25 +41,9 @@ M.FINAL = {
   EXPIRED = true, TIMED_OUT = true,
 }
 
-local function present(v)
-  return v ~= nil and v ~= null
-end
-
--- Value decoders: each returns the Lua value, or nil and a problem for `warn`.
-local function timestamp(v)
-  local iso = core.pg_timestamp(v)
-  if iso then return iso end
-  return v, "is not a timestamp: " .. v -- passed on as the server's text
-end
-
 local SPECIAL_NUMBERS = { NaN = 0 / 0, Infinity = math.huge, ["-Infinity"] = -math.huge }
 
-local function number(v)
-  local n = tonumber(v) or SPECIAL_NUMBERS[v]
-  if n then return n end
-  return nil, "is not a number: " .. v
-end
-
+-- Value decoders: each returns the Lua value, or nil and a problem for `warn`.
 local function bool(v)
   if v == "t" or v == "true" then return true end
   if v == "f" or v == "false" then return false end
@@ -67,6 +51,7 @@ local function bool(v)
 end
 
 local function text_array(v)
+  if v == "{}" then return {} end -- the common empty array, without a C call
   local t, err = core.pg_array(v, null)
   if t then return t end
   return nil, err
@@ -94,8 +79,8 @@ end
 -- @return the decoded value (nil when there is no data), and a warning message when the data
 --   did not decode (then the value is the raw text)
 function M.packet(data, ptype, fetch)
-  if not present(data) or data == "" then return nil end
-  if not present(ptype) then ptype = "application/json" end
+  if data == nil or data == null or data == "" then return nil end
+  if ptype == nil or ptype == null then ptype = "application/json" end
   if ptype == "application/store" then
     if not fetch then return data end
     local body, ctype = fetch(data)
@@ -114,6 +99,51 @@ function M.packet(data, ptype, fetch)
   return value
 end
 
+-- The column helpers of `build` take the row and do the NULL check themselves: build runs once
+-- for every run handed out (the hot path of an initial sync), so it avoids a closure per run
+-- and a call per check.
+
+-- Decode column `name` with `decode`; NULL and absent are nil; a bad value is reported.
+local function col(row, name, decode, warn)
+  local v = row[name]
+  if v == nil or v == null then return nil end
+  local value, problem = decode(v)
+  if problem and warn then warn(name .. " " .. problem) end
+  return value
+end
+
+local pg_timestamp = core.pg_timestamp
+
+-- A timestamp column: ISO-8601 UTC with milliseconds; another form is passed on as it is.
+local function timestamp_col(row, name, warn)
+  local v = row[name]
+  if v == nil or v == null then return nil end
+  local iso = pg_timestamp(v)
+  if iso then return iso end
+  if warn then warn(name .. " is not a timestamp: " .. v) end
+  return v -- passed on as the server's text
+end
+
+-- A number column (NaN and the infinities included).
+local function number_col(row, name, warn)
+  local v = row[name]
+  if v == nil or v == null then return nil end
+  local n = tonumber(v) or SPECIAL_NUMBERS[v]
+  if n then return n end
+  if warn then warn(name .. " is not a number: " .. v) end
+  return nil
+end
+
+local function packet_col(row, field, ptype, fetch_packet, warn)
+  local fetch
+  if fetch_packet and row[ptype] == "application/store" then
+    fetch = function(data) return fetch_packet(field, data) end
+  end
+  local value, problem = M.packet(row[field], row[ptype], fetch)
+  if problem and warn then warn(field .. ": " .. problem) end
+  return value
+end
+
 --- Build a public run object.
 -- @tparam table row column name → text value (or json.null)
 -- @tparam[opt] function fetch_packet `fetch_packet(field, data)` for store packets
@@ -121,39 +151,25 @@ end
 -- @treturn table a fresh run table
 function M.build(row, fetch_packet, warn)
   local status = M.STATUS[row.status] or "QUEUED"
-  -- Decode column `name` with `decode`; NULL and absent are nil; a bad value is reported.
-  local function col(name, decode)
-    local v = row[name]
-    if v == nil or v == null then return nil end
-    local value, problem = decode(v)
-    if problem and warn then warn(name .. " " .. problem) end
-    return value
-  end
-  local function packet(field, ptype)
-    local fetch = fetch_packet and function(data) return fetch_packet(field, data) end
-    local value, problem = M.packet(row[field], row[ptype], fetch)
-    if problem and warn then warn(field .. ": " .. problem) end
-    return value
-  end
   local run = {
     id = row.friendlyId,
     taskIdentifier = row.taskIdentifier,
     status = status,
-    createdAt = col("createdAt", timestamp),
-    updatedAt = col("updatedAt", timestamp),
-    startedAt = col("startedAt", timestamp),
-    queuedAt = col("queuedAt", timestamp),
-    expiredAt = col("expiredAt", timestamp),
-    finishedAt = col("completedAt", timestamp),
-    delayedUntil = col("delayUntil", timestamp),
-    number = col("number", number),
-    durationMs = col("usageDurationMs", number) or 0,
-    costInCents = col("costInCents", number) or 0,
-    baseCostInCents = col("baseCostInCents", number) or 0,
-    tags = col("runTags", text_array) or {},
-    realtimeStreams = col("realtimeStreams", text_array) or {},
-    isTest = col("isTest", bool) or false,
-    error = col("error", run_error),
+    createdAt = timestamp_col(row, "createdAt", warn),
+    updatedAt = timestamp_col(row, "updatedAt", warn),
+    startedAt = timestamp_col(row, "startedAt", warn),
+    queuedAt = timestamp_col(row, "queuedAt", warn),
+    expiredAt = timestamp_col(row, "expiredAt", warn),
+    finishedAt = timestamp_col(row, "completedAt", warn),
+    delayedUntil = timestamp_col(row, "delayUntil", warn),
+    number = number_col(row, "number", warn),
+    durationMs = number_col(row, "usageDurationMs", warn) or 0,
+    costInCents = number_col(row, "costInCents", warn) or 0,
+    baseCostInCents = number_col(row, "baseCostInCents", warn) or 0,
+    tags = col(row, "runTags", text_array, warn) or {},
+    realtimeStreams = col(row, "realtimeStreams", text_array, warn) or {},
+    isTest = col(row, "isTest", bool, warn) or false,
+    error = col(row, "error", run_error, warn),
     isQueued = QUEUED[status] or false,
     isExecuting = EXECUTING[status] or false,
     isWaiting = status == "WAITING",
@@ -162,11 +178,22 @@ function M.build(row, fetch_packet, warn)
     isCancelled = status == "CANCELED",
   }
   run.isCompleted = run.isSuccess or run.isFailed
-  if present(row.ttl) then run.ttl = row.ttl end
-  if present(row.idempotencyKey) then run.idempotencyKey = row.idempotencyKey end
-  if present(row.payload) then run.payload = packet("payload", "payloadType") end
-  if present(row.output) then run.output = packet("output", "outputType") end
-  if present(row.metadataType) then run.metadata = packet("metadata", "metadataType") end
+  local v = row.ttl
+  if v ~= nil and v ~= null then run.ttl = v end
+  v = row.idempotencyKey
+  if v ~= nil and v ~= null then run.idempotencyKey = v end
+  v = row.payload
+  if v ~= nil and v ~= null then
+    run.payload = packet_col(row, "payload", "payloadType", fetch_packet, warn)
+  end
+  v = row.output
+  if v ~= nil and v ~= null then
+    run.output = packet_col(row, "output", "outputType", fetch_packet, warn)
+  end
+  v = row.metadataType
+  if v ~= nil and v ~= null then
+    run.metadata = packet_col(row, "metadata", "metadataType", fetch_packet, warn)
+  end
   return run
 end
 

@@ -79,21 +79,39 @@ end
 
 local budget
 
--- Replace the value at path (relative to root) with fn(value); returns the new root.
-local function set_deep(root, path, fn)
-  if #path == 0 then return fn(root) end
+-- Parsed paths, by path text: the same few paths come back in every packet of a task. The
+-- parts lists are only read, never changed; the cache is emptied when it grows large.
+local PATH_CACHE_MAX = 1024
+local path_cache, path_cache_size = {}, 0
+
+local function cached_path(key)
+  local parts = path_cache[key]
+  if parts then return parts end
+  parts = parse_path(key)
+  if path_cache_size >= PATH_CACHE_MAX then path_cache, path_cache_size = {}, 0 end
+  path_cache[key] = parts
+  path_cache_size = path_cache_size + 1
+  return parts
+end
+
+local apply
+
+-- Apply the annotation tree `sub` to the value at `path` inside `root`; returns the new root.
+local function set_deep(root, path, sub, depth)
+  local n = #path
+  if n == 0 then return apply(root, sub, depth) end
   local node = root
-  for i = 1, #path - 1 do
+  for i = 1, n - 1 do
     if type(node) ~= "table" then error("superjson path leads nowhere", 0) end
     node = node[slot(node, path[i])]
   end
   if type(node) ~= "table" then error("superjson path leads nowhere", 0) end
-  local key = slot(node, path[#path])
-  node[key] = fn(node[key])
+  local key = slot(node, path[n])
+  node[key] = apply(node[key], sub, depth)
   return root
 end
 
-local function apply(value, tree, depth)
+function apply(value, tree, depth)
   if depth > json.max_depth then error("superjson annotations nest too deep", 0) end
   budget = budget - 1
   if budget < 0 then error("too many superjson annotations", 0) end
@@ -107,7 +125,7 @@ local function apply(value, tree, depth)
   if type(children) == "table" then
     for key, sub in pairs(children) do
       if type(key) ~= "string" then error("malformed superjson annotation", 0) end
-      value = set_deep(value, parse_path(key), function(v) return apply(v, sub, depth + 1) end)
+      value = set_deep(value, cached_path(key), sub, depth + 1)
     end
   end
   if annotation ~= nil then value = untransform(value, annotation) end
