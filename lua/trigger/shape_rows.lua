@@ -124,18 +124,21 @@ local function same(a, b)
 end
 
 --- At an up-to-date boundary: the rows whose state the user has not seen yet, in the order
--- they first changed. Each returned row counts as delivered.
+-- they first changed. Each returned row counts as delivered (see `handed` for a saved
+-- position).
 -- @treturn {table,...} rows
 function Rows:take()
-  local out = {}
+  local out, batch = {}, {}
   local rows, delivered = self.rows, self.delivered
   for _, key in ipairs(self.order) do
     local row = rows[key]
     if row and not same(delivered[key], row) then
+      batch[#batch + 1] = { key = key, previous = delivered[key] }
       delivered[key] = row
       out[#out + 1] = row
     end
   end
+  self.batch, self.handed_count = batch, #batch
   if self.resyncing then
     -- Runs that left the shape while it was being rebuilt are forgotten.
     for key in pairs(delivered) do
@@ -148,10 +151,22 @@ function Rows:take()
   return out
 end
 
+--- Only the first `n` rows of the last `take` have been handed to the user so far: until the
+-- others are, a saved position holds them as the user last saw them, so that a subscription
+-- resumed from it hands them out. Without a call every row taken counts as handed out.
+-- @tparam integer n
+function Rows:handed(n)
+  self.handed_count = n
+end
+
 --- The delivered rows, for a saved position. Values are strings or JSON null.
 function Rows:snapshot()
   local copy = {}
   for key, row in pairs(self.delivered) do copy[key] = row end
+  local batch = self.batch
+  if batch then
+    for i = self.handed_count + 1, #batch do copy[batch[i].key] = batch[i].previous end
+  end
   return copy
 end
 

@@ -210,6 +210,7 @@ function Subscription:_deliver(url)
       self:_warn("run " .. tostring(id) .. " " .. message, url)
     end)
     if i == #rows then self.committed = reached end
+    self.rows:handed(i) -- a position saved now holds this row, not the rest of the batch
     self.ready = true
     coroutine.yield("run", run)
     if self.stop_when and self.stop_when(run) then return true end
