@@ -825,6 +825,26 @@ describe("trigger.server over HTTP", function()
       assert.are.equal("2025-07-16", entry.headers["x-trigger-api-version"])
       assert.falsy(cjson.encode(st):find(srv.secret_key, 1, true))
     end)
+
+    it("logs status 0 for a request dropped before it was answered", function()
+      srv:fault { kind = "delay", delay_ms = 300 }
+      local conn = send(srv.port, "GET", TAG_PATH .. "&offset=-1", headers_for(srv.secret_key))
+      eventually(srv, function(st) return st.open_connections == 1 end) -- being handled
+      srv:drop_connections()
+      local res = receive(conn)
+      conn:close()
+      assert.is_nil(res.status)
+      local st = eventually(srv, function(st)
+        for _, e in ipairs(st.log) do
+          if e.path == "/realtime/v1/runs" then return true end
+        end
+      end)
+      local entry
+      for _, e in ipairs(st.log) do
+        if e.path == "/realtime/v1/runs" then entry = e end
+      end
+      assert.are.equal(0, entry.status)
+    end)
   end)
 end)
 

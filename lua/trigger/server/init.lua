@@ -204,7 +204,8 @@ function Server:handle(conn, req)
     local ok, r = xpcall(self.route, debug.traceback, self, conn, req)
     if ok then res = r else res = internal_error(r) end
   end
-  if not res then
+  if not res or conn.dropped then
+    -- Nothing to answer: the client went away, or the connections were dropped meanwhile.
     self:record(req, 0, started)
     return false
   end
