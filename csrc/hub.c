@@ -46,10 +46,18 @@ static struct timespec now_mono(void) {
     return t;
 }
 
+/* Milliseconds until t, rounded up: a wait that long never ends before t. */
 static long ms_until(const struct timespec *t) {
     struct timespec n = now_mono();
-    long ms = (t->tv_sec - n.tv_sec) * 1000L + (t->tv_nsec - n.tv_nsec) / 1000000L;
-    return ms < 0 ? 0 : ms;
+    long long ns =
+        (long long)(t->tv_sec - n.tv_sec) * 1000000000LL + (long long)(t->tv_nsec - n.tv_nsec);
+    if (ns <= 0) return 0;
+    return (long)((ns + 999999LL) / 1000000LL);
+}
+
+static int passed(const struct timespec *t) {
+    struct timespec n = now_mono();
+    return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -210,9 +218,15 @@ int tr_hub_step(tr_hub *h, long wait_ms) {
         if (evs[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
         curl_multi_socket_action(h->multi, evs[i].data.fd, flags, &running);
     }
-    if (h->has_deadline && ms_until(&h->deadline) == 0) {
+    if (h->has_deadline && passed(&h->deadline)) {
         h->has_deadline = 0; /* the callback sets the next one */
         curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        /* libcurl skips the callback when its next expiry is the one it reported last (our
+         * deadline can be up to 1 ms early: it rounds the time left down). Ask, so that timer
+         * is not lost. */
+        long left;
+        if (!h->has_deadline && curl_multi_timeout(h->multi, &left) == CURLM_OK && left >= 0)
+            on_timer(h->multi, left, h);
     }
     collect_finished(h);
     return 0;
