@@ -12,6 +12,8 @@
 
 #define SHAPE_MT "trigger.shape"
 
+void tr_register_http1(lua_State *L); /* lhttp1.c */
+
 typedef struct lshape {
     tr_shape *s;
 } lshape;
@@ -295,5 +297,6 @@ int luaopen_trigger_core(lua_State *L) {
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     tr_newlib(L, functions);
+    tr_register_http1(L);
     return 1;
 }
