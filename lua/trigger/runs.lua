@@ -48,7 +48,7 @@ local function list_param(fn, name, v)
 end
 
 local function transport_for()
-  if rawget(_G, "ngx") and ngx.socket and ngx.get_phase and ngx.get_phase() ~= "init" then -- luacheck: ignore
+  if rawget(_G, "ngx") and ngx.socket then -- luacheck: ignore
     return require "trigger.transport.ngx"
   end
   return require "trigger.transport.curl"

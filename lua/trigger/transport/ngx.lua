@@ -1,0 +1,284 @@
+--- The OpenResty transport: HTTP/1.1 over `ngx.socket.tcp` cosockets, parsed by the C
+-- HTTP/1.1 parser of `trigger.core`. Same interface as `trigger.transport.curl`, but every
+-- wait (connect, TLS handshake, send, receive, sleep) yields to nginx by itself, so a
+-- subscription never blocks the worker. libcurl is never loaded here.
+--
+-- Works wherever cosockets do: `rewrite_by_lua*`, `access_by_lua*`, `content_by_lua*`,
+-- `ngx.timer.at` callbacks, `ssl_certificate_by_lua*`… (not in `init_by_lua*`,
+-- `init_worker_by_lua*`, `set_by_lua*`, header/body filters or `log_by_lua*`).
+--
+-- nginx configuration this transport relies on:
+--
+--  * TLS verification is always on. The CA bundle comes from nginx, not from the request:
+--    `lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;` (the per-request
+--    `ca_file` option of the library cannot be honoured by cosockets: put that file there),
+--    and `lua_ssl_verify_depth 5;` (ngx_lua's default depth of 1 rejects most real chains).
+--  * Host names are resolved by nginx: `resolver 1.1.1.1 ipv6=off;` (or your DNS server).
+--    IP literals need no resolver.
+--  * Connections are kept in the worker's cosocket pool (`setkeepalive`) and reused by
+--    later requests to the same scheme, host and port.
+--
+-- @module trigger.transport.ngx
+local core = require "trigger.core"
+
+local ngx = ngx -- luacheck: ignore
+
+local M = {}
+
+--- Idle connections kept per scheme/host/port in each worker.
+M.pool_size = 32
+--- Milliseconds an idle pooled connection is kept.
+M.keepalive_ms = 60 * 1000
+--- Most bytes read per receive.
+M.receive_size = 64 * 1024
+
+-- Phases where ngx_lua disables cosockets (and ngx.sleep).
+local NO_COSOCKETS = { init = true, init_worker = true, set = true, header_filter = true,
+  body_filter = true, log = true, exit_worker = true }
+
+local active = 0
+local told_ca_file = false
+local stats = { requests = 0, connects = 0, reused = 0, retried = 0 }
+
+local function now()
+  ngx.update_time()
+  return ngx.now()
+end
+
+local function ms(seconds)
+  return math.max(1, math.floor(seconds * 1000 + 0.5))
+end
+
+-- scheme, host (IPv6 literal in brackets), port, request target, Host header value
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil, "not an absolute http(s) URL: " .. url end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "unsupported URL scheme '" .. scheme .. "' in " .. url
+  end
+  local authority, target = rest:match("^([^/?#]*)([^#]*)")
+  if authority:find("@", 1, true) then return nil, "credentials in URLs are not supported" end
+  if target == "" then
+    target = "/"
+  elseif target:sub(1, 1) == "?" then
+    target = "/" .. target
+  end
+  if target:find("[%s%c]") then return nil, "spaces or control characters in URL " .. url end
+  local host, port = authority:match("^(%[[%x:.]+%]):?(%d*)$")
+  if not host then host, port = authority:match("^([^:%[%]]+):?(%d*)$") end
+  if not host or host == "" then return nil, "no host in URL " .. url end
+  local default_port = scheme == "https" and 443 or 80
+  local n = port ~= "" and tonumber(port) or default_port
+  if n < 1 or n > 65535 then return nil, "bad port in URL " .. url end
+  local host_header = n == default_port and host or (host .. ":" .. n)
+  return { scheme = scheme, host = host, port = n, target = target, host_header = host_header }
+end
+M._parse_url = parse_url
+
+local function has_header(headers, name)
+  local prefix = name:lower() .. ":"
+  for _, h in ipairs(headers) do
+    if h:sub(1, #prefix):lower() == prefix then return true end
+  end
+  return false
+end
+
+local function build_request(req, u)
+  local method = req.method or (req.body and "POST" or "GET")
+  if not method:match("^%u+$") then return nil, "bad HTTP method " .. tostring(method) end
+  local headers = req.headers or {}
+  local out = { method, " ", u.target, " HTTP/1.1\r\nHost: ", u.host_header, "\r\n" }
+  for i, h in ipairs(headers) do
+    if type(h) ~= "string" or not h:match("^[%w!#$%%&'*+.^_`|~-]+:") or h:find("[\r\n]")
+        or h:find("\0", 1, true) then
+      return nil, "request header " .. i .. " is not a single 'Name: value' line"
+    end
+    out[#out + 1] = h
+    out[#out + 1] = "\r\n"
+  end
+  if not has_header(headers, "accept") then out[#out + 1] = "Accept: */*\r\n" end
+  if not has_header(headers, "user-agent") then
+    out[#out + 1] = "User-Agent: trigger-realtime-lua (ngx_lua)\r\n"
+  end
+  local body = req.body
+  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
+    body = body or ""
+    out[#out + 1] = "Content-Length: " .. #body .. "\r\n"
+  end
+  out[#out + 1] = "\r\n"
+  if body then out[#out + 1] = body end
+  return table.concat(out), method
+end
+M._build_request = build_request
+
+-- One attempt on one connection. Returns status, headers, body | nil, message, retryable
+-- (retryable: a pooled connection the server had closed before answering anything).
+local function attempt(req, u, request, method, deadline)
+  local sock, err = ngx.socket.tcp()
+  if not sock then return nil, "cannot create a cosocket: " .. tostring(err) end
+  local where = u.host .. ":" .. u.port
+  local connect_s = math.min(req.connect_timeout or 10, math.max(deadline - now(), 0.001))
+  sock:settimeout(ms(connect_s))
+  local ok
+  ok, err = sock:connect(u.host, u.port, { pool = u.scheme .. "://" .. where,
+    pool_size = M.pool_size })
+  if not ok then return nil, "connect to " .. where .. " failed: " .. tostring(err) end
+  local reused = (sock:getreusedtimes() or 0) > 0
+  if reused then
+    stats.reused = stats.reused + 1
+  else
+    stats.connects = stats.connects + 1
+  end
+  if u.scheme == "https" and not reused then
+    local name = u.host:match("^%[") and nil or u.host
+    ok, err = sock:sslhandshake(false, name, true)
+    if not ok then
+      sock:close()
+      return nil, "TLS handshake with " .. where .. " failed: " .. tostring(err)
+    end
+  end
+  local left = deadline - now()
+  if left <= 0 then
+    sock:close()
+    return nil, "timeout: no time left to send the request to " .. where
+  end
+  sock:settimeout(ms(left))
+  local sent
+  sent, err = sock:send(request)
+  if not sent then
+    sock:close()
+    return nil, "send to " .. where .. " failed: " .. tostring(err), reused
+  end
+
+  local parser = core.http1_parser { max_body = req.max_body, head = method == "HEAD" }
+  local got_any = false
+  while true do
+    left = deadline - now()
+    if left <= 0 then
+      sock:close()
+      parser:close()
+      return nil, "timeout: no complete response from " .. where .. " in time"
+    end
+    sock:settimeout(ms(left))
+    local data, rerr = sock:receiveany(M.receive_size)
+    local state, extra, code
+    if data then
+      got_any = true
+      state, extra, code = parser:feed(data)
+    elseif rerr == "closed" then
+      state, extra, code = parser:finish()
+      if state == nil and not got_any and reused then
+        sock:close()
+        parser:close()
+        return nil, "the pooled connection to " .. where .. " was closed", true
+      end
+    else
+      sock:close()
+      parser:close()
+      if rerr == "timeout" then
+        return nil, "timeout: no complete response from " .. where .. " in time"
+      end
+      return nil, "receive from " .. where .. " failed: " .. tostring(rerr), reused and not got_any
+    end
+    if state == "done" then
+      local status = parser:status()
+      local headers, body = parser:headers(), parser:body()
+      if data and extra == 0 and parser:keepalive() then
+        ok = sock:setkeepalive(M.keepalive_ms, M.pool_size)
+        if not ok then sock:close() end
+      else
+        sock:close()
+      end
+      parser:close()
+      return status, headers, body
+    elseif state == nil then
+      sock:close()
+      parser:close()
+      if code == "body_too_large" then
+        return nil, "response body from " .. where .. " larger than max_body ("
+          .. tostring(req.max_body) .. " bytes)"
+      end
+      return nil, "bad HTTP response from " .. where .. ": " .. tostring(extra)
+    end
+  end
+end
+
+--- Perform a request, yielding to nginx while it runs.
+-- @tparam table req `url`, `method`, `body`, `headers` (list of "Name: value"), `timeout`
+--   (seconds for the whole request), `connect_timeout`, `max_body`; `ca_file` is ignored
+--   (cosockets verify against `lua_ssl_trusted_certificate`)
+-- @param wait ignored: cosockets yield to nginx by themselves
+-- @treturn[1] integer status
+-- @treturn[1] table headers (lower-case names; a repeated header keeps its last value)
+-- @treturn[1] string body
+-- @treturn[2] nil
+-- @treturn[2] string what failed (connection, TLS, timeout, malformed or too large response)
+function M.perform(req, wait) -- luacheck: ignore wait
+  if type(req) ~= "table" or type(req.url) ~= "string" then
+    error("bad argument #1 to 'perform' (request table with a url expected)", 2)
+  end
+  local phase = ngx.get_phase()
+  if NO_COSOCKETS[phase] then
+    error("trigger-realtime: cosockets are disabled in nginx's " .. phase .. " phase: subscribe "
+      .. "or mint tokens from content_by_lua*, access_by_lua*, rewrite_by_lua* or an ngx.timer "
+      .. "(ngx.timer.at(0, fn) from init_worker_by_lua*)", 2)
+  end
+  if req.ca_file and not told_ca_file then
+    told_ca_file = true
+    ngx.log(ngx.NOTICE, "trigger-realtime: ca_file (", req.ca_file, ") is not used inside nginx:",
+      " cosockets verify against lua_ssl_trusted_certificate")
+  end
+  local u, err = parse_url(req.url)
+  if not u then return nil, err end
+  local request, method = build_request(req, u)
+  if not request then return nil, method end
+  local deadline = now() + (req.timeout or 60)
+  stats.requests = stats.requests + 1
+  active = active + 1
+  local status, headers, body = attempt(req, u, request, method, deadline)
+  if status == nil and body == true then -- a stale pooled connection: once more, afresh
+    stats.retried = stats.retried + 1
+    status, headers, body = attempt(req, u, request, method, deadline)
+  end
+  active = active - 1
+  if status == nil then return nil, headers end
+  return status, headers, body
+end
+
+--- Wait without blocking the worker.
+function M.sleep(seconds)
+  ngx.sleep(seconds)
+end
+
+--- Nothing to drive: cosockets progress inside nginx's event loop. A positive `seconds`
+-- sleeps (yielding to nginx) so callers that "wait for I/O" still wait.
+function M.step(seconds)
+  if seconds and seconds > 0 then ngx.sleep(seconds) end
+end
+
+--- There is no descriptor to poll inside nginx.
+function M.pollfd()
+  error("trigger.transport.ngx has no pollable fd: inside nginx, cosockets yield to nginx "
+    .. "by themselves (use sub:next() or the for loop)", 2)
+end
+
+--- No timer to honour: nil.
+function M.timeout()
+  return nil
+end
+
+--- Number of requests in flight in this worker.
+function M.active()
+  return active
+end
+
+--- Counters of this worker: `requests`, `connects` (new connections), `reused` (connections
+-- taken from the pool), `retried` (requests sent again after a pooled connection turned out
+-- closed).
+function M.stats()
+  return { requests = stats.requests, connects = stats.connects, reused = stats.reused,
+    retried = stats.retried }
+end
+
+return M

@@ -1,0 +1,17 @@
+# make test-openresty: the library inside Debian's nginx + libnginx-mod-http-lua (issue 7):
+#   builds the LuaJIT modules (make LUA=luajit), starts the local realtime server and nginx
+#   with examples/openresty/nginx.conf on loopback ports, follows runs through the SSE location
+#   and checks the events, the worker staying responsive, TLS, timers and connection reuse.
+#   Prints "ok N - ..." lines and a closing "N passed, N failed". See spec/openresty/run.sh.
+# make test-http1: the C unit tests of the HTTP/1.1 response parser (csrc/http1.c).
+.PHONY: test-openresty test-http1
+
+build/test_http1: spec/c/test_http1.c csrc/http1.c csrc/http1.h csrc/buf.c csrc/buf.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_http1.c csrc/http1.c csrc/buf.c
+
+test-http1: build/test_http1
+	@build/test_http1
+
+test-openresty: build/test_http1
+	@MAKE="$(MAKE)" bash spec/openresty/run.sh

@@ -1,0 +1,411 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # cleanup and the helpers run from traps and wait_for
+# make test-openresty: trigger-realtime inside Debian's nginx with libnginx-mod-http-lua.
+#
+# Builds the LuaJIT modules, starts the local realtime server and nginx (the example
+# examples/openresty/nginx.conf, with test locations and TLS servers included) on loopback
+# ports, follows a tag through the SSE location with curl -N while runs progress, and checks
+# the events, that the same worker answers other requests meanwhile, TLS verification,
+# subscriptions in ngx.timer, connection reuse, recovery from broken responses, token minting,
+# and that libcurl is never loaded. Prints "ok N - ..." / "not ok N - ..." lines and a closing
+# "N passed, N failed"; exits non-zero on failure; stops every process it started.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$PWD
+MAKE=${MAKE:-make}
+SECRET=tr_dev_local_emulator_secret_key
+
+n=0
+passed=0
+failed=0
+ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
+not_ok() {
+  n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
+  shift
+  for line in "$@"; do printf '#   %s\n' "$line"; done
+}
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/trigger-openresty.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "# kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+LIMIT=${TEST_TIME_LIMIT:-120}
+trap 'not_ok "interrupted, or over the time limit of $LIMIT s"; finish' INT TERM
+# A watchdog: whatever hangs, the run ends within LIMIT seconds (and it goes when we go).
+(for ((i = 0; i < LIMIT; i++)); do sleep 1; kill -0 $$ 2>/dev/null || exit 0; done
+ kill -TERM $$) 2>/dev/null &
+pids+=($!)
+
+# --- helpers -------------------------------------------------------------------------------
+
+now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((10#$t / 1000)); }
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds or SECONDS passed
+wait_for() {
+  local deadline=$(( $(now_ms) + $1 * 1000 ))
+  shift
+  while ! "$@" >/dev/null 2>&1; do
+    [ "$(now_ms)" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+admin() { # admin METHOD PATH [JSON]
+  curl -sS --max-time 5 -X "$1" "$EMULATOR/$2" ${3:+-H 'Content-Type: application/json' -d "$3"}
+}
+create_run() { # create_run JSON -> friendly id
+  admin POST _emulator/runs "$1" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p'
+}
+patch_run() { admin PATCH "_emulator/runs/$1" "{\"status\":\"$2\"}" >/dev/null; }
+get() { curl -sS --max-time "${2:-5}" "http://127.0.0.1:$PORT$1"; }
+
+n_events() { grep -c '^data: ' "$tmp/sse.out" 2>/dev/null || echo 0; }
+has_events() { [ "$(n_events)" -ge "$1" ]; }
+
+# The SSE events as "id status isCompleted" lines, decoded by LuaJIT's cjson.
+sse_events() {
+  SSE_FILE="$tmp/sse.out" luajit -e '
+    local cjson = require "cjson"
+    for line in io.lines(os.getenv("SSE_FILE")) do
+      local data = line:match("^data: (.*)$")
+      if data then
+        local ok, run = pcall(cjson.decode, data)
+        if ok and type(run) == "table" then
+          print(run.id, run.status, tostring(run.isCompleted))
+        else
+          print("bad-json", data)
+        end
+      end
+    end'
+}
+
+json_field() { # json_field JSON LUA-EXPR(with doc) -> printed value
+  JSON_DOC=$1 luajit -e 'local doc = require("cjson").decode(os.getenv("JSON_DOC")); print(('"$2"'))' 2>&1
+}
+
+free_ports() { # free_ports N -> N free loopback ports (bound at once, then released)
+  N_PORTS=$1 luajit -e '
+    local socket = require "socket"
+    local held, out = {}, {}
+    for i = 1, tonumber(os.getenv("N_PORTS")) do
+      local s = assert(socket.bind("127.0.0.1", 0))
+      held[i] = s
+      out[i] = select(2, s:getsockname())
+    end
+    for _, s in ipairs(held) do s:close() end
+    print(table.concat(out, " "))' 2>/dev/null ||
+    for ((i = 0; i < $1; i++)); do printf '%d ' $((20000 + RANDOM % 30000)); done
+}
+
+# --- build -----------------------------------------------------------------------------------
+
+if build_log=$($MAKE --no-print-directory LUA=luajit all 2>&1); then
+  ok "make LUA=luajit builds build/luajit/trigger/{core,curl}.so"
+else
+  not_ok "make LUA=luajit builds build/luajit/trigger/{core,curl}.so" "$build_log"
+  finish
+fi
+
+load=$(luajit -e '
+  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+  package.cpath = "build/luajit/?.so;" .. package.cpath
+  local core = require "trigger.core"
+  local p = core.http1_parser { max_body = 16 }
+  local st = p:feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+  require "trigger"
+  require "trigger.transport.curl"
+  print(st, p:status(), p:body(), _VERSION, jit and jit.version)' 2>&1)
+if [ "$(printf '%s' "$load" | cut -f1-3)" = "$(printf 'done\t200\tok')" ]; then
+  ok "trigger.core, trigger.curl and the Lua layer load under LuaJIT ($(printf '%s' "$load" | cut -f5))"
+else
+  not_ok "trigger.core, trigger.curl and the Lua layer load under LuaJIT" "$load"
+fi
+
+if [ -x build/test_http1 ]; then
+  if h1=$(build/test_http1 2>&1); then
+    ok "HTTP/1.1 parser unit tests: $(printf '%s\n' "$h1" | grep -c '^ok ') checks, every split"
+  else
+    not_ok "HTTP/1.1 parser unit tests" "$(printf '%s\n' "$h1" | grep -A1 '^not ok')"
+  fi
+fi
+
+# --- the local realtime server -------------------------------------------------------------
+
+bin/trigger-realtime-server --port 0 --hold-ms 1000 >"$tmp/server.out" 2>"$tmp/server.err" &
+pids+=($!)
+if wait_for 10 grep -q '^listening http://' "$tmp/server.out"; then
+  EMULATOR=$(sed -n '1s/^listening //p' "$tmp/server.out")
+  EMULATOR_PORT=${EMULATOR##*:}
+  ok "local realtime server listens at $EMULATOR"
+else
+  not_ok "local realtime server starts" "$(cat "$tmp/server.out" "$tmp/server.err")"
+  finish
+fi
+
+# --- TLS material: a test CA, a good certificate, one for another name, a self-signed one ---
+
+have_tls=1
+mkdir -p "$tmp/tls"
+(
+  cd "$tmp/tls" || exit 1
+  key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+  key ca.key && openssl req -x509 -new -key ca.key -out ca.crt -days 2 \
+    -subj "/CN=trigger-realtime test CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || exit 1
+  for name in good:127.0.0.1 wrong-name:wrong.example; do
+    file=${name%%:*}
+    host=${name#*:}
+    key "$file.key" && openssl req -new -key "$file.key" -subj "/CN=$host" -out "$file.csr" \
+      2>/dev/null || exit 1
+    printf 'subjectAltName=DNS:%s,IP:%s\n' "$host" "${host/wrong.example/10.255.255.1}" >"$file.ext"
+    openssl x509 -req -in "$file.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile "$file.ext" -out "$file.crt" 2>/dev/null || exit 1
+  done
+  key untrusted.key && openssl req -x509 -new -key untrusted.key -out untrusted.crt -days 2 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1" 2>/dev/null
+) || have_tls=0
+
+# --- nginx -------------------------------------------------------------------------------------
+
+start_nginx() {
+  read -r PORT TLS_PORT TLS_WRONG_NAME_PORT TLS_UNTRUSTED_PORT <<<"$(free_ports 4)"
+  mkdir -p "$tmp/nginx/logs" "$tmp/nginx/conf"
+  local fill="s|@TMP@|$tmp|g; s|@EMULATOR_PORT@|$EMULATOR_PORT|g; s|@TLS_PORT@|$TLS_PORT|g;
+    s|@TLS_WRONG_NAME_PORT@|$TLS_WRONG_NAME_PORT|g; s|@TLS_UNTRUSTED_PORT@|$TLS_UNTRUSTED_PORT|g"
+  sed "$fill" spec/openresty/test-locations.conf >"$tmp/nginx/conf/test-locations.conf"
+  if [ "$have_tls" = 1 ]; then
+    sed "$fill" spec/openresty/test-servers.conf >"$tmp/nginx/conf/test-servers.conf"
+  else
+    echo "lua_shared_dict trigger_test 1m;" >"$tmp/nginx/conf/test-servers.conf"
+  fi
+  # The example itself, on our port, trusting the test CA, with the test additions included.
+  sed -e "s|^\( *\)listen 127.0.0.1:8080;|\1listen 127.0.0.1:$PORT;\n\1include $tmp/nginx/conf/test-locations.conf;|" \
+      -e "s|^http {|http {\n    include $tmp/nginx/conf/test-servers.conf;|" \
+      -e "s|lua_ssl_trusted_certificate [^;]*;|lua_ssl_trusted_certificate $tmp/tls/ca.crt;|" \
+      examples/openresty/nginx.conf >"$tmp/nginx/conf/nginx.conf"
+  [ "$have_tls" = 1 ] || sed -i '/lua_ssl_trusted_certificate/d' "$tmp/nginx/conf/nginx.conf"
+  if [ "$(grep -c "listen 127.0.0.1:$PORT;\|include $tmp" "$tmp/nginx/conf/nginx.conf")" -ne 3 ]; then
+    echo "examples/openresty/nginx.conf no longer has the lines run.sh rewrites" >"$tmp/nginx/start.err"
+    return 1
+  fi
+  TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
+    nginx -p "$tmp/nginx" -c "$tmp/nginx/conf/nginx.conf" -e "$tmp/nginx/logs/error.log" \
+    >"$tmp/nginx/start.err" 2>&1 &
+  NGINX_PID=$!
+  if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$PORT/ping"; then
+    pids+=("$NGINX_PID")
+    return 0
+  fi
+  kill -TERM "$NGINX_PID" 2>/dev/null
+  wait "$NGINX_PID" 2>/dev/null
+  return 1
+}
+
+started=0
+for _ in 1 2 3; do # a port taken between free_ports and bind: try other ports
+  if start_nginx; then started=1; break; fi
+  grep -q 'Address already in use' "$tmp/nginx/logs/error.log" "$tmp/nginx/start.err" 2>/dev/null || break
+done
+if [ "$started" = 1 ]; then
+  ok "nginx (worker_processes 1, examples/openresty/nginx.conf) serves on 127.0.0.1:$PORT"
+else
+  not_ok "nginx starts with examples/openresty/nginx.conf" \
+    "$(cat "$tmp/nginx/start.err" 2>/dev/null; tail -n 20 "$tmp/nginx/logs/error.log" 2>/dev/null)"
+  finish
+fi
+pong=$(get /ping)
+WORKER=${pong#pong }
+
+# --- the SSE location, while runs progress ---------------------------------------------------
+
+tag="user:openresty-$$-$RANDOM"
+run_a=$(create_run "{\"runTags\":[\"$tag\"],\"status\":\"PENDING\",\"taskIdentifier\":\"send-email\"}")
+curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$(printf '%s' "$tag" | sed 's/:/%3A/g')" \
+  >"$tmp/sse.out" 2>"$tmp/sse.err" &
+sse_pid=$!
+pids+=("$sse_pid")
+
+if wait_for 10 has_events 1; then
+  ok "the SSE stream delivers the existing run"
+else
+  not_ok "the SSE stream delivers the existing run" "$(cat "$tmp/sse.out" "$tmp/sse.err")" \
+    "$(tail -n 20 "$tmp/nginx/logs/error.log")"
+fi
+grep -q "^: following $tag (nginx worker $WORKER)" "$tmp/sse.out" &&
+  ok "the stream opens with a comment from the same worker ($WORKER) as /ping" ||
+  not_ok "the stream opens with a comment from worker $WORKER" "$(head -n 2 "$tmp/sse.out")"
+
+# The subscription now waits in a live long-poll (held 1 s by the server, then renewed). Other
+# requests to the one worker must be answered at once meanwhile: a blocking wait would hold
+# most of them for up to a second.
+sleep 0.3
+slow=0
+times=""
+for _ in 1 2 3 4 5 6 7 8; do
+  t=$(curl -s -o "$tmp/ping.out" -w '%{time_total}' --max-time 5 "http://127.0.0.1:$PORT/ping")
+  times="$times $t"
+  grep -q "^pong $WORKER$" "$tmp/ping.out" || slow=$((slow + 1))
+  awk -v t="$t" 'BEGIN { exit !(t < 0.25) }' || slow=$((slow + 1))
+  sleep 0.17
+done
+waiting=$(json_field "$(admin GET _emulator/stats)" 'doc.active_realtime')
+if [ "$slow" -eq 0 ] && kill -0 "$sse_pid" 2>/dev/null; then
+  ok "the same worker answers /ping while the subscription waits (8 pings, seconds:$times; live requests at the server: $waiting)"
+else
+  not_ok "the same worker answers /ping at once while the subscription waits" "times:$times"
+fi
+
+patch_run "$run_a" EXECUTING
+wait_for 10 has_events 2
+patch_run "$run_a" COMPLETED_SUCCESSFULLY
+wait_for 10 has_events 3
+run_b=$(create_run "{\"runTags\":[\"$tag\",\"other\"],\"status\":\"PENDING\"}")
+wait_for 10 has_events 4
+
+# A live response sent chunked in 5-byte chunks: the C parser de-chunks it.
+admin POST _emulator/faults '{"kind":"drip","chunk_size":5,"match":{"path_prefix":"/realtime/v1/runs","live":true},"count":1}' >/dev/null
+sleep 1.3 # the held live request ends; the next one takes the fault
+patch_run "$run_b" EXECUTING
+wait_for 10 has_events 5
+# A live response cut off mid-body: the transport reports it, the subscription retries.
+admin POST _emulator/faults '{"kind":"reset_mid_body","match":{"path_prefix":"/realtime/v1/runs","live":true},"count":1}' >/dev/null
+sleep 1.3
+patch_run "$run_b" CANCELED
+wait_for 12 has_events 6
+
+expected="$run_a QUEUED false
+$run_a EXECUTING false
+$run_a COMPLETED true
+$run_b QUEUED false
+$run_b EXECUTING false
+$run_b CANCELED false"
+got=$(sse_events | tr '\t' ' ')
+if [ "$got" = "$expected" ]; then
+  ok "SSE events arrive in order with the right statuses (6 events, 2 runs)"
+else
+  not_ok "SSE events arrive in order with the right statuses" "want:" $expected "got:" $got
+fi
+grep -q '"taskIdentifier":"send-email"' "$tmp/sse.out" && grep -q "\"tags\":\[\"$tag\"\]" "$tmp/sse.out" &&
+  ok "events carry the run object as JSON (taskIdentifier, tags)" ||
+  not_ok "events carry the run object as JSON" "$(sed -n 3p "$tmp/sse.out")"
+if grep -q 'trigger-realtime: .*truncated' "$tmp/nginx/logs/error.log"; then
+  ok "a live body cut short reached on_error (truncated) and the stream went on"
+else
+  not_ok "a live body cut short reached on_error and the stream went on" \
+    "$(grep trigger-realtime "$tmp/nginx/logs/error.log" | tail -n 5)"
+fi
+
+stats=$(get /test/stats)
+reused=$(json_field "$stats" 'doc.reused')
+requests=$(json_field "$stats" 'doc.requests')
+if [ "${reused:-0}" -gt 0 ] 2>/dev/null; then
+  ok "connections are reused from the cosocket pool ($requests requests: $reused on pooled connections)"
+else
+  not_ok "connections are reused from the cosocket pool" "$stats"
+fi
+
+# The browser goes away: the handler closes the subscription and its long-poll.
+kill -TERM "$sse_pid" 2>/dev/null
+wait "$sse_pid" 2>/dev/null
+active_zero() { [ "$(json_field "$(admin GET _emulator/stats)" 'doc.active_realtime')" = 0 ]; }
+stays_zero() { # no live request for 1.5 s: a subscription still running would be back within 1 s
+  local i
+  for i in 1 2 3 4 5 6; do active_zero || return 1; sleep 0.25; done
+}
+if wait_for 5 active_zero && stays_zero; then
+  ok "closing the SSE client ends the upstream long-poll"
+else
+  not_ok "closing the SSE client ends the upstream long-poll" "$(admin GET _emulator/stats | head -c 300)"
+fi
+
+# --- a subscription inside ngx.timer ------------------------------------------------------------
+
+tag2="user:timer-$$-$RANDOM"
+started=$(get "/test/timer?tag=$tag2")
+sleep 0.5
+run_c=$(create_run "{\"runTags\":[\"$tag2\"],\"status\":\"PENDING\"}")
+sleep 0.3
+patch_run "$run_c" EXECUTING
+sleep 0.3
+patch_run "$run_c" COMPLETED_SUCCESSFULLY
+timer_done() { get /test/timer-result 1 2>/dev/null | grep -q 'COMPLETED'; }
+wait_for 10 timer_done
+result=$(get /test/timer-result)
+case "$result" in
+  *"COMPLETED |timer"*) ok "a subscription in ngx.timer follows a tag until the run completes ($result)" ;;
+  *) not_ok "a subscription in ngx.timer follows a tag until the run completes" "$started" "$result" ;;
+esac
+
+# --- public access tokens minted inside nginx --------------------------------------------------
+
+token_json=$(get "/token?tag=$(printf '%s' "$tag" | sed 's/:/%3A/g')")
+token=$(json_field "$token_json" 'doc.token')
+realtime() { # realtime TAG TOKEN -> HTTP status of the first shape request
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $2" \
+    -H 'x-trigger-electric-version: 1.0.0-beta.1' \
+    "$EMULATOR/realtime/v1/runs?tags=$(printf '%s' "$1" | sed 's/:/%3A/g')&offset=-1&log=full"
+}
+if [ "$(printf '%s' "$token" | tr -cd . | wc -c)" -eq 2 ] && [ "$(realtime "$tag" "$token")" = 200 ] &&
+  [ "$(realtime "$tag2" "$token")" = 403 ]; then
+  ok "/token mints a public token inside nginx (claims fetched over cosockets) that reads only its tag"
+else
+  not_ok "/token mints a working public token" "$token_json"
+fi
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+if [ "$have_tls" = 1 ]; then
+  tls=$(get /test/tls)
+  good=$(json_field "$tls" 'doc.good.status .. " " .. doc.good.body:gsub("\n", "") .. " " .. doc.again.status')
+  wrong=$(json_field "$tls" 'doc.wrong_name.error')
+  untrusted=$(json_field "$tls" 'doc.untrusted.error')
+  [ "$good" = "200 hello over tls 200" ] &&
+    ok "https with verification against lua_ssl_trusted_certificate" ||
+    not_ok "https with verification against lua_ssl_trusted_certificate" "$tls"
+  case "$wrong" in
+    *"TLS handshake"*) ok "a certificate for another host name is refused ($wrong)" ;;
+    *) not_ok "a certificate for another host name is refused" "$tls" ;;
+  esac
+  case "$untrusted" in
+    *"TLS handshake"*) ok "a certificate from an untrusted issuer is refused ($untrusted)" ;;
+    *) not_ok "a certificate from an untrusted issuer is refused" "$tls" ;;
+  esac
+  statuses=$(get "/test/run?id=$run_a")
+  [ "$statuses" = "COMPLETED" ] &&
+    ok "subscribe_to_run over https ends by itself once the run is final" ||
+    not_ok "subscribe_to_run over https ends by itself once the run is final" "$statuses"
+else
+  not_ok "openssl makes the test certificates (TLS checks skipped)"
+fi
+
+# --- libcurl stays out of nginx ----------------------------------------------------------------
+
+stats=$(get /test/stats)
+if [ "$(json_field "$stats" 'tostring(doc.curl_loaded or doc.transport_loaded)')" = false ] &&
+  ! grep -q 'libcurl' "/proc/$WORKER/maps" 2>/dev/null && [ -r "/proc/$WORKER/maps" ]; then
+  ok "libcurl is never loaded in the worker (trigger.curl absent, no libcurl in /proc/$WORKER/maps)"
+else
+  not_ok "libcurl is never loaded in the worker" "$stats" "$(grep libcurl "/proc/$WORKER/maps" | head -n 2)"
+fi
+
+if grep -E '\[(alert|crit|emerg)\]|lua entry thread aborted|runtime error' "$tmp/nginx/logs/error.log" >"$tmp/bad.log"; then
+  not_ok "no Lua errors or alerts in nginx's error log" "$(head -n 5 "$tmp/bad.log")"
+else
+  ok "no Lua errors or alerts in nginx's error log"
+fi
+
+finish
