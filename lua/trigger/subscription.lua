@@ -114,13 +114,32 @@ end
 -- Returns status, headers, body, or nil and a message.
 function Subscription:_await(p)
   if p.err then return nil, p.err end
-  if p.req then return self.transport.perform(p.req) end
+  if p.req then return self:_perform_within_deadline(p.req) end
   local h = p.handle
   while not h:done() do coroutine.yield("wait") end
   self.inflight[h] = nil
   local status, headers, body = h:result()
   h:close()
   return status, headers, body -- on failure: nil, message, libcurl code
+end
+
+-- A transport without background requests (nginx cosockets) performs the request right here.
+-- The caller's `next(timeout)` deadline bounds it: when the wait runs out mid-request, nothing
+-- was applied, so yielding and sending the same request again on the next call loses nothing.
+function Subscription:_perform_within_deadline(req)
+  local read_timeout = self.settings.read_timeout
+  while true do
+    local left = self.deadline and self.deadline - clock.now()
+    if left and left <= 0 then
+      coroutine.yield("wait")
+    else
+      req.timeout = (left and left < read_timeout) and left or read_timeout
+      local status, headers, body = self.transport.perform(req)
+      if status or not (self.deadline and clock.now() >= self.deadline) then
+        return status, headers, body
+      end
+    end
+  end
 end
 
 function Subscription:_http(req)
@@ -367,6 +386,11 @@ function Subscription:poll()
     if self.failure then raise(self.failure) end
     return nil
   end
+  if not self.transport.start then
+    error("poll() needs requests that run in the background, which this transport (nginx "
+      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
+  end
+  self.deadline = nil
   self.transport.step(0)
   local what, value = self:_resume()
   if what == "run" then return value end
@@ -395,6 +419,7 @@ function Subscription:next(timeout)
     error("bad argument #1 to 'next' (non-negative number expected)", 2)
   end
   local deadline = timeout and clock.now() + timeout
+  self.deadline = deadline
   while true do
     if self.closed then
       if self.failure then raise(self.failure) end

@@ -392,6 +392,16 @@ else
   not_ok "openssl makes the test certificates (TLS checks skipped)"
 fi
 
+# --- next(timeout) and poll() inside nginx -----------------------------------------------------
+
+idle_tag="user:idle-$$"
+( sleep 1.5; admin POST _emulator/runs "{\"runTags\":[\"$idle_tag\"],\"status\":\"PENDING\"}" >/dev/null ) &
+answer=$(get "/test/next-timeout?tag=$(printf %s "$idle_tag" | sed s/:/%3A/g)" 20)
+wait $! 2>/dev/null
+[ "$answer" = "nil/timeout nil/timeout bounded poll-refused QUEUED" ] &&
+  ok "next(timeout) returns nil, \"timeout\" inside nginx and the run still arrives; poll() refuses clearly" ||
+  not_ok "next(timeout) inside nginx" "$answer"
+
 # --- libcurl stays out of nginx ----------------------------------------------------------------
 
 stats=$(get /test/stats)
