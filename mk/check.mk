@@ -1,0 +1,165 @@
+# make check: the memory-safety and robustness gate (issue 9).
+#
+#   make check          check-asan + check-valgrind + fuzz; ends with "N passed, N failed"
+#   make check-asan     the C unit tests, the busted suite and tools/check/lifetimes.lua with
+#                       the modules built under clang ASan+UBSan (+ LeakSanitizer)
+#   make check-valgrind the C unit tests, tools/check/lifetimes.lua and the busted suite under
+#                       valgrind memcheck (normal -O2 -g build)
+#   make fuzz           every libFuzzer target in fuzz/ for FUZZ_SECONDS each (default 60)
+#                       FUZZ_REPORT=1 also writes fuzz/RESULTS.md; FUZZ_TARGETS="fuzz_x ..." picks
+#   make fuzz-build     only build the fuzz targets (build/fuzz/fuzz_*)
+#
+# Every sub-check is one item of the closing count. The log of each is kept in build/check/
+# (the path is printed when it fails). Lua 5.4 only: these targets use lua5.4 whatever LUA says.
+# See tools/check/README.md for what each check covers and why it is set up the way it is.
+
+CHECK_CC     ?= clang
+CHECK_LUA    ?= lua5.4
+CHECK_LUAINC ?= /usr/include/lua5.4
+CHECK_DIR    := build/check
+CHECK_PLAIN  := build/5.4
+ASAN_BUILD   := build/asan
+FUZZ_BUILD   := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_REPORT  ?= 0
+FUZZ_JOBS    ?= 1
+
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_CFLAGS  ?= -O1 -g
+FUZZ_CFLAGS  ?= -O1 -g
+ASAN_RT       = $(shell $(CHECK_CC) -print-file-name=libclang_rt.asan-x86_64.so)
+
+# Sanitizer settings for every process of an ASan run. Children of the specs inherit them: the
+# example scripts that spec/examples_spec.lua starts run on the ASan build too (BUILD,
+# TRIGGER_EXAMPLES_LUA); the local server (pure Lua, third-party C modules) runs without them.
+ASAN_ENV = LD_PRELOAD="$(ASAN_RT)" \
+  ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:abort_on_error=0" \
+  LSAN_OPTIONS="suppressions=$(CURDIR)/tools/check/lsan.supp:print_suppressions=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  TRIGGER_SERVER_LUA="env -u LD_PRELOAD $(CHECK_LUA)" TRIGGER_EXAMPLES_LUA="$(CHECK_LUA)" \
+  BUILD=$(ASAN_BUILD)
+ASAN_TEST_ENV = ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+# tools/check/preload.lua loads trigger.core/trigger.curl from the given build directory before
+# anything else, so spec/helper.lua's own cpath (build/5.4) cannot swap in the plain build.
+# For the ASan build it also pins them (tools/check/pin.c) so that LeakSanitizer, which reports at
+# exit after lua_close has dlclosed them, can still name their frames.
+CHECK_LUA_RUN = $(CHECK_LUA) -e "TRIGGER_CHECK_BUILD='$(1)'; $(if $(filter $(ASAN_BUILD),$(1)),TRIGGER_CHECK_PIN='$(ASAN_BUILD)/checkpin.so'; )dofile'tools/check/preload.lua'"
+CHECK_BUSTED  = $(call CHECK_LUA_RUN,$(1)) /usr/bin/busted --lpath='lua/?.lua;lua/?/init.lua' \
+  --cpath='$(1)/?.so' -o TAP
+
+# The specs valgrind runs (space separated; busted takes files or directories). The whole suite
+# by default: ~225 specs, fault matrix included, take about a minute under memcheck, because the
+# local server and the example scripts run in their own processes, which valgrind does not trace.
+VALGRIND_SPECS ?= spec
+VALGRIND      := valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
+  --keep-debuginfo=yes --num-callers=30 --suppressions=tools/check/valgrind.supp
+CHECK_VG       = env BUILD=$(CHECK_PLAIN) sh tools/check/valgrind.sh "$(VALGRIND)" $(1) --
+
+CHECK_ITEM     = sh tools/check/item.sh $(CHECK_DIR)/results $(CHECK_DIR)
+CHECK_TAP      = sh tools/check/tap.sh
+
+CHECK_C_TESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
+CHECK_C_SRC   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(wildcard csrc/http1.c)
+
+# One fuzz target per fuzz/fuzz_*.c; fuzz_http1 only once csrc/http1.c exists.
+FUZZ_ALL      := $(filter-out $(if $(wildcard csrc/http1.c),,fuzz_http1),\
+                   $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_TARGETS  ?= $(FUZZ_ALL)
+FUZZ_SRC_fuzz_shape        := csrc/shape.c csrc/buf.c
+FUZZ_SRC_fuzz_pg_array     := csrc/pgtext.c csrc/buf.c
+FUZZ_SRC_fuzz_pg_timestamp := csrc/pgtext.c csrc/buf.c
+FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
+FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
+FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
+
+.PHONY: check check-asan check-valgrind fuzz fuzz-build check-asan-build check-valgrind-build check-reset
+.PHONY: check-asan-run check-valgrind-run fuzz-run
+
+# --- builds ----------------------------------------------------------------------------------
+
+$(ASAN_BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
+
+$(ASAN_BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
+
+# The C unit tests (spec/c/test_*.c, TAP), each linked with every plain-C core source.
+$(ASAN_BUILD)/test_%: spec/c/test_%.c $(CHECK_C_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -o $@ $< $(CHECK_C_SRC) $(CRYPTO_LIBS) -lm
+
+$(CHECK_DIR)/bin/test_%: spec/c/test_%.c $(CHECK_C_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -o $@ $< $(CHECK_C_SRC) $(CRYPTO_LIBS) -lm
+
+$(ASAN_BUILD)/checkpin.so: tools/check/pin.c
+	@mkdir -p $(dir $@)
+	$(CHECK_CC) -O1 -g -Wall -Wextra -Werror -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $< -ldl
+
+check-asan-build: $(ASAN_BUILD)/trigger/core.so $(ASAN_BUILD)/trigger/curl.so $(ASAN_BUILD)/checkpin.so \
+  $(addprefix $(ASAN_BUILD)/,$(CHECK_C_TESTS))
+	@test -f "$(ASAN_RT)" || { echo "check: $(ASAN_RT) not found (install libclang-rt-14-dev)"; exit 1; }
+
+check-valgrind-build: $(addprefix $(CHECK_DIR)/bin/,$(CHECK_C_TESTS))
+	@$(MAKE) --no-print-directory LUA=$(CHECK_LUA) BUILD=$(CHECK_PLAIN) all
+
+# One rule per target: build/fuzz/<target> from fuzz/<target>.c and its FUZZ_SRC_<target>.
+define FUZZ_RULE
+$(FUZZ_BUILD)/$(1): fuzz/$(1).c $(FUZZ_SRC_$(1)) $(HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(CHECK_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=undefined $(WARN) -Icsrc -o $$@ fuzz/$(1).c $(FUZZ_SRC_$(1)) $(FUZZ_LIBS_$(1)) -lm
+endef
+$(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULE,$(t))))
+
+fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
+
+check-reset:
+	@mkdir -p $(CHECK_DIR) && rm -f $(CHECK_DIR)/results
+
+# --- the checks ----------------------------------------------------------------------------------
+# The *-run targets record one line per item in build/check/results; the public targets reset
+# that file, run, then sum up. A build that fails is recorded as a failed item of its own.
+
+CHECK_BUILD_STEP = $(CHECK_ITEM) --build $(1) -- $(MAKE) --no-print-directory $(2)
+
+check-asan-run:
+	@$(call CHECK_BUILD_STEP,asan:build,check-asan-build) || exit 0; \
+	for t in $(CHECK_C_TESTS); do \
+	  $(CHECK_ITEM) asan:$$t -- $(CHECK_TAP) env $(ASAN_TEST_ENV) $(ASAN_BUILD)/$$t; \
+	done; \
+	$(CHECK_ITEM) asan:lifetimes -- $(CHECK_TAP) env $(ASAN_ENV) $(call CHECK_LUA_RUN,$(ASAN_BUILD)) tools/check/lifetimes.lua; \
+	$(CHECK_ITEM) asan:busted -- $(CHECK_TAP) env $(ASAN_ENV) $(call CHECK_BUSTED,$(ASAN_BUILD)) spec; \
+	exit 0
+
+check-valgrind-run:
+	@$(call CHECK_BUILD_STEP,valgrind:build,check-valgrind-build) || exit 0; \
+	for t in $(CHECK_C_TESTS); do \
+	  $(CHECK_ITEM) valgrind:$$t -- $(CHECK_TAP) $(call CHECK_VG,$(CHECK_DIR)/vg-$$t) $(CHECK_DIR)/bin/$$t; \
+	done; \
+	$(CHECK_ITEM) valgrind:lifetimes -- $(CHECK_TAP) $(call CHECK_VG,$(CHECK_DIR)/vg-lifetimes) $(call CHECK_LUA_RUN,$(CHECK_PLAIN)) tools/check/lifetimes.lua; \
+	$(CHECK_ITEM) valgrind:busted -- $(CHECK_TAP) $(call CHECK_VG,$(CHECK_DIR)/vg-busted) $(call CHECK_BUSTED,$(CHECK_PLAIN)) $(VALGRIND_SPECS); \
+	exit 0
+
+fuzz-run:
+	@MAKE="$(MAKE)" FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_REPORT=$(FUZZ_REPORT) FUZZ_JOBS=$(FUZZ_JOBS) \
+	  sh tools/check/fuzz.sh $(CHECK_DIR)/results $(CHECK_DIR) $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+check-asan: check-reset
+	@$(MAKE) --no-print-directory check-asan-run; sh tools/check/summary.sh $(CHECK_DIR)/results
+
+check-valgrind: check-reset
+	@$(MAKE) --no-print-directory check-valgrind-run; sh tools/check/summary.sh $(CHECK_DIR)/results
+
+fuzz: check-reset
+	@$(MAKE) --no-print-directory fuzz-run; sh tools/check/summary.sh $(CHECK_DIR)/results
+
+check: check-reset
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory check-asan-run check-valgrind-run fuzz-run; \
+	echo "make check took $$(( $$(date +%s) - start )) s"; \
+	sh tools/check/summary.sh $(CHECK_DIR)/results
