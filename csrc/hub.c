@@ -249,6 +249,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp) {
         tr_buf_reset(&r->headers); /* a new response (after 1xx): forget the last one's */
         return len;
     }
+    /* Headers are stored NUL-separated: a NUL inside one would split it (libcurl 7.88 refuses
+     * them already; do not depend on that). */
+    if (memchr(p, '\0', len) != NULL) return 0;
     size_t colon = 0;
     while (colon < len && p[colon] != ':')
         colon++;

@@ -44,8 +44,11 @@ static int sextet(char c) {
 }
 
 int tr_base64url_decode(tr_buf *out, const char *s, size_t n) {
-    while (n > 0 && s[n - 1] == '=')
+    /* Padding, when present, completes the last quantum: nothing more, nothing less. */
+    if (n % 4 == 0 && n > 0 && s[n - 1] == '=') {
         n--;
+        if (s[n - 1] == '=') n--;
+    }
     if (n % 4 == 1) return -1;
     unsigned acc = 0;
     int bits = 0;
@@ -59,5 +62,7 @@ int tr_base64url_decode(tr_buf *out, const char *s, size_t n) {
             if (tr_buf_addc(out, (char)((acc >> bits) & 0xff)) != 0) return -1;
         }
     }
+    /* An encoder leaves the unused low bits of the last character zero. */
+    if (acc & ((1u << bits) - 1)) return -1;
     return 0;
 }

@@ -217,8 +217,12 @@ int tr_pg_timestamp_iso(const char *s, size_t n, char *out) {
         int sign = s[i] == '-' ? -1 : 1, oh, om = 0;
         if (digits(s, n, i + 1, 2, &oh)) return -1;
         i += 3;
-        if (i < n && s[i] == ':') i++;
-        if (i < n && digits(s, n, i, 2, &om) == 0) i += 2;
+        if (i < n && s[i] == ':') {
+            if (digits(s, n, i + 1, 2, &om)) return -1; /* "+05:" is not a zone */
+            i += 3;
+        } else if (i < n && digits(s, n, i, 2, &om) == 0) {
+            i += 2;
+        }
         if (oh > 23 || om > 59) return -1;
         offset_min = sign * (oh * 60L + om);
     }

@@ -266,7 +266,7 @@ describe("subscribe_to_tag", function()
   describe("closing", function()
     -- Wait (boundedly) until the server's view satisfies pred.
     local function server_sees(pred)
-      for _ = 1, 200 do
+      for _ = 1, 1000 do -- at most ~10 s
         local st = srv:stats()
         if pred(st) then return st end
         trigger.step(0.01)

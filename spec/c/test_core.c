@@ -172,9 +172,16 @@ static void test_pgtext(void) {
     check(ts_is("2025-01-10 12:00:00.5Z", "2025-01-10T12:00:00.500Z"), "Z suffix");
     check(ts_is("2025-01-01 01:00:00+02", "2024-12-31T23:00:00.000Z"), "zone offset");
     check(ts_is("2024-02-29 23:30:00-01:00", "2024-03-01T00:30:00.000Z"), "leap day offset");
-    const char *badts[] = {"",           "2025-13-01 00:00:00",  "2025-02-30 00:00:00",
-                           "2025-01-10", "2025-01-10 12:00:00.", "2025-01-10 12:00:00 junk",
-                           "infinity",   "2025-01-10 25:00:00"};
+    const char *badts[] = {"",
+                           "2025-13-01 00:00:00",
+                           "2025-02-30 00:00:00",
+                           "2025-01-10",
+                           "2025-01-10 12:00:00.",
+                           "2025-01-10 12:00:00 junk",
+                           "infinity",
+                           "2025-01-10 25:00:00",
+                           "2025-01-10 12:00:00+05:",
+                           "2025-01-10 12:00:00+05:3"};
     for (size_t i = 0; i < sizeof badts / sizeof badts[0]; i++)
         check(ts_is(badts[i], NULL), "malformed timestamps are refused");
 }
@@ -199,6 +206,12 @@ static void test_jwt(void) {
     tr_buf_reset(&b);
     check(tr_base64url_decode(&b, "a+b", 3) == -1, "base64url refuses +");
     check(tr_base64url_decode(&b, "abcde", 5) == -1, "base64url refuses impossible lengths");
+    tr_buf_reset(&b);
+    check(tr_base64url_decode(&b, "YR", 2) == -1, "base64url refuses stray low bits");
+    tr_buf_reset(&b);
+    check(tr_base64url_decode(&b, "YQ==", 4) == 0 && b.len == 1, "base64url takes padding");
+    tr_buf_reset(&b);
+    check(tr_base64url_decode(&b, "YQ===", 5) == -1, "base64url refuses extra padding");
     tr_buf_free(&b);
 }
 
