@@ -83,6 +83,32 @@ local function read_response(conn)
 end
 
 -- -> status, body (string), headers
+--- A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot pick their own).
+function helper.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+--- Run a shell command quietly; true when it succeeded.
+function helper.sh(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true or ok == 0
+end
+
+--- A throwaway directory with a self-signed certificate for 127.0.0.1 and localhost:
+-- dir .. "/cert.pem" and dir .. "/key.pem". Remove it with helper.sh("rm -rf " .. dir).
+function helper.self_signed_cert()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(helper.sh("mkdir -p " .. dir))
+  assert(helper.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 "
+    .. "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+    .. "-keyout %s/key.pem -out %s/cert.pem", dir, dir)))
+  return dir
+end
+
 function helper.http(base_host, port, method, path, body)
   local conn = assert(socket.connect(base_host, port))
   conn:settimeout(30)

@@ -3,22 +3,14 @@ local helper = require "spec.helper"
 local trigger = require "trigger"
 local curl_transport = require "trigger.transport.curl"
 
-local function sh(cmd)
-  local ok = os.execute(cmd .. " >/dev/null 2>&1")
-  return ok == true or ok == 0
-end
+local sh = helper.sh
 
 describe("TLS", function()
   local dir, port, pid
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(sh("mkdir -p " .. dir))
-    assert(sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-      .. "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem",
-      dir, dir)))
-    port = helper.free_port and helper.free_port() or (20000 + math.random(0, 20000))
+    dir = helper.self_signed_cert()
+    port = helper.free_port()
     local p = io.popen(string.format("openssl s_server -quiet -accept 127.0.0.1:%d -cert %s/cert.pem "
       .. "-key %s/key.pem -www >/dev/null 2>&1 & echo $!", port, dir, dir))
     pid = p:read("l")
