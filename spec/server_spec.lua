@@ -411,6 +411,96 @@ describe("trigger.server over HTTP", function()
     end)
   end)
 
+  describe("bulk admin routes (make bench)", function()
+    local function post(path, value)
+      return request(srv.port, "POST", path, { ["Content-Type"] = "application/json" },
+                     cjson.encode(value))
+    end
+
+    local function by_friendly(state)
+      local out = {}
+      for _, row in pairs(state.rows) do out[row.friendlyId] = row end
+      return out
+    end
+
+    it("creates runs from a count and a template, {{i}} expanded, in one response", function()
+      local res = post("/_emulator/runs/bulk", { count = 5, template = {
+        tags = { "bulk", "n:{{i}}" }, payload = '{"i":{{i}}}', idempotencyKey = "k-{{i}}" } })
+      assert.are.equal(200, res.status, res.body)
+      assert.are.equal(5, #res.json.ids)
+      local rows = by_friendly(sync(srv, "/realtime/v1/runs?tags=bulk"))
+      for i, id in ipairs(res.json.ids) do
+        assert.are.equal("{bulk,n:" .. i .. "}", rows[id].runTags)
+        assert.are.equal('{"i":' .. i .. "}", rows[id].payload)
+        assert.are.equal("k-" .. i, rows[id].idempotencyKey)
+      end
+    end)
+
+    it("creates runs from a JSON array, and none when an entry is bad", function()
+      local res = post("/_emulator/runs/bulk", { { tags = { "arr" } }, { tags = { "arr" },
+        status = "COMPLETED_SUCCESSFULLY" } })
+      assert.are.equal(200, res.status, res.body)
+      assert.are.equal(2, #res.json.ids)
+      local bad = post("/_emulator/runs/bulk", { { tags = { "arr" } }, { status = "NOPE" } })
+      assert.are.equal(400, bad.status)
+      assert.matches("run 2", bad.json.error)
+      assert.are.equal(2, count(sync(srv, "/realtime/v1/runs?tags=arr").rows))
+      assert.are.equal(400, post("/_emulator/runs/bulk", { count = "many" }).status)
+    end)
+
+    it("updates many runs in one request, repeated, and wakes a live request once", function()
+      local ids = post("/_emulator/runs/bulk", { count = 3, template = { tags = { "up" } } }).json.ids
+      local state = sync(srv, "/realtime/v1/runs?tags=up")
+      local conn = send(srv.port, "GET", live_target("/realtime/v1/runs?tags=up", state),
+                        headers_for(srv.secret_key))
+      local res = post("/_emulator/runs/bulk_update", { ids = ids,
+        fields = { metadata = '{"n":{{i}}}', status = "EXECUTING" }, ["repeat"] = 2 })
+      assert.are.equal(200, res.status, res.body)
+      assert.are.equal(6, res.json.updated)
+      assert.are.equal("9_0", res.json.offset)
+      local live = receive(conn)
+      conn:close()
+      assert.are.equal("9_0", live.headers["electric-offset"])
+      -- the first round changes metadata and status, the second only updatedAt
+      assert.are.equal(6, #changes_of(live))
+      local rows = by_friendly(sync(srv, "/realtime/v1/runs?tags=up"))
+      for i, id in ipairs(ids) do
+        assert.are.equal('{"n":' .. i .. "}", rows[id].metadata)
+        assert.are.equal("EXECUTING", rows[id].status)
+      end
+      local list = post("/_emulator/runs/bulk_update", { updates = {
+        { id = ids[1], fields = { status = "COMPLETED_SUCCESSFULLY" } },
+        { id = ids[2], fields = { status = "CANCELED" } } } })
+      assert.are.equal(2, list.json.updated)
+      assert.are.equal("CANCELED", srv:get_run(ids[2]).status)
+      assert.are.equal(404, post("/_emulator/runs/bulk_update",
+        { ids = { "run_nope" }, fields = {} }).status)
+      assert.are.equal(400, post("/_emulator/runs/bulk_update",
+        { ids = ids, fields = { status = "NOPE" } }).status)
+      assert.are.equal("CANCELED", srv:get_run(ids[2]).status) -- nothing applied
+    end)
+
+    it("compacts the change log and still serves snapshots and live changes", function()
+      local ids = post("/_emulator/runs/bulk", { count = 4, template = { tags = { "cp" } } }).json.ids
+      post("/_emulator/runs/bulk_update", { ids = ids, fields = { metadata = '{"v":1}' } })
+      local state = sync(srv, "/realtime/v1/runs?tags=cp")
+      local res = post("/_emulator/compact", { keep = 0 })
+      assert.are.equal(200, res.status, res.body)
+      assert.are.equal(8, res.json.dropped)
+      assert.are.equal(8, res.json.floor)
+      local again = sync(srv, "/realtime/v1/runs?tags=cp")
+      assert.are.equal(4, count(again.rows))
+      for _, row in pairs(again.rows) do assert.are.equal('{"v":1}', row.metadata) end
+      local conn = send(srv.port, "GET", live_target("/realtime/v1/runs?tags=cp", state),
+                        headers_for(srv.secret_key))
+      srv:update_run(ids[4], { metadata = '{"v":2}' })
+      local live = receive(conn)
+      conn:close()
+      assert.are.equal(1, #changes_of(live))
+      assert.are.equal('{"v":2}', changes_of(live)[1].value.metadata)
+    end)
+  end)
+
   describe("routes", function()
     it("ANDs tags", function()
       srv:create_run { tags = { "a" } }

@@ -3,6 +3,7 @@
 local json = require "trigger.server.json"
 local http = require "trigger.server.http"
 local util = require "trigger.server.util"
+local values = require "trigger.server.values"
 
 local admin = {}
 
@@ -41,6 +42,120 @@ ROUTES["POST /_emulator/runs"] = function(srv, req)
     local ok, friendly, internal = attempt(srv.create_run, srv, fields)
     if not ok then return friendly end
     return reply(200, json.ordered({ id = friendly, internalId = internal }, { "id", "internalId" }))
+  end)
+end
+
+-- Bulk routes, so a benchmark can make thousands of runs and changes in one request.
+-- In a `template` (or in bulk-update `fields`) every "{{i}}" inside a string (at any depth) is
+-- replaced by the 1-based index of the run it is for.
+local function expand(value, i)
+  if type(value) == "string" then
+    return (value:gsub("{{i}}", tostring(i)))
+  elseif type(value) == "table" and value ~= json.null then
+    local out = {}
+    for k, v in pairs(value) do out[k] = expand(v, i) end
+    return out
+  end
+  return value
+end
+
+local MAX_BULK = 1000000
+
+-- A JSON array of field objects, or { count = N, template = fields }: the list of field objects.
+local function bulk_list(body)
+  if body[1] ~= nil or next(body) == nil then return body end
+  local n = body.count
+  if math.type(n) ~= "integer" and not (type(n) == "number" and n % 1 == 0) then
+    return nil, "bulk needs a JSON array of runs, or an integer count and a template"
+  end
+  n = math.tointeger(n)
+  if n < 0 or n > MAX_BULK then return nil, "count must be between 0 and " .. MAX_BULK end
+  if body.template ~= nil and type(body.template) ~= "table" then
+    return nil, "template must be an object"
+  end
+  local template = body.template or {}
+  local list = {}
+  for i = 1, n do list[i] = expand(template, i) end
+  return list
+end
+
+-- POST /_emulator/runs/bulk: create many runs, listeners woken once at the end.
+-- -> {"ids": [friendlyId, ...]} in order. Every entry is checked first, so bad fields create
+-- none (a duplicate id found half-way leaves the runs before it).
+ROUTES["POST /_emulator/runs/bulk"] = function(srv, req)
+  return with_body(req, function(body)
+    local list, bad = bulk_list(body)
+    if not list then return reply(400, { error = bad }) end
+    for i, fields in ipairs(list) do
+      local patch, why = values.normalize(fields)
+      if not patch then return reply(400, { error = ("run %d: %s"):format(i, why) }) end
+    end
+    local ids = {}
+    local ok, err = attempt(function()
+      for i, fields in ipairs(list) do ids[i] = srv.store:create_run(fields) end
+    end)
+    srv:notify()
+    if not ok then return err end
+    return reply(200, { ids = json.array(ids) })
+  end)
+end
+
+-- POST /_emulator/runs/bulk_update: change many runs, listeners woken once at the end.
+-- Body: {"ids": [...], "fields": {...}} (the same change for each, "{{i}}" expanded), or
+-- {"updates": [{"id": ..., "fields": {...}}, ...]}; optional "repeat": N applies the whole list
+-- N times over (each time a separate change of each run). -> {"updated": n, "offset": "<seq>_0"}
+ROUTES["POST /_emulator/runs/bulk_update"] = function(srv, req)
+  return with_body(req, function(body)
+    local updates = body.updates
+    if updates == nil and type(body.ids) == "table" then
+      if type(body.fields) ~= "table" then return reply(400, { error = "fields must be an object" }) end
+      updates = {}
+      for i, id in ipairs(body.ids) do updates[i] = { id = id, fields = expand(body.fields, i) } end
+    end
+    if type(updates) ~= "table" then
+      return reply(400, { error = "bulk_update needs ids and fields, or a list of updates" })
+    end
+    local times = body["repeat"] or 1
+    if not (type(times) == "number" and times % 1 == 0 and times >= 1) or
+       #updates * times > MAX_BULK then
+      return reply(400, { error = "repeat must be a positive integer (at most "
+        .. MAX_BULK .. " changes in all)" })
+    end
+    for i, u in ipairs(updates) do
+      if type(u) ~= "table" or type(u.id) ~= "string" then
+        return reply(400, { error = ("update %d: needs a string id"):format(i) })
+      end
+      if not srv.store:find(u.id) then
+        return reply(404, { error = ("update %d: no run %q"):format(i, u.id) })
+      end
+      local patch, why = values.normalize(u.fields or {})
+      if not patch then return reply(400, { error = ("update %d: %s"):format(i, why) }) end
+    end
+    local ok, err = attempt(function()
+      for _ = 1, times do
+        for _, u in ipairs(updates) do srv.store:update_run(u.id, u.fields or {}) end
+      end
+    end)
+    srv:notify()
+    if not ok then return err end
+    return reply(200, json.ordered({ updated = #updates * times, offset = srv.store.head .. "_0" },
+                                   { "updated", "offset" }))
+  end)
+end
+
+-- POST /_emulator/compact {"keep": N}: forget all but the last N entries of the change log
+-- (their effect stays in a base snapshot), so a long benchmark does not keep every change in
+-- memory. A client still behind the dropped entries can no longer catch up: only for callers
+-- that know where their clients are.
+ROUTES["POST /_emulator/compact"] = function(srv, req)
+  return with_body(req, function(body)
+    local keep = body.keep or 0
+    if not (type(keep) == "number" and keep % 1 == 0 and keep >= 0) then
+      return reply(400, { error = "keep must be a non-negative integer" })
+    end
+    local dropped = srv.store:compact(srv.store.head - math.tointeger(keep))
+    return reply(200, json.ordered({ dropped = dropped, floor = srv.store.floor },
+                                   { "dropped", "floor" }))
   end)
 end
 
