@@ -13,6 +13,7 @@
 #define SHAPE_MT "trigger.shape"
 
 void tr_register_http1(lua_State *L); /* lhttp1.c */
+void tr_register_json(lua_State *L);  /* ljson.c */
 
 typedef struct lshape {
     tr_shape *s;
@@ -298,5 +299,6 @@ int luaopen_trigger_core(lua_State *L) {
     lua_pop(L, 1);
     tr_newlib(L, functions);
     tr_register_http1(L);
+    tr_register_json(L);
     return 1;
 }

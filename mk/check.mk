@@ -71,6 +71,7 @@ FUZZ_SRC_fuzz_shape        := csrc/shape.c csrc/buf.c
 FUZZ_SRC_fuzz_pg_array     := csrc/pgtext.c csrc/buf.c
 FUZZ_SRC_fuzz_pg_timestamp := csrc/pgtext.c csrc/buf.c
 FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
+FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
 

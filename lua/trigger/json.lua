@@ -1,27 +1,34 @@
---- The JSON codec the library uses: a private lua-cjson instance, so our limits never
--- change the settings of the `cjson` module the host application uses.
+--- The JSON codec the library uses.
+--
+-- Decoding is our own C parser (`trigger.core.json_decode`): strict RFC 8259, integers that fit
+-- in 64 bits become Lua integers (so a payload's `1` prints as `1`, not `1.0`), JSON null is
+-- `cjson.null`, and nesting past `max_depth` is an error rather than a deep C stack. Encoding
+-- uses a private lua-cjson instance, so our limits never change the settings of the `cjson`
+-- module the host application uses.
 -- @module trigger.json
 local cjson = require "cjson"
+local core = require "trigger.core"
 
 local M = {}
 
-local codec = cjson.new()
---- Nesting deeper than this is refused with an error instead of exhausting the C stack.
+--- Nesting deeper than this is refused with an error.
 M.max_depth = 128
-codec.decode_max_depth(M.max_depth)
+
+local codec = cjson.new()
 codec.encode_max_depth(M.max_depth)
 
 --- JSON null (the same value as `cjson.null`).
 M.null = cjson.null
 
+local json_decode, null, max_depth = core.json_decode, cjson.null, M.max_depth
+
 --- Decode JSON text.
+-- @tparam string text
 -- @treturn[1] any the value
 -- @treturn[2] nil
--- @treturn[2] string why it is not JSON
+-- @treturn[2] string why it is not JSON, with the byte offset
 function M.decode(text)
-  local ok, value = pcall(codec.decode, text)
-  if ok then return value end
-  return nil, tostring(value)
+  return json_decode(text, null, max_depth)
 end
 
 M.encode = codec.encode

@@ -1,0 +1,118 @@
+/* core.json_decode: JSON text straight into Lua tables through the csrc/json.c parser. */
+#include <stdint.h>
+
+#include "compat.h"
+#include "json.h"
+
+#define LJSON_MAX_DEPTH 1000
+#define LJSON_DEFAULT_DEPTH 128
+
+typedef struct builder {
+    lua_State *L;
+    int null_index; /* stack index of the value that stands for null */
+    int depth;
+    unsigned char is_object[LJSON_MAX_DEPTH + 1];
+    lua_Integer count[LJSON_MAX_DEPTH + 1]; /* elements so far, per array level */
+} builder;
+
+/* The value on top of the stack goes into the container below it (or stays, at the top). */
+static int place(builder *b) {
+    if (b->depth == 0) return 0;
+    if (b->is_object[b->depth])
+        lua_rawset(b->L, -3); /* key at -2, value at -1 */
+    else
+        lua_rawseti(b->L, -2, (int)++b->count[b->depth]);
+    return 0;
+}
+
+static int on_null(void *ud) {
+    builder *b = ud;
+    lua_pushvalue(b->L, b->null_index);
+    return place(b);
+}
+
+static int on_boolean(void *ud, int v) {
+    builder *b = ud;
+    lua_pushboolean(b->L, v);
+    return place(b);
+}
+
+static int on_integer(void *ud, int64_t v) {
+    builder *b = ud;
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(b->L, (lua_Integer)v);
+#else
+    lua_pushnumber(b->L, (lua_Number)v);
+#endif
+    return place(b);
+}
+
+static int on_number(void *ud, double v) {
+    builder *b = ud;
+    lua_pushnumber(b->L, (lua_Number)v);
+    return place(b);
+}
+
+static int on_string(void *ud, const char *s, size_t n) {
+    builder *b = ud;
+    lua_pushlstring(b->L, s, n);
+    return place(b);
+}
+
+static int on_key(void *ud, const char *s, size_t n) {
+    builder *b = ud;
+    lua_pushlstring(b->L, s, n);
+    return 0;
+}
+
+static int begin(builder *b, int object) {
+    if (!lua_checkstack(b->L, 4)) return -1;
+    lua_newtable(b->L);
+    b->depth++;
+    b->is_object[b->depth] = (unsigned char)object;
+    b->count[b->depth] = 0;
+    return 0;
+}
+
+static int end(builder *b) {
+    b->depth--;
+    return place(b);
+}
+
+static int on_begin_object(void *ud) { return begin(ud, 1); }
+static int on_begin_array(void *ud) { return begin(ud, 0); }
+static int on_end(void *ud) { return end(ud); }
+
+/* json_decode(text [, null [, max_depth]]) -> value, or nil, message */
+static int json_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer max_depth = luaL_optinteger(L, 3, LJSON_DEFAULT_DEPTH);
+    luaL_argcheck(L, max_depth >= 1 && max_depth <= LJSON_MAX_DEPTH, 3, "depth out of range");
+    lua_settop(L, 2);                           /* index 2: the null value (nil when not given) */
+    builder *b = lua_newuserdata(L, sizeof *b); /* freed by the GC: no leak on a Lua error */
+    b->L = L;
+    b->null_index = 2;
+    b->depth = 0;
+    int base = lua_gettop(L);
+    tr_json_sink sink = {on_null, on_boolean, on_integer,     on_number, on_string, on_begin_object,
+                         on_key,  on_end,     on_begin_array, on_end,    b};
+    size_t at = 0;
+    const char *what = NULL;
+    tr_json_status st = tr_json_parse(s, n, (int)max_depth, &sink, &at, &what);
+    if (st != TR_JSON_OK) {
+        lua_settop(L, base);
+        lua_pushnil(L);
+        if (st == TR_JSON_STOPPED)
+            lua_pushliteral(L, "JSON too deep for the Lua stack");
+        else
+            lua_pushfstring(L, "%s at byte %d", what ? what : "invalid JSON", (int)at + 1);
+        return 2;
+    }
+    return 1;
+}
+
+void tr_register_json(lua_State *L) {
+    lua_pushcfunction(L, json_decode);
+    lua_setfield(L, -2, "json_decode");
+}

@@ -1,0 +1,67 @@
+-- The C JSON decoder behind trigger.json.
+local json = require "trigger.json"
+local core = require "trigger.core"
+
+describe("trigger.json.decode", function()
+  it("keeps integers integers and other numbers floats", function()
+    local v = json.decode('[1, -0, 1.5, 1e3, 9223372036854775807, 9223372036854775808]')
+    if math.type then
+      assert.are.equal("integer", math.type(v[1]))
+      assert.are.equal("float", math.type(v[3]))
+      assert.are.equal("float", math.type(v[4]))
+      assert.are.equal(math.maxinteger, v[5])
+      assert.are.equal("float", math.type(v[6]))
+    end
+    assert.are.equal(1, v[1])
+    assert.are.equal(1.5, v[3])
+    assert.are.equal(1000, v[4])
+  end)
+
+  it("decodes objects, arrays, strings with escapes, and null as cjson.null", function()
+    local v = json.decode('{"a":null,"b":[true,false,[]],'
+      .. '"c":"q\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00"}')
+    assert.are.equal(json.null, v.a)
+    assert.are.same({ true, false, {} }, v.b)
+    assert.are.equal('q"\\/\b\f\n\r\té\240\159\152\128', v.c)
+  end)
+
+  it("keeps a lone surrogate as its own code point", function()
+    assert.are.equal("\237\160\128x", json.decode('"\\ud800x"'))
+  end)
+
+  it("refuses what is not JSON, saying where", function()
+    local cases = {
+      [""] = "unexpected end at byte 1", ["[1,]"] = "unexpected character at byte 4",
+      ["01"] = "text after the value at byte 2", ["{'a':1}"] = "expected a key at byte 2",
+      ['{"a" 1}'] = "expected : at byte 6", ['"a\nb"'] = "control character in string at byte 3",
+      ['"\\x"'] = "bad escape at byte 4", ["NaN"] = "unexpected character at byte 1",
+      ["[1 2]"] = "expected , or a closing bracket at byte 5",
+    }
+    for text, want in pairs(cases) do
+      local v, err = json.decode(text)
+      assert.is_nil(v, text)
+      assert.are.equal(want, err, text)
+    end
+  end)
+
+  it("refuses nesting past max_depth", function()
+    local ok = string.rep("[", json.max_depth) .. string.rep("]", json.max_depth)
+    assert.is_table(json.decode(ok))
+    local v, err = json.decode("[" .. ok .. "]")
+    assert.is_nil(v)
+    assert.matches("nested too deep", err)
+  end)
+
+  it("takes its own null value and depth", function()
+    assert.is_nil(core.json_decode("[null]")[1])
+    assert.are.equal(false, core.json_decode("[null]", false)[1])
+    assert.is_nil((core.json_decode("[[1]]", nil, 1)))
+    assert.has_error(function() core.json_decode("1", nil, 0) end)
+  end)
+
+  it("decodes what lua-cjson encodes", function()
+    local cjson = require "cjson"
+    local doc = { s = "x", n = 3, f = 0.25, list = { 1, "two", { three = true } }, e = {} }
+    assert.are.same(doc, json.decode(cjson.encode(doc)))
+  end)
+end)
