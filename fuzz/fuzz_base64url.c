@@ -1,9 +1,10 @@
 /* libFuzzer target: base64url (tr_base64url_decode / tr_base64url_encode, csrc/jwt.c).
  *
  * The same input is used twice:
- *   - as text to decode (a JWT segment, say). When accepted, the decoded length is exactly
- *     floor(6 * chars / 8) (chars: the input without trailing '='), and encoding the bytes again
- *     gives the input back, except for the low bits of the last character that carry no data;
+ *   - as text to decode (a JWT segment, say): accepted exactly when it is a canonical encoding
+ *     (alphabet only, a possible length, zero unused bits, padding only to complete the last
+ *     quantum); then the decoded length is floor(6 * chars / 8) and encoding the bytes again
+ *     gives the input back (without its padding);
  *   - as bytes to encode: the encoding uses only the base64url alphabet, has no padding, has
  *     length ceil(4n/3), and decoding it gives the bytes back (encode -> decode is the identity).
  */
@@ -41,33 +42,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tr_buf_init(&enc);
     tr_buf_init(&back);
 
-    /* 1. decode the input as text */
-    if (tr_base64url_decode(&dec, s, size) == 0) {
-        size_t n = size;
-        while (n > 0 && s[n - 1] == '=')
-            n--;
-        FUZZ_ASSERT(n % 4 != 1, "no encoder produces a length of 4k+1");
+    /* 1. decode the input as text. Accepted exactly when it is what an encoder writes: the
+     * alphabet, a possible length, zero unused bits in the last character, and padding only
+     * to complete the last quantum. */
+    size_t n = size, pad = 0;
+    if (n % 4 == 0 && n > 0 && s[n - 1] == '=') {
+        n--, pad++;
+        if (s[n - 1] == '=') n--, pad++;
+    }
+    int canonical = n % 4 != 1;
+    for (size_t i = 0; i < n && canonical; i++)
+        canonical = sextet(s[i]) >= 0;
+    if (canonical && n > 0) {
+        static const int unused_bits[4] = {0, 0, 0x0f, 0x03}; /* by n % 4 */
+        canonical = (sextet(s[n - 1]) & unused_bits[n % 4]) == 0;
+    }
+    if (canonical && pad > 0) canonical = (n + pad) % 4 == 0 && pad == (4 - n % 4) % 4;
+    int accepted = tr_base64url_decode(&dec, s, size) == 0;
+    FUZZ_ASSERT(accepted == canonical, "accepted exactly the canonical encodings");
+    if (accepted) {
         FUZZ_ASSERT(dec.len == n * 6 / 8, "decoded length is floor(6 * chars / 8)");
-        for (size_t i = 0; i < n; i++)
-            FUZZ_ASSERT(sextet(s[i]) >= 0, "only the alphabet is accepted");
         FUZZ_ASSERT(tr_base64url_encode(&enc, dec.data, dec.len) == 0, "encode");
-        FUZZ_ASSERT(enc.len == n, "re-encoding gives as many characters");
-        if (n > 0) {
-            FUZZ_ASSERT(memcmp(enc.data, s, n - 1) == 0, "re-encoding gives the input back");
-            static const int data_bits[4] = {0x3f, 0, 0x30, 0x3c}; /* by n % 4 */
-            int mask = data_bits[n % 4];
-            FUZZ_ASSERT(sextet(enc.data[n - 1]) == (sextet(s[n - 1]) & mask),
-                        "the last character differs at most in bits that carry no data");
-        }
-    } else {
-        /* refused: some character outside the alphabet, or an impossible length */
-        size_t n = size;
-        while (n > 0 && s[n - 1] == '=')
-            n--;
-        int bad = n % 4 == 1;
-        for (size_t i = 0; i < n && !bad; i++)
-            bad = sextet(s[i]) < 0;
-        FUZZ_ASSERT(bad, "only bad characters or lengths are refused");
+        FUZZ_ASSERT(enc.len == n && (n == 0 || memcmp(enc.data, s, n) == 0),
+                    "re-encoding gives the input back");
     }
 
     /* 2. encode the input as bytes, then decode: the identity */
