@@ -125,7 +125,18 @@ function apply(value, tree, depth)
   if type(children) == "table" then
     for key, sub in pairs(children) do
       if type(key) ~= "string" then error("malformed superjson annotation", 0) end
-      value = set_deep(value, cached_path(key), sub, depth + 1)
+      local path = cached_path(key)
+      if #path == 1 and type(value) == "table" and type(sub) == "table" and sub[2] == nil
+          and type(sub[1]) == "string" and depth < json.max_depth then
+        -- The common case (`{"createdAt": ["Date"]}`): a leaf annotation on a field of this
+        -- object. What set_deep and apply do, without the two calls.
+        budget = budget - 1
+        if budget < 0 then error("too many superjson annotations", 0) end
+        local k = slot(value, path[1])
+        value[k] = untransform(value[k], sub[1])
+      else
+        value = set_deep(value, path, sub, depth + 1)
+      end
     end
   end
   if annotation ~= nil then value = untransform(value, annotation) end
