@@ -116,7 +116,9 @@ function Subscription:_await(p)
   if p.err then return nil, p.err end
   if p.req then return self:_perform_within_deadline(p.req) end
   local h = p.handle
+  self.awaiting = h -- poll() checks it before resuming the coroutine just to yield again
   while not h:done() do coroutine.yield("wait") end
+  self.awaiting = nil
   self.inflight[h] = nil
   local status, headers, body = h:result()
   h:close()
@@ -392,6 +394,10 @@ function Subscription:poll()
   end
   self.deadline = nil
   self.transport.step(0)
+  -- Still waiting for the same request: nothing to do (a host polling many subscriptions
+  -- after every wakeup pays this once per subscription).
+  local h = self.awaiting
+  if h and not h:done() then return nil end
   local what, value = self:_resume()
   if what == "run" then return value end
   if what == "error" then raise(value) end
