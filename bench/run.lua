@@ -1,0 +1,451 @@
+-- make bench: every measurement of issue 8 side by side with a bare baseline measured in the
+-- same run, medians over repetitions, written to bench/RESULTS.md. See bench/README.md for
+-- what each row measures and why.
+--
+-- Runs from the repository root (mk/bench.mk does `lua5.4 bench/run.lua`). Knobs (environment):
+--   BENCH_REPS (5)           throughput repetitions
+--   BENCH_LAT_REPS (3)       latency repetitions of BENCH_LAT_UPDATES (1000) changes each
+--   BENCH_MEM_UPDATES (1e6)  updates of the memory test (1,000 runs, 1,000 per round)
+--   BENCH_MEM_BUDGET (150)   seconds the memory test may take; it stops early and says so
+--   BENCH_SCALE_REPS (3)     scale/idle repetitions; BENCH_IDLE_S (10) idle seconds
+--   BENCH_SYNC_RUNS (20000)  runs of the throughput test; BENCH_CHUNK_ROWS (5000)
+--   BENCH_ONLY (all)         a comma list of tests: throughput,latency,memory,scale
+--   BENCH_OUT (bench/RESULTS.md)
+package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
+package.cpath = "build/5.4/?.so;" .. package.cpath
+
+local cjson = require "cjson"
+local helper = require "spec.helper"
+local rows = require "rows"
+local util = require "util"
+
+local function env_num(name, default)
+  return tonumber(os.getenv(name) or "") or default
+end
+
+local REPS = env_num("BENCH_REPS", 5)
+local LAT_REPS = env_num("BENCH_LAT_REPS", 3)
+local LAT_UPDATES = env_num("BENCH_LAT_UPDATES", 1000)
+local LAT_INTERVAL = 0.005
+local MEM_RUNS = 1000
+local MEM_UPDATES = env_num("BENCH_MEM_UPDATES", 1000000)
+local MEM_BUDGET = env_num("BENCH_MEM_BUDGET", 150)
+local SCALE_REPS = env_num("BENCH_SCALE_REPS", 3)
+local SCALE_SUBS = 1000
+local IDLE_S = env_num("BENCH_IDLE_S", 10)
+local TICK_S = 5
+local SYNC_RUNS = env_num("BENCH_SYNC_RUNS", 20000)
+local CHUNK_ROWS = env_num("BENCH_CHUNK_ROWS", 5000)
+local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
+local TMP = "bench/tmp"
+local SECRET = helper.DEFAULT_SECRET_KEY
+
+local ENV = 'LUA_PATH="lua/?.lua;lua/?/init.lua;bench/?.lua;;" LUA_CPATH="build/5.4/?.so;;" '
+
+local started_at = util.now()
+local function log(fmt, ...)
+  io.stderr:write(("[bench %5.1fs] "):format(util.now() - started_at), fmt:format(...), "\n")
+end
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  assert(ok, "failed: " .. cmd)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+-- Run a bench script; -> the table of its RESULT line.
+local function run_lua(script, ...)
+  local args = { ENV .. "lua5.4", script }
+  for _, a in ipairs({ ... }) do args[#args + 1] = ("'%s'"):format(tostring(a)) end
+  local p = assert(io.popen(table.concat(args, " ")))
+  local out = p:read("a")
+  p:close()
+  local json = out:match("RESULT (%b{})")
+  if not json then error(script .. " gave no result:\n" .. out) end
+  return cjson.decode(json)
+end
+
+local function lines_of(path)
+  local list = {}
+  for line in io.lines(path) do list[#list + 1] = line end
+  return list
+end
+
+-- A curl config replaying `urls` with the client's headers; bodies to out_dir/pageN.json.
+local function curl_config(path, urls, out_dir)
+  local parts = {
+    "silent", "show-error", "fail",
+    ('header = "Authorization: Bearer %s"'):format(SECRET),
+    'header = "x-trigger-electric-version: 1.0.0-beta.1"',
+    'header = "x-trigger-api-version: 2025-07-16"',
+    'write-out = "TIME %{time_total}\\n"',
+  }
+  local files = {}
+  for i, u in ipairs(urls) do
+    files[i] = ("%s/page%d.json"):format(out_dir, i)
+    parts[#parts + 1] = ('url = "%s"'):format(u)
+    parts[#parts + 1] = ('output = "%s"'):format(files[i])
+  end
+  write_file(path, table.concat(parts, "\n") .. "\n")
+  write_file(path .. ".list", table.concat(files, "\n") .. "\n")
+  return files
+end
+
+-- Run curl on a config under /usr/bin/time. -> wall seconds (sum of the transfers' own
+-- time_total when sequential, else the whole process), cpu seconds, peak RSS kB
+local function run_curl(cfg, extra)
+  local t0 = util.now()
+  local p = assert(io.popen(("/usr/bin/time -f 'CURLSTAT %%e %%U %%S %%M' curl %s -K '%s' 2>&1")
+    :format(extra or "", cfg)))
+  local out = p:read("a")
+  p:close()
+  local wall = util.now() - t0
+  local _, user, sys, maxrss = out:match("CURLSTAT (%S+) (%S+) (%S+) (%d+)")
+  assert(maxrss, "curl failed:\n" .. out)
+  local transfers = 0
+  for t in out:gmatch("TIME (%S+)") do transfers = transfers + tonumber(t) end
+  return { wall = wall, transfers = transfers, cpu = tonumber(user) + tonumber(sys),
+           maxrss_kb = tonumber(maxrss) }
+end
+
+local function mb(kb) return kb / 1024 end
+
+local results = {}   -- rows of the table, in order
+
+local function row(t) results[#results + 1] = t end
+
+---------------------------------------------------------------------------------------------------
+-- 1. Throughput and peak memory of the initial sync
+
+local function bench_throughput()
+  log("throughput: %d runs, chunk_rows %d", SYNC_RUNS, CHUNK_ROWS)
+  local dir = TMP .. "/sync"
+  sh("rm -rf " .. dir .. " && mkdir -p " .. dir .. "/pages")
+  local srv = helper.start_server { chunk_rows = CHUNK_ROWS, hold_ms = 20000,
+                                    scenario = "bench/scenario.lua" }
+  srv:admin("POST", "/_emulator/runs/bulk", { count = SYNC_RUNS,
+    template = rows.template("bench:sync") })
+  -- Warm-up (fills the server's response cache) and the request sequence to replay.
+  local urls_file = dir .. "/urls.txt"
+  run_lua("bench/sync_client.lua", srv.base_url, "bench:sync", SYNC_RUNS, urls_file)
+  local urls = lines_of(urls_file)
+  local cfg = dir .. "/curl.cfg"
+  local files = curl_config(cfg, urls, dir .. "/pages")
+  run_curl(cfg)
+  local bytes = 0
+  for _, f in ipairs(files) do bytes = bytes + #read_file(f) end
+  local client, base = {}, {}
+  for rep = 1, REPS do
+    local function measure_client()
+      client[#client + 1] = run_lua("bench/sync_client.lua", srv.base_url, "bench:sync", SYNC_RUNS)
+    end
+    local function measure_base()
+      local c = run_curl(cfg)
+      local d = run_lua("bench/sync_bare.lua", "@" .. cfg .. ".list")
+      assert(d.runs == SYNC_RUNS, "baseline decoded " .. d.runs .. " runs")
+      base[#base + 1] = { seconds = c.transfers + d.seconds, cpu = c.cpu + d.cpu,
+                          hwm_kb = math.max(c.maxrss_kb, d.hwm_kb), curl = c.transfers,
+                          decode = d.seconds }
+    end
+    if rep % 2 == 1 then measure_client() measure_base() else measure_base() measure_client() end
+    log("  rep %d: client %.3f s, baseline %.3f s (curl %.3f + decode %.3f)", rep,
+        client[#client].seconds, base[#base].seconds, base[#base].curl, base[#base].decode)
+  end
+  srv:stop()
+  local function med(list, k)
+    local v = {}
+    for i, r in ipairs(list) do v[i] = r[k] end
+    return util.median(v)
+  end
+  local cs, bs = med(client, "seconds"), med(base, "seconds")
+  row { name = ("Throughput: %s-run initial sync, wall time"):format(util.thousands(SYNC_RUNS)),
+        ours = ("%.3f s"):format(cs), base = ("%.3f s"):format(bs), ratio = cs / bs,
+        target = "≤ 1.3×", met = cs / bs <= 1.3,
+        detail = ("%d pages, %.1f MB, %.0f runs/s; baseline curl %.3f s + cjson %.3f s"):format(
+          #urls, bytes / 1e6, SYNC_RUNS / cs, med(base, "curl"), med(base, "decode")) }
+  local cc, bc = med(client, "cpu"), med(base, "cpu")
+  row { name = "Throughput: same sync, CPU time (user+sys)", ours = ("%.3f s"):format(cc),
+        base = ("%.3f s"):format(bc), ratio = cc / bc, target = "—",
+        detail = "baseline: curl process + decoder process" }
+  local ch, bh = med(client, "hwm_kb"), med(base, "hwm_kb")
+  row { name = "Memory: peak RSS of the sync", ours = ("%.1f MB"):format(mb(ch)),
+        base = ("%.1f MB"):format(mb(bh)), ratio = ch / bh, target = "—",
+        detail = "VmHWM; baseline: the larger of curl's and the decoder's peak" }
+  return { bytes = bytes, pages = #urls }
+end
+
+---------------------------------------------------------------------------------------------------
+-- 2. Live latency
+
+local function bench_latency()
+  log("latency: %d x %d changes, one every %.0f ms", LAT_REPS, LAT_UPDATES, LAT_INTERVAL * 1000)
+  local srv = helper.start_server { hold_ms = 20000, scenario = "bench/scenario.lua" }
+  local function fresh_run()
+    pcall(srv.delete_run, srv, "run_bench_latency")
+    srv:create_run { friendlyId = "run_bench_latency", tags = { "bench:latency" },
+      status = "PENDING", metadataType = "application/json",
+      metadata = cjson.encode { updates = LAT_UPDATES, interval = LAT_INTERVAL } }
+  end
+  local client, base = { p50 = {}, p99 = {}, all = {} }, { p50 = {}, p99 = {}, all = {} }
+  local function record(into, r)
+    local l = r.latencies_ms
+    assert(#l == LAT_UPDATES, ("%d latencies instead of %d"):format(#l, LAT_UPDATES))
+    into.p50[#into.p50 + 1] = util.percentile(l, 50)
+    into.p99[#into.p99 + 1] = util.percentile(l, 99)
+    for _, v in ipairs(l) do into.all[#into.all + 1] = v end
+  end
+  for rep = 1, LAT_REPS do
+    local function measure_client()
+      fresh_run()
+      record(client, run_lua("bench/latency_client.lua", srv.base_url, srv.port, "bench:latency"))
+    end
+    local function measure_base()
+      fresh_run()
+      record(base, run_lua("bench/latency_bare.lua", srv.port, "bench:latency"))
+    end
+    if rep % 2 == 1 then measure_client() measure_base() else measure_base() measure_client() end
+    log("  rep %d: client p50 %.3f p99 %.3f ms, bare p50 %.3f p99 %.3f ms", rep,
+        client.p50[#client.p50], client.p99[#client.p99], base.p50[#base.p50], base.p99[#base.p99])
+  end
+  srv:stop()
+  local c50, b50 = util.median(client.p50), util.median(base.p50)
+  local c99, b99 = util.median(client.p99), util.median(base.p99)
+  row { name = ("Live latency p50 (server change → run in the loop, %d changes)"):format(LAT_UPDATES),
+        ours = ("%.3f ms"):format(c50), base = ("%.3f ms"):format(b50), ratio = c50 / b50,
+        target = "< 2 ms", met = c50 < 2,
+        detail = ("max %.2f ms (all reps); baseline: luasocket long-poll + cjson"):format(
+          util.percentile(client.all, 100)) }
+  row { name = "Live latency p99", ours = ("%.3f ms"):format(c99), base = ("%.3f ms"):format(b99),
+        ratio = c99 / b99, target = "—", detail = "median of the repetitions' p99" }
+end
+
+---------------------------------------------------------------------------------------------------
+-- 3. RSS under a million updates
+
+local function bench_memory()
+  local rounds = MEM_UPDATES // MEM_RUNS
+  log("memory: %d updates to %d runs (%d rounds, budget %d s)", MEM_UPDATES, MEM_RUNS, rounds,
+      MEM_BUDGET)
+  local srv = helper.start_server { hold_ms = 20000 }
+  local ids = srv:admin("POST", "/_emulator/runs/bulk", { count = MEM_RUNS,
+    template = rows.template("bench:mem", "EXECUTING") }).ids
+  local p = assert(io.popen(ENV .. ("lua5.4 bench/mem_client.lua '%s' bench:mem %d"):format(
+    srv.base_url, MEM_RUNS)))
+  local t0 = util.now()
+  local samples = {} -- round -> rss kB (round 0 = the initial sync)
+  local done = 0
+  for k = 0, rounds do
+    local line = assert(p:read("l"), "mem_client ended early")
+    local r, rss = line:match("^ROUND (%d+) (%d+)")
+    assert(tonumber(r) == k, "unexpected line: " .. line)
+    samples[k] = tonumber(rss)
+    if k == rounds or util.now() - t0 > MEM_BUDGET then break end
+    srv:admin("POST", "/_emulator/runs/bulk_update", { ids = ids,
+      fields = { metadata = '{"progress":' .. k .. ',"step":"round","i":{{i}}}' } })
+    done = done + MEM_RUNS
+    if k % 10 == 9 then srv:admin("POST", "/_emulator/compact", { keep = MEM_RUNS }) end
+    if k % 100 == 99 then log("  %d updates, RSS %.1f MB", done, mb(samples[k])) end
+  end
+  srv:update_run(ids[1], { metadata = '{"stop":true}' })
+  local tail = p:read("a")
+  p:close()
+  local result = cjson.decode((assert(tail:match("RESULT (%b{})"), tail)))
+  local seconds = util.now() - t0
+  srv:stop()
+  local last = #samples
+  local warm = math.min(100, last // 10)
+  local peak_after = 0
+  for k = warm, last do peak_after = math.max(peak_after, samples[k]) end
+  local growth = samples[last] - samples[warm]
+  local ratio = samples[last] / samples[warm]
+  local short = done < MEM_UPDATES
+  row { name = ("Memory: RSS after %s updates to %s runs"):format(util.thousands(done),
+          util.thousands(MEM_RUNS)),
+        ours = ("%.1f MB"):format(mb(samples[last])),
+        base = ("%.1f MB at %s"):format(mb(samples[warm]), util.thousands(warm * MEM_RUNS)),
+        ratio = ratio, target = "no growth after warm-up", met = ratio <= 1.05,
+        detail = ("growth %+.1f MB; peak after warm-up %.1f MB; %.0f s, %.0f updates/s%s"):format(
+          mb(growth), mb(peak_after), seconds, done / seconds,
+          short and (" (stopped at the %d s budget)"):format(MEM_BUDGET) or "") }
+  return { samples = samples, result = result }
+end
+
+---------------------------------------------------------------------------------------------------
+-- 4 and 5. Scale and idle cost
+
+local function curl_idle(live_urls, seconds)
+  -- curl allows at most 300 transfers in parallel: 4 processes of 250 long-polls each.
+  local dir = TMP .. "/idle"
+  sh("rm -rf " .. dir .. " && mkdir -p " .. dir)
+  local per = math.ceil(#live_urls / 4)
+  local pids = {}
+  for k = 1, 4 do
+    local part = {}
+    for i = (k - 1) * per + 1, math.min(k * per, #live_urls) do part[#part + 1] = live_urls[i] end
+    if #part > 0 then
+      local cfg = ("%s/idle%d.cfg"):format(dir, k)
+      sh(("mkdir -p %s/%d"):format(dir, k))
+      curl_config(cfg, part, ("%s/%d"):format(dir, k))
+      local p = io.popen(("curl --parallel --parallel-max 300 -K '%s' >/dev/null 2>&1 & echo $!")
+        :format(cfg))
+      pids[#pids + 1] = tonumber(p:read("l"))
+      p:close()
+    end
+  end
+  local settle = util.now() + 2
+  while util.now() < settle do os.execute("sleep 0.2") end
+  local cpu0 = 0
+  for _, pid in ipairs(pids) do cpu0 = cpu0 + (util.cpu_seconds(pid) or 0) end
+  local t0 = util.now()
+  os.execute(("sleep %d"):format(seconds))
+  local cpu1 = 0
+  for _, pid in ipairs(pids) do cpu1 = cpu1 + (util.cpu_seconds(pid) or 0) end
+  local wall = util.now() - t0
+  for _, pid in ipairs(pids) do os.execute("kill " .. pid .. " 2>/dev/null") end
+  return { cpu = cpu1 - cpu0, wall = wall }
+end
+
+local function bench_scale_idle()
+  log("scale and idle: %d subscriptions, %d reps, %d s idle", SCALE_SUBS, SCALE_REPS, IDLE_S)
+  local dir = TMP .. "/scale"
+  sh("rm -rf " .. dir .. " && mkdir -p " .. dir .. "/pages")
+  local srv = helper.start_server { hold_ms = 60000, scenario = "bench/scenario.lua" }
+  srv:admin("POST", "/_emulator/runs/bulk", { count = SCALE_SUBS,
+    template = rows.template("scale:{{i}}", "EXECUTING") })
+  local urls_file, live_file = dir .. "/urls.txt", dir .. "/live.txt"
+  -- Warm-up: fills the server's response cache.
+  run_lua("bench/many_client.lua", srv.base_url, "scale:", SCALE_SUBS, 0, urls_file, live_file, 0)
+  local cfg = dir .. "/curl.cfg"
+  curl_config(cfg, lines_of(urls_file), dir .. "/pages")
+  local scale, scale_base, idle, idle_base, tick = {}, {}, {}, {}, {}
+  local wakeups, ticks = {}, {}
+  for rep = 1, SCALE_REPS do
+    local r = run_lua("bench/many_client.lua", srv.base_url, "scale:", SCALE_SUBS, IDLE_S,
+                      urls_file, live_file, TICK_S)
+    assert(r.live == SCALE_SUBS, r.live .. " live requests instead of " .. SCALE_SUBS)
+    scale[#scale + 1] = r.scale_s
+    idle[#idle + 1] = r.idle_cpu / r.idle_wall
+    tick[#tick + 1] = r.tick_cpu / r.tick_wall
+    wakeups[#wakeups + 1] = ("%d"):format(r.wakeups)
+    ticks[#ticks + 1] = r.ticks / r.tick_wall
+    local c = run_curl(cfg, "--parallel --parallel-max 300")
+    local d = run_lua("bench/sync_bare.lua", "@" .. cfg .. ".list")
+    scale_base[#scale_base + 1] = c.wall + d.seconds
+    local ci = curl_idle(lines_of(live_file), IDLE_S)
+    idle_base[#idle_base + 1] = ci.cpu / ci.wall
+    log("  rep %d: scale %.3f s (curl %.3f + %.3f s); idle %.3f%% (%d wakeups), curl %.3f%%; "
+        .. "20 Hz loop %.2f%%", rep, r.scale_s, c.wall, d.seconds, idle[rep] * 100, r.wakeups,
+        idle_base[rep] * 100, tick[rep] * 100)
+  end
+  srv:stop()
+  local s, sb = util.median(scale), util.median(scale_base)
+  row { name = ("Scale: %s subscriptions (own tag, one run each) up to date"):format(
+          util.thousands(SCALE_SUBS)),
+        ours = ("%.3f s"):format(s), base = ("%.3f s"):format(sb), ratio = s / sb, target = "—",
+        detail = ("baseline: the same %d requests replayed by one curl --parallel "
+          .. "(300 at a time) + cjson decoding"):format(#lines_of(urls_file)) }
+  local i, ib = util.median(idle), util.median(idle_base)
+  row { name = ("Idle: %s subscriptions in live long-polls, %d s"):format(
+          util.thousands(SCALE_SUBS), IDLE_S),
+        ours = ("%.3f%% of a core"):format(i * 100), base = ("%.3f%% of a core"):format(ib * 100),
+        ratio = ib > 0 and i / ib or nil, target = "< 1% of a core", met = i < 0.01,
+        detail = ("event-driven: trigger.step(remaining), then poll() all; %s wakeups; "
+          .. "baseline: 4 curl --parallel processes of 250"):format(
+          table.concat(wakeups, "/")) }
+  local t = util.median(tick)
+  row { name = "Idle, game-loop style: poll() all 1,000 each tick, trigger.step(0.05)",
+        ours = ("%.2f%% of a core"):format(t * 100), base = "—", target = "—",
+        detail = ("%.0f ticks/s"):format(util.median(ticks)) }
+end
+
+---------------------------------------------------------------------------------------------------
+-- The report
+
+local function machine()
+  local cpu = (read_file("/proc/cpuinfo") or ""):match("model name%s*:%s*([^\n]+)") or "?"
+  local nproc = io.popen("nproc"):read("l")
+  local kernel = io.popen("uname -sr"):read("l")
+  local curl_v = (io.popen("curl --version"):read("l") or "?"):match("^(curl %S+ %S+ %S+ %S+)")
+    or "curl ?"
+  local lua_v = io.popen("lua5.4 -v 2>&1"):read("l")
+  local mem = (read_file("/proc/meminfo") or ""):match("MemTotal:%s*(%d+)")
+  local commit = io.popen("git rev-parse --short HEAD 2>/dev/null"):read("l") or "?"
+  local dirty = io.popen("git status --porcelain -- lua csrc 2>/dev/null"):read("a") ~= ""
+  return {
+    ("- Machine: %s, %s cores (nproc), %.1f GB RAM, %s"):format(cpu, nproc,
+      (tonumber(mem) or 0) / 1048576, kernel),
+    ("- Date: %s"):format(os.date("!%Y-%m-%d %H:%M UTC")),
+    ("- Versions: trigger-realtime %s (commit %s%s), %s, lua-cjson %s, %s"):format(
+      require("trigger")._VERSION, commit, dirty and ", with uncommitted changes in lua/ or csrc/"
+      or "", lua_v, cjson._VERSION, curl_v),
+    "- Command: `make bench` (bench/run.lua)",
+  }
+end
+
+local function fmt_ratio(r)
+  if not r then return "—" end
+  return ("%.2f×"):format(r)
+end
+
+local function table_md()
+  local out = {
+    "| Measurement | Ours | Baseline | Ratio | Target | Met |",
+    "|---|---:|---:|---:|---|---|",
+  }
+  for _, r in ipairs(results) do
+    local met = r.met == nil and "" or (r.met and "yes" or "**no**")
+    out[#out + 1] = ("| %s | %s | %s | %s | %s | %s |"):format(r.name, r.ours, r.base,
+      fmt_ratio(r.ratio), r.target, met)
+  end
+  out[#out + 1] = ""
+  for _, r in ipairs(results) do
+    if r.detail then out[#out + 1] = ("- *%s*: %s"):format(r.name, r.detail) end
+  end
+  return table.concat(out, "\n")
+end
+
+local ONLY = os.getenv("BENCH_ONLY")
+local function wanted(name)
+  return ONLY == nil or ONLY == "" or ("," .. ONLY .. ","):find("," .. name .. ",", 1, true)
+end
+
+sh("mkdir -p " .. TMP)
+local sync = wanted("throughput") and bench_throughput() or { bytes = 0, pages = 0 }
+if wanted("latency") then bench_latency() end
+if wanted("memory") then bench_memory() end
+if wanted("scale") then bench_scale_idle() end
+local total = util.now() - started_at
+
+local notes_md = read_file("bench/NOTES.md") or ""
+local text = table.concat({
+  "# trigger-realtime benchmark results",
+  "",
+  "Written by `make bench` (bench/run.lua); every ratio is ours ÷ a baseline measured in the "
+    .. "same run, on the same local server, medians over the repetitions. See the notes below "
+    .. "and bench/README.md for how each row is measured.",
+  "",
+  table.concat(machine(), "\n"),
+  ("- Repetitions: throughput %d, latency %d × %d changes, scale/idle %d; this run took %.0f s")
+    :format(REPS, LAT_REPS, LAT_UPDATES, SCALE_REPS, total),
+  ("- Throughput rows: %s runs of ~%.1f KB on the wire, pages of %d rows (%d requests)")
+    :format(util.thousands(SYNC_RUNS), sync.bytes / SYNC_RUNS / 1000, CHUNK_ROWS, sync.pages),
+  "",
+  table_md(),
+  "",
+  notes_md,
+}, "\n")
+write_file(OUT, text)
+io.stdout:write("\n", table_md(), "\n\n", ("make bench: %.0f s, written to %s\n"):format(total, OUT))
