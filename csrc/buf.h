@@ -3,6 +3,7 @@
 #define TR_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct tr_buf {
     char *data;
@@ -17,6 +18,24 @@ void tr_buf_reset(tr_buf *b);
 int tr_buf_add(tr_buf *b, const void *p, size_t n);
 int tr_buf_adds(tr_buf *b, const char *s);
 int tr_buf_addc(tr_buf *b, char c);
+/* The common case inline: room is already there (hot loops such as JSON strings). */
+static inline int tr_buf_add_inline(tr_buf *b, const void *p, size_t n) {
+    if (b->cap - b->len > n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return tr_buf_add(b, p, n);
+}
+
+static inline int tr_buf_addc_inline(tr_buf *b, char c) {
+    if (b->cap - b->len > 1) {
+        b->data[b->len++] = c;
+        return 0;
+    }
+    return tr_buf_addc(b, c);
+}
+
 /* Keep a NUL after the bytes so the data can be read as a C string. */
 const char *tr_buf_cstr(tr_buf *b);
 

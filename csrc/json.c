@@ -87,7 +87,8 @@ static int put_utf8(parser *p, unsigned cp) {
         b[3] = (char)(0x80 | (cp & 0x3F));
         len = 4;
     }
-    return tr_buf_add(&p->scratch, b, len) == 0 ? 0 : fail(p, TR_JSON_MEMORY, "out of memory");
+    return tr_buf_add_inline(&p->scratch, b, len) == 0 ? 0
+                                                       : fail(p, TR_JSON_MEMORY, "out of memory");
 }
 
 /* \uD83D\uDE00 pairs become one code point; a lone surrogate is kept as its own code point
@@ -137,7 +138,7 @@ static int string(parser *p, const char **out, size_t *len) {
             if (b == '"' || b == '\\' || b < 0x20) break;
             p->i++;
         }
-        if (p->i > run && tr_buf_add(&p->scratch, p->s + run, p->i - run) != 0)
+        if (p->i > run && tr_buf_add_inline(&p->scratch, p->s + run, p->i - run) != 0)
             return fail(p, TR_JSON_MEMORY, "out of memory");
         if (p->i >= p->n) break;
         unsigned char c = (unsigned char)p->s[p->i++];
@@ -180,7 +181,8 @@ static int string(parser *p, const char **out, size_t *len) {
         default:
             return fail(p, TR_JSON_SYNTAX, "bad escape");
         }
-        if (tr_buf_addc(&p->scratch, plain) != 0) return fail(p, TR_JSON_MEMORY, "out of memory");
+        if (tr_buf_addc_inline(&p->scratch, plain) != 0)
+            return fail(p, TR_JSON_MEMORY, "out of memory");
     }
     return fail(p, TR_JSON_SYNTAX, "unterminated string");
 }

@@ -1,6 +1,7 @@
 /* trigger.core: Lua bindings of the I/O-free parts (shape protocol, Postgres values, JWT
  * bytes). Loads anywhere, including inside nginx: no libcurl here. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -189,23 +190,35 @@ static int ab_element(void *ud, const char *s, size_t n, int is_null) {
     return 0;
 }
 
+/* Push the array literal s as a nested table (NULL elements as the value at null_index).
+ * Returns 0, or the tr_pg_array_parse code with the stack as it was. */
+static int push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size_t *at) {
+    int top = lua_gettop(L);
+    array_builder b = {L, null_index, 0};
+    tr_pg_array_sink sink = {ab_open, ab_close, ab_element, &b};
+    int rc = tr_pg_array_parse(s, n, &sink, at);
+    if (rc != 0) lua_settop(L, top);
+    return rc;
+}
+
+static void pg_array_problem(lua_State *L, int rc, size_t at) {
+    if (rc == -2)
+        lua_pushliteral(L, "array too deep or out of memory");
+    else
+        lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
+}
+
 /* pg_array(text [, null]) -> nested table of strings, or nil, message */
 static int pg_array(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     if (lua_isnone(L, 2)) lua_pushnil(L);
     lua_settop(L, 2);
-    array_builder b = {L, 2, 0};
-    tr_pg_array_sink sink = {ab_open, ab_close, ab_element, &b};
     size_t at = 0;
-    int rc = tr_pg_array_parse(s, n, &sink, &at);
+    int rc = push_pg_array(L, s, n, 2, &at);
     if (rc != 0) {
-        lua_settop(L, 2);
         lua_pushnil(L);
-        if (rc == -2)
-            lua_pushliteral(L, "array too deep or out of memory");
-        else
-            lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
+        pg_array_problem(L, rc, at);
         return 2;
     }
     return 1;
@@ -223,6 +236,225 @@ static int pg_timestamp(lua_State *L) {
     }
     lua_pushlstring(L, out, TR_PG_ISO_LEN);
     return 1;
+}
+
+/* --- run objects --- */
+
+/* Database status -> public status (the SDK's mapping); anything else is QUEUED. */
+static const char *const status_map[][2] = {
+    {"PENDING", "QUEUED"},
+    {"EXECUTING", "EXECUTING"},
+    {"COMPLETED_SUCCESSFULLY", "COMPLETED"},
+    {"DEQUEUED", "DEQUEUED"},
+    {"DELAYED", "DELAYED"},
+    {"WAITING_FOR_DEPLOY", "PENDING_VERSION"},
+    {"PENDING_VERSION", "PENDING_VERSION"},
+    {"PAUSED", "WAITING"},
+    {"WAITING_TO_RESUME", "WAITING"},
+    {"RETRYING_AFTER_FAILURE", "EXECUTING"},
+    {"CANCELED", "CANCELED"},
+    {"SYSTEM_FAILURE", "SYSTEM_FAILURE"},
+    {"CRASHED", "CRASHED"},
+    {"INTERRUPTED", "FAILED"},
+    {"COMPLETED_WITH_ERRORS", "FAILED"},
+    {"EXPIRED", "EXPIRED"},
+    {"TIMED_OUT", "TIMED_OUT"},
+};
+
+static const char *public_status(const char *db) {
+    if (db == NULL) return "QUEUED";
+    for (size_t i = 0; i < sizeof status_map / sizeof status_map[0]; i++)
+        if (strcmp(db, status_map[i][0]) == 0) return status_map[i][1];
+    return "QUEUED";
+}
+
+static int one_of(const char *s, const char *const *set) {
+    for (; *set; set++)
+        if (strcmp(s, *set) == 0) return 1;
+    return 0;
+}
+
+typedef struct run_builder {
+    lua_State *L;
+    int row, null_index, run, problems; /* stack indices; problems holds nil until the first */
+} run_builder;
+
+/* Note a problem with column `name` (its message is on top of the stack: popped). The list
+ * lives in a stack slot reserved for it, made on the first problem only. */
+static void problem(run_builder *rb, const char *name) {
+    lua_State *L = rb->L;
+    if (lua_isnil(L, rb->problems)) {
+        lua_newtable(L);
+        lua_replace(L, rb->problems);
+    }
+    lua_pushfstring(L, "%s %s", name, lua_tostring(L, -1));
+    lua_rawseti(L, rb->problems, (int)tr_rawlen(L, rb->problems) + 1);
+    lua_pop(L, 1);
+}
+
+/* Push column `name` of the row; returns its text, or NULL (nothing pushed) when NULL/absent
+ * or not a string (then a problem is noted). */
+static const char *column(run_builder *rb, const char *name, size_t *len) {
+    lua_State *L = rb->L;
+    lua_getfield(L, rb->row, name);
+    if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, len);
+    int missing = lua_isnil(L, -1) || lua_rawequal(L, -1, rb->null_index);
+    lua_pop(L, 1);
+    if (!missing) {
+        lua_pushliteral(L, "is not a text value");
+        problem(rb, name);
+    }
+    return NULL;
+}
+
+static void set(run_builder *rb, const char *field) { lua_setfield(rb->L, rb->run, field); }
+
+static void timestamp_field(run_builder *rb, const char *col, const char *field) {
+    size_t n;
+    const char *v = column(rb, col, &n);
+    if (v == NULL) return;
+    char out[TR_PG_ISO_LEN + 1];
+    if (tr_pg_timestamp_iso(v, n, out) == 0) {
+        lua_pop(rb->L, 1);
+        lua_pushlstring(rb->L, out, TR_PG_ISO_LEN);
+    } else {
+        lua_pushfstring(rb->L, "is not a timestamp: %s", v);
+        problem(rb, col); /* the server's text is passed on as it is */
+    }
+    set(rb, field);
+}
+
+/* A numeral as Lua reads it (integer or float subtype), or NaN/Infinity; 0 when it is none. */
+static int push_numeral(lua_State *L, const char *v) {
+#if LUA_VERSION_NUM >= 503
+    if (lua_stringtonumber(L, v) != 0) return 1;
+#else
+    char *end;
+    double d = strtod(v, &end);
+    if (end != v && *end == '\0' && strpbrk(v, "nN") == NULL) {
+        lua_pushnumber(L, (lua_Number)d);
+        return 1;
+    }
+#endif
+    if (strcmp(v, "NaN") == 0)
+        lua_pushnumber(L, (lua_Number)NAN);
+    else if (strcmp(v, "Infinity") == 0)
+        lua_pushnumber(L, (lua_Number)HUGE_VAL);
+    else if (strcmp(v, "-Infinity") == 0)
+        lua_pushnumber(L, -(lua_Number)HUGE_VAL);
+    else
+        return 0;
+    return 1;
+}
+
+static void number_field(run_builder *rb, const char *col, const char *field, int zero) {
+    lua_State *L = rb->L;
+    size_t n;
+    const char *v = column(rb, col, &n);
+    if (v != NULL) {
+        int ok = push_numeral(L, v);
+        if (ok) lua_remove(L, -2); /* the column's text */
+        if (ok) {
+            set(rb, field);
+            return;
+        }
+        lua_pushfstring(L, "is not a number: %s", v);
+        lua_remove(L, -2);
+        problem(rb, col);
+    }
+    if (zero) {
+        lua_pushinteger(L, 0);
+        set(rb, field);
+    }
+}
+
+static void array_field(run_builder *rb, const char *col, const char *field) {
+    lua_State *L = rb->L;
+    size_t n, at = 0;
+    const char *v = column(rb, col, &n);
+    int rc = v == NULL ? 1 : push_pg_array(L, v, n, rb->null_index, &at);
+    if (v != NULL) lua_remove(L, rc == 0 ? -2 : -1); /* the column's text */
+    if (v != NULL && rc != 0) {
+        pg_array_problem(L, rc, at);
+        problem(rb, col);
+    }
+    if (rc != 0) lua_newtable(L);
+    set(rb, field);
+}
+
+static void text_field(run_builder *rb, const char *col, const char *field) {
+    size_t n;
+    if (column(rb, col, &n) != NULL) set(rb, field);
+}
+
+static void flag(run_builder *rb, const char *field, int value) {
+    lua_pushboolean(rb->L, value);
+    set(rb, field);
+}
+
+/* run_fields(row, null) -> run, problems
+ * The plain fields of the public run object from a stored row (everything but error and the
+ * packets, which stay in Lua): renames, status and its helpers, timestamps, numbers, arrays.
+ * problems is nil, or a list of "column what is wrong" messages. One call per run: this is the
+ * hot path of an initial sync. */
+static int run_fields(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_createtable(L, 0, 32); /* 3: the run */
+    lua_pushnil(L);            /* 4: the problems, if any */
+    run_builder rb = {L, 1, 2, 3, 4};
+    text_field(&rb, "friendlyId", "id");
+    text_field(&rb, "taskIdentifier", "taskIdentifier");
+    size_t n;
+    const char *db = column(&rb, "status", &n);
+    const char *status = public_status(db);
+    if (db != NULL) lua_pop(L, 1);
+    lua_pushstring(L, status);
+    set(&rb, "status");
+    timestamp_field(&rb, "createdAt", "createdAt");
+    timestamp_field(&rb, "updatedAt", "updatedAt");
+    timestamp_field(&rb, "startedAt", "startedAt");
+    timestamp_field(&rb, "queuedAt", "queuedAt");
+    timestamp_field(&rb, "expiredAt", "expiredAt");
+    timestamp_field(&rb, "completedAt", "finishedAt");
+    timestamp_field(&rb, "delayUntil", "delayedUntil");
+    number_field(&rb, "number", "number", 0);
+    number_field(&rb, "usageDurationMs", "durationMs", 1);
+    number_field(&rb, "costInCents", "costInCents", 1);
+    number_field(&rb, "baseCostInCents", "baseCostInCents", 1);
+    array_field(&rb, "runTags", "tags");
+    array_field(&rb, "realtimeStreams", "realtimeStreams");
+    const char *t = column(&rb, "isTest", &n);
+    int is_test = 0;
+    if (t != NULL) {
+        is_test = strcmp(t, "t") == 0 || strcmp(t, "true") == 0;
+        if (!is_test && strcmp(t, "f") != 0 && strcmp(t, "false") != 0) {
+            lua_pushfstring(L, "is not a boolean: %s", t);
+            problem(&rb, "isTest");
+        }
+        lua_pop(L, 1);
+    }
+    flag(&rb, "isTest", is_test);
+    text_field(&rb, "ttl", "ttl");
+    text_field(&rb, "idempotencyKey", "idempotencyKey");
+    static const char *const queued[] = {"PENDING_VERSION", "QUEUED", "DELAYED", NULL};
+    static const char *const executing[] = {"DEQUEUED", "EXECUTING", NULL};
+    static const char *const failed[] = {"FAILED",  "CRASHED",   "SYSTEM_FAILURE",
+                                         "EXPIRED", "TIMED_OUT", NULL};
+    int success = strcmp(status, "COMPLETED") == 0, is_failed = one_of(status, failed);
+    flag(&rb, "isQueued", one_of(status, queued));
+    flag(&rb, "isExecuting", one_of(status, executing));
+    flag(&rb, "isWaiting", strcmp(status, "WAITING") == 0);
+    flag(&rb, "isSuccess", success);
+    flag(&rb, "isFailed", is_failed);
+    flag(&rb, "isCompleted", success || is_failed);
+    flag(&rb, "isCancelled", strcmp(status, "CANCELED") == 0);
+    lua_pushvalue(L, rb.run);
+    if (rb.problems)
+        lua_pushvalue(L, rb.problems);
+    else
+        lua_pushnil(L);
+    return 2;
 }
 
 /* --- JWT bytes --- */
@@ -282,10 +514,16 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},       {"respons
                                          {"position", shape_position}, {"attempts", shape_attempts},
                                          {"close", shape_close},       {NULL, NULL}};
 
-static const luaL_Reg functions[] = {
-    {"shape", shape_new},       {"pg_array", pg_array},           {"pg_timestamp", pg_timestamp},
-    {"hs256", hs256},           {"b64url_encode", b64url_encode}, {"b64url_decode", b64url_decode},
-    {"url_encode", url_encode}, {"monotonic", monotonic},         {NULL, NULL}};
+static const luaL_Reg functions[] = {{"shape", shape_new},
+                                     {"run_fields", run_fields},
+                                     {"pg_array", pg_array},
+                                     {"pg_timestamp", pg_timestamp},
+                                     {"hs256", hs256},
+                                     {"b64url_encode", b64url_encode},
+                                     {"b64url_decode", b64url_decode},
+                                     {"url_encode", url_encode},
+                                     {"monotonic", monotonic},
+                                     {NULL, NULL}};
 
 int luaopen_trigger_core(lua_State *L) {
     tr_newmetatable(L, SHAPE_MT);
