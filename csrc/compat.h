@@ -34,6 +34,20 @@ static inline int tr_newmetatable(lua_State *L, const char *name) {
     return 1;
 }
 
+/* A userdata class: metatable `name` with `methods` as __index and `gc` as both __gc and
+ * __close (it must be safe to call twice). Leaves the metatable on the stack for extras. */
+static inline void tr_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                               lua_CFunction gc) {
+    tr_newmetatable(L, name);
+    lua_newtable(L);
+    tr_setfuncs(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+}
+
 static inline void *tr_checkudata(lua_State *L, int i, const char *name) {
     return luaL_checkudata(L, i, name);
 }

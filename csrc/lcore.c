@@ -449,11 +449,7 @@ static int run_fields(lua_State *L) {
     flag(&rb, "isFailed", is_failed);
     flag(&rb, "isCompleted", success || is_failed);
     flag(&rb, "isCancelled", strcmp(status, "CANCELED") == 0);
-    lua_pushvalue(L, rb.run);
-    if (rb.problems)
-        lua_pushvalue(L, rb.problems);
-    else
-        lua_pushnil(L);
+    lua_settop(L, rb.problems); /* the run, then the problems (nil when none) */
     return 2;
 }
 
@@ -526,14 +522,7 @@ static const luaL_Reg functions[] = {{"shape", shape_new},
                                      {NULL, NULL}};
 
 int luaopen_trigger_core(lua_State *L) {
-    tr_newmetatable(L, SHAPE_MT);
-    lua_newtable(L);
-    tr_setfuncs(L, shape_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, shape_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, shape_close);
-    lua_setfield(L, -2, "__close");
+    tr_newclass(L, SHAPE_MT, shape_methods, shape_close);
     lua_pop(L, 1);
     tr_newlib(L, functions);
     tr_register_http1(L);

@@ -207,18 +207,6 @@ static const luaL_Reg hub_methods[] = {
 static const luaL_Reg request_methods[] = {
     {"done", request_done}, {"result", request_result}, {"close", request_close}, {NULL, NULL}};
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-    tr_newmetatable(L, name);
-    lua_newtable(L);
-    tr_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
-}
-
 static int version(lua_State *L) {
     lua_pushstring(L, curl_version());
     return 1;
@@ -230,8 +218,9 @@ int luaopen_trigger_curl(lua_State *L) {
     /* Reference-counted by libcurl; thread-safe since 7.84. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "curl_global_init failed");
-    new_class(L, HUB_MT, hub_methods, hub_close);
-    new_class(L, REQUEST_MT, request_methods, request_close);
+    tr_newclass(L, HUB_MT, hub_methods, hub_close);
+    tr_newclass(L, REQUEST_MT, request_methods, request_close);
+    lua_pop(L, 2);
     tr_newlib(L, functions);
     return 1;
 }

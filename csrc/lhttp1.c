@@ -214,14 +214,7 @@ static const luaL_Reg h1_methods[] = {
 
 /* Adds http1_parser to the module table on top of the stack. */
 void tr_register_http1(lua_State *L) {
-    tr_newmetatable(L, H1_MT);
-    lua_newtable(L);
-    tr_setfuncs(L, h1_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, h1_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, h1_close);
-    lua_setfield(L, -2, "__close");
+    tr_newclass(L, H1_MT, h1_methods, h1_close);
     lua_pushcfunction(L, h1_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
