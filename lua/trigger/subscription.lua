@@ -91,6 +91,13 @@ function M.new(spec)
   end
   self.rows = shape_rows.new(resume and resume.rows)
   self.schema = resume and resume.schema
+  -- Made once, not per run: they read which run is being built from the subscription.
+  self.fetch_for_run = function(field, path)
+    return self:_fetch_packet(self.delivering_id, field, path)
+  end
+  self.warn_for_run = function(message)
+    self:_warn("run " .. tostring(self.delivering_id) .. " " .. message, self.delivering_url)
+  end
   self.co = coroutine.create(function() return self:_loop() end)
   return self
 end
@@ -223,13 +230,10 @@ function Subscription:_deliver(url)
   local reached = { self.shape:position() }
   local rows = self.rows:take()
   if #rows == 0 then self.committed = reached end
+  self.delivering_url = url
   for i, row in ipairs(rows) do
-    local id = row.friendlyId
-    local run = run_object.build(row, function(field, path)
-      return self:_fetch_packet(id, field, path)
-    end, function(message)
-      self:_warn("run " .. tostring(id) .. " " .. message, url)
-    end)
+    self.delivering_id = row.friendlyId
+    local run = run_object.build(row, self.fetch_for_run, self.warn_for_run)
     if i == #rows then self.committed = reached end
     self.rows:handed(i) -- a position saved now holds this row, not the rest of the batch
     self.ready = true
