@@ -96,12 +96,7 @@ local function fetch_claims(settings)
   local cache_key = settings.base_url .. "\0" .. settings.access_token
   local cached = claims_cache[cache_key]
   if cached then return cached end
-  local transport
-  if rawget(_G, "ngx") and ngx.socket then -- luacheck: ignore
-    transport = require "trigger.transport.ngx"
-  else
-    transport = require "trigger.transport.curl"
-  end
+  local transport = require("trigger.transport").current()
   local url = settings.base_url .. "/api/v1/auth/jwt/claims"
   local where = "POST " .. url
   local status, headers, body = transport.perform {

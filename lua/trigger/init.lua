@@ -64,7 +64,7 @@ function M.step(seconds)
   if seconds ~= nil and type(seconds) ~= "number" then
     error("bad argument #1 to 'step' (number expected)", 2)
   end
-  require("trigger.transport.curl").step(seconds or 0)
+  require("trigger.transport").current().step(seconds or 0)
 end
 
 --- The error kinds and `trigger.errors.is`: see `trigger.errors`.

@@ -5,6 +5,7 @@ local core = require "trigger.core"
 local errors = require "trigger.errors"
 local run_object = require "trigger.run_object"
 local subscription = require "trigger.subscription"
+local transport = require "trigger.transport"
 
 local M = {}
 
@@ -38,20 +39,15 @@ local function is_duration(s)
 end
 M._is_duration = is_duration
 
-local function list_param(fn, name, v)
+-- A list of names sent comma-separated: each must be a non-empty string without commas.
+-- `label` formats an item's place in the argument error (e.g. "tag %d").
+local function list_param(fn, n, label, v)
   for i, item in ipairs(v) do
     if type(item) ~= "string" or item == "" or item:find(",", 1, true) then
-      argerror(fn, 2, string.format("%s[%d] must be a non-empty string without commas", name, i))
+      argerror(fn, n, string.format(label, i) .. " must be a non-empty string without commas")
     end
   end
   return table.concat(v, ",")
-end
-
-local function transport_for()
-  if rawget(_G, "ngx") and ngx.socket then -- luacheck: ignore
-    return require "trigger.transport.ngx"
-  end
-  return require "trigger.transport.curl"
 end
 
 local function open(fn, path, params, opts, stop_when)
@@ -60,7 +56,7 @@ local function open(fn, path, params, opts, stop_when)
   config.check(opts, fn, SUBSCRIPTION_OPTIONS)
   local query = params or {}
   if opts.skip_columns then
-    local cols = list_param(fn, "skip_columns", opts.skip_columns)
+    local cols = list_param(fn, 2, "skip_columns[%d]", opts.skip_columns)
     for _, c in ipairs(opts.skip_columns) do
       if UNSKIPPABLE[c] then argerror(fn, 2, "column '" .. c .. "' cannot be skipped") end
     end
@@ -69,7 +65,7 @@ local function open(fn, path, params, opts, stop_when)
   local settings, err = config.resolve(opts)
   if not settings then error(err, 3) end
   local sub = subscription.new {
-    settings = settings, path = path, params = query, transport = transport_for(),
+    settings = settings, path = path, params = query, transport = transport.current(),
     stop_when = stop_when, version = require("trigger")._VERSION,
   }
   return sub, nil, nil, sub
@@ -116,12 +112,7 @@ function M.subscribe_to_tag(tags, opts)
   else
     argerror(fn, 1, "tag string or non-empty list of tags expected")
   end
-  for i, t in ipairs(list) do
-    if type(t) ~= "string" or t == "" or t:find(",", 1, true) then
-      argerror(fn, 1, string.format("tag %d must be a non-empty string without commas", i))
-    end
-  end
-  local params = { tags = table.concat(list, ",") }
+  local params = { tags = list_param(fn, 1, "tag %d", list) }
   if opts and opts.created_at ~= nil then
     if type(opts.created_at) ~= "string" or not is_duration(opts.created_at) then
       argerror(fn, 2, "created_at must be a duration such as \"1h\", \"30m\", \"2d\", \"1w\"")

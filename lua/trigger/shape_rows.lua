@@ -4,7 +4,6 @@
 -- Rows are immutable once stored: an update copies the row with its changes, so a row the
 -- user was given can be compared with the current one by reference first, then by value.
 -- @module trigger.shape_rows
-local json = require "trigger.json"
 
 local M = {}
 local Rows = {}
@@ -170,6 +169,5 @@ function Rows:snapshot()
   return copy
 end
 
-M.null = json.null
 
 return M
