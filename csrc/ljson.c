@@ -7,21 +7,60 @@
 #define LJSON_MAX_DEPTH 1000
 #define LJSON_DEFAULT_DEPTH 128
 
+/* Values of an open container wait on the Lua stack above its slot and go into the table in
+ * batches: when the container ends, the table is made at its final size in one allocation
+ * instead of growing through every power of two (a 30-column row rehashed six times was a
+ * good part of an initial sync's decoding). A container longer than FLUSH_AT gets its table
+ * at that size, then takes the rest FLUSH_AT at a time. */
+#define FLUSH_AT 128
+
+typedef struct level {
+    int slot; /* stack index of the table, nil until the first flush */
+    unsigned char object;
+    int pending;       /* values (objects: key/value pairs) waiting above the slot */
+    lua_Integer count; /* array elements already in the table */
+} level;
+
 typedef struct builder {
     lua_State *L;
     int null_index; /* stack index of the value that stands for null */
     int depth;
-    unsigned char is_object[LJSON_MAX_DEPTH + 1];
-    lua_Integer count[LJSON_MAX_DEPTH + 1]; /* elements so far, per array level */
+    level levels[LJSON_MAX_DEPTH + 1];
 } builder;
 
-/* The value on top of the stack goes into the container below it (or stays, at the top). */
+/* Move the waiting values of the innermost container into its table (made now if needed). */
+static void flush(builder *b) {
+    lua_State *L = b->L;
+    level *lv = &b->levels[b->depth];
+    int n = lv->pending;
+    if (lua_isnil(L, lv->slot)) {
+        lua_createtable(L, lv->object ? 0 : n, lv->object ? n : 0);
+        lua_replace(L, lv->slot);
+    }
+    int first = lv->slot + 1;
+    if (lv->object) {
+        /* In order, so that of two equal keys the last wins. */
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, first + 2 * i);
+            lua_pushvalue(L, first + 2 * i + 1);
+            lua_rawset(L, lv->slot);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, first + i);
+            lua_rawseti(L, lv->slot, (int)(lv->count + i + 1));
+        }
+        lv->count += n;
+    }
+    lua_settop(L, lv->slot);
+    lv->pending = 0;
+}
+
+/* The value on top of the stack belongs to the innermost container (or stays, at the top). */
 static int place(builder *b) {
     if (b->depth == 0) return 0;
-    if (b->is_object[b->depth])
-        lua_rawset(b->L, -3); /* key at -2, value at -1 */
-    else
-        lua_rawseti(b->L, -2, (int)++b->count[b->depth]);
+    level *lv = &b->levels[b->depth];
+    if (++lv->pending == FLUSH_AT) flush(b);
     return 0;
 }
 
@@ -66,15 +105,19 @@ static int on_key(void *ud, const char *s, size_t n) {
 }
 
 static int begin(builder *b, int object) {
-    if (!lua_checkstack(b->L, 4)) return -1;
-    lua_newtable(b->L);
-    b->depth++;
-    b->is_object[b->depth] = (unsigned char)object;
-    b->count[b->depth] = 0;
+    /* Room for the slot, a full batch of pairs and the two copies flush() makes. */
+    if (!lua_checkstack(b->L, 2 * FLUSH_AT + 4)) return -1;
+    lua_pushnil(b->L);
+    level *lv = &b->levels[++b->depth];
+    lv->slot = lua_gettop(b->L);
+    lv->object = (unsigned char)object;
+    lv->pending = 0;
+    lv->count = 0;
     return 0;
 }
 
 static int end(builder *b) {
+    flush(b);
     b->depth--;
     return place(b);
 }
