@@ -19,17 +19,29 @@ static void skip_space(parser *p) {
         p->i++;
 }
 
-static int emit(parser *p, int is_null) {
-    if (p->sink->element(p->sink->ud, p->scratch.data ? p->scratch.data : "", p->scratch.len,
-                         is_null) != 0) {
+static int emit_text(parser *p, const char *text, size_t len, int is_null) {
+    if (p->sink->element(p->sink->ud, text, len, is_null) != 0) {
         p->stopped = 1;
         return -1;
     }
     return 0;
 }
 
+static int emit(parser *p, int is_null) {
+    return emit_text(p, p->scratch.data ? p->scratch.data : "", p->scratch.len, is_null);
+}
+
 static int quoted_element(parser *p) {
     p->i++; /* opening quote */
+    /* Fast path: no backslash before the closing quote, the input bytes are the element. */
+    size_t start = p->i;
+    while (p->i < p->n && p->s[p->i] != '"' && p->s[p->i] != '\\')
+        p->i++;
+    if (p->i < p->n && p->s[p->i] == '"') {
+        p->i++;
+        return emit_text(p, p->s + start, p->i - 1 - start, 0);
+    }
+    if (tr_buf_add(&p->scratch, p->s + start, p->i - start) != 0) goto oom;
     while (p->i < p->n) {
         char c = p->s[p->i++];
         if (c == '"') return emit(p, 0);
@@ -37,16 +49,34 @@ static int quoted_element(parser *p) {
             if (p->i >= p->n) return -1;
             c = p->s[p->i++];
         }
-        if (tr_buf_addc(&p->scratch, c) != 0) {
-            p->stopped = 1;
-            return -1;
-        }
+        if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
     }
+    return -1;
+oom:
+    p->stopped = 1;
     return -1;
 }
 
 static int bare_element(parser *p) {
     size_t start = p->i;
+    /* Fast path: no backslash, so the element is the input up to the delimiter, trailing
+     * blanks trimmed (leading ones were skipped). */
+    while (p->i < p->n) {
+        char c = p->s[p->i];
+        if (c == ',' || c == '}' || c == '\\') break;
+        if (c == '{' || c == '"') return -1;
+        p->i++;
+    }
+    if (p->i < p->n && p->s[p->i] != '\\') {
+        if (p->i == start) return -1; /* empty element */
+        size_t end = p->i;
+        while (end > start && is_space(p->s[end - 1]))
+            end--;
+        /* Only an unquoted, unescaped NULL is the null value. */
+        int is_null = end - start == 4 && strncmp(p->s + start, "NULL", 4) == 0;
+        return emit_text(p, p->s + start, end - start, is_null);
+    }
+    p->i = start;
     size_t last_text = 0; /* scratch length up to the last non-space character */
     while (p->i < p->n) {
         char c = p->s[p->i];
@@ -56,26 +86,16 @@ static int bare_element(parser *p) {
         if (c == '\\') {
             if (p->i >= p->n) return -1;
             c = p->s[p->i++];
-            if (tr_buf_addc(&p->scratch, c) != 0) goto oom;
+            if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
             last_text = p->scratch.len;
             continue;
         }
-        if (tr_buf_addc(&p->scratch, c) != 0) goto oom;
+        if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
         if (!is_space(c)) last_text = p->scratch.len;
     }
     if (p->i == start) return -1; /* empty element */
     p->scratch.len = last_text;
-    /* Only an unquoted, unescaped NULL is the null value. */
-    int is_null = p->i - start == 4 && strncmp(p->s + start, "NULL", 4) == 0;
-    if (!is_null && p->scratch.len == 4 && p->i - start > 4 &&
-        strncmp(p->s + start, "NULL", 4) == 0) {
-        /* "NULL   " with trailing blanks is still the null value */
-        size_t j = start + 4;
-        while (j < p->i && is_space(p->s[j]))
-            j++;
-        is_null = j == p->i;
-    }
-    return emit(p, is_null);
+    return emit(p, 0); /* an escaped character: never the null value */
 oom:
     p->stopped = 1;
     return -1;
@@ -227,12 +247,14 @@ int tr_pg_timestamp_iso(const char *s, size_t n, char *out) {
         offset_min = sign * (oh * 60L + om);
     }
     if (i != n) return -1;
-    long minutes = days_from_civil(Y, M, D) * 1440L + h * 60L + mi - offset_min;
-    long days = minutes >= 0 ? minutes / 1440 : -((-minutes + 1439) / 1440);
-    long rem = minutes - days * 1440;
-    long y;
-    civil_from_days(days, &y, &M, &D);
-    if (y < 0 || y > 9999) return -1;
+    long y = Y, rem = h * 60L + mi;
+    if (offset_min != 0) { /* already UTC (the usual case): the date stays as it is */
+        long minutes = days_from_civil(Y, M, D) * 1440L + rem - offset_min;
+        long days = minutes >= 0 ? minutes / 1440 : -((-minutes + 1439) / 1440);
+        rem = minutes - days * 1440;
+        civil_from_days(days, &y, &M, &D);
+        if (y < 0 || y > 9999) return -1;
+    }
     put_digits(out, (int)y, 4);
     out[4] = '-';
     put_digits(out + 5, M, 2);
