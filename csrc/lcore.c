@@ -26,11 +26,18 @@ static lshape *check_shape(lua_State *L) {
     return u;
 }
 
-static int shape_new(lua_State *L) {
+/* A shape userdata owning s (pushed before s is made, so a failed allocation leaves nothing
+ * behind: its __gc frees NULL). */
+static lshape *push_shape(lua_State *L) {
     lshape *u = lua_newuserdata(L, sizeof *u);
     u->s = NULL;
     luaL_getmetatable(L, SHAPE_MT);
     lua_setmetatable(L, -2);
+    return u;
+}
+
+static int shape_new(lua_State *L) {
+    lshape *u = push_shape(L);
     u->s = tr_shape_new();
     if (u->s == NULL) return luaL_error(L, "out of memory");
     return 1;
@@ -82,6 +89,15 @@ static const char *header_field(lua_State *L, int headers, const char *name) {
 static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
 
 /* shape:response(status, headers, body) -> action, kind, message */
+/* shape:clone() -> an independent shape in the same state */
+static int shape_clone(lua_State *L) {
+    lshape *u = check_shape(L);
+    lshape *c = push_shape(L);
+    c->s = tr_shape_clone(u->s);
+    if (c->s == NULL) return luaL_error(L, "out of memory");
+    return 1;
+}
+
 static int shape_response(lua_State *L) {
     lshape *u = check_shape(L);
     tr_shape_response r;
@@ -505,10 +521,10 @@ static int monotonic(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg shape_methods[] = {{"query", shape_query},       {"response", shape_response},
-                                         {"backoff", shape_backoff},   {"restore", shape_restore},
-                                         {"position", shape_position}, {"attempts", shape_attempts},
-                                         {"close", shape_close},       {NULL, NULL}};
+static const luaL_Reg shape_methods[] = {
+    {"query", shape_query},     {"response", shape_response}, {"backoff", shape_backoff},
+    {"restore", shape_restore}, {"position", shape_position}, {"attempts", shape_attempts},
+    {"close", shape_close},     {"clone", shape_clone},       {NULL, NULL}};
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
                                      {"run_fields", run_fields},

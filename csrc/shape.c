@@ -47,6 +47,22 @@ static int is_token(const char *s) {
 
 tr_shape *tr_shape_new(void) { return calloc(1, sizeof(tr_shape)); }
 
+tr_shape *tr_shape_clone(const tr_shape *s) {
+    tr_shape *c = tr_shape_new();
+    if (c == NULL) return NULL;
+    *c = *s;
+    c->handle = dup_or_null(s->handle);
+    c->offset = dup_or_null(s->offset);
+    c->cursor = dup_or_null(s->cursor);
+    c->expired_handle = dup_or_null(s->expired_handle);
+    if ((s->handle && !c->handle) || (s->offset && !c->offset) || (s->cursor && !c->cursor) ||
+        (s->expired_handle && !c->expired_handle)) {
+        tr_shape_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 void tr_shape_free(tr_shape *s) {
     if (s == NULL) return;
     free(s->handle);

@@ -43,6 +43,10 @@ typedef struct tr_shape tr_shape;
 tr_shape *tr_shape_new(void);
 void tr_shape_free(tr_shape *s);
 
+/* An independent copy (NULL when memory runs out): what-if questions such as "which request
+ * would follow this response" without touching the real state. */
+tr_shape *tr_shape_clone(const tr_shape *s);
+
 /* Resume from a saved position; NULL handle/offset mean "from the start". Returns 0, or -1 on
  * bad input (offset without handle, or a value that is not a plain token) or no memory. */
 int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const char *cursor);

@@ -298,11 +298,24 @@ function Subscription:_handle(url, status, headers, body, next_request)
   return false
 end
 
+-- While catching up (initial sync, resync, resume), the request for the next page depends only
+-- on this response's headers: begin it before this body is decoded, so the server and the
+-- network work on it meanwhile. Asked of a copy of the shape state; if the body then turns out
+-- bad or says must-refetch, the loop wants another URL and aborts this one.
+function Subscription:_request_ahead(base, status, headers)
+  if status ~= 200 or not self.transport.start or headers["electric-up-to-date"] then return nil end
+  local peek = self.shape:clone()
+  local url = peek:response(status, headers) == "apply" and base .. peek:query(self.params)
+  peek:close()
+  if not url then return nil end
+  return { url = url, pending = self:_begin { url = url, headers = self.headers } }
+end
+
 function Subscription:_loop()
   local base = self.settings.base_url .. self.path .. "?"
-  local started -- a request begun before the last batch was handed out
-  while true do
-    local url = base .. self.shape:query(self.params)
+  local started -- a request begun early: { url =, pending = }
+  -- The pending request for `url`: the one begun early if it asked for the same, else a new one.
+  local function request_for(url)
     local p
     if started and started.url == url then
       p = started.pending
@@ -311,11 +324,16 @@ function Subscription:_loop()
       p = self:_begin { url = url, headers = self.headers }
     end
     started = nil
-    local status, headers, body = self:_await(p)
+    return p
+  end
+  while true do
+    local url = base .. self.shape:query(self.params)
+    local status, headers, body = self:_await(request_for(url))
+    started = self:_request_ahead(base, status, headers)
     local function next_request()
       if self.transport.start then
         local nurl = base .. self.shape:query(self.params)
-        started = { url = nurl, pending = self:_begin { url = nurl, headers = self.headers } }
+        started = { url = nurl, pending = request_for(nurl) }
       end
     end
     if self:_handle(url, status, headers, body, next_request) then return end

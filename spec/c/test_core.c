@@ -97,6 +97,13 @@ static void test_shape(void) {
     check(dcap < 32 && dcap > 31, "backoff is capped");
     check(tr_shape_restore(s, NULL, "5_0", NULL) != 0, "restore refuses an offset without handle");
     check(tr_shape_restore(s, "h", "5_0", "c") == 0 && !tr_shape_live(s), "restore works");
+    tr_shape *c = tr_shape_clone(s);
+    tr_shape_response next = ok200("h", "6_0", 0);
+    check(c != NULL && tr_shape_on_response(c, &next).action == TR_SHAPE_APPLY &&
+              query_is(c, NULL, 0, "handle=h&log=full&offset=6_0"),
+          "a clone moves on by itself");
+    check(query_is(s, NULL, 0, "handle=h&log=full&offset=5_0"), "the original stays");
+    tr_shape_free(c);
     tr_shape_free(s);
 }
 
@@ -157,6 +164,11 @@ static void test_pgtext(void) {
     check(array_is("{ a , b }", "[<a><b>]"), "blanks around bare elements");
     check(array_is("[0:1]={x,y}", "[<x><y>]"), "explicit bounds");
     check(array_is("{\"\"}", "[<>]"), "empty string element");
+    check(array_is("{a\\,b,c}", "[<a,b><c>]"), "escaped delimiter in a bare element");
+    check(array_is("{NULL  ,x}", "[<null><x>]"), "NULL with trailing blanks is null");
+    check(array_is("{N\\ULL}", "[<NULL>]"), "an escaped NULL is text");
+    check(array_is("{a\\ ,b }", "[<a ><b>]"), "an escaped blank is kept, a plain one trimmed");
+    check(array_is("{\"a\\\\b\",\"c\"}", "[<a\\b><c>]"), "quoted with and without escapes");
     const char *bad[] = {"", "{", "{a", "{a,}", "{,a}", "{\"a}", "a", "{a}x", "{a\"b}", "{a\\"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         check(array_is(bad[i], NULL), "malformed arrays are refused");
