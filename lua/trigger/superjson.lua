@@ -47,10 +47,14 @@ local function slot(container, segment)
   return segment
 end
 
+local math_type, tointeger = math.type, math.tointeger -- nil on LuaJIT: bigints stay strings
+
 local function bigint(s)
-  if type(s) ~= "string" or not s:match("^%-?%d+$") then return s end
-  local n = math.tointeger and math.tointeger(tonumber(s))
-  if n and tostring(n) == s then return n end
+  if type(s) ~= "string" or not math_type then return s end
+  -- tonumber takes more than decimal digits ("0x10", " 7", "1e3"): only a number that prints
+  -- back as the very same text is the integer the text meant.
+  local n = tointeger(tonumber(s) or 0.5)
+  if n and math_type(n) == "integer" and tostring(n) == s then return n end
   return s
 end
 
@@ -78,9 +82,11 @@ local function untransform(value, annotation)
 end
 
 local budget
+local max_depth = json.max_depth
 
--- Parsed paths, by path text: the same few paths come back in every packet of a task. The
--- parts lists are only read, never changed; the cache is emptied when it grows large.
+-- Parsed paths, by path text: the same few paths come back in every packet of a task. A path
+-- of one segment is kept as that string (the common case, looked at first), a longer one as
+-- the list of its segments; lists are only read, never changed. Emptied when it grows large.
 local PATH_CACHE_MAX = 1024
 local path_cache, path_cache_size = {}, 0
 
@@ -88,6 +94,7 @@ local function cached_path(key)
   local parts = path_cache[key]
   if parts then return parts end
   parts = parse_path(key)
+  if #parts == 1 then parts = parts[1] end
   if path_cache_size >= PATH_CACHE_MAX then path_cache, path_cache_size = {}, 0 end
   path_cache[key] = parts
   path_cache_size = path_cache_size + 1
@@ -96,8 +103,10 @@ end
 
 local apply
 
--- Apply the annotation tree `sub` to the value at `path` inside `root`; returns the new root.
+-- Apply the annotation tree `sub` to the value at `path` (a segment or a list of them) inside
+-- `root`; returns the new root.
 local function set_deep(root, path, sub, depth)
+  if type(path) == "string" then path = { path } end
   local n = #path
   if n == 0 then return apply(root, sub, depth) end
   local node = root
@@ -112,7 +121,7 @@ local function set_deep(root, path, sub, depth)
 end
 
 function apply(value, tree, depth)
-  if depth > json.max_depth then error("superjson annotations nest too deep", 0) end
+  if depth > max_depth then error("superjson annotations nest too deep", 0) end
   budget = budget - 1
   if budget < 0 then error("too many superjson annotations", 0) end
   if type(tree) ~= "table" then error("malformed superjson annotation", 0) end
@@ -123,17 +132,19 @@ function apply(value, tree, depth)
     children = tree
   end
   if type(children) == "table" then
+    local object = type(value) == "table"
     for key, sub in pairs(children) do
       if type(key) ~= "string" then error("malformed superjson annotation", 0) end
       local path = cached_path(key)
-      if #path == 1 and type(value) == "table" and type(sub) == "table" and sub[2] == nil
-          and type(sub[1]) == "string" and depth < json.max_depth then
+      local leaf = object and type(path) == "string" and type(sub) == "table" and sub[2] == nil
+        and sub[1]
+      if type(leaf) == "string" and depth < max_depth then
         -- The common case (`{"createdAt": ["Date"]}`): a leaf annotation on a field of this
         -- object. What set_deep and apply do, without the two calls.
         budget = budget - 1
         if budget < 0 then error("too many superjson annotations", 0) end
-        local k = slot(value, path[1])
-        value[k] = untransform(value[k], sub[1])
+        local k = value[path] ~= nil and path or slot(value, path)
+        if leaf ~= "Date" then value[k] = untransform(value[k], leaf) end
       else
         value = set_deep(value, path, sub, depth + 1)
       end
