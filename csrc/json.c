@@ -189,6 +189,31 @@ static int string(parser *p, const char **out, size_t *len) {
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* The powers of ten a double holds exactly. */
+static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+int tr_decimal_fast(const char *s, size_t n, double *out) {
+    size_t i = 0, digits = 0, frac = 0;
+    int negative = 0;
+    uint64_t m = 0;
+    if (i < n && s[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    for (; i < n && is_digit(s[i]); i++, digits++)
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    if (digits == 0 || i >= n || s[i] != '.') return 0;
+    for (i++; i < n && is_digit(s[i]); i++, frac++)
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    /* Both m and 10^frac exact, so the one division rounds correctly, as strtod does. */
+    if (i != n || frac == 0 || digits + frac > 15 || frac > 22) return 0;
+    double d = (double)m / exact_pow10[frac];
+    *out = negative ? -d : d;
+    return 1;
+}
+
 static int number(parser *p) {
     size_t start = p->i;
     int negative = 0, integral = 1;
@@ -238,12 +263,15 @@ static int number(parser *p) {
                                                                   ? INT64_MIN
                                                                   : -(int64_t)v));
     }
+    double d;
+    if (!integral && tr_decimal_fast(p->s + start, len, &d))
+        return sink_said(p, p->sink->number(p->sink->ud, d));
     char small[64];
     char *text = len < sizeof small ? small : malloc(len + 1);
     if (text == NULL) return fail(p, TR_JSON_MEMORY, "out of memory");
     memcpy(text, p->s + start, len);
     text[len] = '\0';
-    double d = strtod(text, NULL);
+    d = strtod(text, NULL);
     if (text != small) free(text);
     return sink_said(p, p->sink->number(p->sink->ud, d));
 }

@@ -7,14 +7,16 @@
 #include <time.h>
 
 #include "compat.h"
+#include "json.h"
 #include "jwt.h"
 #include "pgtext.h"
 #include "shape.h"
 
 #define SHAPE_MT "trigger.shape"
 
-void tr_register_http1(lua_State *L); /* lhttp1.c */
-void tr_register_json(lua_State *L);  /* ljson.c */
+void tr_register_http1(lua_State *L);     /* lhttp1.c */
+void tr_register_json(lua_State *L);      /* ljson.c */
+void tr_register_superjson(lua_State *L); /* lsuperjson.c */
 
 typedef struct lshape {
     tr_shape *s;
@@ -341,12 +343,17 @@ static void timestamp_field(run_builder *rb, const char *col, const char *field)
 }
 
 /* A numeral as Lua reads it (integer or float subtype), or NaN/Infinity; 0 when it is none. */
-static int push_numeral(lua_State *L, const char *v) {
+static int push_numeral(lua_State *L, const char *v, size_t n) {
+    double d;
+    if (tr_decimal_fast(v, n, &d)) { /* "0.0362": most cost columns, without strtod */
+        lua_pushnumber(L, (lua_Number)d);
+        return 1;
+    }
 #if LUA_VERSION_NUM >= 503
     if (lua_stringtonumber(L, v) != 0) return 1;
 #else
     char *end;
-    double d = strtod(v, &end);
+    d = strtod(v, &end);
     if (end != v && *end == '\0' && strpbrk(v, "nN") == NULL) {
         lua_pushnumber(L, (lua_Number)d);
         return 1;
@@ -368,7 +375,7 @@ static void number_field(run_builder *rb, const char *col, const char *field, in
     size_t n;
     const char *v = column(rb, col, &n);
     if (v != NULL) {
-        int ok = push_numeral(L, v);
+        int ok = push_numeral(L, v, n);
         if (ok) lua_remove(L, -2); /* the column's text */
         if (ok) {
             set(rb, field);
@@ -543,5 +550,6 @@ int luaopen_trigger_core(lua_State *L) {
     tr_newlib(L, functions);
     tr_register_http1(L);
     tr_register_json(L);
+    tr_register_superjson(L);
     return 1;
 }

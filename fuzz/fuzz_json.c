@@ -4,6 +4,7 @@
  *   - the sink sees balanced begin/end calls, keys only inside objects, depth within the limit;
  *   - round trip: an accepted text, written back in canonical form (strings re-escaped, numbers
  *     as integers or %.17g doubles), parses again to the very same canonical form;
+ *   - tr_decimal_fast agrees with strtod, bit for bit, on every text it accepts;
  *   - a sink that stops half-way makes the parse return TR_JSON_STOPPED, and a refused text
  *     reports an error offset within the input. */
 #include <stdint.h>
@@ -165,5 +166,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tr_buf_free(&c.out);
     }
     tr_buf_free(&a.out);
+
+    /* The decimal fast path gives what strtod gives, to the bit, whenever it takes a text. */
+    double fast;
+    if (size < 64 && tr_decimal_fast((const char *)data, size, &fast)) {
+        char text[64];
+        memcpy(text, data, size);
+        text[size] = '\0';
+        double slow = strtod(text, NULL);
+        FUZZ_ASSERT(memcmp(&fast, &slow, sizeof fast) == 0, "tr_decimal_fast differs from strtod");
+    }
     return 0;
 }
