@@ -17,7 +17,7 @@ CRYPTO_LIBS ?= -lcrypto
 BUILD      ?= build/$(LUA_TAG)
 
 CORE_SRC := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/lcore.c csrc/ljson.c \
-            csrc/http1.c csrc/lhttp1.c
+            csrc/lsuperjson.c csrc/http1.c csrc/lhttp1.c
 CURL_SRC := csrc/buf.c csrc/hub.c csrc/lcurl.c
 HEADERS  := $(wildcard csrc/*.h)
 

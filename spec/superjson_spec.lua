@@ -55,6 +55,59 @@ describe("superjson.decode", function()
     assert.matches("path leads nowhere", err)
   end)
 
+  it("applies the usual annotations in C exactly as the general walk does", function()
+    local core = require "trigger.core"
+    local texts = { "0", "7", "-7", "007", "-0", "+5", " 5", "5 ", "1e3", "0x10", "12.5", "",
+      "-", "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+      "-9223372036854775809", "12345678901234567890", "NaN", "Infinity", "-Infinity", "nan" }
+    local annotations = { "bigint", "number", "undefined", "Date", "URL", "regexp", "set",
+      "Error", "custom-thing" }
+    local function same(a, b)
+      if a ~= a then return b ~= b end
+      if math.type and math.type(a) ~= math.type(b) then return false end
+      if a == 0 and b == 0 then return 1 / a == 1 / b end -- -0 is not 0
+      return a == b
+    end
+    for _, annotation in ipairs(annotations) do
+      local values, by_c, by_lua = {}, {}, {}
+      for i, text in ipairs(texts) do
+        values["f" .. i] = { annotation }
+        by_c["f" .. i], by_lua["f" .. i] = text, text
+      end
+      values.t = { annotation } -- not a string: stays as it is
+      by_c.t, by_lua.t = true, true
+      assert.is_true(core.superjson_leaves(by_c, values))
+      by_lua = assert(superjson._walk(by_lua, values))
+      for i, text in ipairs(texts) do
+        local k = "f" .. i
+        assert(same(by_lua[k], by_c[k]), ("%s %q: C gave %s (%s), Lua %s (%s)"):format(
+          annotation, text, tostring(by_c[k]), math.type and math.type(by_c[k]) or type(by_c[k]),
+          tostring(by_lua[k]), math.type and math.type(by_lua[k]) or type(by_lua[k])))
+      end
+      assert.are.equal(by_lua.t, by_c.t)
+    end
+  end)
+
+  it("leaves every other annotation tree to the general walk, untouched", function()
+    local core = require "trigger.core"
+    local trees = {
+      { ["a.b"] = { "Date" } },                   -- a path
+      { m = { "map" } },                          -- maps
+      { c = { "custom", "Money" } },              -- two-part annotations
+      { missing = { "bigint" } },                 -- a field that is not there
+      { "number" },                               -- the root itself
+      { [1.5] = { "bigint" } },                   -- not a key of an object
+      { n = { "bigint" }, ["x.y"] = { "number" } }, -- one bad apple
+    }
+    for _, values in ipairs(trees) do
+      local value = { a = { b = "x" }, m = { { "k", 1 } }, c = "1", n = "5", ["x.y"] = "NaN" }
+      assert.is_false(core.superjson_leaves(value, values))
+      assert.are.same({ a = { b = "x" }, m = { { "k", 1 } }, c = "1", n = "5", ["x.y"] = "NaN" },
+        value)
+    end
+    assert.is_false(core.superjson_leaves("text", { a = { "Date" } }))
+  end)
+
   it("splits paths", function()
     assert.are.same({ "a", "b.c", "d\\" }, superjson._parse_path("a.b\\.c.d\\\\"))
   end)

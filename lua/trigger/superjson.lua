@@ -4,11 +4,13 @@
 -- decimal string; `undefined` removes the value; `number` restores NaN and the infinities;
 -- `set` stays an array; `map` becomes a table keyed by the map's keys.
 -- @module trigger.superjson
+local core = require "trigger.core"
 local json = require "trigger.json"
 
 local M = {}
 
 local MAX_ANNOTATIONS = 100000
+local superjson_leaves = core.superjson_leaves
 
 -- Split "a.b\.c" into {"a", "b.c"}: dots separate, a backslash escapes a dot or a backslash.
 local function parse_path(path)
@@ -154,6 +156,14 @@ function apply(value, tree, depth)
   return value
 end
 
+-- The general way: the whole annotation tree, in Lua. Returns the value, or nil and why not.
+local function walk(value, values)
+  budget = MAX_ANNOTATIONS
+  local ok, result = pcall(apply, value, values, 1)
+  if not ok then return nil, result end
+  return result
+end
+
 --- Decode a super+json document.
 -- @tparam string text the packet data
 -- @treturn[1] any the value with its annotations applied
@@ -168,12 +178,13 @@ function M.decode(text)
   if type(meta) ~= "table" or meta.values == nil or meta.values == json.null then
     return value
   end
-  budget = MAX_ANNOTATIONS
-  local ok, result = pcall(apply, value, meta.values, 1)
-  if not ok then return nil, result end
-  return result
+  -- The usual tree (one plain annotation per top-level field) is applied in C; anything
+  -- else is walked here.
+  if superjson_leaves(value, meta.values) then return value end
+  return walk(value, meta.values)
 end
 
 M._parse_path = parse_path
+M._walk = walk -- for the specs: the general way, which the C one must agree with
 
 return M
