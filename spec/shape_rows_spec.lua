@@ -1,15 +1,32 @@
 -- Unit tests: rows kept from the shape log and what is handed to the user.
 local shape_rows = require "trigger.shape_rows"
-local null = require("trigger.json").null
+local json = require "trigger.json"
+local null = json.null
 
 local function insert(key, value) return { key = key, value = value, headers = { operation = "insert" } } end
 local function update(key, value) return { key = key, value = value, headers = { operation = "update" } } end
 local function delete(key) return { key = key, value = { id = key }, headers = { operation = "delete" } } end
 local UP = { headers = { control = "up-to-date" } }
 
+-- Messages go through JSON text and the C parser, as a response body does.
+local function body(messages)
+  if #messages == 0 then return "[]" end
+  return json.encode(messages)
+end
+
+local function parsed(messages) return assert(shape_rows.parse(body(messages))) end
+
+-- A store whose apply takes message tables.
+local function new_store(...)
+  local s = shape_rows.new(...)
+  local apply = s.apply
+  s.apply = function(self, messages) return apply(self, parsed(messages)) end
+  return s
+end
+
 describe("shape_rows", function()
   it("merges partial updates, keeping NULL distinct from absent", function()
-    local s = shape_rows.new()
+    local s = new_store()
     s:apply { insert("k", { id = "k", status = "PENDING", output = "x", ttl = "1m" }) }
     s:apply { update("k", { id = "k", status = "EXECUTING", output = null }) }
     local rows = s:take()
@@ -18,7 +35,7 @@ describe("shape_rows", function()
   end)
 
   it("hands each changed row once per batch, in order of first change", function()
-    local s = shape_rows.new()
+    local s = new_store()
     local up = s:apply { insert("a", { id = "a" }), insert("b", { id = "b" }),
       update("a", { id = "a", x = "1" }), UP }
     assert.is_true(up)
@@ -29,7 +46,7 @@ describe("shape_rows", function()
   end)
 
   it("does not hand out again what did not change across a resync", function()
-    local s = shape_rows.new()
+    local s = new_store()
     s:apply { insert("a", { id = "a", v = "1" }), insert("b", { id = "b", v = "1" }) }
     s:take()
     s:reset()
@@ -40,7 +57,7 @@ describe("shape_rows", function()
   end)
 
   it("forgets runs that left the shape during a resync", function()
-    local s = shape_rows.new()
+    local s = new_store()
     s:apply { insert("a", { id = "a" }) }
     s:take()
     s:reset()
@@ -51,7 +68,7 @@ describe("shape_rows", function()
   end)
 
   it("hands out a run again after a delete and a new insert", function()
-    local s = shape_rows.new()
+    local s = new_store()
     s:apply { insert("a", { id = "a" }) }
     s:take()
     s:apply { delete("a"), insert("a", { id = "a" }) }
@@ -59,10 +76,10 @@ describe("shape_rows", function()
   end)
 
   it("resumes from a snapshot without replaying unchanged rows", function()
-    local s = shape_rows.new()
+    local s = new_store()
     s:apply { insert("a", { id = "a", v = "1" }), insert("b", { id = "b", v = "1" }) }
     s:take()
-    local r = shape_rows.new(s:snapshot())
+    local r = new_store(s:snapshot())
     r:apply { update("a", { id = "a", v = "2" }), update("b", { id = "b", v = "1" }) }
     local rows = r:take()
     assert.are.equal(1, #rows)
@@ -70,11 +87,48 @@ describe("shape_rows", function()
   end)
 
   it("spots malformed bodies before applying them", function()
-    assert.is_nil((shape_rows.validate({ x = 1 })))
-    assert.is_nil((shape_rows.validate({ 1 })))
-    assert.is_nil((shape_rows.validate({ { headers = { operation = "insert" }, key = "k" } })))
-    assert.is_nil((shape_rows.validate({ { headers = { operation = "update" } } })))
-    assert.is_true(shape_rows.validate({}))
-    assert.is_true(shape_rows.validate({ UP, { headers = { control = "whatever" } } }))
+    local function refused(text, why)
+      local list, err = shape_rows.parse(text)
+      assert.is_nil(list, text)
+      assert.are.equal(why, err, text)
+    end
+    refused('{"x":1}', "response body is not a JSON array of messages")
+    refused('"x"', "response body is not a JSON array of messages")
+    refused('{}', "response body is not a JSON array of messages")
+    refused("[1]", "message 1 of the response is not an object")
+    refused('[{"headers":{"control":"up-to-date"}},[]]', "message 2 of the response is not an object")
+    refused('[{"key":"k"}]', "message 1 of the response has no headers")
+    refused('[{"headers":"insert","key":"k"}]', "message 1 of the response has no headers")
+    refused('[{"headers":{"operation":"insert"},"key":"k"}]',
+      "message 1 of the response has no value object")
+    refused('[{"headers":{"operation":"update"},"value":{}}]', "message 1 of the response has no key")
+    refused('[{"headers":{"operation":"delete"},"key":7}]', "message 1 of the response has no key")
+    refused('[{"headers":{"operation":"insert"},"key":"k","value":"v"}]',
+      "message 1 of the response has no value object")
+    refused("[", "unexpected end at byte 2")
+    refused('[{"headers":{}},]', "unexpected character at byte 17")
+    assert.are.same({}, shape_rows.parse("[]"))
+    assert.are.same({ "up-to-date", false, false, "whatever-comes-next", false, false },
+      parsed { UP, { headers = { control = "whatever-comes-next" } } })
+  end)
+
+  it("lists what matters of each message and skips the rest", function()
+    local list = assert(shape_rows.parse([[
+      [{"headers":{"operation":"insert","lsn":"1","txids":[1,2],"op_position":0,"x":{"y":[]}},
+        "key":"\"public\".\"TaskRun\"/\"1\"","value":{"id":"1","tags":"{a}","n":null},
+        "extra":{"nested":[{"a":1}]}},
+       {"headers":{"operation":"delete"},"key":"k2"},
+       {"headers":{"control":"must-refetch"}},
+       {"headers":{"note":"neither"}},
+       {"value":{"id":"late"},"key":"k3","headers":{"operation":"update"}},
+       {"headers":{"control":"up-to-date","global_last_seen_lsn":"9"}}]
+    ]]))
+    assert.are.same({
+      "insert", '"public"."TaskRun"/"1"', { id = "1", tags = "{a}", n = null },
+      "delete", "k2", false,
+      "must-refetch", false, false,
+      "update", "k3", { id = "late" },
+      "up-to-date", false, false,
+    }, list)
   end)
 end)

@@ -1,9 +1,12 @@
 --- The rows of one shape, kept from the messages of the shape log, and the bookkeeping of
--- what the user has already been given. Pure Lua, no I/O.
+-- what the user has already been given. No I/O: bodies are parsed in C (`core.shape_messages`).
 --
 -- Rows are immutable once stored: an update copies the row with its changes, so a row the
 -- user was given can be compared with the current one by reference first, then by value.
 -- @module trigger.shape_rows
+
+local shape_messages = require("trigger.core").shape_messages
+local null = require("trigger.json").null
 
 local M = {}
 local Rows = {}
@@ -28,10 +31,6 @@ function M.new(delivered)
   return self
 end
 
-local function protocol_error(i, what)
-  return nil, string.format("message %d of the response %s", i, what)
-end
-
 local function mark(self, key)
   if not self.changed[key] then
     self.changed[key] = true
@@ -39,62 +38,45 @@ local function mark(self, key)
   end
 end
 
---- Check a decoded response body before anything of it is applied, so a bad response
--- leaves the store as it was.
--- @treturn[1] true
+--- Read a response body of the shape log: the messages as a flat list (operation, key, value
+-- for each row message; control, false, false for each control message), checked before
+-- anything of it is applied, so a bad response leaves the store as it was.
+-- @function parse
+-- @tparam string body
+-- @treturn[1] table the list
 -- @treturn[2] nil
 -- @treturn[2] string what is wrong
-function M.validate(messages)
-  if type(messages) ~= "table" or (next(messages) ~= nil and messages[1] == nil) then
-    return nil, "response body is not a JSON array of messages"
-  end
-  for i = 1, #messages do
-    local m = messages[i]
-    if type(m) ~= "table" then return protocol_error(i, "is not an object") end
-    local h = m.headers
-    if type(h) ~= "table" then return protocol_error(i, "has no headers") end
-    local op = h.operation
-    if op ~= nil then
-      if type(m.key) ~= "string" then return protocol_error(i, "has no key") end
-      if (op == "insert" or op == "update") and type(m.value) ~= "table" then
-        return protocol_error(i, "has no value object")
-      end
-    end
-  end
-  return true
-end
+M.parse = function(body) return shape_messages(body, null) end
 
---- Apply a validated list of messages.
+--- Apply a list from `parse`.
 -- @treturn boolean an up-to-date control message was seen
 -- @treturn boolean a must-refetch control message was seen
-function Rows:apply(messages)
+function Rows:apply(list)
   local up_to_date, refetch = false, false
   local rows = self.rows
-  for i = 1, #messages do
-    local m = messages[i]
-    local h = m.headers
-    local op = h.operation
+  for i = 1, #list, 3 do
+    local op, key, value = list[i], list[i + 1], list[i + 2]
     if op == "insert" then
-      rows[m.key] = m.value
-      mark(self, m.key)
+      rows[key] = value
+      mark(self, key)
     elseif op == "update" then
-      local old = rows[m.key]
-      local row = m.value
+      local old = rows[key]
       if old then
         -- Default replica mode: only changed columns come; absent means unchanged and
         -- JSON null means NULL, so copy the old row and overlay what came.
-        row = {}
+        local row = {}
         for k, v in pairs(old) do row[k] = v end
-        for k, v in pairs(m.value) do row[k] = v end
+        for k, v in pairs(value) do row[k] = v end
+        value = row
       end
-      rows[m.key] = row
-      mark(self, m.key)
+      rows[key] = value
+      mark(self, key)
     elseif op == "delete" then
-      rows[m.key] = nil
-      self.delivered[m.key] = nil
-    elseif h.control == "up-to-date" then
+      rows[key] = nil
+      self.delivered[key] = nil
+    elseif key == false and op == "up-to-date" then
       up_to_date = true
-    elseif h.control == "must-refetch" then
+    elseif key == false and op == "must-refetch" then
       refetch = true
     end
   end

@@ -258,13 +258,7 @@ function Subscription:_handle(url, status, headers, body, next_request)
     return false
   end
   local messages, problem
-  if status == 200 then
-    messages, problem = json.decode(body)
-    if messages ~= nil then
-      local ok, why = shape_rows.validate(messages)
-      if not ok then messages, problem = nil, why end
-    end
-  end
+  if status == 200 then messages, problem = shape_rows.parse(body) end
   if problem then
     self:_transient(errors.new("protocol", "bad response body: " .. problem,
       { status = status, request = where }))
