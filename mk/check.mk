@@ -80,6 +80,9 @@ FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
 FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lsuperjson.c csrc/json.c csrc/buf.c
+FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
+FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 
 .PHONY: check check-asan check-valgrind fuzz fuzz-build check-asan-build check-valgrind-build check-reset
 .PHONY: check-asan-run check-valgrind-run fuzz-run
@@ -119,7 +122,8 @@ define FUZZ_RULE
 $(FUZZ_BUILD)/$(1): fuzz/$(1).c $(FUZZ_SRC_$(1)) $(HEADERS)
 	@mkdir -p $(FUZZ_BUILD)
 	$(CHECK_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
-	  -fno-sanitize-recover=undefined $(WARN) -Icsrc -o $$@ fuzz/$(1).c $(FUZZ_SRC_$(1)) $(FUZZ_LIBS_$(1)) -lm
+	  -fno-sanitize-recover=undefined $(WARN) -Icsrc $(FUZZ_INC_$(1)) -o $$@ fuzz/$(1).c $(FUZZ_SRC_$(1)) \
+	  $(FUZZ_LIBS_$(1)) -lm
 endef
 $(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_RULE,$(t))))
 
