@@ -46,6 +46,17 @@ describe("event loops", function()
     -- every subscription is now in a live long-poll; change every run
     for i = 1, N do srv:update_run(ids[i], { status = "EXECUTING" }) end
     assert.are.equal(0, pump("EXECUTING"))
+    -- A round of polls looks at the network once: after trigger.step, not at all; without it,
+    -- the first poll of the round steps and the others take what it brought.
+    local transport = require("trigger.transport").current()
+    trigger.step(0)
+    local before = transport.steps()
+    for i = 1, N do subs[i]:poll() end
+    assert.are.equal(before, transport.steps())
+    for i = 1, N do subs[i]:poll() end
+    assert.are.equal(before + 1, transport.steps())
+    subs[1]:poll()
+    assert.are.equal(before + 2, transport.steps()) -- polled twice in a row: it looks again
     for i = 1, N do subs[i]:close() end
   end)
 

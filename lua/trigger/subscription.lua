@@ -395,7 +395,8 @@ local function raise(err)
 end
 
 --- The next run, never blocking: performs whatever I/O is ready for every subscription of
--- this thread, then returns a run if one is ready.
+-- this thread (once per round: polling 1,000 subscriptions one after the other looks at the
+-- network once), then returns a run if one is ready.
 -- @treturn[1] table a run
 -- @treturn[2] nil when none is ready (or the subscription ended: see `finished`)
 -- @raise a fatal error object
@@ -409,7 +410,12 @@ function Subscription:poll()
       .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
   end
   self.deadline = nil
-  self.transport.step(0)
+  -- The I/O is done once per round of polls: unless the hub was stepped since this
+  -- subscription last looked (by another poll, next, or trigger.step), step it now.
+  local transport = self.transport
+  local steps = transport.steps
+  if not steps or steps() == self.steps_seen then transport.step(0) end
+  self.steps_seen = steps and steps()
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
   local h = self.awaiting

@@ -6,6 +6,7 @@ local curl = require "trigger.curl"
 local M = {}
 
 local hub -- one per Lua state, made on first use
+local steps = 0 -- times the hub's I/O was looked at
 
 local function the_hub()
   if hub == nil then hub = curl.hub() end
@@ -45,6 +46,14 @@ end
 --- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens).
 function M.step(seconds)
   the_hub():step(seconds)
+  steps = steps + 1
+end
+
+--- How many times `step` ran: a subscription polled after another one's step needs no step
+-- of its own (a game tick polling 1,000 subscriptions looks at the network once, not 1,000
+-- times).
+function M.steps()
+  return steps
 end
 
 --- The hub's epoll fd: readable whenever `step` has work to do.
