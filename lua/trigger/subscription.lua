@@ -414,8 +414,12 @@ function Subscription:poll()
   -- subscription last looked (by another poll, next, or trigger.step), step it now.
   local transport = self.transport
   local steps = transport.steps
-  if not steps or steps() == self.steps_seen then transport.step(0) end
-  self.steps_seen = steps and steps()
+  local seen = steps and steps()
+  if seen == nil or seen == self.steps_seen then
+    transport.step(0)
+    seen = steps and steps()
+  end
+  self.steps_seen = seen
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
   local h = self.awaiting
