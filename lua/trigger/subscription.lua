@@ -98,6 +98,7 @@ function M.new(spec)
   self.warn_for_run = function(message)
     self:_warn("run " .. tostring(self.delivering_id) .. " " .. message, self.delivering_url)
   end
+  self.is_closed = function() return self.closed end
   self.co = coroutine.create(function() return self:_loop() end)
   return self
 end
@@ -110,7 +111,10 @@ function Subscription:_begin(req)
   req.connect_timeout = s.connect_timeout
   req.ca_file = s.ca_file
   req.max_body = s.max_body
-  if not self.transport.start then return { req = req } end
+  if not self.transport.start then
+    req.cancelled = self.is_closed -- close() from another light thread ends the wait
+    return { req = req }
+  end
   local handle, err = self.transport.start(req)
   if not handle then return { err = err } end
   self.inflight[handle] = true
@@ -144,6 +148,9 @@ function Subscription:_perform_within_deadline(req)
     else
       req.timeout = (left and left < read_timeout) and left or read_timeout
       local status, headers, body = self.transport.perform(req)
+      -- Closed meanwhile (from another light thread): the caller's next() says "closed", and
+      -- this coroutine is never resumed again.
+      while self.closed do coroutine.yield("wait") end
       if status or not (self.deadline and clock.now() >= self.deadline) then
         return status, headers, body
       end

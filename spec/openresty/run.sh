@@ -402,6 +402,13 @@ wait $! 2>/dev/null
   ok "next(timeout) returns nil, \"timeout\" inside nginx and the run still arrives; poll() refuses clearly" ||
   not_ok "next(timeout) inside nginx" "$answer"
 
+# A subscription closed from another light thread while its long-poll is held for 30 s.
+admin POST _emulator/faults '{"kind":"delay","delay_ms":30000,"match":{"path_prefix":"/realtime/v1/runs","live":true},"count":1}' >/dev/null
+answer=$(get "/test/close-elsewhere?tag=user%3Aclose-$$" 15)
+[ "$answer" = "true nil/closed soon" ] &&
+  ok "close() from another light thread ends a long-poll in progress (next() gives nil, \"closed\")" ||
+  not_ok "close() from another light thread ends a long-poll in progress" "$answer"
+
 # --- libcurl stays out of nginx ----------------------------------------------------------------
 
 stats=$(get /test/stats)

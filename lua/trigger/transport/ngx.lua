@@ -31,6 +31,10 @@ M.pool_size = 32
 M.keepalive_ms = 60 * 1000
 --- Most bytes read per receive.
 M.receive_size = 64 * 1024
+--- Seconds between two looks, while a response is awaited, at whether the request was given
+-- up (`req.cancelled()`): a subscription closed from another light thread cannot interrupt a
+-- cosocket read in progress, so the read wakes up this often to ask.
+M.cancel_check_s = 1
 
 -- Phases where ngx_lua disables cosockets (and ngx.sleep).
 local NO_COSOCKETS = { init = true, init_worker = true, set = true, header_filter = true,
@@ -160,10 +164,17 @@ local function attempt(req, u, request, method, deadline)
       parser:close()
       return nil, "timeout: no complete response from " .. where .. " in time"
     end
-    sock:settimeout(ms(left))
+    local cancelled = req.cancelled
+    sock:settimeout(ms(cancelled and math.min(left, M.cancel_check_s) or left))
     local data, rerr = sock:receiveany(M.receive_size)
     local state, extra, code
-    if data then
+    if rerr == "timeout" and cancelled and not cancelled() and now() < deadline then
+      state = "waiting" -- only a look at cancelled(): read on
+    elseif rerr == "timeout" and cancelled and cancelled() then
+      sock:close()
+      parser:close()
+      return nil, "cancelled: the request to " .. where .. " was given up"
+    elseif data then
       got_any = true
       state, extra, code = parser:feed(data)
     elseif rerr == "closed" then
@@ -206,8 +217,10 @@ end
 
 --- Perform a request, yielding to nginx while it runs.
 -- @tparam table req `url`, `method`, `body`, `headers` (list of "Name: value"), `timeout`
---   (seconds for the whole request), `connect_timeout`, `max_body`; `ca_file` is ignored
---   (cosockets verify against `lua_ssl_trusted_certificate`)
+--   (seconds for the whole request), `connect_timeout`, `max_body`, `cancelled` (optional
+--   function: true once the caller gave the request up; asked every `cancel_check_s` while the
+--   response is awaited); `ca_file` is ignored (cosockets verify against
+--   `lua_ssl_trusted_certificate`)
 -- @param wait ignored: cosockets yield to nginx by themselves
 -- @treturn[1] integer status
 -- @treturn[1] table headers (lower-case names; a repeated header keeps its last value)
