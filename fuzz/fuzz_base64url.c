@@ -14,15 +14,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fuzz_assert.h"
 #include "jwt.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_base64url: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static int sextet(char c) {
     static const char alphabet[] =

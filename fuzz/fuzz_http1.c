@@ -19,15 +19,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fuzz_assert.h"
 #include "http1.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_http1: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Everything observable about a parser, flattened into bytes so that two runs compare with
  * memcmp. */

@@ -13,15 +13,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fuzz_assert.h"
 #include "json.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_json: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define MAX_DEPTH 64
 

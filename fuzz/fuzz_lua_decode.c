@@ -15,20 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_assert.h"
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 void tr_register_json(lua_State *L);
 void tr_register_superjson(lua_State *L);
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_lua_decode: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);     \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Calls core[name](text, null) protected; leaves its results (or nil, error) on the stack. */
 static int call(lua_State *L, const char *name, const uint8_t *data, size_t size) {

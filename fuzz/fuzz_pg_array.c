@@ -14,15 +14,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fuzz_assert.h"
 #include "pgtext.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_pg_array: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);       \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct writer {
     tr_buf out;

@@ -13,15 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fuzz_assert.h"
 #include "pgtext.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_pg_timestamp: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static int num(const char *s, size_t at, size_t count) {
     int v = 0;

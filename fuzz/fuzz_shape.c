@@ -25,15 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_assert.h"
 #include "shape.h"
-
-#define FUZZ_ASSERT(c, msg)                                                                        \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_shape: %s (%s:%d: %s)\n", msg, __FILE__, __LINE__, #c);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct cursor {
     const char *p;

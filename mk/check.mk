@@ -119,7 +119,7 @@ check-valgrind-build: $(addprefix $(CHECK_DIR)/bin/,$(CHECK_C_TESTS))
 
 # One rule per target: build/fuzz/<target> from fuzz/<target>.c and its FUZZ_SRC_<target>.
 define FUZZ_RULE
-$(FUZZ_BUILD)/$(1): fuzz/$(1).c $(FUZZ_SRC_$(1)) $(HEADERS)
+$(FUZZ_BUILD)/$(1): fuzz/$(1).c fuzz/fuzz_assert.h $(FUZZ_SRC_$(1)) $(HEADERS)
 	@mkdir -p $(FUZZ_BUILD)
 	$(CHECK_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
 	  -fno-sanitize-recover=undefined $(WARN) -Icsrc $(FUZZ_INC_$(1)) -o $$@ fuzz/$(1).c $(FUZZ_SRC_$(1)) \
