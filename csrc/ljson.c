@@ -127,6 +127,17 @@ static int on_begin_object(void *ud) { return begin(ud, 1); }
 static int on_begin_array(void *ud) { return begin(ud, 0); }
 static int on_end(void *ud) { return end(ud); }
 
+/* A failed parse: the stack back to `base`, then nil and what went wrong where. */
+static int parse_failed(lua_State *L, int base, tr_json_status st, size_t at, const char *what) {
+    lua_settop(L, base);
+    lua_pushnil(L);
+    if (st == TR_JSON_STOPPED)
+        lua_pushliteral(L, "JSON too deep for the Lua stack");
+    else
+        lua_pushfstring(L, "%s at byte %d", what ? what : "invalid JSON", (int)at + 1);
+    return 2;
+}
+
 /* json_decode(text [, null [, max_depth]]) -> value, or nil, message */
 static int json_decode(lua_State *L) {
     size_t n;
@@ -147,15 +158,7 @@ static int json_decode(lua_State *L) {
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st = tr_json_parse(s, n, (int)max_depth, &sink, &at, &what);
-    if (st != TR_JSON_OK) {
-        lua_settop(L, base);
-        lua_pushnil(L);
-        if (st == TR_JSON_STOPPED)
-            lua_pushliteral(L, "JSON too deep for the Lua stack");
-        else
-            lua_pushfstring(L, "%s at byte %d", what ? what : "invalid JSON", (int)at + 1);
-        return 2;
-    }
+    if (st != TR_JSON_OK) return parse_failed(L, base, st, at, what);
     return 1;
 }
 
@@ -398,16 +401,13 @@ static int shape_messages(lua_State *L) {
         lua_settop(L, m->list);
         return 1;
     }
+    if (!m->problem) return parse_failed(L, 2, st, at, what);
     lua_settop(L, 2);
     lua_pushnil(L);
-    if (m->problem && m->count == 0)
+    if (m->count == 0)
         lua_pushstring(L, m->problem);
-    else if (m->problem)
-        lua_pushfstring(L, "message %d of the response %s", m->count, m->problem);
-    else if (st == TR_JSON_STOPPED)
-        lua_pushliteral(L, "JSON too deep for the Lua stack");
     else
-        lua_pushfstring(L, "%s at byte %d", what ? what : "invalid JSON", (int)at + 1);
+        lua_pushfstring(L, "message %d of the response %s", m->count, m->problem);
     return 2;
 }
 
