@@ -109,17 +109,18 @@ end
 -- position).
 -- @treturn {table,...} rows
 function Rows:take()
-  local out, batch = {}, {}
+  -- out[i] is handed out in place of previous[i] (false: none) under keys[i].
+  local out, keys, previous = {}, {}, {}
   local rows, delivered = self.rows, self.delivered
   for _, key in ipairs(self.order) do
     local row = rows[key]
     if row and not same(delivered[key], row) then
-      batch[#batch + 1] = { key = key, previous = delivered[key] }
+      local n = #out + 1
+      keys[n], previous[n], out[n] = key, delivered[key] or false, row
       delivered[key] = row
-      out[#out + 1] = row
     end
   end
-  self.batch, self.handed_count = batch, #batch
+  self.batch_keys, self.batch_previous, self.handed_count = keys, previous, #out
   if self.resyncing then
     -- Runs that left the shape while it was being rebuilt are forgotten.
     for key in pairs(delivered) do
@@ -144,9 +145,9 @@ end
 function Rows:snapshot()
   local copy = {}
   for key, row in pairs(self.delivered) do copy[key] = row end
-  local batch = self.batch
-  if batch then
-    for i = self.handed_count + 1, #batch do copy[batch[i].key] = batch[i].previous end
+  local keys, previous = self.batch_keys, self.batch_previous
+  if keys then
+    for i = self.handed_count + 1, #keys do copy[keys[i]] = previous[i] or nil end
   end
   return copy
 end

@@ -250,10 +250,9 @@ function Subscription:_deliver(url)
   return false
 end
 
--- What one response of the shape log means; returns true when the subscription is over.
--- `next_request` starts the following request early (before runs are handed out), so the
--- user's work overlaps the next long-poll and closing the subscription aborts a live request.
-function Subscription:_handle(url, status, headers, body, next_request)
+-- What one response of the shape log means: true when a batch of runs is ready to be handed
+-- out, false otherwise (applied, retried after a backoff, or to be fetched again).
+function Subscription:_handle(url, status, headers, body)
   local where = describe("GET", url)
   if not status then
     local err = errors.new("network", headers, { request = where })
@@ -280,8 +279,7 @@ function Subscription:_handle(url, status, headers, body, next_request)
       self.shape:response(409, {})
       self.rows:reset()
     elseif up_to_date or headers["electric-up-to-date"] or status == 204 then
-      next_request()
-      return self:_deliver(url)
+      return true
     end
   elseif action == "resync" then
     self.rows:reset()
@@ -331,13 +329,17 @@ function Subscription:_loop()
     local url = base .. self.shape:query(self.params)
     local status, headers, body = self:_await(request_for(url))
     started = self:_request_ahead(base, status, headers)
-    local function next_request()
+    local batch = self:_handle(url, status, headers, body)
+    body = nil -- not kept alive while the batch is handed out
+    if batch then
+      -- The following request starts before the runs are handed out, so the user's work
+      -- overlaps the next long-poll and closing the subscription aborts a live request.
       if self.transport.start then
         local nurl = base .. self.shape:query(self.params)
         started = { url = nurl, pending = request_for(nurl) }
       end
+      if self:_deliver(url) then return end
     end
-    if self:_handle(url, status, headers, body, next_request) then return end
   end
 end
 
