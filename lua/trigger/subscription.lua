@@ -330,7 +330,7 @@ function Subscription:_loop()
     local status, headers, body = self:_await(request_for(url))
     started = self:_request_ahead(base, status, headers)
     local batch = self:_handle(url, status, headers, body)
-    body = nil -- not kept alive while the batch is handed out
+    body = nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work
       -- overlaps the next long-poll and closing the subscription aborts a live request.
