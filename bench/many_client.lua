@@ -13,13 +13,8 @@ local urls_file, live_file, tick_s = arg[5], arg[6], tonumber(arg[7])
 local trigger = require "trigger"
 trigger.configure { base_url = base_url, access_token = "tr_dev_local_emulator_secret_key" }
 
-local urls = {}
+local urls = util.record_urls()
 local transport = require "trigger.transport.curl"
-local start = transport.start
-transport.start = function(req)
-  urls[#urls + 1] = req.url
-  return start(req)
-end
 
 collectgarbage()
 local t0, cpu0 = util.now(), os.clock()
@@ -65,13 +60,7 @@ while util.now() - tick_t0 < tick_s do
 end
 local tick_cpu, tick_wall = os.clock() - tick_cpu0, math.max(util.now() - tick_t0, 1e-9)
 
-local f = assert(io.open(urls_file, "w"))
-local g = assert(io.open(live_file, "w"))
-for _, u in ipairs(urls) do
-  if u:find("live=true", 1, true) then g:write(u, "\n") else f:write(u, "\n") end
-end
-f:close()
-g:close()
+util.write_urls(urls, urls_file, live_file)
 for i = 1, n do subs[i]:close() end
 util.emit { scale_s = scale_s, scale_cpu = scale_cpu, live = live, idle_cpu = idle_cpu,
   idle_wall = idle_wall, wakeups = wakeups, tick_cpu = tick_cpu, tick_wall = tick_wall,

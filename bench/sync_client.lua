@@ -8,15 +8,7 @@ local base_url, tag, n, urls_file = arg[1], arg[2], tonumber(arg[3]), arg[4]
 local trigger = require "trigger"
 trigger.configure { base_url = base_url, access_token = "tr_dev_local_emulator_secret_key" }
 
-local urls = {}
-if urls_file then
-  local transport = require "trigger.transport.curl"
-  local start = transport.start
-  transport.start = function(req)
-    urls[#urls + 1] = req.url
-    return start(req)
-  end
-end
+local urls = urls_file and util.record_urls()
 
 collectgarbage()
 local cpu0, t0 = os.clock(), util.now()
@@ -29,11 +21,5 @@ end
 local t1, cpu1 = util.now(), os.clock()
 assert(last and last.id and last.output and last.payload, "runs are not complete")
 
-if urls_file then
-  local f = assert(io.open(urls_file, "w"))
-  for _, u in ipairs(urls) do
-    if not u:find("live=true", 1, true) then f:write(u, "\n") end
-  end
-  f:close()
-end
+if urls_file then util.write_urls(urls, urls_file) end
 util.emit { seconds = t1 - t0, cpu = cpu1 - cpu0, hwm_kb = util.status_kb("VmHWM"), runs = count }

@@ -38,6 +38,35 @@ function M.cpu_seconds(pid)
   return (tonumber(fields[12]) + tonumber(fields[13])) / TICKS
 end
 
+-- Every URL the library requests from now on, in order (the curl baselines replay them): a
+-- list that grows as requests start.
+function M.record_urls()
+  local urls = {}
+  local transport = require "trigger.transport.curl"
+  local start = transport.start
+  transport.start = function(req)
+    urls[#urls + 1] = req.url
+    return start(req)
+  end
+  return urls
+end
+
+-- Write recorded URLs one a line: the non-live ones to `path`, the live ones to `live_path`
+-- (dropped when it is nil).
+function M.write_urls(urls, path, live_path)
+  local f = assert(io.open(path, "w"))
+  local g = live_path and assert(io.open(live_path, "w"))
+  for _, u in ipairs(urls) do
+    if not u:find("live=true", 1, true) then
+      f:write(u, "\n")
+    elseif g then
+      g:write(u, "\n")
+    end
+  end
+  f:close()
+  if g then g:close() end
+end
+
 -- One result line on stdout, read by bench/run.lua.
 function M.emit(t)
   io.stdout:write("RESULT ", cjson.encode(t), "\n")
