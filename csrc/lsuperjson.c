@@ -57,6 +57,21 @@ static void push_bigint(lua_State *L, int at) {
     lua_pushvalue(L, at); /* no integers (LuaJIT), or not one that fits */
 }
 
+/* The numbers JSON cannot write, as superjson writes them: pushes one and returns 1, or 0. */
+static int push_special_number(lua_State *L, const char *text) {
+    static const struct {
+        const char *text;
+        double value;
+    } specials[] = {{"NaN", NAN}, {"Infinity", HUGE_VAL}, {"-Infinity", -HUGE_VAL}, {"-0", -0.0}};
+    for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+        if (strcmp(text, specials[i].text) == 0) {
+            lua_pushnumber(L, (lua_Number)specials[i].value);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* superjson_leaves(value, values) -> true when every annotation of `values` was a leaf and has
  * been applied to `value` (in place), false when nothing was done. */
 static int superjson_leaves(lua_State *L) {
@@ -97,14 +112,8 @@ static int superjson_leaves(lua_State *L) {
             lua_pushnil(L);
         } else if (strcmp(annotation, "bigint") == 0 && is_text) {
             push_bigint(L, field);
-        } else if (strcmp(annotation, "number") == 0 && is_text && strcmp(text, "NaN") == 0) {
-            lua_pushnumber(L, (lua_Number)NAN);
-        } else if (strcmp(annotation, "number") == 0 && is_text && strcmp(text, "Infinity") == 0) {
-            lua_pushnumber(L, (lua_Number)HUGE_VAL);
-        } else if (strcmp(annotation, "number") == 0 && is_text && strcmp(text, "-Infinity") == 0) {
-            lua_pushnumber(L, -(lua_Number)HUGE_VAL);
-        } else if (strcmp(annotation, "number") == 0 && is_text && strcmp(text, "-0") == 0) {
-            lua_pushnumber(L, -(lua_Number)0.0);
+        } else if (strcmp(annotation, "number") == 0 && is_text && push_special_number(L, text)) {
+            /* NaN, the infinities, -0 */
         } else {
             lua_pop(L, 1); /* Date, URL, regexp, set, Error...: their JSON form is the Lua form */
             lua_pop(L, 1);
