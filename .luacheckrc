@@ -1,4 +1,4 @@
--- luacheck configuration: `make lint` runs `luacheck lua spec examples bench tools`.
+-- luacheck configuration: `make lint` runs `luacheck lua server spec examples bench tools`.
 std = "max"
 max_line_length = 110
 codes = true
@@ -13,3 +13,4 @@ files["tools/check/preload.lua"] = { globals = { "TRIGGER_CHECK_BUILD", "TRIGGER
 files["tools/check/lifetimes.lua"] = {
   globals = { "LEFT_OPEN", "LEFT_OPEN_HUB", "LEFT_OPEN_REQUEST", "LEFT_OPEN_SHAPE" },
 }
+files["server/spec/**/*.lua"] = { std = "+busted" }

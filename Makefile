@@ -41,7 +41,7 @@ install: all
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
 
-test: all build/test_core
+test: all build/test_core build/test_http1
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 demo: all

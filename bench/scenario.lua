@@ -1,5 +1,5 @@
 -- The benchmark's server-side helper, loaded with `--scenario bench/scenario.lua`. It runs
--- inside the local server (lua/trigger/server) and does two things:
+-- inside the local server (server/) and does two things:
 --
 -- 1. Caches the answers to non-live shape requests. The emulator encodes JSON in Lua (about
 --    0.6 s for a 5,000-row page), which would otherwise be most of the time of both the client
@@ -16,7 +16,7 @@
 --    receipt (same machine, same clock).
 local cjson = require "cjson"
 local cqueues = require "cqueues"
-local realtime = require "trigger.server.realtime"
+local realtime = require "trigger_realtime_server.realtime"
 
 local LATENCY_ID = "run_bench_latency"
 

@@ -4,7 +4,7 @@
 set -e
 BUILD=${BUILD:-build/5.4}
 out=$(mktemp)
-bin/trigger-realtime-server --port 0 --hold-ms 20000 --scenario examples/scenarios/demo.lua > "$out" &
+server/bin/trigger-realtime-server --port 0 --hold-ms 20000 --scenario examples/scenarios/demo.lua > "$out" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT INT TERM
 for _ in $(seq 1 100); do

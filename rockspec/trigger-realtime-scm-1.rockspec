@@ -2,7 +2,7 @@ rockspec_format = "3.0"
 package = "trigger-realtime"
 version = "scm-1"
 source = {
-  url = "git+file:///work/main",
+  url = "git+https://github.com/trigger-realtime/trigger-realtime.git",
 }
 description = {
   summary = "Follow Trigger.dev runs live from Lua (5.4, LuaJIT, OpenResty)",
@@ -10,8 +10,8 @@ description = {
 A realtime client for Trigger.dev: subscribe to the runs of a tag, one run or a batch and
 get the documented run objects as they change. A C core (libcurl multi hub, the Electric
 shape protocol, Postgres values, JWT signing) under a small Lua API; one hub per thread
-drives any number of subscriptions without blocking an event loop. Ships a local realtime
-server for tests and demos.
+drives any number of subscriptions without blocking an event loop. The local realtime
+server for tests and demos is its own rock, trigger-realtime-server.
 ]],
   license = "MIT",
   labels = { "trigger.dev", "realtime", "electric", "curl" },
@@ -39,8 +39,5 @@ build = {
   install_variables = {
     INST_LIBDIR = "$(LIBDIR)",
     INST_LUADIR = "$(LUADIR)",
-  },
-  install = {
-    bin = { ["trigger-realtime-server"] = "bin/trigger-realtime-server" },
   },
 }

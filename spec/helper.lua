@@ -6,7 +6,7 @@
 --   ...
 --   srv:stop()
 --
--- The server runs as a separate process (bin/trigger-realtime-server) so that a client under
+-- The server runs as a separate process (server/bin/trigger-realtime-server) so that a client under
 -- test can block on it freely; the spec drives it over the /_emulator admin routes.
 local cjson = require "cjson"
 local socket = require "socket"
@@ -47,7 +47,7 @@ local FLAGS = {
 local SWITCHES = { legacy_packets_only = "--legacy-packets-only", verbose = "--verbose" }
 
 local function command_line(opts)
-  local args = { helper.lua, shell_quote(helper.root .. "/bin/trigger-realtime-server"),
+  local args = { helper.lua, shell_quote(helper.root .. "/server/bin/trigger-realtime-server"),
                  "--port", tostring(opts.port or 0) }
   for k, v in pairs(opts) do
     if FLAGS[k] then
@@ -188,7 +188,7 @@ function Server:stop()
   running[self] = nil
 end
 
--- Start bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
+-- Start server/bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
 -- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose.
 function helper.start_server(opts)
   opts = opts or {}

@@ -2,29 +2,45 @@
 # make test: the C unit tests and every busted spec, then one closing line
 # "N passed, N failed" that CI reads (busted's own summary is not recognised there).
 # Usage: LUA=lua5.4 BUILD=build/5.4 spec/run.sh [spec files...]
+# Without arguments: the client specs (spec/) under $LUA, and the local server's own specs
+# (server/spec/) under lua5.4, the only Lua the server runs on.
 LUA=${LUA:-lua5.4}
 BUILD=${BUILD:-build/5.4}
-specs=${*:-spec}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 passed=0
 failed=0
 
-if [ -x build/test_core ]; then
-  build/test_core > "$out" 2>&1
-  cat "$out"
-  p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")
+count() { # count OUTPUT-FILE STATUS: add a TAP run's ok / not ok lines to the totals
+  p=$(grep -c '^ok ' "$1"); f=$(grep -c '^not ok ' "$1")
   passed=$((passed + p)); failed=$((failed + f))
-  [ -s "$out" ] && ! grep -q '^1\.\.' "$out" && failed=$((failed + 1)) # crashed before the end
-fi
+  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi # the runner itself failed
+}
 
-# shellcheck disable=SC2086
-"$LUA" /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="$BUILD/?.so" -o TAP $specs \
-  > "$out" 2>&1
-status=$?
-cat "$out"
-p=$(grep -c '^ok ' "$out"); f=$(grep -c '^not ok ' "$out")
-passed=$((passed + p)); failed=$((failed + f))
-if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi # busted itself failed
+for t in build/test_core build/test_http1; do
+  [ -x "$t" ] || continue
+  "$t" > "$out" 2>&1
+  status=$?
+  cat "$out"
+  count "$out" "$status"
+  [ -s "$out" ] && ! grep -q '^1\.\.' "$out" && failed=$((failed + 1)) # crashed before the end
+done
+
+busted() { # busted LUA SPECS...
+  lua=$1; shift
+  # shellcheck disable=SC2086
+  "$lua" /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua;server/lua/?.lua;server/lua/?/init.lua" \
+    --cpath="$BUILD/?.so" -o TAP "$@" > "$out" 2>&1
+  status=$?
+  cat "$out"
+  count "$out" "$status"
+}
+
+if [ $# -gt 0 ]; then
+  busted "$LUA" "$@"
+else
+  busted "$LUA" spec
+  busted lua5.4 server/spec
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

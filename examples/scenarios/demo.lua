@@ -1,4 +1,4 @@
--- The `make demo` scenario for bin/trigger-realtime-server (--scenario examples/scenarios/demo.lua).
+-- The `make demo` scenario for server/bin/trigger-realtime-server (--scenario examples/scenarios/demo.lua).
 --
 -- Five runs tagged user:1234 go from queued to finished in about six seconds: four succeed, one
 -- fails with a BUILT_IN_ERROR. Between them they carry every packet type: JSON, super+json,

@@ -145,7 +145,7 @@ fi
 
 # --- the local realtime server -------------------------------------------------------------
 
-bin/trigger-realtime-server --port 0 --hold-ms 1000 >"$tmp/server.out" 2>"$tmp/server.err" &
+server/bin/trigger-realtime-server --port 0 --hold-ms 1000 >"$tmp/server.out" 2>"$tmp/server.err" &
 pids+=($!)
 if wait_for 10 grep -q '^listening http://' "$tmp/server.out"; then
   EMULATOR=$(sed -n '1s/^listening //p' "$tmp/server.out")

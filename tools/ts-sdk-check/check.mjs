@@ -3,7 +3,7 @@
 //
 //   cd tools/ts-sdk-check && npm install && node check.mjs [TAG] [--public-token]
 //
-// Starts ../../bin/trigger-realtime-server with examples/scenarios/demo.lua on a free port (or
+// Starts ../../server/bin/trigger-realtime-server with examples/scenarios/demo.lua on a free port (or
 // uses TRIGGER_API_URL when set) and stops after every user:1234 run has finished.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -18,7 +18,7 @@ const usePublicToken = process.argv.includes("--public-token");
 
 async function startServer() {
   if (process.env.TRIGGER_API_URL) return { url: process.env.TRIGGER_API_URL, stop() {} };
-  const child = spawn("lua5.4", [path.join(root, "bin/trigger-realtime-server"), "--port", "0",
+  const child = spawn("lua5.4", [path.join(root, "server/bin/trigger-realtime-server"), "--port", "0",
     "--scenario", path.join(root, "examples/scenarios/demo.lua")], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout });
   const url = await new Promise((resolve, reject) => {

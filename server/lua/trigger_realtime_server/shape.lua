@@ -5,9 +5,9 @@
 -- an old one get 409 must-refetch. Offsets are global log positions (see store.lua); a shape turns
 -- each log entry into at most one message: an insert when a row starts to match, a partial update
 -- when it keeps matching, a delete when it stops matching.
-local json = require "trigger.server.json"
-local util = require "trigger.server.util"
-local values = require "trigger.server.values"
+local json = require "trigger_realtime_server.json"
+local util = require "trigger_realtime_server.util"
+local values = require "trigger_realtime_server.values"
 
 local shape = {}
 

@@ -5,8 +5,8 @@
 -- to seq applied". Log entries keep full copies of the row before and after (raw for filtering,
 -- encoded for the wire), so any shape can be replayed from any offset and a snapshot can be
 -- rebuilt as of any past sequence number.
-local util = require "trigger.server.util"
-local values = require "trigger.server.values"
+local util = require "trigger_realtime_server.util"
+local values = require "trigger_realtime_server.values"
 
 local NULL = values.NULL
 

@@ -6,8 +6,8 @@
 -- The HMAC comes from luaossl on purpose: the client library signs tokens with its own C code,
 -- and an independent implementation here is what catches a bug there.
 local hmac = require "openssl.hmac"
-local json = require "trigger.server.json"
-local util = require "trigger.server.util"
+local json = require "trigger_realtime_server.json"
+local util = require "trigger_realtime_server.util"
 
 local auth = {}
 

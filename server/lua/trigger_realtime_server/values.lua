@@ -3,7 +3,7 @@
 -- Rows are stored with Lua values (numbers, booleans, epoch milliseconds, arrays); a missing key is
 -- SQL NULL. `encode_row` turns a row into what Electric puts on the wire: every value a string in
 -- Postgres' text output, or JSON null.
-local json = require "trigger.server.json"
+local json = require "trigger_realtime_server.json"
 
 local values = {}
 

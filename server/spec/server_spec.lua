@@ -188,7 +188,7 @@ local TAG_PATH = "/realtime/v1/runs?tags=user%3A1"
 
 ---------------------------------------------------------------------------------------------------
 
-describe("trigger.server over HTTP", function()
+describe("trigger_realtime_server over HTTP", function()
   local srv
 
   setup(function()
@@ -938,7 +938,7 @@ describe("trigger.server over HTTP", function()
   end)
 end)
 
-describe("trigger.server options", function()
+describe("trigger_realtime_server options", function()
   it("answers 429 past max_connections and notices a client hanging up", function()
     local srv = helper.start_server { hold_ms = 10000, max_connections = 2 }
     local finally_stop = srv
@@ -991,8 +991,8 @@ describe("trigger.server options", function()
   end)
 end)
 
-describe("trigger.server in process", function()
-  local server = require "trigger.server"
+describe("trigger_realtime_server in process", function()
+  local server = require "trigger_realtime_server"
   local cqueues = require "cqueues"
 
   it("runs on a host-driven loop and exposes the scenario API", function()
@@ -1034,7 +1034,7 @@ describe("trigger.server in process", function()
   end)
 
   it("parses and prints Postgres values", function()
-    local values = require "trigger.server.values"
+    local values = require "trigger_realtime_server.values"
     assert.are.equal("{}", values.array_literal({}))
     assert.are.equal('{a,NULL,"NULL","null",""}',
                      values.array_literal({ "a", server.NULL, "NULL", "null", "" }))

@@ -4,10 +4,10 @@
 -- it), then the concurrency limit (429), then the Electric shape protocol.
 local cqueues = require "cqueues"
 local hmac = require "openssl.hmac"
-local auth = require "trigger.server.auth"
-local http = require "trigger.server.http"
-local json = require "trigger.server.json"
-local util = require "trigger.server.util"
+local auth = require "trigger_realtime_server.auth"
+local http = require "trigger_realtime_server.http"
+local json = require "trigger_realtime_server.json"
+local util = require "trigger_realtime_server.util"
 
 local realtime = {}
 

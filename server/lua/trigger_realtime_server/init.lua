@@ -1,4 +1,4 @@
--- trigger.server: a local emulator of the Trigger.dev realtime API (see README.md beside this).
+-- trigger_realtime_server: a local emulator of the Trigger.dev realtime API (see README.md beside this).
 --
 -- Design choice: the HTTP/1.1 server is written directly on cqueues.socket instead of on an HTTP
 -- library. Fault injection needs full control over every byte on the wire (a body cut in half, a
@@ -9,15 +9,15 @@
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local socket = require "cqueues.socket"
-local admin = require "trigger.server.admin"
-local faults = require "trigger.server.faults"
-local http = require "trigger.server.http"
-local json = require "trigger.server.json"
-local realtime = require "trigger.server.realtime"
-local shape = require "trigger.server.shape"
-local store = require "trigger.server.store"
-local util = require "trigger.server.util"
-local values = require "trigger.server.values"
+local admin = require "trigger_realtime_server.admin"
+local faults = require "trigger_realtime_server.faults"
+local http = require "trigger_realtime_server.http"
+local json = require "trigger_realtime_server.json"
+local realtime = require "trigger_realtime_server.realtime"
+local shape = require "trigger_realtime_server.shape"
+local store = require "trigger_realtime_server.store"
+local util = require "trigger_realtime_server.util"
+local values = require "trigger_realtime_server.values"
 
 local server = {}
 
@@ -49,7 +49,7 @@ local function check_options(opts)
   for k, v in pairs(server.DEFAULTS) do o[k] = v end
   for k, v in pairs(opts or {}) do
     if server.DEFAULTS[k] == nil and k ~= "now_ms" then
-      error(("trigger.server: unknown option %q"):format(tostring(k)), 3)
+      error(("trigger_realtime_server: unknown option %q"):format(tostring(k)), 3)
     end
     o[k] = v
   end
@@ -180,7 +180,7 @@ function Server:route(conn, req)
 end
 
 local function internal_error(err)
-  io.stderr:write("trigger.server: internal error: ", tostring(err), "\n")
+  io.stderr:write("trigger_realtime_server: internal error: ", tostring(err), "\n")
   return realtime.json_response(500, { error = "Internal server error" })
 end
 
@@ -235,7 +235,7 @@ function Server:serve(sock)
       break
     end
     local ok, again = xpcall(self.handle, debug.traceback, self, conn, req)
-    if not ok then io.stderr:write("trigger.server: ", tostring(again), "\n") end
+    if not ok then io.stderr:write("trigger_realtime_server: ", tostring(again), "\n") end
     if not (ok and again) then break end
   end
   if conn.close_mode == "truncate" then pcall(sock.shutdown, sock, "w") end
@@ -254,7 +254,7 @@ function Server:start()
   listener:onerror(function(_, _, why) return why end)
   local ok, err = listener:listen()
   if not ok then
-    error(("trigger.server: cannot listen on %s:%d: %s"):format(self.opts.host, self.opts.port,
+    error(("trigger_realtime_server: cannot listen on %s:%d: %s"):format(self.opts.host, self.opts.port,
           type(err) == "number" and require("cqueues.errno").strerror(err) or tostring(err)), 2)
   end
   local _, host, port = listener:localname()
@@ -281,7 +281,7 @@ function Server:spawn(fn, ...)
   local args = table.pack(...)
   self.cq:wrap(function()
     local ok, err = xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
-    if not ok then io.stderr:write("trigger.server: scenario error: ", tostring(err), "\n") end
+    if not ok then io.stderr:write("trigger_realtime_server: scenario error: ", tostring(err), "\n") end
   end)
 end
 
@@ -297,7 +297,7 @@ end
 function Server:run_forever()
   while not self.closed do
     local ok, err = self.cq:step(1)
-    if not ok then io.stderr:write("trigger.server: ", tostring(err), "\n") end
+    if not ok then io.stderr:write("trigger_realtime_server: ", tostring(err), "\n") end
   end
 end
 

@@ -1,9 +1,9 @@
 -- /_emulator/*: the scenario API over HTTP, so that tests in another process can drive the
 -- server. No auth: the server only listens on the loopback interface.
-local json = require "trigger.server.json"
-local http = require "trigger.server.http"
-local util = require "trigger.server.util"
-local values = require "trigger.server.values"
+local json = require "trigger_realtime_server.json"
+local http = require "trigger_realtime_server.http"
+local util = require "trigger_realtime_server.util"
+local values = require "trigger_realtime_server.values"
 
 local admin = {}
 

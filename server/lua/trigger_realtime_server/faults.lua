@@ -3,8 +3,8 @@
 -- A fault spec is { kind = ..., match = { path_prefix, live, initial }, count = n, ... }.
 -- Each request takes the first pending fault that matches it (in injection order) and uses up
 -- one of its `count`. Faults never touch the /_emulator admin routes.
-local json = require "trigger.server.json"
-local http = require "trigger.server.http"
+local json = require "trigger_realtime_server.json"
+local http = require "trigger_realtime_server.http"
 
 local faults = {}
 
