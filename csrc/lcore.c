@@ -90,7 +90,6 @@ static const char *header_field(lua_State *L, int headers, const char *name) {
 
 static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
 
-/* shape:response(status, headers, body) -> action, kind, message */
 /* shape:clone() -> an independent shape in the same state */
 static int shape_clone(lua_State *L) {
     lshape *u = check_shape(L);
@@ -100,6 +99,7 @@ static int shape_clone(lua_State *L) {
     return 1;
 }
 
+/* shape:response(status, headers, body, body_up_to_date) -> action, kind, message */
 static int shape_response(lua_State *L) {
     lshape *u = check_shape(L);
     tr_shape_response r;
@@ -113,6 +113,7 @@ static int shape_response(lua_State *L) {
     lua_getfield(L, 3, "electric-up-to-date");
     r.up_to_date = !lua_isnil(L, -1);
     lua_pop(L, 1);
+    r.body_up_to_date = lua_toboolean(L, 5);
     tr_shape_verdict v = tr_shape_on_response(u->s, &r);
     lua_pushstring(L, action_names[v.action]);
     if (v.kind)
@@ -124,6 +125,20 @@ static int shape_response(lua_State *L) {
     else
         lua_pushnil(L);
     return 3;
+}
+
+/* shape:interrupted(): the request failed without a usable answer */
+static int shape_interrupted(lua_State *L) {
+    tr_shape_interrupted(check_shape(L)->s);
+    return 0;
+}
+
+/* core.ends_up_to_date(body) -> boolean (a look at the tail, before decoding) */
+static int ends_up_to_date(lua_State *L) {
+    size_t len;
+    const char *body = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, tr_shape_body_ends_up_to_date(body, len));
+    return 1;
 }
 
 /* shape:backoff(base_s, cap_s, retry_after_s, unit_random) -> seconds */
@@ -528,12 +543,19 @@ static int monotonic(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg shape_methods[] = {
-    {"query", shape_query},     {"response", shape_response}, {"backoff", shape_backoff},
-    {"restore", shape_restore}, {"position", shape_position}, {"attempts", shape_attempts},
-    {"close", shape_close},     {"clone", shape_clone},       {NULL, NULL}};
+static const luaL_Reg shape_methods[] = {{"query", shape_query},
+                                         {"response", shape_response},
+                                         {"backoff", shape_backoff},
+                                         {"restore", shape_restore},
+                                         {"position", shape_position},
+                                         {"attempts", shape_attempts},
+                                         {"close", shape_close},
+                                         {"clone", shape_clone},
+                                         {"interrupted", shape_interrupted},
+                                         {NULL, NULL}};
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
+                                     {"ends_up_to_date", ends_up_to_date},
                                      {"run_fields", run_fields},
                                      {"pg_array", pg_array},
                                      {"pg_timestamp", pg_timestamp},

@@ -207,7 +207,7 @@ static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
     if (r->cursor != NULL && set_str(&s->cursor, r->cursor) != 0)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
-    if (r->up_to_date) s->live = 1;
+    if (r->up_to_date || r->body_up_to_date) s->live = 1;
     s->attempts = 0;
     s->cache_buster = 0;
     return verdict(TR_SHAPE_APPLY, NULL, NULL);
@@ -231,6 +231,43 @@ tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
                        "unexpected redirect (redirects are not followed so the token stays "
                        "with its host)");
     return verdict(TR_SHAPE_FATAL, "protocol", "unexpected HTTP status");
+}
+
+void tr_shape_interrupted(tr_shape *s) { s->live = 0; }
+
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Step back over white space and one expected byte; returns the new end, or 0 on mismatch. */
+static size_t back_over(const char *b, size_t end, char expected) {
+    while (end > 0 && is_json_space(b[end - 1]))
+        end--;
+    if (end == 0 || b[end - 1] != expected) return 0;
+    return end - 1;
+}
+
+int tr_shape_body_ends_up_to_date(const char *body, size_t len) {
+    /* The body is a JSON array whose last element is {"headers":{"control":"up-to-date", ...}}:
+     * step back over "]}}" and look for the control value within the last message's tail. */
+    static const char needle[] = "\"up-to-date\"";
+    const size_t k = sizeof needle - 1;
+    size_t end = back_over(body, len, ']');
+    if (end) end = back_over(body, end, '}');
+    if (end) end = back_over(body, end, '}');
+    if (end == 0) return 0;
+    size_t start = end > 160 ? end - 160 : 0; /* Electric adds global_last_seen_lsn after it */
+    for (size_t i = end; i >= start + k; i--) {
+        if (memcmp(body + i - k, needle, k) == 0) {
+            /* ... "control" : "up-to-date": the key before the value. */
+            size_t j = back_over(body, i - k, ':');
+            static const char key[] = "\"control\"";
+            const size_t kk = sizeof key - 1;
+            while (j > 0 && is_json_space(body[j - 1]))
+                j--;
+            return j >= kk && memcmp(body + j - kk, key, kk) == 0;
+        }
+        if (body[i - 1] == '{') return 0; /* left the last message's innermost object */
+    }
+    return 0;
 }
 
 double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,

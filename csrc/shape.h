@@ -19,11 +19,13 @@ typedef enum tr_shape_action {
 
 typedef struct tr_shape_response {
     int status;
-    const char *handle; /* electric-handle, or NULL when absent */
-    const char *offset; /* electric-offset */
-    const char *cursor; /* electric-cursor */
-    int up_to_date;     /* electric-up-to-date present */
-    const char *body;   /* read only for the 400 "offset out of bounds" case */
+    const char *handle;  /* electric-handle, or NULL when absent */
+    const char *offset;  /* electric-offset */
+    const char *cursor;  /* electric-cursor */
+    int up_to_date;      /* electric-up-to-date present */
+    int body_up_to_date; /* the body ended with an up-to-date control message (the native
+                            runs feed says it only there, never in a header) */
+    const char *body;    /* read only for the 400 "offset out of bounds" case */
     size_t body_len;
 } tr_shape_response;
 
@@ -58,6 +60,18 @@ int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_
 
 /* What a response means; adopts handle/offset/cursor on success. */
 tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r);
+
+/* A request failed without a usable answer (network error, a body cut short or not valid):
+ * the next request is non-live with the same handle and offset. A live response lost in
+ * transit may hold rows that the server already counts as delivered (the native feed marks
+ * them before sending), so asking the same live question again could miss them for good;
+ * a non-live request is a catch-up on Electric and a full re-snapshot on native. */
+void tr_shape_interrupted(tr_shape *s);
+
+/* Does a shape-log body end with an up-to-date control message? A cheap look at its tail,
+ * made before the body is decoded (to decide whether to ask for the next page early); the
+ * decoded messages remain the authority. */
+int tr_shape_body_ends_up_to_date(const char *body, size_t len);
 
 /* Seconds to wait before retrying: exponential backoff with full jitter (unit_random in
  * [0,1)), never below retry_after. Each call counts one more attempt; a successful

@@ -107,6 +107,43 @@ static void test_shape(void) {
     tr_shape_free(s);
 }
 
+static int tail_says(const char *body) { return tr_shape_body_ends_up_to_date(body, strlen(body)); }
+
+/* The native runs feed: up to date only in the body, and a failed live poll is asked again
+ * without live=true. */
+static void test_shape_native(void) {
+    tr_shape *s = tr_shape_new();
+    tr_shape_response r = ok200("runs_1736510400000_1_0a1b2c3d", "1736510401120_42", 0);
+    r.body_up_to_date = 1;
+    check(tr_shape_on_response(s, &r).action == TR_SHAPE_APPLY && tr_shape_live(s),
+          "a body ending up to date goes live without the header");
+    r = ok200("runs_1736510400000_1_0a1b2c3d", "1736510401120_43", 0);
+    r.cursor = "43";
+    tr_shape_on_response(s, &r);
+    check(query_is(s, NULL, 0,
+                   "cursor=43&handle=runs_1736510400000_1_0a1b2c3d&live=true&log=full&"
+                   "offset=1736510401120_43"),
+          "native handle and offset formats are kept as they are");
+    tr_shape_interrupted(s);
+    check(!tr_shape_live(s) &&
+              query_is(s, NULL, 0,
+                       "handle=runs_1736510400000_1_0a1b2c3d&log=full&offset=1736510401120_43"),
+          "after a failed live poll: non-live, same handle and offset");
+    tr_shape_free(s);
+
+    check(tail_says("[{\"headers\":{\"control\":\"up-to-date\"}}]"), "tail: bare up-to-date");
+    check(tail_says("[{\"key\":\"k\",\"value\":{},\"headers\":{\"operation\":\"insert\"}},"
+                    "{\"headers\":{\"control\":\"up-to-date\",\"global_last_seen_lsn\":\"12\"}}]"),
+          "tail: Electric's up-to-date with a last-seen LSN");
+    check(tail_says("[ {\"headers\" : { \"control\" : \"up-to-date\" } } ]\n"),
+          "tail: white space anywhere");
+    check(!tail_says("[{\"key\":\"k\",\"value\":{\"status\":\"up-to-date\"},"
+                     "\"headers\":{\"operation\":\"insert\"}}]"),
+          "tail: a value that reads up-to-date is not the control");
+    check(!tail_says("[{\"headers\":{\"control\":\"must-refetch\"}}]"), "tail: must-refetch");
+    check(!tail_says("[]") && !tail_says("") && !tail_says("}}]"), "tail: short bodies");
+}
+
 typedef struct collect {
     char out[256];
     size_t len;
@@ -229,6 +266,7 @@ static void test_jwt(void) {
 
 int main(void) {
     test_shape();
+    test_shape_native();
     test_pgtext();
     test_jwt();
     printf("1..%d\n", n_checks);
