@@ -51,20 +51,24 @@ M.runs = require "trigger.runs"
 --- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
 -- for some to happen (returns early when it does). A game loop can use it as its sleep, so
 -- the network keeps moving between ticks; `sub:poll()` then hands out what arrived.
--- @tparam[opt=0] number seconds the longest wait; 0 only does what is ready now, a negative
---   number waits until some I/O happens
+-- @tparam[opt=0] number seconds the longest wait; 0, a negative number or NaN only do what
+--   is ready now and never block (an overrun tick computing `next_tick - now` gets a
+--   negative number: it must not freeze the loop)
 -- @raise (a string) when `seconds` is not a number
 -- @usage
 -- while running do
 --   game:tick()
 --   for run in function() return sub:poll() end do game:on_run(run) end
---   trigger.step(next_tick - clock.now())   -- sleeps, but keeps the network moving
+--   -- sleeps until the next tick, but keeps the network moving; late: no wait at all
+--   trigger.step(math.max(0, next_tick - clock.now()))
 -- end
 function M.step(seconds)
   if seconds ~= nil and type(seconds) ~= "number" then
-    error("bad argument #1 to 'step' (number expected)", 2)
+    error("bad argument #1 to 'step' (number expected, got " .. type(seconds) .. ")", 2)
   end
-  require("trigger.transport").current().step(seconds or 0)
+  -- `not (seconds > 0)` is also true for NaN: neither a negative nor a NaN wait may block
+  if seconds == nil or not (seconds > 0) then seconds = 0 end -- luacheck: ignore 581
+  require("trigger.transport").current().step(seconds)
 end
 
 --- The error kinds and `trigger.errors.is`: see `trigger.errors`.

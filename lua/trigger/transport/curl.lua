@@ -43,9 +43,14 @@ function M.start(req)
   return the_hub():request(req)
 end
 
---- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens).
+--- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens,
+-- but only while a request is in flight: with none, nothing could ever end the wait, so it
+-- returns at once; NaN waits not at all).
 function M.step(seconds)
-  the_hub():step(seconds)
+  local h = the_hub()
+  seconds = seconds or 0
+  if seconds ~= seconds or (seconds < 0 and h:active() == 0) then seconds = 0 end
+  h:step(seconds)
   steps = steps + 1
 end
 
