@@ -16,9 +16,19 @@ CURL_LIBS  ?= -lcurl
 CRYPTO_LIBS ?= -lcrypto
 BUILD      ?= build/$(LUA_TAG)
 
-CORE_SRC := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/lcore.c csrc/ljson.c \
-            csrc/lsuperjson.c csrc/http1.c csrc/lhttp1.c
-CURL_SRC := csrc/buf.c csrc/hub.c csrc/lcurl.c
+# csrc/ is one flat folder with one naming rule: the plain C core is <name>.c/<name>.h (no Lua
+# header, no I/O; hub.c is the one that drives libcurl), and the Lua binding of a module sits
+# beside it as l<name>.c, adding its functions through a tr_open_<name>() listed in lcore.h;
+# lcore.c holds only luaopen_trigger_core. Flat rather than csrc/core/ + csrc/lua/: a binding
+# is found next to the core it wraps, every include stays "name.h", and the C unit tests and
+# fuzz targets (which link the plain C only) keep their one -Icsrc.
+CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c
+CORE_L   := csrc/lcore.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/ljwt.c csrc/lurl.c \
+            csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c
+CURL_C   := csrc/buf.c csrc/hub.c
+CURL_L   := csrc/lcurl.c
+CORE_SRC := $(CORE_C) $(CORE_L)
+CURL_SRC := $(CURL_C) $(CURL_L)
 HEADERS  := $(wildcard csrc/*.h)
 
 
@@ -50,9 +60,9 @@ demo: all
 clean:
 	rm -rf build
 
-build/test_core: spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(HEADERS)
+build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(CRYPTO_LIBS) -lm
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c $(CORE_C) $(CRYPTO_LIBS) -lm
 
 # Further targets live beside this file, one file per concern (openresty, check, bench, lint).
 -include mk/*.mk

@@ -5,10 +5,9 @@
 
 #include "compat.h"
 #include "http1.h"
+#include "lcore.h"
 
 #define H1_MT "trigger.http1"
-
-void tr_register_http1(lua_State *L);
 
 typedef struct lh1 {
     tr_h1 *p;
@@ -213,7 +212,7 @@ static const luaL_Reg h1_methods[] = {
     {"close", h1_close},       {NULL, NULL}};
 
 /* Adds http1_parser to the module table on top of the stack. */
-void tr_register_http1(lua_State *L) {
+void tr_open_http1(lua_State *L) {
     tr_newclass(L, H1_MT, h1_methods, h1_close);
     lua_pushcfunction(L, h1_tostring);
     lua_setfield(L, -2, "__tostring");

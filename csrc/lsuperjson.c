@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "lcore.h"
 
 /* More entries than this go the general way, which counts them against its own budget. */
 #define LEAVES_MAX 1000
@@ -126,8 +127,7 @@ static int superjson_leaves(lua_State *L) {
     return 1;
 }
 
-void tr_register_superjson(lua_State *L);
-void tr_register_superjson(lua_State *L) {
+void tr_open_superjson(lua_State *L) {
     lua_pushcfunction(L, superjson_leaves);
     lua_setfield(L, -2, "superjson_leaves");
 }

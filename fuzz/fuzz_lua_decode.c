@@ -1,4 +1,5 @@
-/* libFuzzer target: the decoders that build Lua values (csrc/ljson.c, csrc/lsuperjson.c),
+/* libFuzzer target: the decoders that build Lua values (csrc/ljson.c, csrc/lshape.c,
+ * csrc/lsuperjson.c),
  * inside a real Lua 5.4 state.
  *
  * Checks, beyond the sanitizers (and Lua's own API checks, see LUAI_ASSERT below):
@@ -20,8 +21,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-void tr_register_json(lua_State *L);
-void tr_register_superjson(lua_State *L);
+#include "lcore.h"
 
 /* Calls core[name](text, null) protected; leaves its results (or nil, error) on the stack. */
 static int call(lua_State *L, const char *name, const uint8_t *data, size_t size) {
@@ -74,8 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_State *L = luaL_newstate();
     FUZZ_ASSERT(L != NULL, "no Lua state");
     lua_newtable(L); /* 1: the functions, as trigger.core has them */
-    tr_register_json(L);
-    tr_register_superjson(L);
+    tr_open_json(L);
+    tr_open_shape(L);
+    tr_open_superjson(L);
     int top = lua_gettop(L);
 
     int as_json = call(L, "json_decode", data, size);

@@ -67,7 +67,7 @@ CHECK_ITEM     = sh tools/check/item.sh $(CHECK_DIR)/results $(CHECK_DIR)
 CHECK_TAP      = sh tools/check/tap.sh
 
 CHECK_C_TESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
-CHECK_C_SRC   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c $(wildcard csrc/http1.c)
+CHECK_C_SRC   := $(CORE_C)
 
 # One fuzz target per fuzz/fuzz_*.c; fuzz_http1 only once csrc/http1.c exists.
 FUZZ_ALL      := $(filter-out $(if $(wildcard csrc/http1.c),,fuzz_http1),\
@@ -80,7 +80,8 @@ FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
 FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
-FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lsuperjson.c csrc/json.c csrc/buf.c
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c \
+                              csrc/buf.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
 FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 

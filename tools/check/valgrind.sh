@@ -17,14 +17,16 @@ rm -f "$log"
 $vg --log-file="$log" "$@"
 status=$?
 
-ours=$(awk '
+# Our source files by name (csrc/*.c: the plain C core and the l*.c bindings).
+srcs=$(cd "$(dirname "$0")/../../csrc" && ls ./*.c | sed 's|^\./||; s|\.c$||' | paste -sd '|' -)
+ours=$(awk -v srcs="$srcs" '
   # A loss record starts with "==PID== N bytes in M blocks are <kind> lost in loss record"
   # and ends at the next line holding only "==PID==".
   /are (definitely|indirectly) lost in loss record/ { inrec = 1; rec = $0 "\n"; mine = 0; next }
   inrec && /^==[0-9]+== *$/ { if (mine) printf "%s\n", rec; inrec = 0; next }
   inrec {
     rec = rec $0 "\n"
-    if ($0 ~ /trigger\/(core|curl)\.so|csrc\/|\((buf|shape|pgtext|jwt|hub|lcore|lcurl|http1)\.c:[0-9]+\)/) mine = 1
+    if ($0 ~ /trigger\/(core|curl)\.so|csrc\// || $0 ~ ("\\((" srcs ")\\.c:[0-9]+\\)")) mine = 1
   }
   END { if (inrec && mine) printf "%s\n", rec }
 ' "$log")

@@ -1,0 +1,38 @@
+/* The bindings of trigger.core, one file per module of the plain-C core (see the Makefile):
+ * each tr_open_<name> adds its functions to the module table on top of the stack (and makes
+ * the metatables it needs). lcore.c's luaopen_trigger_core calls them all. */
+#ifndef TR_LCORE_H
+#define TR_LCORE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "compat.h"
+
+void tr_open_shape(lua_State *L);     /* lshape.c: shape, ends_up_to_date, shape_messages */
+void tr_open_pgtext(lua_State *L);    /* lpgtext.c: pg_array, pg_timestamp */
+void tr_open_runfields(lua_State *L); /* lrunfields.c: run_fields */
+void tr_open_jwt(lua_State *L);       /* ljwt.c: hs256, b64url_encode, b64url_decode */
+void tr_open_url(lua_State *L);       /* lurl.c: url_encode */
+void tr_open_clock(lua_State *L);     /* lclock.c: monotonic */
+void tr_open_json(lua_State *L);      /* ljson.c: json_decode */
+void tr_open_superjson(lua_State *L); /* lsuperjson.c: superjson_leaves */
+void tr_open_http1(lua_State *L);     /* lhttp1.c: http1_* */
+
+/* lpgtext.c, for lrunfields.c: push the array literal s as a nested table (NULL elements as the
+ * value at null_index); returns 0, or the tr_pg_array_parse code with the stack as it was. */
+int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size_t *at);
+/* Push the message for a failed tr_push_pg_array (its code and byte). */
+void tr_pg_array_problem(lua_State *L, int rc, size_t at);
+
+/* Push b's bytes (rc == 0) or nil, what (rc != 0), then free b: 1 or 2 results. */
+static inline int tr_push_buf_or_fail(lua_State *L, tr_buf *b, int rc, const char *what) {
+    if (rc == 0) lua_pushlstring(L, b->data ? b->data : "", b->len);
+    tr_buf_free(b);
+    if (rc == 0) return 1;
+    lua_pushnil(L);
+    lua_pushstring(L, what);
+    return 2;
+}
+
+#endif

@@ -1,0 +1,44 @@
+/* The Lua value builder of core.json_decode (ljson.c), shared with core.shape_messages
+ * (lshape.c), which builds the values of a shape log with it. Each callback has the signature
+ * of the matching tr_json_sink member (ud: the builder). */
+#ifndef TR_LJSON_H
+#define TR_LJSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compat.h"
+#include "json.h"
+
+#define TR_LJSON_MAX_DEPTH 1000
+#define TR_LJSON_DEFAULT_DEPTH 128
+
+/* One open container (its values wait on the Lua stack above its slot: ljson.c). */
+typedef struct tr_ljson_level {
+    int slot; /* stack index of the table, nil until the first flush */
+    unsigned char object;
+    int pending;       /* values (objects: key/value pairs) waiting above the slot */
+    lua_Integer count; /* array elements already in the table */
+} tr_ljson_level;
+
+typedef struct tr_ljson_builder {
+    lua_State *L;
+    int null_index; /* stack index of the value that stands for null */
+    int depth;
+    tr_ljson_level levels[TR_LJSON_MAX_DEPTH + 1];
+} tr_ljson_builder;
+
+int tr_ljson_null(void *ud);
+int tr_ljson_boolean(void *ud, int v);
+int tr_ljson_integer(void *ud, int64_t v);
+int tr_ljson_number(void *ud, double v);
+int tr_ljson_string(void *ud, const char *s, size_t n);
+int tr_ljson_key(void *ud, const char *s, size_t n);
+/* A container starts (object: 1) or ends (the value then goes where tr_ljson_string's would). */
+int tr_ljson_begin(tr_ljson_builder *b, int object);
+int tr_ljson_end(tr_ljson_builder *b);
+
+/* A failed parse: the stack back to `base`, then nil and what went wrong where (2 results). */
+int tr_ljson_failed(lua_State *L, int base, tr_json_status st, size_t at, const char *what);
+
+#endif

@@ -1,0 +1,16 @@
+/* trigger.core.url_encode (tr_url_encode in csrc/shape.c). */
+#include "compat.h"
+#include "lcore.h"
+#include "shape.h"
+
+static int url_encode(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    tr_buf b;
+    tr_buf_init(&b);
+    return tr_push_buf_or_fail(L, &b, tr_url_encode(&b, s), "out of memory");
+}
+
+void tr_open_url(lua_State *L) {
+    lua_pushcfunction(L, url_encode);
+    lua_setfield(L, -2, "url_encode");
+}
