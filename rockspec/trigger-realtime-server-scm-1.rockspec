@@ -35,6 +35,7 @@ build = {
       ["trigger_realtime_server.faults"] = "server/lua/trigger_realtime_server/faults.lua",
       ["trigger_realtime_server.http"] = "server/lua/trigger_realtime_server/http.lua",
       ["trigger_realtime_server.json"] = "server/lua/trigger_realtime_server/json.lua",
+      ["trigger_realtime_server.native"] = "server/lua/trigger_realtime_server/native.lua",
       ["trigger_realtime_server.realtime"] = "server/lua/trigger_realtime_server/realtime.lua",
       ["trigger_realtime_server.shape"] = "server/lua/trigger_realtime_server/shape.lua",
       ["trigger_realtime_server.store"] = "server/lua/trigger_realtime_server/store.lua",

@@ -43,6 +43,8 @@ local FLAGS = {
   hold_ms = "--hold-ms", chunk_rows = "--chunk-rows", max_connections = "--max-connections",
   secret_key = "--secret-key", environment_id = "--environment-id", bool_style = "--bool-style",
   timestamp_style = "--timestamp-style", scenario = "--scenario", host = "--host",
+  backend = "--backend", native_coalesce_ms = "--native-coalesce-ms",
+  native_max_runs = "--native-max-runs",
 }
 local SWITCHES = { legacy_packets_only = "--legacy-packets-only", verbose = "--verbose" }
 
@@ -175,6 +177,11 @@ function Server:fault(spec) self:admin("POST", "/_emulator/faults", spec) end
 function Server:stats() return self:admin("GET", "/_emulator/stats") end
 function Server:reset() self:admin("POST", "/_emulator/reset") end
 function Server:drop_connections() self:admin("POST", "/_emulator/drop_connections") end
+-- Flip the running server to the "electric" or "native" backend (from its next request on).
+function Server:set_backend(name) self:admin("POST", "/_emulator/backend", { backend = name }) end
+function Server:get_backend() return self:admin("GET", "/_emulator/backend").backend end
+-- Zero the request counters and log (before counting requests over an idle window).
+function Server:reset_stats() self:admin("POST", "/_emulator/stats/reset") end
 
 function Server:put_blob(path, content_type, body)
   self:admin("POST", "/_emulator/blobs", { path = path, contentType = content_type, body = body })
@@ -189,7 +196,8 @@ function Server:stop()
 end
 
 -- Start server/bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
--- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose.
+-- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose,
+-- backend ("electric" | "native"), native_coalesce_ms, native_max_runs.
 function helper.start_server(opts)
   opts = opts or {}
   local cmd = "sh -c " .. shell_quote("echo $$; exec " .. command_line(opts))

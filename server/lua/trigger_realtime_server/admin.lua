@@ -209,6 +209,26 @@ ROUTES["GET /_emulator/stats"] = function(srv)
   return reply(200, stats)
 end
 
+-- Zero the counters and the request log (runs, handles and faults stay), e.g. before an idle window.
+ROUTES["POST /_emulator/stats/reset"] = function(srv)
+  srv:reset_stats()
+  return reply(200, OK)
+end
+
+-- GET: {"backend": "electric"|"native"}. POST {"backend": name}: flip a running server; the
+-- next realtime request is served by that backend (held requests keep theirs).
+ROUTES["GET /_emulator/backend"] = function(srv)
+  return reply(200, { backend = srv.backend })
+end
+
+ROUTES["POST /_emulator/backend"] = function(srv, req)
+  return with_body(req, function(body)
+    local ok, err = attempt(srv.set_backend, srv, body.backend)
+    if not ok then return err end
+    return reply(200, { backend = srv.backend })
+  end)
+end
+
 ROUTES["POST /_emulator/reset"] = function(srv)
   srv:reset()
   return reply(200, OK)

@@ -13,6 +13,7 @@ local admin = require "trigger_realtime_server.admin"
 local faults = require "trigger_realtime_server.faults"
 local http = require "trigger_realtime_server.http"
 local json = require "trigger_realtime_server.json"
+local native = require "trigger_realtime_server.native"
 local realtime = require "trigger_realtime_server.realtime"
 local shape = require "trigger_realtime_server.shape"
 local store = require "trigger_realtime_server.store"
@@ -36,7 +37,12 @@ server.DEFAULTS = {
   legacy_packets_only = false,
   verbose = false,
   idle_timeout = 300,   -- seconds a kept-alive connection may sit idle between requests
+  backend = "electric", -- "electric" | "native" (native.lua); set_backend flips a running server
+  native_coalesce_ms = native.DEFAULT_COALESCE_MS, -- native: change wakes coalesced over this window
+  native_max_runs = native.DEFAULT_MAX_RUNS,       -- native: tag/batch feeds keep the newest N runs
 }
+
+server.BACKENDS = { electric = true, native = true }
 
 local WRITE_TIMEOUT = 30
 local LOG_SIZE = 200
@@ -56,7 +62,9 @@ local function check_options(opts)
   assert(o.bool_style == "t" or o.bool_style == "true", "bool_style must be 't' or 'true'")
   assert(o.timestamp_style == "space" or o.timestamp_style == "T",
          "timestamp_style must be 'space' or 'T'")
-  for _, k in ipairs({ "port", "hold_ms", "chunk_rows", "max_connections" }) do
+  assert(server.BACKENDS[o.backend], "backend must be 'electric' or 'native'")
+  for _, k in ipairs({ "port", "hold_ms", "chunk_rows", "max_connections", "native_coalesce_ms",
+                       "native_max_runs" }) do
     assert(math.type(o[k]) == "integer" and o[k] >= 0, k .. " must be a non-negative integer")
   end
   assert(o.chunk_rows >= 1, "chunk_rows must be at least 1")
@@ -74,6 +82,8 @@ function server.new(opts)
   self.changed = condition.new()
   self.conns = {}
   self.active_realtime = 0
+  self.backend = o.backend
+  self.native = native.new(self)
   self:reset_stats()
   return self
 end
@@ -82,7 +92,10 @@ end
 -- Stats
 
 function Server:reset_stats()
-  self.counters = { requests = 0, connections_opened = 0, connections_closed = 0 }
+  self.counters = { requests = 0, connections_opened = 0, connections_closed = 0,
+                    realtime_requests = 0, live_requests = 0, non_live_requests = 0,
+                    routes = { runs = 0, run = 0, batch = 0, admin = 0, other = 0 },
+                    backends = { electric = 0, native = 0 } }
   self.request_log = {}
 end
 
@@ -99,6 +112,15 @@ function Server:stats()
     connections_closed = self.counters.connections_closed,
     open_connections = open,
     active_realtime = self.active_realtime,
+    -- Requests per route (runs = the tag feed, run, batch, admin = /_emulator/*, other), and the
+    -- realtime ones split live / non-live and by the backend that got them.
+    routes = util.copy(self.counters.routes),
+    realtime_requests = self.counters.realtime_requests,
+    live_requests = self.counters.live_requests,
+    non_live_requests = self.counters.non_live_requests,
+    backends = util.copy(self.counters.backends),
+    backend = self.backend,
+    active_native = self.native.active,   -- native live polls being held
     log = log,
   }
 end
@@ -117,6 +139,30 @@ local function log_entry(req, status)
   }
 end
 
+local function route_name(path)
+  if path == "/realtime/v1/runs" then return "runs" end
+  if path:match("^/realtime/v1/runs/[^/]+$") then return "run" end
+  if path:match("^/realtime/v1/batches/[^/]+$") then return "batch" end
+  if path:sub(1, 11) == "/_emulator/" then return "admin" end
+  return "other"
+end
+
+function Server:count_request(req)
+  local c = self.counters
+  c.requests = c.requests + 1
+  local route = route_name(req.path)
+  c.routes[route] = c.routes[route] + 1
+  if route == "runs" or route == "run" or route == "batch" then
+    c.realtime_requests = c.realtime_requests + 1
+    if req.params.live == "true" then
+      c.live_requests = c.live_requests + 1
+    else
+      c.non_live_requests = c.non_live_requests + 1
+    end
+    c.backends[self.backend] = c.backends[self.backend] + 1
+  end
+end
+
 function Server:record(req, status, started)
   local log = self.request_log
   log[#log + 1] = log_entry(req, status)
@@ -133,6 +179,7 @@ end
 
 function Server:notify()
   self.changed:signal()
+  self.native:changed()
 end
 
 -- A pollable that is ready when the client's socket is readable: during a long-poll that means
@@ -143,12 +190,14 @@ local function readable(sock)
 end
 
 -- Wait until something changes, `deadline` (monotonic seconds) passes, or the client goes away.
+-- `cond` (default: every change) is the condition to wait on.
 -- -> "changed" | "timeout" | "gone"
-function Server:wait_change(conn, deadline)
+function Server:wait_change(conn, deadline, cond)
+  cond = cond or self.changed
   local left = deadline - cqueues.monotime()
   if left <= 0 then return "timeout" end
   if conn.watch_input then
-    local ready = cqueues.poll(self.changed, conn.watch, left)
+    local ready = cqueues.poll(cond, conn.watch, left)
     if ready == conn.watch then
       local data, err = conn.sock:xread(-4096, "b", 0)
       if data then
@@ -159,10 +208,10 @@ function Server:wait_change(conn, deadline)
       end
       return "changed"
     end
-    return ready == self.changed and "changed" or "timeout"
+    return ready == cond and "changed" or "timeout"
   end
-  local ready = cqueues.poll(self.changed, left)
-  return ready == self.changed and "changed" or "timeout"
+  local ready = cqueues.poll(cond, left)
+  return ready == cond and "changed" or "timeout"
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -188,7 +237,7 @@ end
 function Server:handle(conn, req)
   local started = cqueues.monotime()
   req.params = util.parse_query(req.query)
-  self.counters.requests = self.counters.requests + 1
+  self:count_request(req)
   -- Connection counts leave out the admin API's own connections, so that a spec can tell
   -- whether the client under test closed its socket.
   if not conn.counted and req.path:sub(1, 11) ~= "/_emulator/" then
@@ -350,6 +399,15 @@ function Server:rotate_handles()
   self:notify()
 end
 
+-- Which dialect serves the realtime routes from the next request on: "electric" or "native".
+-- Requests already being held keep theirs.
+function Server:set_backend(name)
+  if not server.BACKENDS[name] then
+    error(("unknown backend %q (electric or native)"):format(tostring(name)), 2)
+  end
+  self.backend = name
+end
+
 function Server:inject_fault(spec)
   local ok, err = self.faults:add(spec)
   if not ok then error(err, 2) end
@@ -363,6 +421,7 @@ end
 function Server:reset()
   self.store:clear()
   self.shapes:clear()
+  self.native:reset()
   self.faults:clear()
   self:reset_stats()
   self:notify()

@@ -7,6 +7,7 @@ local hmac = require "openssl.hmac"
 local auth = require "trigger_realtime_server.auth"
 local http = require "trigger_realtime_server.http"
 local json = require "trigger_realtime_server.json"
+local native = require "trigger_realtime_server.native"
 local util = require "trigger_realtime_server.util"
 
 local realtime = {}
@@ -198,9 +199,34 @@ local function run_resource(row)
            batch = row.batchId }
 end
 
+-- Since the 2026-07-21 security release (both backends): an empty tag or one holding a control
+-- character, DEL, `\` or `"` is a 400. -> nil or the error response
+local function check_tags(text)
+  if text == nil or text == "" then return nil end
+  local i = 0
+  for tag in (text .. ","):gmatch("([^,]*),") do
+    i = i + 1
+    local why
+    if tag == "" then
+      why = "Tags must not be empty"
+    elseif tag:find('[%c\127\\"]') then
+      why = "Tags must not contain control characters, backslashes or double quotes"
+    end
+    if why then
+      return json_response(400, json.ordered({
+        error = "Query Error",
+        details = json.array({ json.ordered({ path = json.array({ "tags", i - 1 }), message = why },
+                                            { "path", "message" }) }),
+      }, { "error", "details" }))
+    end
+  end
+end
+
 -- Works out the shape a realtime request asks for. -> def or nil, error response
 local function resolve_shape(srv, req, principal, route, id)
   if route == "runs" and not id then
+    local bad = check_tags(req.params.tags)
+    if bad then return nil, bad end
     local tags = util.split_commas(req.params.tags)
     if not auth.allows(principal, { kind = "tags", tags = tags }) then
       return nil, json_response(403, auth.FORBIDDEN)
@@ -229,6 +255,7 @@ local function realtime_route(srv, conn, req, route, id)
   local def, err = resolve_shape(srv, req, principal, route, id)
   if not def then return err end
   def.skip = skip_set(req, principal)
+  if srv.backend == "native" then return native.request(srv, conn, req, def) end
   if srv.active_realtime >= srv.opts.max_connections then
     return error_response(429, "Too many concurrent requests")
   end
