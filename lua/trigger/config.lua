@@ -21,17 +21,87 @@ local KNOWN = {
   access_token = "string", base_url = "string", ca_file = "string", read_timeout = "number",
   connect_timeout = "number", retry_base = "number", retry_cap = "number",
   max_retries = "number", max_body = "number", on_error = "function", timeout = "number",
+  transport = "table",
 }
 
-local function check(t, where, extra_known)
+-- Numbers have a range too: an option that passes its type check but not this would only
+-- fail later, far from the call (a negative read_timeout ended in an "internal error").
+-- name → { test, what it must be }
+local function positive(v) return v > 0 and v < math.huge end
+local function non_negative(v) return v >= 0 and v < math.huge end
+local function whole(v) return v >= 0 and v == math.floor(v) end -- math.huge: for ever
+local RANGE = {
+  read_timeout = { positive, "a positive number of seconds" },
+  connect_timeout = { positive, "a positive number of seconds" },
+  retry_base = { non_negative, "a non-negative number of seconds" },
+  retry_cap = { non_negative, "a non-negative number of seconds" },
+  max_retries = { whole, "a non-negative whole number" },
+  max_body = { function(v) return v >= 1 and v < math.huge and v == math.floor(v) end,
+    "a positive whole number of bytes" },
+  timeout = { function(v) return v >= 0 end, "a non-negative number of seconds" },
+}
+
+-- Edit distance counting a swap of two neighbours as one edit (optimal string alignment), for
+-- "did you mean" (option names are short).
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 1, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[#a][#b]
+end
+
+local function squash(name) return (name:lower():gsub("[_%-]", "")) end
+
+--- The known option closest to a misspelt one (`createdAt` → `created_at`), or nil.
+-- @tparam string name the unknown option
+-- @tparam table ... tables whose keys are the known options
+function M.suggest(name, ...)
+  if type(name) ~= "string" then return nil end
+  local best, best_d
+  for i = 1, select("#", ...) do
+    for known in pairs(select(i, ...) or {}) do
+      local d = squash(name) == squash(known) and 0 or distance(name:lower(), known)
+      if d <= math.max(1, math.min(3, math.floor(#known / 4))) and (not best_d or d < best_d
+          or (d == best_d and known < best)) then
+        best, best_d = known, d
+      end
+    end
+  end
+  return best
+end
+
+-- Check options against KNOWN plus `extra_known`; `elsewhere` names options that exist but not
+-- for this call (option → where it applies).
+local function check(t, where, extra_known, elsewhere)
   for k, v in pairs(t) do
     local want = KNOWN[k] or (extra_known and extra_known[k])
     if not want then
-      error(string.format("bad argument to '%s' (unknown option '%s')", where, tostring(k)), 3)
+      if elsewhere and elsewhere[k] then
+        errors.bad_argument(where, nil, string.format("option '%s' applies to %s", k,
+          elsewhere[k]))
+      end
+      local hint = M.suggest(k, KNOWN, extra_known)
+      errors.bad_argument(where, nil, string.format("unknown option '%s'%s", tostring(k),
+        hint and (": did you mean '" .. hint .. "'?") or ""))
     end
     if want ~= "any" and type(v) ~= want then
-      error(string.format("bad argument to '%s' (option '%s' must be a %s, got %s)",
-        where, k, want, type(v)), 3)
+      errors.bad_argument(where, nil, string.format("option '%s' must be a %s, got %s", k, want,
+        type(v)))
+    end
+    local range = RANGE[k]
+    if range and KNOWN[k] == "number" and (v ~= v or not range[1](v)) then
+      errors.bad_argument(where, nil, string.format("option '%s' must be %s, got %s", k,
+        range[2], tostring(v)))
     end
   end
 end
@@ -39,7 +109,9 @@ M.check = check
 
 --- Set process-wide defaults (see `trigger.configure`).
 function M.configure(t)
-  if type(t) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
+  if type(t) ~= "table" then
+    errors.bad_argument("configure", 1, "table expected, got " .. type(t))
+  end
   check(t, "configure")
   for k, v in pairs(t) do configured[k] = v end
 end

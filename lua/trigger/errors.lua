@@ -19,7 +19,7 @@
 -- local ok, err = pcall(function()
 --   for run in trigger.runs.subscribe_to_run("run_1234") do print(run.status) end
 -- end)
--- if not ok and trigger.errors.is(err) and err.kind == "not_found" then print("no such run") end
+-- if not ok and trigger.errors.is(err, "not_found") then print("no such run") end
 local M = {}
 
 --- The error kinds.
@@ -71,11 +71,43 @@ function M.new(kind, message, extra)
   return e
 end
 
---- Is this value one of our error objects?
+-- Where this library's own files live (the source prefix of this file's folder): a misuse
+-- error is reported at the first frame outside it, the caller's line.
+local LIBRARY = (debug.getinfo(1, "S").source:match("^(@.*[/\\])errors%.lua$"))
+
+local function caller_level()
+  local level = 3 -- 1: caller_level, 2: bad_argument
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then return 1 end
+    if not (LIBRARY and info.source:sub(1, #LIBRARY) == LIBRARY) then return level - 1 end
+    level = level + 1
+  end
+end
+
+--- Raise a misuse error, `bad argument #n to 'fn' (msg)` (without `#n` when `n` is nil), at
+-- the line of the code that called the library, however deep inside it the check was made.
+-- @tparam string fn the public function's name
+-- @tparam[opt] integer n the argument's position
+-- @tparam string msg what is wrong
+-- @raise always (a string)
+function M.bad_argument(fn, n, msg)
+  local which = n and ("#" .. n .. " ") or ""
+  error(string.format("bad argument %sto '%s' (%s)", which, fn, msg), caller_level())
+end
+
+--- Is this value one of our error objects (of this kind)?
 -- @param v any value, e.g. what `pcall` caught
+-- @tparam[opt] string kind one of `kinds`: true only for an error of that kind
 -- @treturn boolean
-function M.is(v)
-  return getmetatable(v) == Error
+-- @raise (a string) when `kind` is given but is not one of `kinds` (a typo would otherwise
+--   make every test false)
+-- @usage if trigger.errors.is(err, "auth") then print("check the access token") end
+function M.is(v, kind)
+  if kind ~= nil and not M.kinds[kind] then
+    M.bad_argument("is", 2, "unknown error kind '" .. tostring(kind) .. "'")
+  end
+  return getmetatable(v) == Error and (kind == nil or v.kind == kind)
 end
 
 return M

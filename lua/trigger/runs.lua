@@ -13,13 +13,31 @@ local M = {}
 local UNSKIPPABLE = { id = true, taskIdentifier = true, friendlyId = true, status = true,
   createdAt = true }
 
-local SUBSCRIPTION_OPTIONS = {
-  created_at = "string", skip_columns = "table", resume = "table",
-  stop_on_completion = "boolean",
+-- The TaskRun columns of the realtime shape (the raw row, before the run object's renames):
+-- a name outside this list is a typo the server would silently ignore.
+local COLUMNS = {}
+for name in ([[id friendlyId taskIdentifier status createdAt updatedAt startedAt delayUntil
+    queuedAt expiredAt completedAt number isTest usageDurationMs costInCents baseCostInCents ttl
+    payload payloadType metadata metadataType output outputType runTags error realtimeStreams
+    idempotencyKey]]):gmatch("%S+") do
+  COLUMNS[name] = true
+end
+
+-- Options per call, beyond those of `trigger.configure`.
+local OPTIONS = {
+  subscribe_to_tag = { created_at = "string", skip_columns = "table", resume = "table" },
+  subscribe_to_runs_with_tag = { created_at = "string", skip_columns = "table", resume = "table" },
+  subscribe_to_run = { skip_columns = "table", resume = "table", stop_on_completion = "boolean" },
+  subscribe_to_batch = { skip_columns = "table", resume = "table" },
+}
+-- Options that exist, but for another call: refused with a message saying where they apply.
+local ELSEWHERE = {
+  created_at = "subscribe_to_tag only (runs created within a duration)",
+  stop_on_completion = "subscribe_to_run only (a tag or batch subscription never ends by itself)",
 }
 
 local function argerror(fn, n, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fn, msg), 3)
+  errors.bad_argument(fn, n, msg)
 end
 
 local function is_duration(s)
@@ -50,25 +68,79 @@ local function list_param(fn, n, label, v)
   return table.concat(v, ",")
 end
 
+-- A saved position is what `Subscription:position` returned (possibly through cjson):
+-- `rows` a table of rows (tables), `handle`/`offset`/`cursor`/`schema` absent or strings, and
+-- nothing else. The shape core checks the values themselves when it restores them.
+local POSITION_FIELDS = { handle = true, offset = true, cursor = true, schema = true }
+local function check_position(fn, pos)
+  local function refuse(why)
+    argerror(fn, 2, "opts.resume is not a position (" .. why .. "): pass what sub:position() "
+      .. "returned")
+  end
+  if type(pos.rows) ~= "table" then refuse("no rows table") end
+  for k, v in pairs(pos) do
+    if POSITION_FIELDS[k] then
+      if type(v) ~= "string" then refuse("'" .. tostring(k) .. "' is not a string") end
+    elseif k ~= "rows" then
+      refuse("unexpected field '" .. tostring(k) .. "'")
+    end
+  end
+  for key, row in pairs(pos.rows) do
+    if type(key) ~= "string" or type(row) ~= "table" then refuse("rows must map keys to rows") end
+  end
+end
+
 local function open(fn, path, params, opts, stop_when)
-  if opts ~= nil and type(opts) ~= "table" then argerror(fn, 2, "table expected for options") end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(fn, 2, "table expected for options, got " .. type(opts))
+  end
   opts = opts or {}
-  config.check(opts, fn, SUBSCRIPTION_OPTIONS)
+  config.check(opts, fn, OPTIONS[fn], ELSEWHERE)
   local query = params or {}
   if opts.skip_columns then
     local cols = list_param(fn, 2, "skip_columns[%d]", opts.skip_columns)
     for _, c in ipairs(opts.skip_columns) do
       if UNSKIPPABLE[c] then argerror(fn, 2, "column '" .. c .. "' cannot be skipped") end
+      if not COLUMNS[c] then
+        local hint = config.suggest(c, COLUMNS)
+        argerror(fn, 2, "skip_columns: '" .. c .. "' is not a column of a run"
+          .. (hint and ("; did you mean '" .. hint .. "'?") or ""))
+      end
     end
     if cols ~= "" then query.skipColumns = cols end
   end
+  if opts.resume then check_position(fn, opts.resume) end
   local settings, err = config.resolve(opts)
   if not settings then error(err, 3) end
   local sub = subscription.new {
-    settings = settings, path = path, params = query, transport = transport.current(),
+    settings = settings, path = path, params = query,
+    transport = settings.transport or transport.current(),
     stop_when = stop_when, version = require("trigger")._VERSION,
   }
   return sub, nil, nil, sub
+end
+
+-- subscribe_to_tag and its alias: `fn` is the name misuse errors give.
+local function subscribe_tag(fn, tags, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(fn, 2, "table expected for options, got " .. type(opts))
+  end
+  local list
+  if type(tags) == "string" then
+    list = { tags }
+  elseif type(tags) == "table" and #tags > 0 then
+    list = tags
+  else
+    argerror(fn, 1, "tag string or non-empty list of tags expected")
+  end
+  local params = { tags = list_param(fn, 1, "tag %d", list) }
+  if opts and opts.created_at ~= nil then
+    if type(opts.created_at) ~= "string" or not is_duration(opts.created_at) then
+      argerror(fn, 2, "created_at must be a duration such as \"1h\", \"30m\", \"2d\", \"1w\"")
+    end
+    params.createdAt = opts.created_at
+  end
+  return open(fn, "/realtime/v1/runs", params, opts)
 end
 
 --- Follow every run that carries a tag (or all of several tags).
@@ -93,40 +165,25 @@ end
 -- @treturn Subscription the subscription, which is also its own iterator and the generic
 --   for's closing value (the call returns `sub, nil, nil, sub`)
 -- @raise (a string) when an argument is of the wrong type or malformed (an empty tag, a tag
---   with a comma, an unknown option, a bad `created_at`, a column that cannot be skipped);
---   an error object (`trigger.errors`) when no access token is set, `base_url` is not a URL
---   or `opts.resume` cannot be restored. Errors met while following are raised by the
---   iteration: see `Subscription:next`.
+--   with a comma, an unknown option or one of another call, a number option out of range, a
+--   bad `created_at`, a column that is not one or cannot be skipped, a `resume` that is not a
+--   position), at the caller's line; an error object (`trigger.errors`, `bad_request`) when
+--   no access token is set, `base_url` is not a URL or `opts.resume` cannot be restored.
+--   Errors met while following are raised by the iteration: see `Subscription:next`.
 -- @usage
 -- for run in trigger.runs.subscribe_to_tag("user:1234", { created_at = "1h" }) do
 --   print(run.id, run.status)
 --   if run.isCompleted then break end
 -- end
 function M.subscribe_to_tag(tags, opts)
-  local fn = "subscribe_to_tag"
-  local list
-  if type(tags) == "string" then
-    list = { tags }
-  elseif type(tags) == "table" and #tags > 0 then
-    list = tags
-  else
-    argerror(fn, 1, "tag string or non-empty list of tags expected")
-  end
-  local params = { tags = list_param(fn, 1, "tag %d", list) }
-  if opts and opts.created_at ~= nil then
-    if type(opts.created_at) ~= "string" or not is_duration(opts.created_at) then
-      argerror(fn, 2, "created_at must be a duration such as \"1h\", \"30m\", \"2d\", \"1w\"")
-    end
-    params.createdAt = opts.created_at
-  end
-  return open(fn, "/realtime/v1/runs", params, opts)
+  return subscribe_tag("subscribe_to_tag", tags, opts)
 end
 
 --- Follow one run. The iteration ends by itself once the run reached a final state
 -- (`COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`),
 -- unless `opts.stop_on_completion` is false.
 -- @tparam string run_id the run's id (`run_…`)
--- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`), plus:
+-- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`, refused here), plus:
 -- @tparam[opt=true] boolean opts.stop_on_completion end the iteration after handing out the
 --   run in a final state
 -- @treturn Subscription the subscription (its own iterator and closing value)
@@ -161,6 +218,16 @@ function M.subscribe_to_batch(batch_id, opts)
   end
   return open("subscribe_to_batch", "/realtime/v1/batches/" .. core.url_encode(batch_id), nil,
     opts)
+end
+
+--- `subscribe_to_tag` under the name the TypeScript SDK gives it (`runs.subscribeToRunsWithTag`).
+-- @function subscribe_to_runs_with_tag
+-- @tparam string|{string,...} tags one tag, or a list: runs carrying all of them
+-- @tparam[opt] table opts as for `subscribe_to_tag`
+-- @treturn Subscription the subscription
+-- @usage for run in trigger.runs.subscribe_to_runs_with_tag("user:1234") do print(run.id) end
+function M.subscribe_to_runs_with_tag(tags, opts)
+  return subscribe_tag("subscribe_to_runs_with_tag", tags, opts) -- errors name this function
 end
 
 M.errors = errors
