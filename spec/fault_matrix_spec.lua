@@ -250,21 +250,23 @@ local function parse_request(url)
     expired = p.expired_handle ~= nil }
 end
 
--- Let `hook(request)` see every request the subscription starts, before it is sent.
-local function intercept(sub, hook)
-  local real = sub.transport
+-- A transport (the documented `transport` option) that lets `hook(request)` see every request
+-- before it is sent, and passes everything else to the real one.
+local function intercepting(hook)
+  local real = require("trigger.transport").current()
   local wrapped = setmetatable({}, { __index = real })
-  if real.start then
+  if real.background then
     wrapped.start = function(req, ...)
       hook(parse_request(req.url))
       return real.start(req, ...)
     end
+  else
+    wrapped.perform = function(req, ...)
+      hook(parse_request(req.url))
+      return real.perform(req, ...)
+    end
   end
-  wrapped.perform = function(req, ...)
-    hook(parse_request(req.url))
-    return real.perform(req, ...)
-  end
-  sub.transport = wrapped
+  return wrapped
 end
 
 -- opts: token (default the secret key), resume (true: from the last saved position), hook
@@ -283,8 +285,8 @@ function Client:open(opts)
     assert(self.saved, "no saved position to resume from")
     o.resume = json.decode(self.saved) -- saved as JSON text, as a script would keep it
   end
+  if opts.hook then o.transport = intercepting(opts.hook) end
   local sub = trigger.runs.subscribe_to_tag(self.world.tag, o)
-  if opts.hook then intercept(sub, opts.hook) end
   self.subs[#self.subs + 1] = sub
   self.sub, self.reached, self.committed, self.fatal = sub, nil, nil, nil
   return sub

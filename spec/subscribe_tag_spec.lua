@@ -222,7 +222,18 @@ describe("subscribe_to_tag", function()
     assert.is_false(ok)
     assert.are.equal("network", err.kind)
     assert.are.equal(500, err.status)
-    assert.are.equal(3, calls)
+    -- on_error sees each failure that is retried; the final one is raised, not reported twice
+    assert.are.equal(2, calls)
+    assert.matches("gave up after 2 retries", err.message)
+  end)
+
+  it("says 'after 1 retry', not 'after 1 retries'", function()
+    srv:fault { match = { path_prefix = "/realtime/v1/runs" }, kind = "status", status = 500,
+      count = 2 }
+    local sub = subscribe(fresh_tag(), { max_retries = 1, on_error = function() end })
+    local ok, err = pcall(sub.next, sub, 10)
+    assert.is_false(ok)
+    assert.matches("gave up after 1 retry%)", err.message)
   end)
 
   describe("errors", function()

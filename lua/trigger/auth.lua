@@ -5,6 +5,7 @@ local config = require "trigger.config"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
+local request = require "trigger.request"
 
 local M = {}
 
@@ -96,25 +97,24 @@ local function fetch_claims(settings)
   local cache_key = settings.base_url .. "\0" .. settings.access_token
   local cached = claims_cache[cache_key]
   if cached then return cached end
-  local transport = require("trigger.transport").current()
+  local transport = settings.transport or require("trigger.transport").current()
   local url = settings.base_url .. "/api/v1/auth/jwt/claims"
   local where = "POST " .. url
-  local status, headers, body = transport.perform {
+  -- The library's one request path: yields to cqueues inside a cqueues coroutine.
+  local status, headers, body = request.perform(transport, {
     url = url, method = "POST", body = "{}",
     headers = { "Authorization: Bearer " .. settings.access_token,
       "Content-Type: application/json" },
     timeout = settings.read_timeout, connect_timeout = settings.connect_timeout,
     ca_file = settings.ca_file, max_body = 1024 * 1024,
-  }
-  if not status then return nil, errors.new("network", headers, { request = where }) end
-  local doc = json.decode(body)
+  })
+  if not status then return nil, request.failure_error(headers, where) end
   if status ~= 200 then
-    local kinds = { [401] = "auth", [403] = "forbidden", [404] = "not_found", [429] = "rate_limited" }
-    local said = type(doc) == "table" and (doc.error or doc.message)
-    return nil, errors.new(kinds[status] or (status >= 500 and "network" or "protocol"),
-      "could not get the token claims" .. (type(said) == "string" and (": " .. said) or ""),
-      { status = status, request = where })
+    local err = request.status_error(status, body, where)
+    err.message = "could not get the token claims: " .. err.message
+    return nil, err
   end
+  local doc = json.decode(body)
   if type(doc) ~= "table" or type(doc.sub) ~= "string" then
     return nil, errors.new("protocol", "the claims answer has no 'sub'",
       { status = status, request = where })

@@ -5,7 +5,9 @@
 -- user was given can be compared with the current one by reference first, then by value.
 -- @module trigger.shape_rows
 
-local shape_messages = require("trigger.core").shape_messages
+local core = require "trigger.core"
+local shape_messages = core.shape_messages
+local pg_timestamp = core.pg_timestamp
 local null = require("trigger.json").null
 
 local M = {}
@@ -14,18 +16,22 @@ Rows.__index = Rows
 
 --- A new store.
 -- @tparam[opt] table delivered key → row as last handed to the user (from a saved position)
-function M.new(delivered)
+-- @tparam[opt] boolean rebuild the shape is read again from the start (a saved position without
+--   a shape handle): runs of `delivered` that the new read does not hold have left the shape
+function M.new(delivered, rebuild)
   local self = setmetatable({
     rows = {},          -- key → current row
     delivered = {},     -- key → row as last handed to the user
     changed = {},       -- key → true, since the last take
     order = {},         -- changed keys in the order they first changed
-    resyncing = false,
+    resyncing = rebuild == true,
   }, Rows)
   if delivered then
     for key, row in pairs(delivered) do
       self.delivered[key] = row
-      self.rows[key] = row
+      -- Catching up from a saved offset merges changes onto the rows as they were; a read
+      -- from the start brings every row whole.
+      if not rebuild then self.rows[key] = row end
     end
   end
   return self
@@ -92,6 +98,15 @@ function Rows:reset()
   self.resyncing = true
 end
 
+-- Is `row` an older state of the run than `given` (by updatedAt)? The native feed can answer a
+-- re-snapshot from a lagging read replica: such a row must not undo what the user already saw.
+local function older(row, given)
+  local new, old = row.updatedAt, given.updatedAt
+  if type(new) ~= "string" or type(old) ~= "string" or new == old then return false end
+  local a, b = pg_timestamp(new), pg_timestamp(old)
+  return a ~= nil and b ~= nil and a < b
+end
+
 local function same(a, b)
   if a == b then return true end
   if a == nil or b == nil then return false end
@@ -113,8 +128,10 @@ function Rows:take()
   local out, keys, previous = {}, {}, {}
   local rows, delivered = self.rows, self.delivered
   for _, key in ipairs(self.order) do
-    local row = rows[key]
-    if row and not same(delivered[key], row) then
+    local row, given = rows[key], delivered[key]
+    if row and given and older(row, given) then
+      rows[key] = given -- later changes merge onto the newest state
+    elseif row and not same(given, row) then
       local n = #out + 1
       keys[n], previous[n], out[n] = key, delivered[key] or false, row
       delivered[key] = row

@@ -13,34 +13,38 @@ local function the_hub()
   return hub
 end
 
---- Perform a request.
--- @tparam table req `url`, `method`, `body`, `headers` (list of "Name: value"), `timeout`,
---   `connect_timeout`, `ca_file`, `max_body`
--- @tparam[opt] function wait called with the request handle while it runs; it must yield
---   (a subscription's coroutine) — without it the call blocks the thread until done
--- @treturn[1] integer status
--- @treturn[1] table headers (lower-case names)
--- @treturn[1] string body
--- @treturn[2] nil
--- @treturn[2] string what failed (connection, TLS, timeout, body too large)
-function M.perform(req, wait)
-  local h = the_hub()
-  local r, err = h:request(req)
-  if not r then return nil, err end
-  while not r:done() do
-    if wait then wait(r) else h:step(1) end
-  end
-  local status, headers, body = r:result()
-  r:close()
-  return status, headers, body
-end
+--- Requests run in the background: `start` returns at once, `step` moves them along.
+M.background = true
+
+-- libcurl failures that no retry can mend: a certificate that does not verify, a CA file that
+-- cannot be read, a URL that is not one, a body over max_body (the write callback refused it).
+local PERMANENT = {
+  [1] = true, [3] = true, [23] = true, [58] = true, [60] = true, [77] = true,
+}
 
 --- Start a request in the background; drive it with `step`.
--- @treturn[1] userdata a request: `done()`, `result()` (as `perform` returns), `close()`
+-- @tparam table req see `trigger.transport`
+-- @treturn[1] userdata a request: `done()`, `close()`; its answer comes from `result`
 -- @treturn[2] nil
--- @treturn[2] string why it could not start
+-- @treturn[2] table the failure `{kind, permanent, message}`
 function M.start(req)
-  return the_hub():request(req)
+  local r, err = the_hub():request(req)
+  if not r then return nil, { kind = "network", permanent = true, message = err } end
+  return r
+end
+
+--- The answer of a finished request.
+-- @return status, headers (lower-case names), body; or nil and `{kind, permanent, message}`
+function M.result(r)
+  local status, headers, body = r:result()
+  if status then return status, headers, body end
+  return nil, { kind = "network", permanent = PERMANENT[body] == true, message = headers }
+end
+
+--- Perform a request and wait for it (yielding to cqueues inside a cqueues coroutine).
+-- @return as `result`
+function M.perform(req)
+  return require("trigger.request").perform(M, req)
 end
 
 --- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens,

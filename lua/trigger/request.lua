@@ -1,0 +1,199 @@
+--- The one request path of the library: every HTTP request (shape polls, stored packets,
+-- token claims) goes through here, whatever the transport (see `trigger.transport` for the
+-- contract), and every HTTP status means the same error kind wherever it comes back.
+--
+-- Two ways to wait:
+--  * inside a reading coroutine (a subscription's loop): `begin` + `await` yield `"wait"`
+--    while the request runs, so the driver (`next`, `poll`, cqueues, a game tick) decides
+--    how to wait;
+--  * outside one (`perform`): blocks the thread, or yields to cqueues when called from a
+--    cqueues coroutine, so a token request never stalls an event loop.
+-- @module trigger.request
+local clock = require "trigger.clock"
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+
+local M = {}
+
+--- What an HTTP status that is not a success means: `"retry"` or `"fatal"`, the error kind
+-- and a short message. The same table the shape protocol core uses (csrc/shape.c).
+-- @tparam integer status
+-- @treturn string action
+-- @treturn string kind
+-- @treturn string message
+function M.status_verdict(status)
+  -- A throw-away shape state answers from the core's own table: one place says what a status
+  -- means. For a single request there is no shape to fetch again, so 409 is a protocol error.
+  local shape = core.shape()
+  local action, kind, message = shape:response(status, {})
+  shape:close()
+  if action == "resync" or action == "apply" then
+    return "fatal", "protocol", "unexpected HTTP status " .. status
+  end
+  return action, kind, message
+end
+
+local function cqueues_running()
+  local cq = package.loaded.cqueues
+  return cq and cq.running and cq.running() and cq
+end
+M.cqueues_running = cqueues_running
+
+--- Wait for the transport's I/O, at most `seconds` (nil: until something happens; never a
+-- negative wait, which would block). Yields to cqueues inside a cqueues coroutine.
+-- @param transport a transport module
+-- @tparam number|nil seconds
+-- @param[opt] pollable what cqueues should wait on (default: the transport's descriptor)
+function M.wait_io(transport, seconds, pollable)
+  if seconds ~= nil and not (seconds > 0) then seconds = 0 end -- luacheck: ignore 581 (NaN)
+  local cq = cqueues_running()
+  if cq then
+    cq.poll(pollable or { pollfd = transport.pollfd, events = function() return "r" end,
+      timeout = function() return seconds end }, seconds)
+    transport.step(0)
+  else
+    transport.step(seconds or 3600) -- "until something happens": the caller loops
+  end
+end
+
+--- Perform a request outside any reading coroutine.
+-- @param transport a transport module
+-- @tparam table req see `trigger.transport`
+-- @return status, headers, body; or nil and a transport error `{kind, permanent, message}`
+function M.perform(transport, req)
+  if not transport.background then return transport.perform(req) end
+  local h, err = transport.start(req)
+  if not h then return nil, err end
+  local ok, status, headers, body = pcall(function()
+    while not h:done() do
+      local t = transport.timeout()
+      M.wait_io(transport, t == nil and 1 or math.min(t, 1))
+    end
+    return transport.result(h)
+  end)
+  h:close()
+  if not ok then error(status, 0) end
+  return status, headers, body
+end
+
+--- Turn a failed request into an error object of the library.
+-- @param failure the transport's error `{kind, permanent, message}`
+-- @tparam string where "GET url"
+-- @return the error (its `fatal` field set when no retry can mend it)
+function M.failure_error(failure, where)
+  if type(failure) ~= "table" then
+    failure = { kind = "network", permanent = false, message = tostring(failure) }
+  end
+  return errors.new(failure.kind or "network", failure.message or "request failed",
+    { request = where, fatal = failure.permanent or nil })
+end
+
+--- The server's own words from an error body: {"error": "..."} or {"message": "..."}.
+-- @tparam string body
+-- @treturn string|nil
+function M.server_says(body)
+  if type(body) ~= "string" or body == "" then return nil end
+  local doc = require("trigger.json").decode(body)
+  if type(doc) == "table" then
+    local said = doc.error or doc.message
+    if type(said) == "string" then return said end
+  end
+  if #body <= 200 and not body:find("[%c]") then return body end
+  return nil
+end
+
+--- An error object for an HTTP status that is not a success.
+-- @tparam integer status
+-- @tparam string body
+-- @tparam string where "GET url"
+-- @return the error; its `fatal` field says whether a retry could help
+function M.status_error(status, body, where)
+  local action, kind, message = M.status_verdict(status)
+  local said = M.server_says(body)
+  if said then message = message .. ": " .. said end
+  return errors.new(kind, message, { status = status, request = where,
+    fatal = action ~= "retry" or nil })
+end
+
+---------------------------------------------------------------------------------------------------
+-- Inside a reading coroutine. `owner` is the reader's private state: `transport`, `settings`,
+-- `inflight` (requests to abort on close), `is_closed`, `deadline` (the driver's), `awaiting`.
+
+--- Start a request. With a background transport (curl) it is in flight at once; otherwise
+-- (cosockets) it runs when awaited.
+function M.begin(owner, req)
+  local s = owner.settings
+  req.timeout = req.timeout or s.read_timeout
+  req.connect_timeout = s.connect_timeout
+  req.ca_file = s.ca_file
+  req.max_body = s.max_body
+  local transport = owner.transport
+  if not transport.background then
+    req.cancelled = owner.is_closed -- close() from another light thread ends the wait
+    return { req = req }
+  end
+  local handle, err = transport.start(req)
+  if not handle then return { err = err } end
+  owner.inflight[handle] = true
+  return { handle = handle }
+end
+
+-- A transport without background requests (nginx cosockets) performs the request right here.
+-- The driver's `next(timeout)` deadline bounds it: when the wait runs out mid-request, nothing
+-- was applied, so yielding and sending the same request again on the next call loses nothing.
+local function perform_within_deadline(owner, req)
+  local read_timeout = owner.settings.read_timeout
+  while true do
+    local left = owner.deadline and owner.deadline - clock.now()
+    if left and left <= 0 then
+      coroutine.yield("wait")
+    else
+      req.timeout = (left and left < read_timeout) and left or read_timeout
+      local status, headers, body = owner.transport.perform(req)
+      -- Closed meanwhile (from another light thread): the caller's next() says "closed", and
+      -- this coroutine is never resumed again.
+      while owner.closed do coroutine.yield("wait") end
+      if status or not (owner.deadline and clock.now() >= owner.deadline) then
+        return status, headers, body
+      end
+    end
+  end
+end
+
+--- The result of a started request, yielding `"wait"` while it runs.
+-- @return status, headers, body; or nil and a transport error
+function M.await(owner, p)
+  if p.err then return nil, p.err end
+  if p.req then return perform_within_deadline(owner, p.req) end
+  local h = p.handle
+  owner.awaiting = h -- poll() checks it before resuming the coroutine just to yield again
+  while not h:done() do coroutine.yield("wait") end
+  owner.awaiting = nil
+  owner.inflight[h] = nil
+  local status, headers, body = owner.transport.result(h)
+  h:close()
+  return status, headers, body
+end
+
+--- Give up a started request (closes its connection).
+function M.abort(owner, p)
+  if p.handle then
+    owner.inflight[p.handle] = nil
+    p.handle:close()
+  end
+end
+
+--- `begin` then `await`.
+function M.http(owner, req)
+  return M.await(owner, M.begin(owner, req))
+end
+
+--- Wait without I/O (a backoff), yielding `"wait"` until the time is up.
+function M.sleep(owner, seconds)
+  if owner.transport.sleep then return owner.transport.sleep(seconds) end
+  owner.wake_at = clock.now() + seconds
+  while clock.now() < owner.wake_at do coroutine.yield("wait") end
+  owner.wake_at = nil
+end
+
+return M

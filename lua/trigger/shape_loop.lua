@@ -1,0 +1,213 @@
+--- The protocol loop of one subscription, run as its reading coroutine: ask the shape core
+-- which request comes next, perform it through `trigger.request`, apply the answer to the rows,
+-- and yield `"run", run` for each changed run of an up-to-date batch (`"wait"` while waiting).
+--
+-- One loop serves both of Trigger.dev's realtime backends with no setting: the Electric shape
+-- log and the native runs feed (a state poller dressed as a shape: up to date only in the
+-- body, full rows, no deletes, and a per-handle record of what was sent, kept on the server).
+-- What makes that safe:
+--  * up to date is read from the body's last control message as well as the header;
+--  * a page is asked for ahead only while the body does not end up to date;
+--  * a failed live poll is asked again non-live with the same handle (`shape:interrupted`);
+--  * a row older (by `updatedAt`) than the one already handed out is not yielded.
+-- @module trigger.shape_loop
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+local packets = require "trigger.packets"
+local request = require "trigger.request"
+local run_object = require "trigger.run_object"
+local shape_rows = require "trigger.shape_rows"
+
+local ends_up_to_date = core.ends_up_to_date
+
+local M = {}
+
+local function retry_after_seconds(headers)
+  local v = headers and headers["retry-after"]
+  local n = v and tonumber(v)
+  if n and n >= 0 then return math.min(n, 300) end
+  return 0
+end
+
+-- The default reporter of a failure streak when no on_error is given: one line per streak,
+-- on stderr (ngx.log inside nginx), so a wrong URL or a down server is never silent.
+local function warn_once(r, err)
+  if r.streak_reported then return end
+  r.streak_reported = true
+  local line = "trigger-realtime: " .. tostring(err) .. " (retrying; pass on_error to handle"
+    .. " failures yourself)"
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.log then
+    ngx.log(ngx.WARN, line)
+  else
+    io.stderr:write(line, "\n")
+  end
+end
+
+--- A failure worth retrying: give up after max_retries, else tell on_error (or warn once per
+-- streak) and back off.
+function M.transient(r, err, retry_after)
+  local s = r.settings
+  local attempts = r.shape:attempts() + 1
+  err.attempt = attempts
+  r.last_error = err
+  if s.max_retries and attempts > s.max_retries then
+    err.message = err.message .. string.format(" (gave up after %d %s)", s.max_retries,
+      s.max_retries == 1 and "retry" or "retries")
+    err.fatal = true
+    error(err, 0)
+  end
+  if s.on_error then s.on_error(err) else warn_once(r, err) end
+  local delay = r.shape:backoff(s.retry_base, s.retry_cap, retry_after, math.random())
+  request.sleep(r, delay)
+end
+
+-- A response was applied: the failure streak (if any) is over.
+local function recovered(r)
+  r.last_error = nil
+  r.streak_reported = false
+end
+
+local function warn(r, message, url)
+  if r.settings.on_error then
+    r.settings.on_error(errors.new("protocol", message, { request = url, fatal = false }))
+  end
+end
+
+-- Does the flat message list (operation, key, value triples) end with up-to-date?
+local function list_ends_up_to_date(list)
+  local n = #list
+  return n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
+end
+
+-- Hand the changed runs of an up-to-date batch to the user, one yield each. The position
+-- after this batch counts as reached when its last run is handed out.
+local function deliver(r, url)
+  local reached = { r.shape:position() }
+  local rows = r.rows:take()
+  if #rows == 0 then r.committed = reached end
+  r.delivering_url = url
+  for i, row in ipairs(rows) do
+    r.delivering_id = row.friendlyId
+    local run = run_object.build(row, r.fetch_for_run, r.warn_for_run)
+    if i == #rows then r.committed = reached end
+    r.rows:handed(i) -- a position saved now holds this row, not the rest of the batch
+    r.ready = true
+    coroutine.yield("run", run)
+    if r.stop_when and r.stop_when(run) then return true end
+  end
+  return false
+end
+
+-- What one response of the shape log means: true when a batch of runs is ready to be handed
+-- out, false otherwise (applied, retried after a backoff, or to be fetched again).
+local function handle(r, url, status, headers, body)
+  local where = "GET " .. url
+  if not status then
+    local err = request.failure_error(headers, where)
+    if err.fatal then error(err, 0) end
+    r.shape:interrupted()
+    M.transient(r, err)
+    return false
+  end
+  local messages, problem
+  if status == 200 then messages, problem = shape_rows.parse(body) end
+  if problem then
+    r.shape:interrupted()
+    M.transient(r, errors.new("protocol", "bad response body: " .. problem,
+      { status = status, request = where }))
+    return false
+  end
+  local body_up_to_date = messages ~= nil and list_ends_up_to_date(messages)
+  local action, kind, message = r.shape:response(status, headers, body, body_up_to_date)
+  if action == "apply" then
+    recovered(r)
+    if headers["electric-schema"] then r.schema = headers["electric-schema"] end
+    local up_to_date, refetch = false, false
+    if messages then up_to_date, refetch = r.rows:apply(messages) end
+    if refetch then
+      r.shape:response(409, {})
+      r.rows:reset()
+    elseif up_to_date or headers["electric-up-to-date"] or status == 204 then
+      return true
+    end
+  elseif action == "resync" then
+    recovered(r)
+    r.rows:reset()
+  else
+    local said = request.server_says(body)
+    if said then message = message .. ": " .. said end
+    local err = errors.new(kind, message, { status = status, request = where })
+    if action == "retry" then
+      M.transient(r, err, retry_after_seconds(headers))
+    else
+      err.fatal = true
+      error(err, 0)
+    end
+  end
+  return false
+end
+
+-- While catching up (initial sync, resync, resume), the request for the next page depends only
+-- on this response's headers: begin it before this body is decoded, so the server and the
+-- network work on it meanwhile. Only while the page is really not up to date: on the native
+-- feed (no up-to-date header, every body ends up to date) a speculative non-live request would
+-- reset what the server records as sent to this handle. Asked of a copy of the shape state; if
+-- the body then turns out bad or says must-refetch, the loop wants another URL and aborts it.
+local function request_ahead(r, base, status, headers, body)
+  if status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
+      or type(body) ~= "string" or ends_up_to_date(body) then
+    return nil
+  end
+  local peek = r.shape:clone()
+  local url = peek:response(status, headers) == "apply" and base .. peek:query(r.params)
+  peek:close()
+  if not url then return nil end
+  return { url = url, pending = request.begin(r, { url = url, headers = r.headers }) }
+end
+
+--- Prepare the reader state `r` for `run` (the callbacks run_object needs, made once).
+function M.prepare(r)
+  r.fetch_for_run = function(field, path)
+    return packets.fetch(r, r.packets, r.headers[1], r.delivering_id, field, path)
+  end
+  r.warn_for_run = function(message)
+    warn(r, "run " .. tostring(r.delivering_id) .. " " .. message, r.delivering_url)
+  end
+end
+
+--- The loop itself (the body of the reading coroutine).
+function M.run(r)
+  local base = r.settings.base_url .. r.path .. "?"
+  local started -- a request begun early: { url =, pending = }
+  -- The pending request for `url`: the one begun early if it asked for the same, else a new one.
+  local function request_for(url)
+    local p
+    if started and started.url == url then
+      p = started.pending
+    else
+      if started then request.abort(r, started.pending) end
+      p = request.begin(r, { url = url, headers = r.headers })
+    end
+    started = nil
+    return p
+  end
+  while true do
+    local url = base .. r.shape:query(r.params)
+    local status, headers, body = request.await(r, request_for(url))
+    started = request_ahead(r, base, status, headers, body)
+    local batch = handle(r, url, status, headers, body)
+    body = nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
+    if batch then
+      -- The following request starts before the runs are handed out, so the user's work
+      -- overlaps the next long-poll and closing the subscription aborts a live request.
+      if r.transport.background then
+        local nurl = base .. r.shape:query(r.params)
+        started = { url = nurl, pending = request_for(nurl) }
+      end
+      if deliver(r, url) then return end
+    end
+  end
+end
+
+return M
