@@ -32,7 +32,7 @@ CURL_SRC := $(CURL_C) $(CURL_L)
 HEADERS  := $(wildcard csrc/*.h)
 
 
-.PHONY: all test demo clean install check lint doc bench
+.PHONY: all test demo clean install check lint doc bench deps
 all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
 
 $(BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS)
@@ -51,10 +51,10 @@ install: all
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
 
-test: all build/test_core build/test_http1
+test: deps all build/test_core build/test_http1
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
-demo: all
+demo: deps all
 	@sh examples/demo.sh
 
 clean:
