@@ -39,6 +39,7 @@ build = {
       ["trigger_realtime_server.realtime"] = "server/lua/trigger_realtime_server/realtime.lua",
       ["trigger_realtime_server.shape"] = "server/lua/trigger_realtime_server/shape.lua",
       ["trigger_realtime_server.store"] = "server/lua/trigger_realtime_server/store.lua",
+      ["trigger_realtime_server.streams"] = "server/lua/trigger_realtime_server/streams.lua",
       ["trigger_realtime_server.util"] = "server/lua/trigger_realtime_server/util.lua",
       ["trigger_realtime_server.values"] = "server/lua/trigger_realtime_server/values.lua",
     },

@@ -45,6 +45,8 @@ local FLAGS = {
   timestamp_style = "--timestamp-style", scenario = "--scenario", host = "--host",
   backend = "--backend", native_coalesce_ms = "--native-coalesce-ms",
   native_max_runs = "--native-max-runs",
+  stream_version = "--stream-version", stream_timeout_s = "--stream-timeout-s",
+  stream_ping_ms = "--stream-ping-ms", stream_batch_records = "--stream-batch-records",
 }
 local SWITCHES = { legacy_packets_only = "--legacy-packets-only", verbose = "--verbose" }
 
@@ -187,6 +189,48 @@ function Server:put_blob(path, content_type, body)
   self:admin("POST", "/_emulator/blobs", { path = path, contentType = content_type, body = body })
 end
 
+-- Run streams (server/README.md, "Streams"). create_stream lists `key` in the run's
+-- realtimeStreams (opts: version = "v1"|"v2", legacy = true for metadata $$streams, list = false)
+-- -> version
+function Server:create_stream(run_id, key, opts)
+  local path = "/_emulator/streams/" .. encode_id(run_id) .. "/" .. encode_id(key)
+  return self:admin("POST", path, opts or {}).version
+end
+
+-- Append chunks (JSON values) as the SDK writer would; opts: ids (envelope ids), timestamps (ms),
+-- list = false. -> { version = "v1"|"v2", ids = { cursor, ... } } (v2 seq_nums / v1 Redis ids)
+function Server:append_stream(run_id, key, chunks, opts)
+  local body = {}
+  for k, v in pairs(opts or {}) do body[k] = v end
+  body.chunks = chunks
+  return self:admin("POST", "/_emulator/streams/" .. encode_id(run_id) .. "/" .. encode_id(key)
+                    .. "/append", body)
+end
+
+-- Raw records: v2 { body = "…", headers = {{"", "trim"}}, timestamp = ms }; v1 { body = entry
+-- data (several lines, or part of one) }. -> { version, ids }
+function Server:append_stream_records(run_id, key, records, opts)
+  local body = {}
+  for k, v in pairs(opts or {}) do body[k] = v end
+  body.records = records
+  return self:admin("POST", "/_emulator/streams/" .. encode_id(run_id) .. "/" .. encode_id(key)
+                    .. "/append", body)
+end
+
+-- What a stream holds: { version, records = { … } }, nil when it was never made.
+function Server:get_stream(run_id, key)
+  local status, body = helper.http("127.0.0.1", self.port, "GET",
+    "/_emulator/streams/" .. encode_id(run_id) .. "/" .. encode_id(key))
+  if status == 404 then return nil end
+  assert(status == 200, body)
+  return cjson.decode(body)
+end
+
+-- Change the stream defaults: { version, timeout_s, ping_ms, batch_records, v1_max_length }.
+function Server:stream_config(cfg)
+  return self:admin("POST", "/_emulator/stream_config", cfg or {})
+end
+
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
@@ -217,6 +261,40 @@ function helper.start_server(opts)
   }, Server)
   running[self] = true
   return self
+end
+
+---------------------------------------------------------------------------------------------------
+-- Client side, for the specs that follow runs (they require trigger lazily: the server's own
+-- specs load this file too).
+
+-- Options for a subscription against `srv`: its key and URL, fast retries.
+function helper.client_opts(srv, opts)
+  opts = opts or {}
+  opts.access_token = opts.access_token or srv.secret_key
+  opts.base_url = opts.base_url or srv.base_url
+  opts.retry_base = opts.retry_base or 0.01
+  opts.retry_cap = opts.retry_cap or 0.05
+  return opts
+end
+
+-- The next n runs of `sub`, failing clearly if they do not come.
+function helper.collect(sub, n, timeout)
+  local out = {}
+  while #out < n do
+    local run, why, err = sub:next(timeout or 10)
+    if not run then
+      error(string.format("got %d of %d runs: %s %s", #out, n, tostring(why), tostring(err)), 2)
+    end
+    out[#out + 1] = run
+  end
+  return out
+end
+
+local tag_seq = 0
+-- A tag no other spec uses.
+function helper.fresh_tag(prefix)
+  tag_seq = tag_seq + 1
+  return (prefix or "user:") .. tag_seq .. "-" .. os.time()
 end
 
 -- Stop every server still running (specs that failed half-way leave some behind).

@@ -17,6 +17,9 @@ faults.KINDS = {
   strip_headers = true,   -- the real response without any electric-* header (a meddling proxy)
   stale_handle = true,    -- the real response, but electric-handle = the request's expired_handle
   delay = true,           -- wait delay_ms, then answer normally
+  -- stream responses (streams.lua); `after` = records sent before a cutting fault strikes
+  sse_error = true,       -- after `after` records: `event: error` (data = body), close without [DONE]
+  overlap = true,         -- a resumed read first sends again the record at the cursor
 }
 
 local List = {}
@@ -49,7 +52,7 @@ local function normalize(spec)
     local ok, err = check_number(spec, name, 1)
     if not ok then return nil, err end
   end
-  for _, name in ipairs({ "delay_ms", "retry_after" }) do
+  for _, name in ipairs({ "delay_ms", "retry_after", "after" }) do
     local ok, err = check_number(spec, name, 0)
     if not ok then return nil, err end
   end
@@ -68,7 +71,7 @@ local function normalize(spec)
   return {
     kind = spec.kind, count = math.floor(spec.count or 1), status = status, body = body,
     retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
-    delay_ms = spec.delay_ms,
+    delay_ms = spec.delay_ms, after = spec.after and math.floor(spec.after),
     path_prefix = match.path_prefix ~= json.null and match.path_prefix or nil,
     live = optional_bool(match.live), initial = optional_bool(match.initial),
   }

@@ -8,7 +8,7 @@ local cqueues = require "cqueues"
 local http = {}
 
 http.REASONS = {
-  [100] = "Continue", [200] = "OK", [201] = "Created", [204] = "No Content",
+  [100] = "Continue", [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
   [304] = "Not Modified", [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
   [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict",
   [413] = "Payload Too Large", [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",

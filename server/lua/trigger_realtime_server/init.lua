@@ -17,6 +17,7 @@ local native = require "trigger_realtime_server.native"
 local realtime = require "trigger_realtime_server.realtime"
 local shape = require "trigger_realtime_server.shape"
 local store = require "trigger_realtime_server.store"
+local streams = require "trigger_realtime_server.streams"
 local util = require "trigger_realtime_server.util"
 local values = require "trigger_realtime_server.values"
 
@@ -37,6 +38,11 @@ server.DEFAULTS = {
   legacy_packets_only = false,
   verbose = false,
   idle_timeout = 300,   -- seconds a kept-alive connection may sit idle between requests
+  stream_version = "v2",       -- framing of streams whose run names none (streams.lua)
+  stream_timeout_s = 60,       -- idle wait before a stream response ends (Timeout-Seconds overrides)
+  stream_ping_ms = false,      -- keep-alive interval; false: as the real server (v2 5 s, v1 10 s)
+  stream_batch_records = 1000, -- v2: records per `batch` event at most
+  stream_v1_max_length = 1000, -- v1: XADD MAXLEN (older entries are trimmed)
   backend = "electric", -- "electric" | "native" (native.lua); set_backend flips a running server
   native_coalesce_ms = native.DEFAULT_COALESCE_MS, -- native: change wakes coalesced over this window
   native_max_runs = native.DEFAULT_MAX_RUNS,       -- native: tag/batch feeds keep the newest N runs
@@ -68,6 +74,12 @@ local function check_options(opts)
     assert(math.type(o[k]) == "integer" and o[k] >= 0, k .. " must be a non-negative integer")
   end
   assert(o.chunk_rows >= 1, "chunk_rows must be at least 1")
+  assert(o.stream_version == "v1" or o.stream_version == "v2", "stream_version must be 'v1' or 'v2'")
+  for _, k in ipairs({ "stream_timeout_s", "stream_batch_records", "stream_v1_max_length" }) do
+    assert(math.type(o[k]) == "integer" and o[k] >= 1, k .. " must be a positive integer")
+  end
+  assert(o.stream_ping_ms == false or (math.type(o.stream_ping_ms) == "integer" and
+         o.stream_ping_ms >= 1), "stream_ping_ms must be a positive integer or false")
   return o
 end
 
@@ -84,6 +96,7 @@ function server.new(opts)
   self.active_realtime = 0
   self.backend = o.backend
   self.native = native.new(self)
+  self.streams = streams.new(self)
   self:reset_stats()
   return self
 end
@@ -134,6 +147,10 @@ local function log_entry(req, status)
     headers = {
       ["x-trigger-electric-version"] = h["x-trigger-electric-version"],
       ["x-trigger-api-version"] = h["x-trigger-api-version"],
+      ["last-event-id"] = h["last-event-id"],
+      ["timeout-seconds"] = h["timeout-seconds"],
+      ["x-trigger-stream-start"] = h["x-trigger-stream-start"],
+      accept = h["accept"],
       has_authorization = h["authorization"] ~= nil,
     },
   }
@@ -222,7 +239,8 @@ local function not_found()
 end
 
 function Server:route(conn, req)
-  local res = admin.dispatch(self, conn, req)
+  local res = streams.dispatch(self, conn, req) -- /realtime/v1/streams/*, /_emulator/stream*
+  if res == false then res = admin.dispatch(self, conn, req) end
   if res == false then res = realtime.dispatch(self, conn, req) end
   if res == false then res = not_found() end
   return res
@@ -245,6 +263,7 @@ function Server:handle(conn, req)
     self.counters.connections_opened = self.counters.connections_opened + 1
   end
   local fault = self.faults:take(req)
+  req.fault = fault -- a stream response applies its own (streams.lua)
   local res
   if fault and fault.kind == "status" then
     res = faults.status_response(fault)
@@ -257,6 +276,11 @@ function Server:handle(conn, req)
     -- Nothing to answer: the client went away, or the connections were dropped meanwhile.
     self:record(req, 0, started)
     return false
+  end
+  if res.stream then
+    -- An SSE body written as it goes (streams.lua); logged when it starts.
+    self:record(req, res.status, started)
+    return res.stream(conn) and not conn.dropped
   end
   local plan = fault and faults.apply(fault, req, res) or { mode = "normal" }
   plan.keep_alive = req.keep_alive
@@ -417,11 +441,34 @@ function Server:put_blob(path, content_type, body)
   self.store:put_blob(path, content_type, body)
 end
 
+-- Run streams (streams.lua). create_stream lists `key` in the run's realtimeStreams as the PUT
+-- route does (opts: version, legacy = true for metadata $$streams, list = false) -> version.
+function Server:create_stream(friendly_id, key, opts)
+  return self.streams:create(friendly_id, key, opts).version
+end
+
+-- Append chunks (JSON values) as the SDK writer would (opts: ids, timestamps, list = false).
+-- -> version, cursors (v2 seq_nums / v1 Redis ids as strings)
+function Server:append_stream(friendly_id, key, chunks, opts)
+  return self.streams:append_chunks(friendly_id, key, chunks, opts)
+end
+
+-- Append raw records: v2 { body, headers, timestamp }, v1 { body = entry data, timestamp }.
+function Server:append_stream_records(friendly_id, key, records, opts)
+  return self.streams:append_records(friendly_id, key, records, opts)
+end
+
+-- Change the stream defaults: { version, timeout_s, ping_ms, batch_records, v1_max_length }.
+function Server:stream_config(cfg)
+  return self.streams:configure(cfg)
+end
+
 -- Forget runs, blobs, shapes, faults and stats (open connections stay open).
 function Server:reset()
   self.store:clear()
   self.shapes:clear()
   self.native:reset()
+  self.streams:clear()
   self.faults:clear()
   self:reset_stats()
   self:notify()

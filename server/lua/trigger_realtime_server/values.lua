@@ -47,7 +47,12 @@ for _, col in ipairs(values.COLUMNS) do values.BY_NAME[col.name] = col end
 
 -- Stored with the run but not part of the realtime column list (Trigger.dev does not select it);
 -- the batch route filters on it.
-values.EXTRA = { batchId = { name = "batchId", kind = "text" } }
+values.EXTRA = { batchId = { name = "batchId", kind = "text" },
+  -- streams.lua: the run's stream framing ("v1"|"v2"), and the friendlyIds a writer's
+  -- `parent` / `root` target resolves to
+  realtimeStreamsVersion = { name = "realtimeStreamsVersion", kind = "text" },
+  parentRunId = { name = "parentRunId", kind = "text" },
+  rootRunId = { name = "rootRunId", kind = "text" } }
 
 -- Columns the server always sends, whatever skipColumns says.
 values.UNSKIPPABLE = { id = true, taskIdentifier = true, friendlyId = true, status = true, createdAt = true }
