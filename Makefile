@@ -22,9 +22,11 @@ BUILD      ?= build/$(LUA_TAG)
 # lcore.c holds only luaopen_trigger_core. Flat rather than csrc/core/ + csrc/lua/: a binding
 # is found next to the core it wraps, every include stays "name.h", and the C unit tests and
 # fuzz targets (which link the plain C only) keep their one -Icsrc.
-CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c
+CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
+            csrc/sse.c
 CORE_L   := csrc/lcore.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/ljwt.c csrc/lurl.c \
-            csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c
+            csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
+            csrc/lsse.c
 CURL_C   := csrc/buf.c csrc/hub.c
 CURL_L   := csrc/lcurl.c
 CORE_SRC := $(CORE_C) $(CORE_L)
@@ -51,7 +53,7 @@ install: all
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
 
-test: deps all build/test_core build/test_http1
+test: deps all build/test_core build/test_http1 build/test_sse
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 demo: deps all
@@ -63,6 +65,10 @@ clean:
 build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c $(CORE_C) $(CRYPTO_LIBS) -lm
+
+build/test_sse: spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c -lm
 
 # Further targets live beside this file, one file per concern (openresty, check, bench, lint).
 -include mk/*.mk

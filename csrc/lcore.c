@@ -15,5 +15,6 @@ int luaopen_trigger_core(lua_State *L) {
     tr_open_json(L);
     tr_open_superjson(L);
     tr_open_http1(L);
+    tr_open_sse(L);
     return 1;
 }

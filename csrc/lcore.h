@@ -18,6 +18,7 @@ void tr_open_clock(lua_State *L);     /* lclock.c: monotonic */
 void tr_open_json(lua_State *L);      /* ljson.c: json_decode */
 void tr_open_superjson(lua_State *L); /* lsuperjson.c: superjson_leaves */
 void tr_open_http1(lua_State *L);     /* lhttp1.c: http1_* */
+void tr_open_sse(lua_State *L);       /* lsse.c: sse_parser */
 
 /* lpgtext.c, for lrunfields.c: push the array literal s as a nested table (NULL elements as the
  * value at null_index); returns 0, or the tr_pg_array_parse code with the stack as it was. */
