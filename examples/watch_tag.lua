@@ -29,23 +29,34 @@ local function all_finished()
   return next(seen) ~= nil
 end
 
-print(string.format("following runs tagged %q on %s", tag,
+-- Fixed-width columns, so that the lines of one run line up whatever its task is called:
+-- updatedAt (always 24 characters), run id, task (cut to its column), status (the longest is
+-- PENDING_VERSION), then the detail.
+local TASK_WIDTH = 20
+local function cut(s, width)
+  if #s > width then s = s:sub(1, width - 3) .. "..." end
+  return s
+end
+local ROW = "%-24s  %-25s  %-" .. TASK_WIDTH .. "s  %-15s  %s"
+
+print(string.format("following runs tagged %q on %s: one line each time a run changes", tag,
   os.getenv("TRIGGER_API_URL") or "https://api.trigger.dev"))
+print(string.format(ROW, "updatedAt", "run", "task", "status", "payload / output / error"))
 for run in trigger.runs.subscribe_to_tag(tag, {
   on_error = function(err) io.stderr:write("retrying after: ", tostring(err), "\n") end,
 }) do
   seen[run.id] = true
-  local line = string.format("%s  %-28s %-12s %-10s", run.updatedAt, run.id, run.taskIdentifier,
-    run.status)
+  local detail
   if run.isSuccess then
-    line = line .. " output=" .. short(run.output)
+    detail = "output=" .. short(run.output)
   elseif run.error then
-    line = line .. " error=" .. short(run.error.message)
+    detail = "error=" .. short(run.error.message)
   else
-    line = line .. " payload=" .. short(run.payload)
+    detail = "payload=" .. short(run.payload)
   end
-  if run.metadata then line = line .. " metadata=" .. short(run.metadata) end
-  print(line)
+  if run.metadata then detail = detail .. " metadata=" .. short(run.metadata) end
+  print(string.format(ROW, run.updatedAt, run.id, cut(run.taskIdentifier, TASK_WIDTH), run.status,
+    detail))
   io.stdout:flush()
   if run.isCompleted or run.isCancelled then finished[run.id] = true end
   if until_finished and all_finished() then break end

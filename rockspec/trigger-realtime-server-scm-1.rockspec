@@ -37,6 +37,8 @@ build = {
       ["trigger_realtime_server.json"] = "server/lua/trigger_realtime_server/json.lua",
       ["trigger_realtime_server.native"] = "server/lua/trigger_realtime_server/native.lua",
       ["trigger_realtime_server.realtime"] = "server/lua/trigger_realtime_server/realtime.lua",
+      ["trigger_realtime_server.scenarios.demo"] =
+        "server/lua/trigger_realtime_server/scenarios/demo.lua",
       ["trigger_realtime_server.shape"] = "server/lua/trigger_realtime_server/shape.lua",
       ["trigger_realtime_server.store"] = "server/lua/trigger_realtime_server/store.lua",
       ["trigger_realtime_server.streams"] = "server/lua/trigger_realtime_server/streams.lua",

@@ -1,5 +1,6 @@
 -- The examples must not rot: each one runs as its own process against a local server playing
--- the demo scenario (examples/scenarios/demo.lua: five user:1234 runs from QUEUED to finished in
+-- the demo scenario (`--scenario demo`, server/lua/trigger_realtime_server/scenarios/demo.lua:
+-- five user:1234 runs from QUEUED to finished in
 -- about six seconds, four COMPLETED and one FAILED, plus a user:9999 run that must not show up),
 -- with TRIGGER_API_URL / TRIGGER_SECRET_KEY set as a user would, bounded by `timeout`.
 --
@@ -8,7 +9,7 @@
 -- `make test-openresty`, not here.
 local helper = require "spec.helper"
 
-local SCENARIO = helper.root .. "/examples/scenarios/demo.lua"
+local SCENARIO = "demo" -- by name, as the server's rock installs it
 local TIME_LIMIT = 45 -- seconds; the demo is over in about six
 local DEMO_RUNS = 5 -- user:1234 runs in the demo scenario
 local FINAL = { COMPLETED = true, CANCELED = true, FAILED = true, CRASHED = true,
@@ -120,7 +121,8 @@ describe("examples", function()
     local info = transcript(job)
     assert.are.equal(0, code, info)
     local lines = lines_of(out)
-    assert.are.equal('following runs tagged "user:1234" on ' .. job.srv.base_url, lines[1], info)
+    assert.are.equal('following runs tagged "user:1234" on ' .. job.srv.base_url
+      .. ": one line each time a run changes", lines[1], info)
     assert.are.equal("every run has finished", lines[#lines], info)
     -- updatedAt  id  task  status  detail
     local statuses, order = runs_in(lines, "^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z%s+(run_%w+)%s+%S+%s+(%u[%u_]*)")

@@ -1,0 +1,121 @@
+-- The `make demo` scenario for trigger-realtime-server (`--scenario demo`; installed with the
+-- server rock as the module trigger_realtime_server.scenarios.demo).
+--
+-- Five runs tagged user:1234 go from queued to finished in about six seconds: four succeed, one
+-- fails with a BUILT_IN_ERROR. Between them they carry every packet type: JSON, super+json,
+-- text/plain and an application/store payload served through the presigned blob route. A sixth
+-- run, tagged user:9999, must never show up in a user:1234 subscription.
+--
+-- All runs are created in one step, before the first pause, so that a watcher which stops once
+-- every run it has seen is finished can't stop early. The server stays up afterwards.
+local STORE_PATH = "demo/process-upload/payload.json"
+
+return function(s, sleep)
+  s:put_blob(STORE_PATH, "application/json",
+             '{"file":"avatar.png","bytes":482113,"dimensions":{"width":512,"height":512}}')
+
+  local function create(task, fields)
+    fields.taskIdentifier = task
+    fields.tags = fields.tags or { "user:1234" }
+    return (s:create_run(fields))
+  end
+
+  local email = create("send-welcome-email", {
+    payload = '{"userId":"1234","email":"ada@example.com"}', -- packet data is stored as given
+    idempotencyKey = "welcome-1234",
+  })
+  local report = create("generate-report", {
+    payload = '{"userId":"1234","month":"2025-01"}',
+    tags = { "user:1234", "reports" },
+  })
+  local echo = create("echo-text", {
+    payload = "hello from the demo",
+    payloadType = "text/plain",
+  })
+  local upload = create("process-upload", {
+    payload = STORE_PATH,
+    payloadType = "application/store",
+  })
+  local charge = create("charge-card", {
+    payload = '{"userId":"1234","amount":4200,"currency":"eur"}',
+    ttl = "10m",
+  })
+  local other = create("send-welcome-email", {
+    payload = '{"userId":"9999"}',
+    tags = { "user:9999" },
+  })
+
+  local started = {}
+  local function dequeue(id) s:update_run(id, { status = "DEQUEUED" }) end
+  local function execute(id, extra)
+    started[id] = s.now_ms()
+    local fields = { status = "EXECUTING", startedAt = started[id] }
+    for k, v in pairs(extra or {}) do fields[k] = v end
+    s:update_run(id, fields)
+  end
+  local function finish(id, status, fields)
+    local now = s.now_ms()
+    fields.status = status
+    fields.completedAt = now
+    fields.usageDurationMs = now - (started[id] or now)
+    fields.costInCents = fields.usageDurationMs * 0.0017
+    fields.baseCostInCents = 0.25
+    s:update_run(id, fields)
+  end
+  local function progress(id, fraction, step)
+    s:update_run(id, { metadata = ('{"progress":%s,"step":"%s"}'):format(fraction, step),
+                       metadataType = "application/json" })
+  end
+
+  sleep(0.8)
+  dequeue(email)
+  dequeue(report)
+
+  sleep(0.7)
+  execute(email)
+  progress(email, 0.25, "rendering")
+  execute(report)
+  dequeue(echo)
+  dequeue(other)
+
+  sleep(0.8)
+  progress(email, 0.75, "sending")
+  execute(echo)
+  dequeue(upload)
+  execute(other)
+
+  sleep(0.7)
+  finish(email, "COMPLETED_SUCCESSFULLY", { output = '{"messageId":"msg_8f3a","delivered":true}' })
+  execute(upload, { metadata = '{"progress":0.1}', metadataType = "application/json" })
+  dequeue(charge)
+
+  sleep(0.8)
+  finish(report, "COMPLETED_SUCCESSFULLY", {
+    output = '{"json":{"at":"2025-01-10T12:00:00.000Z","big":"12345678901234567890"},' ..
+             '"meta":{"values":{"at":["Date"],"big":["bigint"]}}}',
+    outputType = "application/super+json",
+  })
+  execute(charge)
+  finish(other, "COMPLETED_SUCCESSFULLY", { output = '{"ok":true}' })
+
+  sleep(0.8)
+  finish(echo, "COMPLETED_SUCCESSFULLY", { output = "HELLO FROM THE DEMO", outputType = "text/plain" })
+  progress(upload, 0.6, "resizing")
+
+  sleep(0.7)
+  finish(upload, "COMPLETED_SUCCESSFULLY", {
+    output = '{"thumbnail":"avatar-128.png","sizes":[128,256,512]}',
+  })
+
+  sleep(0.7)
+  finish(charge, "COMPLETED_WITH_ERRORS", {
+    error = {
+      type = "BUILT_IN_ERROR",
+      name = "CardDeclinedError",
+      message = "The card was declined",
+      stackTrace = "CardDeclinedError: The card was declined\n" ..
+                   "    at chargeCard (src/trigger/charge.ts:12:11)",
+    },
+  })
+  -- Every user:1234 run has finished (about 6 s in); the server keeps serving until stopped.
+end
