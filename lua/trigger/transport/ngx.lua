@@ -17,6 +17,15 @@
 --    IP literals need no resolver.
 --  * Connections are kept in the worker's cosocket pool (`setkeepalive`) and reused by
 --    later requests to the same scheme, host and port.
+--  * `lua_socket_log_errors off;` keeps a waiting subscription out of error.log. While a
+--    long-poll is held (20 s on Trigger.dev), the read wakes every `cancel_check_s` to see
+--    whether the subscription was closed from another light thread, and ngx_lua logs each such
+--    read timeout as "lua tcp socket read timed out" at error level: one line per second per
+--    subscription. Nothing else can wake the read: another light thread's `close()` of the
+--    socket gets "socket busy reading", and a light thread of its own to do the read (killed
+--    to give up) crashes nginx (ngx_lua 0.10.23) when spawned from a coroutine, as the library
+--    reads in one, and the request then ends with `ngx.exit` from `ngx.on_abort`. Real failures
+--    still reach you: the library hands them to `on_error` (the example logs them).
 --
 -- @module trigger.transport.ngx
 local core = require "trigger.core"
@@ -33,14 +42,20 @@ M.keepalive_ms = 60 * 1000
 M.receive_size = 64 * 1024
 --- Seconds between two looks, while a response is awaited, at whether the request was given
 -- up (`req.cancelled()`): a subscription closed from another light thread cannot interrupt a
--- cosocket read in progress, so the read wakes up this often to ask.
+-- cosocket read in progress, so the read wakes up this often to ask. Each wake-up is a read
+-- timeout, which ngx_lua logs at error level unless `lua_socket_log_errors off` (see above).
 M.cancel_check_s = 1
 
 -- Phases where ngx_lua disables cosockets (and ngx.sleep).
 local NO_COSOCKETS = { init = true, init_worker = true, set = true, header_filter = true,
   body_filter = true, log = true, exit_worker = true }
 
-local active = 0
+-- The requests in flight in this worker, one entry each (`sock`: its connected cosocket). The
+-- light thread running a request can be killed and never come back to say it is done (ngx.exit
+-- from ngx.on_abort when a browser leaves, a client abort, ngx.thread.kill): ngx_lua then closes
+-- its cosocket, which `active()` notices; and its entry, held only by the dead thread, also goes
+-- with the next garbage collection (killed before it had a connection).
+local inflight = setmetatable({}, { __mode = "k" })
 local told_ca_file = false
 local stats = { requests = 0, connects = 0, reused = 0, retried = 0 }
 
@@ -118,7 +133,9 @@ M._build_request = build_request
 
 -- One attempt on one connection. Returns status, headers, body | nil, message, retryable
 -- (retryable: a pooled connection the server had closed before answering anything).
-local function attempt(req, u, request, method, deadline)
+-- `entry`: the request's entry in `inflight`.
+local function attempt(req, u, request, method, deadline, entry)
+  entry.sock = nil
   local sock, err = ngx.socket.tcp()
   if not sock then return nil, "cannot create a cosocket: " .. tostring(err) end
   local where = u.host .. ":" .. u.port
@@ -128,6 +145,7 @@ local function attempt(req, u, request, method, deadline)
   ok, err = sock:connect(u.host, u.port, { pool = u.scheme .. "://" .. where,
     pool_size = M.pool_size })
   if not ok then return nil, "connect to " .. where .. " failed: " .. tostring(err) end
+  entry.sock = sock
   local reused = (sock:getreusedtimes() or 0) > 0
   if reused then
     stats.reused = stats.reused + 1
@@ -248,13 +266,14 @@ function M.perform(req, wait) -- luacheck: ignore wait
   if not request then return nil, method end
   local deadline = now() + (req.timeout or 60)
   stats.requests = stats.requests + 1
-  active = active + 1
-  local status, headers, body = attempt(req, u, request, method, deadline)
+  local entry = {}
+  inflight[entry] = true
+  local status, headers, body = attempt(req, u, request, method, deadline, entry)
   if status == nil and body == true then -- a stale pooled connection: once more, afresh
     stats.retried = stats.retried + 1
-    status, headers, body = attempt(req, u, request, method, deadline)
+    status, headers, body = attempt(req, u, request, method, deadline, entry)
   end
-  active = active - 1
+  inflight[entry] = nil
   if status == nil then return nil, headers end
   return status, headers, body
 end
@@ -283,7 +302,17 @@ end
 
 --- Number of requests in flight in this worker.
 function M.active()
-  return active
+  local n = 0
+  for entry in pairs(inflight) do
+    if entry.sock and not entry.sock:getreusedtimes() then
+      -- ngx_lua closed its connection under it: the light thread running it was killed
+      -- (its request ended) and will never come back to say it is done
+      inflight[entry] = nil
+    else
+      n = n + 1
+    end
+  end
+  return n
 end
 
 --- Counters of this worker: `requests`, `connects` (new connections), `reused` (connections
