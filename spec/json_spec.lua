@@ -65,3 +65,33 @@ describe("trigger.json.decode", function()
     assert.are.same(doc, json.decode(cjson.encode(doc)))
   end)
 end)
+
+describe("trigger.json.encode", function()
+  local function array(t) return setmetatable(t or {}, json.array_mt) end
+
+  it("writes tables marked with array_mt as arrays, [] when empty", function()
+    assert.is_table(json.array_mt)
+    assert.are.equal("[]", json.encode(array()))
+    assert.are.equal("[1,2]", json.encode(array { 1, 2 }))
+    assert.are.equal("{}", json.encode({}))          -- unmarked: an object, as before
+    local run = json.decode(json.encode {
+      id = "run_1", tags = array(), realtimeStreams = array(),
+      output = { items = array(), nested = { array(), array { "a" } } },
+    })
+    assert.are.equal("run_1", run.id)
+    local text = json.encode { tags = array(), realtimeStreams = array() }
+    assert.matches('"tags":%[%]', text)
+    assert.matches('"realtimeStreams":%[%]', text)
+    assert.matches('"items":%[%]', json.encode { output = { items = array() } })
+    assert.are.equal('[[],["a"]]', json.encode { array(), array { "a" } })
+  end)
+
+  it("leaves strings and values that only look like its placeholder alone", function()
+    local text = json.encode { s = "trigger_json_empty_array", e = array(), n = json.null }
+    assert.matches('"s":"trigger_json_empty_array"', text)
+    assert.matches('"e":%[%]', text)
+    assert.matches('"n":null', text)
+    assert.are.equal('"x"', json.encode("x"))
+    assert.are.equal("3", json.encode(3))
+  end)
+end)
