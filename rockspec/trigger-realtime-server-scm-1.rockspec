@@ -36,6 +36,7 @@ build = {
       ["trigger_realtime_server.http"] = "server/lua/trigger_realtime_server/http.lua",
       ["trigger_realtime_server.json"] = "server/lua/trigger_realtime_server/json.lua",
       ["trigger_realtime_server.native"] = "server/lua/trigger_realtime_server/native.lua",
+      ["trigger_realtime_server.persist"] = "server/lua/trigger_realtime_server/persist.lua",
       ["trigger_realtime_server.realtime"] = "server/lua/trigger_realtime_server/realtime.lua",
       ["trigger_realtime_server.scenarios.demo"] =
         "server/lua/trigger_realtime_server/scenarios/demo.lua",

@@ -47,6 +47,7 @@ local FLAGS = {
   native_max_runs = "--native-max-runs",
   stream_version = "--stream-version", stream_timeout_s = "--stream-timeout-s",
   stream_ping_ms = "--stream-ping-ms", stream_batch_records = "--stream-batch-records",
+  state_file = "--state",
 }
 local SWITCHES = { legacy_packets_only = "--legacy-packets-only", verbose = "--verbose" }
 
@@ -239,23 +240,58 @@ function Server:stop()
   running[self] = nil
 end
 
--- Start server/bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
--- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose,
--- backend ("electric" | "native"), native_coalesce_ms, native_max_runs.
-function helper.start_server(opts)
-  opts = opts or {}
-  local cmd = "sh -c " .. shell_quote("echo $$; exec " .. command_line(opts))
+-- SIGKILL the server: no clean exit, no last save (with state_file, what it told anyone is
+-- already on disk).
+function Server:kill9()
+  if self.stopped then return end
+  self.stopped = true
+  os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
+  self.pipe:close()
+  running[self] = nil
+end
+
+local launch
+
+-- kill -9, then start the same command again (same options, same state file) on the same port;
+-- returns once it listens (with a state file: once the state is read back). Raises if it
+-- cannot start.
+function Server:restart()
+  self:kill9()
+  local pid, pipe, base_url = launch(self.opts, 2)
+  self.pid, self.pipe, self.base_url, self.stopped = pid, pipe, base_url, false
+  running[self] = true
+  return self
+end
+
+-- -> pid, pipe, base_url of a started server (raises at `level` when it does not start)
+function launch(opts, level)
+  -- exec: no shell stays between us and the server (one would report a kill -9 on stderr).
+  local cmd = "exec sh -c " .. shell_quote("echo $$; exec " .. command_line(opts))
   local pipe = assert(io.popen(cmd, "r"))
   local pid = tonumber(pipe:read("l"))
   local line = pipe:read("l")
   local base_url = line and line:match("^listening (http://%S+)$")
   if not (pid and base_url) then
     pipe:close()
-    error("trigger-realtime-server did not start (got " .. tostring(line) .. ")", 2)
+    error("trigger-realtime-server did not start (got " .. tostring(line) .. ")", level + 1)
   end
+  return pid, pipe, base_url
+end
+
+-- Start server/bin/trigger-realtime-server on a free port. opts: hold_ms, chunk_rows, max_connections,
+-- secret_key, environment_id, bool_style, timestamp_style, legacy_packets_only, scenario, verbose,
+-- backend ("electric" | "native"), native_coalesce_ms, native_max_runs, state_file (--state: the
+-- state survives srv:restart(), a kill -9 and start again on the same port).
+function helper.start_server(opts)
+  opts = opts or {}
+  local pid, pipe, base_url = launch(opts, 2)
+  local port = tonumber(base_url:match(":(%d+)$"))
+  local again = {} -- what restart() starts: the same options, on the port it has now
+  for k, v in pairs(opts) do again[k] = v end
+  again.port = port
   local self = setmetatable({
-    pid = pid, pipe = pipe, base_url = base_url,
-    port = tonumber(base_url:match(":(%d+)$")),
+    opts = again, pid = pid, pipe = pipe, base_url = base_url,
+    port = port,
     secret_key = opts.secret_key or helper.DEFAULT_SECRET_KEY,
     environment_id = opts.environment_id or helper.DEFAULT_ENVIRONMENT_ID,
   }, Server)

@@ -14,6 +14,7 @@ local faults = require "trigger_realtime_server.faults"
 local http = require "trigger_realtime_server.http"
 local json = require "trigger_realtime_server.json"
 local native = require "trigger_realtime_server.native"
+local persist = require "trigger_realtime_server.persist"
 local realtime = require "trigger_realtime_server.realtime"
 local shape = require "trigger_realtime_server.shape"
 local store = require "trigger_realtime_server.store"
@@ -46,6 +47,7 @@ server.DEFAULTS = {
   backend = "electric", -- "electric" | "native" (native.lua); set_backend flips a running server
   native_coalesce_ms = native.DEFAULT_COALESCE_MS, -- native: change wakes coalesced over this window
   native_max_runs = native.DEFAULT_MAX_RUNS,       -- native: tag/batch feeds keep the newest N runs
+  state_file = false,   -- a path: keep the state there across restarts (persist.lua)
 }
 
 server.BACKENDS = { electric = true, native = true }
@@ -98,6 +100,14 @@ function server.new(opts)
   self.native = native.new(self)
   self.streams = streams.new(self)
   self:reset_stats()
+  if o.state_file then
+    assert(type(o.state_file) == "string" and o.state_file ~= "", "state_file must be a path")
+    self.persist = persist.new(self, o.state_file)
+    if not self.persist:load() then
+      local saved, err = self.persist:save() -- a first start: fail now if it cannot be written
+      if not saved then error("trigger_realtime_server: " .. err, 0) end
+    end
+  end
   return self
 end
 
@@ -241,6 +251,7 @@ end
 function Server:route(conn, req)
   local res = streams.dispatch(self, conn, req) -- /realtime/v1/streams/*, /_emulator/stream*
   if res == false then res = admin.dispatch(self, conn, req) end
+  if res == false and self.persist then self.persist:check_request(req) end
   if res == false then res = realtime.dispatch(self, conn, req) end
   if res == false then res = not_found() end
   return res
@@ -276,6 +287,15 @@ function Server:handle(conn, req)
     -- Nothing to answer: the client went away, or the connections were dropped meanwhile.
     self:record(req, 0, started)
     return false
+  end
+  if self.persist then
+    -- Nothing a response reveals may be lost by a kill -9 once it is sent (persist.lua).
+    local saved, err = self.persist:commit()
+    if not saved then res = internal_error(err) end
+    if conn.dropped then
+      self:record(req, 0, started)
+      return false
+    end
   end
   if res.stream then
     -- An SSE body written as it goes (streams.lua); logged when it starts.
@@ -333,6 +353,7 @@ function Server:start()
   local _, host, port = listener:localname()
   self.listener, self.host, self.port = listener, host, port
   self.base_url = ("http://%s:%d"):format(host, port)
+  if self.persist then self.cq:wrap(function() self.persist:run() end) end
   self.cq:wrap(function()
     while not self.closed do
       -- close() cancels the wait; accepting on the closed listener then raises: that ends us.
@@ -377,6 +398,10 @@ end
 function Server:close()
   if self.closed then return end
   self.closed = true
+  if self.persist and self.persist:dirty() then
+    local saved, err = self.persist:save()
+    if not saved then io.stderr:write("trigger_realtime_server: ", err, "\n") end
+  end
   self:drop_connections()
   if self.listener then
     cqueues.cancel(self.listener:pollfd())

@@ -20,12 +20,14 @@ Shape.__index = Shape
 local Registry = {}
 Registry.__index = Registry
 
+-- `version` goes up whenever a shape (a handle) is made or forgotten (persist.lua saves then).
 function shape.registry()
-  return setmetatable({ by_key = {} }, Registry)
+  return setmetatable({ by_key = {}, version = 0 }, Registry)
 end
 
 function Registry:clear()
   self.by_key = {}
+  self.version = self.version + 1
 end
 
 -- Electric handles look like `38207091-1734617232345`: a hash and a creation time.
@@ -81,18 +83,39 @@ local function created_cutoff(def, now_ms)
   return now_ms - window
 end
 
+local function make_shape(def, handle, cutoff)
+  local columns = included_columns(def.skip or {})
+  return setmetatable({
+    key = shape_key(def, columns), def = def, columns = columns, handle = handle, cutoff = cutoff,
+  }, Shape)
+end
+
 function Registry:lookup(def, now_ms)
   local columns = included_columns(def.skip or {})
   local key = shape_key(def, columns)
   local s = self.by_key[key]
   if not s then
-    s = setmetatable({
-      key = key, def = def, columns = columns, handle = new_handle(now_ms),
-      cutoff = created_cutoff(def, now_ms),
-    }, Shape)
+    s = make_shape(def, new_handle(now_ms), created_cutoff(def, now_ms))
     self.by_key[key] = s
+    self.version = self.version + 1
   end
   return s
+end
+
+-- A shape read back from a state file (persist.lua), with the handle and cutoff it had.
+function Registry:restore(def, handle, cutoff)
+  local s = make_shape(def, handle, cutoff)
+  s.restored = true
+  self.by_key[s.key] = s
+  return s
+end
+
+-- Forget one shape: its next request gets a new handle, so its clients get 409 must-refetch.
+function Registry:forget(s)
+  if self.by_key[s.key] == s then
+    self.by_key[s.key] = nil
+    self.version = self.version + 1
+  end
 end
 
 -- Is `s` still the live shape of its key (not rotated away or reset)?

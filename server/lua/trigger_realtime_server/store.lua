@@ -23,7 +23,9 @@ function store.new(opts)
   return self
 end
 
+-- `version` goes up on every change of anything below (persist.lua saves when it moved).
 function Store:clear()
+  self.version = (self.version or 0) + 1
   self.runs = {}          -- internal id -> { row = raw, enc = encoded, order = n }
   self.by_friendly = {}   -- friendlyId -> internal id
   self.batches = {}       -- batch id -> true, once any run has carried it
@@ -46,6 +48,7 @@ local function append(self, entry)
   entry.seq = self.head
   self.log[self.head] = entry
   self.cache = nil
+  self.version = self.version + 1
   return self.head
 end
 
@@ -189,6 +192,7 @@ function Store:compact(seq)
     dropped = dropped + 1
   end
   if seq > self.floor then self.floor = seq end
+  if dropped > 0 then self.version = self.version + 1 end
   return dropped
 end
 
@@ -196,6 +200,7 @@ function Store:put_blob(path, content_type, body)
   assert(type(path) == "string" and path ~= "", "blob path must be a non-empty string")
   assert(type(body) == "string", "blob body must be a string")
   self.blobs[path] = { content_type = content_type or "application/json", body = body }
+  self.version = self.version + 1
 end
 
 function Store:get_blob(path)
