@@ -59,6 +59,18 @@ local inflight = setmetatable({}, { __mode = "k" })
 local told_ca_file = false
 local stats = { requests = 0, connects = 0, reused = 0, retried = 0 }
 
+--- Requests run inside `perform`, in the caller's light thread: there is no `start`.
+M.background = false
+
+-- Failures no retry can mend: a certificate that does not verify, a body over max_body.
+local function is_permanent(message)
+  return message:find("certificate", 1, true) ~= nil or message:find("max_body", 1, true) ~= nil
+end
+
+local function failure(message, permanent)
+  return { kind = "network", permanent = permanent, message = message }
+end
+
 local function now()
   ngx.update_time()
   return ngx.now()
@@ -244,8 +256,8 @@ end
 -- @treturn[1] table headers (lower-case names; a repeated header keeps its last value)
 -- @treturn[1] string body
 -- @treturn[2] nil
--- @treturn[2] string what failed (connection, TLS, timeout, malformed or too large response)
-function M.perform(req, wait) -- luacheck: ignore wait
+-- @treturn[2] table the failure `{kind, permanent, message}` (see `trigger.transport`)
+function M.perform(req)
   if type(req) ~= "table" or type(req.url) ~= "string" then
     error("bad argument #1 to 'perform' (request table with a url expected)", 2)
   end
@@ -261,9 +273,9 @@ function M.perform(req, wait) -- luacheck: ignore wait
       " cosockets verify against lua_ssl_trusted_certificate")
   end
   local u, err = parse_url(req.url)
-  if not u then return nil, err end
+  if not u then return nil, failure(err, true) end
   local request, method = build_request(req, u)
-  if not request then return nil, method end
+  if not request then return nil, failure(method, true) end
   local deadline = now() + (req.timeout or 60)
   stats.requests = stats.requests + 1
   local entry = {}
@@ -274,7 +286,7 @@ function M.perform(req, wait) -- luacheck: ignore wait
     status, headers, body = attempt(req, u, request, method, deadline, entry)
   end
   inflight[entry] = nil
-  if status == nil then return nil, headers end
+  if status == nil then return nil, failure(headers, is_permanent(headers)) end
   return status, headers, body
 end
 
