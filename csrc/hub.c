@@ -27,6 +27,10 @@ struct tr_request {
     tr_buf body;
     tr_buf headers;
     size_t max_body;
+    size_t pause_at;
+    int paused;    /* the write callback returned CURL_WRITEFUNC_PAUSE */
+    int head_done; /* the final response's header section is complete */
+    long head_status;
     int done;
     int too_large;
     int attached; /* the easy handle is inside the multi */
@@ -235,6 +239,10 @@ int tr_hub_step(tr_hub *h, long wait_ms) {
 static size_t on_body(char *p, size_t size, size_t n, void *userp) {
     tr_request *r = userp;
     size_t len = size * n;
+    if (r->pause_at && r->body.len >= r->pause_at) {
+        r->paused = 1; /* libcurl keeps these bytes and offers them again once resumed */
+        return CURL_WRITEFUNC_PAUSE;
+    }
     if (r->max_body && r->body.len + len > r->max_body) {
         r->too_large = 1;
         return 0;
@@ -247,6 +255,21 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp) {
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         tr_buf_reset(&r->headers); /* a new response (after 1xx): forget the last one's */
+        r->head_done = 0;
+        r->head_status = 0;
+        size_t i = 5;
+        while (i < len && p[i] != ' ')
+            i++;
+        if (i + 3 < len) {
+            long st = 0;
+            for (size_t k = i + 1; k < i + 4 && p[k] >= '0' && p[k] <= '9'; k++)
+                st = st * 10 + (p[k] - '0');
+            r->head_status = st;
+        }
+        return len;
+    }
+    if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
+        if (r->head_status >= 200) r->head_done = 1; /* the end of a final response's head */
         return len;
     }
     /* Headers are stored NUL-separated: a NUL inside one would split it (libcurl 7.88 refuses
@@ -292,6 +315,10 @@ static int configure(tr_request *r, const tr_request_opts *o) {
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
     if (o->timeout_ms > 0) bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms) != 0;
+    if (o->idle_timeout_s > 0) {
+        bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, o->idle_timeout_s) != CURLE_OK;
+    }
     if (o->connect_timeout_ms > 0)
         bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms) != 0;
     if (o->ca_file != NULL) bad |= curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK;
@@ -324,6 +351,7 @@ tr_request *tr_request_start(tr_hub *h, const tr_request_opts *o, char *err, siz
     tr_buf_init(&r->body);
     tr_buf_init(&r->headers);
     r->max_body = o->max_body;
+    r->pause_at = o->pause_at;
     r->easy = curl_easy_init();
     if (r->easy == NULL || configure(r, o) != 0) {
         set_err(err, err_len, "could not set up the request (bad URL, method or options)");
@@ -367,4 +395,17 @@ int tr_request_result(const tr_request *r, long *status, const char **message) {
 }
 
 const tr_buf *tr_request_body(const tr_request *r) { return &r->body; }
+
+int tr_request_head(const tr_request *r, long *status) {
+    if (status) *status = r->head_status;
+    return r->head_done;
+}
+
+void tr_request_consume(tr_request *r) {
+    tr_buf_reset(&r->body);
+    if (r->paused && !r->done && r->attached) {
+        r->paused = 0;
+        curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    }
+}
 const tr_buf *tr_request_headers(const tr_request *r) { return &r->headers; }

@@ -21,7 +21,11 @@ typedef struct tr_request_opts {
     long timeout_ms;         /* whole request, 0 = none */
     long connect_timeout_ms; /* 0 = libcurl's default */
     const char *ca_file;     /* NULL: the system's CA store */
-    size_t max_body;         /* larger bodies fail the request; 0 = no limit */
+    size_t max_body;         /* larger bodies fail the request; 0 = no limit (with pause_at:
+                                bytes held, not taken, at once) */
+    size_t pause_at;         /* streaming: pause the transfer while this many bytes wait to be taken
+                                (tr_request_consume resumes it); 0 = never pause */
+    long idle_timeout_s;     /* fail when no byte arrived for this many seconds; 0 = no limit */
 } tr_request_opts;
 
 /* Returns NULL when libcurl or epoll cannot be set up; err (if not NULL) says why. */
@@ -47,6 +51,13 @@ int tr_request_done(const tr_request *r);
 /* After done: 0 and the HTTP status, or a non-zero libcurl code and a message. */
 int tr_request_result(const tr_request *r, long *status, const char **message);
 const tr_buf *tr_request_body(const tr_request *r);
+/* Streaming: 1 once the final response's header section is complete (its status in *status),
+ * so the body can be read as it comes; 0 before. */
+int tr_request_head(const tr_request *r, long *status);
+/* Streaming: forget the body bytes received so far (read them first with tr_request_body),
+ * and resume a transfer paused at pause_at. Never blocks and never calls into Lua; the write
+ * callback may run inside it (libcurl delivers what it held back). */
+void tr_request_consume(tr_request *r);
 /* Response headers as consecutive "name\0value\0" pairs, names in lower case. */
 const tr_buf *tr_request_headers(const tr_request *r);
 

@@ -100,7 +100,10 @@ static long opt_ms(lua_State *L, int t, const char *k) {
 }
 
 /* hub:request{ url=, method=, body=, headers = {"Name: value", ...}, timeout=, connect_timeout=,
- *              ca_file=, max_body= } -> request */
+ *              ca_file=, max_body=, pause_at=, idle_timeout= } -> request
+ * Streaming (read the body while it comes with head() and take()): pause_at = bytes held
+ * before the transfer pauses until taken; idle_timeout = seconds without a byte before it
+ * fails. */
 static int hub_request(lua_State *L) {
     lhub *hub = check_hub(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -118,6 +121,10 @@ static int hub_request(lua_State *L) {
     lua_getfield(L, 2, "max_body");
     o.max_body = lua_isnil(L, -1) ? 0 : (size_t)luaL_checkinteger(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 2, "pause_at");
+    o.pause_at = lua_isnil(L, -1) ? 0 : (size_t)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    o.idle_timeout_s = (opt_ms(L, 2, "idle_timeout") + 999) / 1000;
     lua_getfield(L, 2, "headers");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
@@ -165,6 +172,37 @@ static int request_done(lua_State *L) {
     return 1;
 }
 
+static void push_headers(lua_State *L, const tr_buf *b);
+
+/* request:head() -> status, headers once the final response's header section is complete (the
+ * body may still be coming); nil before */
+static int request_head(lua_State *L) {
+    lrequest *u = check_request(L);
+    long status = 0;
+    if (!tr_request_head(u->r, &status)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, status);
+    push_headers(L, tr_request_headers(u->r));
+    return 2;
+}
+
+/* request:take() -> the body bytes received since the last take (a string), or nil when none
+ * are waiting. Never blocks; a transfer paused at pause_at goes on. */
+static int request_take(lua_State *L) {
+    lrequest *u = check_request(L);
+    const tr_buf *body = tr_request_body(u->r);
+    if (body->len == 0) {
+        tr_request_consume(u->r); /* nothing held, but a pause may be pending */
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, body->data, body->len); /* may raise: the bytes stay with the request */
+    tr_request_consume(u->r);
+    return 1;
+}
+
 static void push_headers(lua_State *L, const tr_buf *b) {
     lua_newtable(L);
     size_t i = 0;
@@ -204,8 +242,9 @@ static const luaL_Reg hub_methods[] = {
     {"request", hub_request}, {"step", hub_step},   {"fd", hub_fd}, {"timeout", hub_timeout},
     {"active", hub_active},   {"close", hub_close}, {NULL, NULL}};
 
-static const luaL_Reg request_methods[] = {
-    {"done", request_done}, {"result", request_result}, {"close", request_close}, {NULL, NULL}};
+static const luaL_Reg request_methods[] = {{"done", request_done},   {"result", request_result},
+                                           {"head", request_head},   {"take", request_take},
+                                           {"close", request_close}, {NULL, NULL}};
 
 static int version(lua_State *L) {
     lua_pushstring(L, curl_version());

@@ -48,6 +48,9 @@ end
 --- The subscriptions: `trigger.runs.subscribe_to_tag`, `subscribe_to_run`, `subscribe_to_batch`.
 M.runs = require "trigger.runs"
 
+--- Realtime streams of runs: `trigger.streams.read(run_id, key, opts)` (see `trigger.streams`).
+M.streams = require "trigger.streams"
+
 --- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
 -- for some to happen (returns early when it does). A game loop can use it as its sleep, so
 -- the network keeps moving between ticks; `sub:poll()` then hands out what arrived.
