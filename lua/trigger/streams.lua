@@ -68,7 +68,7 @@ local unpack = table.unpack or unpack -- luacheck: ignore
 local function redis_id(s)
   local ms, n = tostring(s):match("^(%d+)%-(%d+)$")
   if not ms then return nil end
-  return math.tointeger(tonumber(ms)) or tonumber(ms), math.tointeger(tonumber(n)) or tonumber(n)
+  return tonumber(ms), tonumber(n)
 end
 
 local function compare_ids(a, b) -- -1, 0, 1; ids that are not Redis ids compare as text

@@ -1,0 +1,366 @@
+-- trigger.streams.read against the local server over HTTP: both framings (v1 Redis, v2 S2),
+-- faults before the first chunk, mid-stream and after the end, resume, from latest, idle
+-- reopen, terminal statuses, many streams on one hub.
+local helper = require "spec.helper"
+local cjson = require "cjson"
+
+local trigger = require "trigger"
+local streams = require "trigger.streams"
+
+local PREFIX = "/realtime/v1/streams/"
+
+describe("trigger.streams.read", function()
+  local srv
+
+  setup(function()
+    srv = helper.start_server { stream_timeout_s = 1, stream_ping_ms = 200 }
+  end)
+
+  teardown(function()
+    srv:stop()
+  end)
+
+  before_each(function()
+    srv:admin("POST", "/_emulator/reset")
+  end)
+
+  local function open(id, key, opts)
+    opts = opts or {}
+    opts.access_token = opts.access_token or srv.secret_key
+    opts.base_url = opts.base_url or srv.base_url
+    return trigger.streams.read(id, key, opts)
+  end
+
+  local function take(s, n, timeout)
+    local out = {}
+    while #out < n do
+      local chunk, why, err = s:next(timeout or 10)
+      if chunk == nil then
+        error(string.format("got %d of %d chunks: %s %s", #out, n, tostring(why), tostring(err)), 2)
+      end
+      out[#out + 1] = chunk
+    end
+    return out
+  end
+
+  -- The stream requests the server saw, in order.
+  local function stream_requests()
+    local out = {}
+    for _, e in ipairs(srv:stats().log) do
+      if e.path:sub(1, #PREFIX) == PREFIX then out[#out + 1] = e end
+    end
+    return out
+  end
+
+  local function run_with(version, key)
+    local id = srv:create_run { tags = { "streams" } }
+    srv:create_stream(id, key or "default", { version = version })
+    return id
+  end
+
+  it("is exposed as trigger.streams", function()
+    assert.are.equal(streams, trigger.streams)
+    assert.are.equal("function", type(trigger.streams.read))
+  end)
+
+  it("refuses misuse at once", function()
+    assert.has_error(function() trigger.streams.read(nil) end)
+    assert.has_error(function() trigger.streams.read("run_1", "") end)
+    assert.has_error(function() trigger.streams.read("run_1", "k", { from = "start" }) end)
+    assert.has_error(function() trigger.streams.read("run_1", "k", { timeout_seconds = 601 }) end)
+    assert.has_error(function() trigger.streams.read("run_1", "k", { resume = { version = "v3" } }) end)
+    assert.has_error(function() trigger.streams.read("run_1", "k", { form = "latest" }) end)
+  end)
+
+  for _, version in ipairs { "v2", "v1" } do
+    describe(version, function()
+      it("hands out the chunks as the SDK decodes them (streams.md 7a)", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "Hello", { n = 2 }, "!" })
+        local s = open(id) -- key defaults to "default"
+        local got = take(s, 3)
+        assert.are.same({ "Hello", { n = 2 }, "!" }, got)
+        s:close()
+        local reqs = stream_requests()
+        assert.are.equal(PREFIX .. id .. "/default", reqs[1].path)
+        assert.are.equal("text/event-stream", reqs[1].headers.accept)
+        assert.is_nil(reqs[1].headers["last-event-id"])
+        assert.is_nil(reqs[1].headers["x-trigger-stream-start"])
+      end)
+
+      it("keeps order and decodes JSON values (null, numbers, nested), raw text as a string",
+        function()
+          local id = run_with(version)
+          srv:append_stream(id, "default", { 1, cjson.null, { a = { b = true } }, "x" })
+          local s = open(id)
+          local got = take(s, 4)
+          assert.are.equal(1, got[1])
+          assert.are.equal(cjson.null, got[2])
+          assert.are.same({ a = { b = true } }, got[3])
+          assert.are.equal("x", got[4])
+          s:close()
+        end)
+
+      it("retries statuses before the first chunk and hands each chunk out once", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "a", "b" })
+        srv:fault { kind = "status", status = 503, count = 2, match = { path_prefix = PREFIX } }
+        srv:fault { kind = "status", status = 429, retry_after = 0, count = 1,
+          match = { path_prefix = PREFIX } }
+        local seen = {}
+        local s = open(id, nil, { on_error = function(e) seen[#seen + 1] = e end })
+        assert.are.same({ "a", "b" }, take(s, 2))
+        assert.are.equal(3, #seen)
+        assert.are.equal("network", seen[1].kind)
+        assert.are.equal(503, seen[1].status)
+        assert.are.equal("rate_limited", seen[3].kind)
+        assert.are.equal(4, s:requests())
+        s:close()
+      end)
+
+      for _, kind in ipairs { "reset_mid_body", "truncate", "sse_error" } do
+        it("resumes after a " .. kind .. " mid-stream: no chunk lost or repeated", function()
+          local id = run_with(version)
+          local ids = srv:append_stream(id, "default", { "Hello", { n = 2 }, "!" }).ids
+          srv:fault { kind = kind, after = 1, count = 1, match = { path_prefix = PREFIX } }
+          local errs = 0
+          local s = open(id, nil, { on_error = function() errs = errs + 1 end })
+          assert.are.same({ "Hello", { n = 2 }, "!" }, take(s, 3))
+          assert.are.equal(1, errs)
+          local reqs = stream_requests()
+          assert.are.equal(2, #reqs)
+          local resumed = reqs[2].headers["last-event-id"]
+          if version == "v2" then
+            assert.are.equal("0", resumed) -- the seq_num, never S2's "0,1,41" triple
+          else
+            -- the id before the last one handed out: XREAD after it starts at that entry
+            local ms = assert(tonumber(ids[1]:match("^(%d+)")))
+            assert.truthy(resumed == string.format("%d-18446744073709551615", ms - 1)
+              or resumed == ids[1]:gsub("%-(%d+)$", function(n) return "-" .. (n - 1) end))
+          end
+          s:close()
+        end)
+      end
+
+      it("drops a record a resumed read sends again (overlap)", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "a", "b", "c" })
+        srv:fault { kind = "reset_mid_body", after = 2, count = 1, match = { path_prefix = PREFIX } }
+        srv:fault { kind = "overlap", count = 1, match = { path_prefix = PREFIX } }
+        local s = open(id)
+        assert.are.same({ "a", "b", "c" }, take(s, 3))
+        assert.is_nil((s:next(1.5)))
+        s:close()
+      end)
+
+      it("reopens an idle-closed stream from its position while the caller reads", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "first" })
+        local s = open(id)
+        assert.are.same({ "first" }, take(s, 1))
+        local chunk, why = s:next(2.5) -- the server closes after 1 s idle; the stream reopens
+        assert.is_nil(chunk)
+        assert.are.equal("timeout", why)
+        assert.is_true(s:requests() >= 2)
+        srv:append_stream(id, "default", { "later" })
+        assert.are.same({ "later" }, take(s, 1))
+        local reqs = stream_requests()
+        assert.is_not_nil(reqs[#reqs].headers["last-event-id"])
+        s:close()
+      end)
+
+      it("retries a fault after the end (the reopen fails) and goes on", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "one" })
+        local s = open(id)
+        assert.are.same({ "one" }, take(s, 1))
+        srv:fault { kind = "status", status = 500, count = 2, match = { path_prefix = PREFIX } }
+        assert.is_nil((s:next(2)))
+        srv:append_stream(id, "default", { "two" })
+        assert.are.same({ "two" }, take(s, 1))
+        s:close()
+      end)
+
+      it("ends at the idle close with reopen = false", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "only" })
+        local got = {}
+        for chunk in open(id, nil, { reopen = false, timeout_seconds = 1 }) do
+          got[#got + 1] = chunk
+        end
+        assert.are.same({ "only" }, got)
+        assert.are.equal("1", stream_requests()[1].headers["timeout-seconds"])
+      end)
+
+      it("resumes from position(): only later chunks", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "a", "b", "c" })
+        local s = open(id)
+        assert.are.same({ "a", "b" }, take(s, 2))
+        local pos = cjson.decode(cjson.encode(s:position()))
+        s:close()
+        assert.are.equal(version, pos.version)
+        local again = open(id, nil, { resume = pos })
+        assert.are.same({ "c" }, take(again, 1))
+        assert.is_nil((again:next(1.5)))
+        again:close()
+      end)
+
+      it("starts at the tail with from = latest", function()
+        local id = run_with(version)
+        srv:append_stream(id, "default", { "old1", "old2", "old3" })
+        local s = open(id, nil, { from = "latest" })
+        local first = s:next(0.5)
+        srv:append_stream(id, "default", { "new" })
+        local got = first and { first } or {}
+        while got[#got] ~= "new" do got[#got + 1] = assert(s:next(5)) end
+        for _, c in ipairs(got) do
+          assert.is_true(c == "old3" or c == "new", "got " .. tostring(c))
+        end
+        assert.are.equal("latest", stream_requests()[1].headers["x-trigger-stream-start"])
+        s:close()
+      end)
+
+      it("drives many streams on one hub with poll()", function()
+        local all = {}
+        for _ = 1, 6 do
+          local id = run_with(version, "a")
+          srv:create_stream(id, "b", { version = version })
+          for _, key in ipairs { "a", "b" } do
+            srv:append_stream(id, key, { id .. key .. 1, id .. key .. 2 })
+            local s = open(id, key)
+            all[#all + 1] = { s = s, got = {}, want = { id .. key .. 1, id .. key .. 2 } }
+          end
+        end
+        local fd = all[1].s:pollfd()
+        for _, e in ipairs(all) do assert.are.equal(fd, e.s:pollfd()) end
+        local deadline = os.time() + 15
+        local left = #all
+        while left > 0 and os.time() < deadline do
+          trigger.step(0.05)
+          for _, e in ipairs(all) do
+            local c = e.s:poll()
+            while c do
+              e.got[#e.got + 1] = c
+              if #e.got == 2 then left = left - 1 end
+              c = e.s:poll()
+            end
+          end
+        end
+        for _, e in ipairs(all) do
+          assert.are.same(e.want, e.got)
+          e.s:close()
+        end
+      end)
+    end)
+  end
+
+  it("v1: several lines of one Redis entry survive a cut between them", function()
+    local id = run_with("v1")
+    srv:append_stream_records(id, "default", { { body = '"l1"\n"l2"\n"l3"\n' } })
+    srv:append_stream(id, "default", { "next" })
+    srv:fault { kind = "reset_mid_body", after = 1, count = 1, match = { path_prefix = PREFIX } }
+    local s = open(id)
+    assert.are.same({ "l1", "l2", "l3", "next" }, take(s, 4))
+    assert.is_nil((s:next(1.5)))
+    s:close()
+  end)
+
+  it("v2: skips command records, but moves past them", function()
+    local id = run_with("v2")
+    srv:append_stream_records(id, "default", {
+      { headers = { { "", "trim" } }, body = "x" },
+      { body = cjson.encode { data = "kept", id = "p1" } },
+      { body = "not json" },
+    })
+    local s = open(id)
+    assert.are.same({ "kept", "not json" }, take(s, 2))
+    assert.are.same({ version = "v2", seq_num = 2 }, s:position())
+    s:close()
+  end)
+
+  it("v2: a duplicate envelope id is handed out once", function()
+    local id = run_with("v2")
+    srv:append_stream(id, "default", { "a", "a-again", "b" }, { ids = { "x1", "x1", "x2" } })
+    local s = open(id)
+    assert.are.same({ "a", "b" }, take(s, 2))
+    assert.is_nil((s:next(1.2)))
+    s:close()
+  end)
+
+  it("404 is not retried: a not_found error", function()
+    local s = open("run_doesnotexist")
+    local ok, err = pcall(s.next, s, 5)
+    assert.is_false(ok)
+    assert.is_true(trigger.errors.is(err, "not_found"))
+    assert.are.equal(404, err.status)
+    assert.matches("GET http://127%.0%.0%.1:%d+/realtime/v1/streams/run_doesnotexist/default",
+      err.request)
+    assert.are.equal(1, #stream_requests())
+    assert.is_true(s.closed)
+  end)
+
+  it("401 is not retried and never shows the token", function()
+    local id = run_with("v2")
+    local token = "tr_dev_wrong_key_123456"
+    local ok, err = pcall(function()
+      for _ in open(id, nil, { access_token = token }) do end
+    end)
+    assert.is_false(ok)
+    assert.is_true(trigger.errors.is(err, "auth"))
+    assert.are.equal(401, err.status)
+    assert.is_nil(tostring(err):find(token, 1, true))
+    assert.are.equal(1, #stream_requests())
+  end)
+
+  it("403 for a token without the run's scope", function()
+    local id = run_with("v2")
+    local token = assert(trigger.auth.create_public_token {
+      access_token = srv.secret_key, base_url = srv.base_url,
+      scopes = { read = { runs = { "run_other" } } },
+    })
+    local s = open(id, nil, { access_token = token })
+    local ok, err = pcall(s.next, s, 5)
+    assert.is_false(ok)
+    assert.is_true(trigger.errors.is(err, "forbidden"))
+    assert.are.equal(403, err.status)
+  end)
+
+  it("a public token with the run's scope reads", function()
+    local id = run_with("v2")
+    srv:append_stream(id, "default", { "ok" })
+    local token = assert(trigger.auth.create_public_token {
+      access_token = srv.secret_key, base_url = srv.base_url, scopes = { read = { runs = { id } } },
+    })
+    local s = open(id, nil, { access_token = token })
+    assert.are.same({ "ok" }, take(s, 1))
+    s:close()
+  end)
+
+  it("close() is idempotent and ends the iteration", function()
+    local id = run_with("v2")
+    srv:append_stream(id, "default", { "a", "b" })
+    local s = open(id)
+    for chunk in s do -- luacheck: ignore 512 (break out of the first iteration)
+      assert.are.equal("a", chunk)
+      break
+    end
+    s:close()
+    s:close()
+    assert.is_true(s.closed)
+    assert.are.same({ nil, "closed" }, { s:next(0) })
+    assert.matches("closed", tostring(s))
+  end)
+
+  it("settle(): a caught-up v2 stream ends instead of reopening", function()
+    local id = run_with("v2")
+    srv:append_stream(id, "default", { "a" })
+    local s = open(id)
+    assert.are.same({ "a" }, take(s, 1))
+    s:settle()
+    local chunk, why = s:next(5)
+    assert.is_nil(chunk)
+    assert.are.equal("finished", why)
+    assert.is_true(s.finished)
+  end)
+end)
