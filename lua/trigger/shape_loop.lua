@@ -152,10 +152,11 @@ end
 -- on this response's headers: begin it before this body is decoded, so the server and the
 -- network work on it meanwhile. Only while the page is really not up to date: on the native
 -- feed (no up-to-date header, every body ends up to date) a speculative non-live request would
--- reset what the server records as sent to this handle. Asked of a copy of the shape state; if
+-- reset what the server records as sent to this handle. Never after a live request (whose body,
+-- when good, always ends up to date). Asked of a copy of the shape state; if
 -- the body then turns out bad or says must-refetch, the loop wants another URL and aborts it.
-local function request_ahead(r, base, status, headers, body)
-  if status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
+local function request_ahead(r, base, was_live, status, headers, body)
+  if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
       or type(body) ~= "string" or ends_up_to_date(body) then
     return nil
   end
@@ -194,8 +195,9 @@ function M.run(r)
   end
   while true do
     local url = base .. r.shape:query(r.params)
+    local was_live = select(4, r.shape:position())
     local status, headers, body = request.await(r, request_for(url))
-    started = request_ahead(r, base, status, headers, body)
+    started = request_ahead(r, base, was_live, status, headers, body)
     local batch = handle(r, url, status, headers, body)
     body = nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
