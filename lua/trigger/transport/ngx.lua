@@ -290,6 +290,113 @@ function M.perform(req)
   return status, headers, body
 end
 
+--- Bytes of one streamed body held at most (the HTTP/1.1 parser keeps what it de-chunked):
+-- past it the stream fails softly and its reader reopens it from where it was.
+M.stream_body_max = 4 * 1024 * 1024
+
+--- Open a streaming response (Server-Sent Events): connect and send `req` now, then read the
+-- body as it comes. Every wait yields to nginx; none lasts longer than `cancel_check_s`, so a
+-- caller can look at its deadline and `req.cancelled()` in between.
+-- @tparam table req as for `perform`, plus `idle_timeout` (seconds without a byte before the
+--   read fails); `timeout` is not used (a stream lasts as long as it lasts)
+-- @treturn[1] table a reader: `head(seconds)` → status, headers | nil, "timeout" | nil,
+--   failure; `read(seconds)` → bytes | nil (the body ended) | nil, "timeout" | nil, failure;
+--   `close()`
+-- @treturn[2] nil
+-- @treturn[2] table the failure `{kind, permanent, message}`
+function M.open_stream(req)
+  local phase = ngx.get_phase()
+  if NO_COSOCKETS[phase] then
+    error("trigger-realtime: cosockets are disabled in nginx's " .. phase .. " phase", 2)
+  end
+  local u, err = parse_url(req.url)
+  if not u then return nil, failure(err, true) end
+  local request = build_request(req, u)
+  if not request then return nil, failure("bad request", true) end
+  stats.requests = stats.requests + 1
+  local where = u.host .. ":" .. u.port
+  local sock
+  sock, err = ngx.socket.tcp()
+  if not sock then return nil, failure("cannot create a cosocket: " .. tostring(err), false) end
+  sock:settimeout(ms(req.connect_timeout or 10))
+  local ok
+  ok, err = sock:connect(u.host, u.port)
+  if not ok then return nil, failure("connect to " .. where .. " failed: " .. tostring(err), false) end
+  stats.connects = stats.connects + 1
+  if u.scheme == "https" then
+    ok, err = sock:sslhandshake(false, not u.host:match("^%[") and u.host or nil, true)
+    if not ok then
+      sock:close()
+      local message = "TLS handshake with " .. where .. " failed: " .. tostring(err)
+      return nil, failure(message, is_permanent(message))
+    end
+  end
+  ok, err = sock:send(request)
+  if not ok then
+    sock:close()
+    return nil, failure("send to " .. where .. " failed: " .. tostring(err), false)
+  end
+  local limit = math.min(req.max_body or M.stream_body_max, M.stream_body_max)
+  local parser = core.http1_parser { max_body = limit }
+  local given, last, ended = 0, now(), false
+  local idle = req.idle_timeout
+  local function pump(seconds) -- one receive: true | nil, "timeout" | nil, failure
+    local t = math.min(seconds or M.cancel_check_s, M.cancel_check_s)
+    if idle then t = math.min(t, math.max(last + idle - now(), 0.001)) end
+    sock:settimeout(ms(math.max(t, 0.001)))
+    local data, rerr = sock:receiveany(M.receive_size)
+    local state, message
+    if data then
+      last = now()
+      state, message = parser:feed(data)
+    elseif rerr == "closed" then
+      state, message = parser:finish()
+    elseif rerr == "timeout" then
+      if req.cancelled and req.cancelled() then
+        return nil, failure("cancelled: the stream from " .. where .. " was given up", false)
+      end
+      if idle and now() - last >= idle then
+        return nil, failure("timeout: no byte from " .. where .. " in " .. idle .. " s", false)
+      end
+      return nil, "timeout"
+    else
+      return nil, failure("receive from " .. where .. " failed: " .. tostring(rerr), false)
+    end
+    if state == nil then
+      return nil, failure("bad HTTP response from " .. where .. ": " .. tostring(message), false)
+    end
+    if state == "done" or rerr == "closed" then ended = true end
+    return true
+  end
+  local reader = {}
+  function reader.head(seconds)
+    while not parser:headers_complete() do
+      if ended then return nil, failure("no response head from " .. where, false) end
+      local progressed, why = pump(seconds)
+      if not progressed then return nil, why end
+    end
+    return parser:status(), parser:headers()
+  end
+  function reader.read(seconds)
+    while true do
+      local body = parser:body()
+      if #body > given then
+        local bytes = body:sub(given + 1)
+        given = #body
+        return bytes
+      end
+      if ended then return nil end
+      local progressed, why = pump(seconds)
+      if not progressed then return nil, why end
+    end
+  end
+  function reader.close()
+    sock:close()
+    parser:close()
+  end
+  return reader
+end
+
 --- Wait without blocking the worker.
 function M.sleep(seconds)
   ngx.sleep(seconds)
