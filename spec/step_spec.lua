@@ -18,12 +18,13 @@ local function run_child(code)
   local cmd = table.concat({
     "cd", shell_quote(helper.root), "&&", "env -u LD_PRELOAD", "TRIGGER_ACCESS_TOKEN=",
     "TRIGGER_SECRET_KEY=tr_dev_step_spec", "timeout 10", lua, "-e", shell_quote(prelude .. code),
-    "2>&1",
+    "2>&1; echo \"exit:$?\"",
   }, " ")
   local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local _, _, code_ = p:close()
-  return code_, out
+  local out = p:read("*a") -- "*a", and the status echoed: LuaJIT's close() gives no exit code
+  p:close()
+  local body, code_ = out:match("^(.-)exit:(%d+)%s*$")
+  return tonumber(code_), body
 end
 
 -- Port 9 (discard) on loopback: nothing listens, every attempt is refused, so the subscription

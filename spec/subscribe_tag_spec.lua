@@ -285,7 +285,10 @@ describe("subscribe_to_tag", function()
       return nil
     end
 
-    it("closes the connection at once on break", function()
+    -- Lua 5.4's generic for closes its fourth value on break; LuaJIT has no closing values
+    -- (the README says: call sub:close() there).
+    local it_54 = rawget(_G, "jit") and pending or it
+    it_54("closes the connection at once on break", function()
       local tag = fresh_tag()
       srv:create_run { runTags = { tag } }
       local before

@@ -67,7 +67,7 @@ describe("a subscription", function()
     local cmd = string.format("LUA_PATH='%s;;' LUA_CPATH='%s;;' timeout 20 %s -e %q 2>&1",
       helper.lua_path, helper.cpath, os.getenv("LUA") or "lua5.4", script)
     local p = assert(io.popen(cmd))
-    local out = p:read("a")
+    local out = p:read("*a") -- LuaJIT reads "*a" only
     p:close()
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
