@@ -249,6 +249,42 @@ function Subscription:position()
   return pos
 end
 
+--- The subscription with its runs' realtime streams: an object driven like a subscription
+-- (`next`, `poll`, `pollfd`/`events`/`timeout`, `position`, `close`, the generic for) whose
+-- items are `{type = "run", run = …}` and `{type = key, stream = key, chunk = …, run = …}`
+-- (see `RunStreams`). It owns the subscription: closing it closes the subscription.
+-- @tparam[opt] table opts `resume` (the `streams` part of an earlier `position()`: each stream
+--   goes on from there), `drain_timeout` (seconds a finished run's streams may take to end;
+--   default 30)
+-- @treturn RunStreams the object, its own iterator and the generic for's closing value
+-- @usage
+-- for item in trigger.runs.subscribe_to_run(id):with_streams() do
+--   if item.type == "run" then print(item.run.status) else io.write(tostring(item.chunk)) end
+-- end -- ends once the run is finished and its streams are drained
+function Subscription:with_streams(opts)
+  local r = state(self, "with_streams")
+  if opts ~= nil and type(opts) ~= "table" then
+    errors.bad_argument("with_streams", 1, "table expected for options, got " .. type(opts))
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "resume" and k ~= "drain_timeout" then
+      errors.bad_argument("with_streams", 1, "unknown option '" .. tostring(k) .. "'")
+    end
+  end
+  if opts.drain_timeout ~= nil and not (type(opts.drain_timeout) == "number"
+      and opts.drain_timeout >= 0) then
+    errors.bad_argument("with_streams", 1, "drain_timeout must be a non-negative number")
+  end
+  if not r.transport.background then
+    error("with_streams() needs requests that run in the background, which this transport "
+      .. "(nginx cosockets) cannot do: read each stream with trigger.streams.read in a light "
+      .. "thread of its own", 2)
+  end
+  local obj = require("trigger.run_streams").new(self, r.settings, opts)
+  return obj, nil, nil, obj
+end
+
 --- Close the subscription: aborts its request (closing the connection) at once.
 -- Idempotent; also called by `__close` (a to-be-closed variable, or `break` out of a generic
 -- for on Lua 5.4) and `__gc`.

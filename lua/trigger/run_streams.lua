@@ -1,0 +1,301 @@
+--- A subscription with its runs' realtime streams (`sub:with_streams()`): one object, driven
+-- like a subscription, that hands out the subscription's runs and the chunks of every stream
+-- those runs list, in arrival order:
+--
+--  * `{type = "run", run = run}` for each run the subscription yields;
+--  * `{type = key, stream = key, chunk = chunk, run = run}` for each chunk of stream `key`, with
+--    `run` the latest state of that run (not the one the stream was opened with).
+--
+-- Item shapes are the TypeScript SDK's (`withStreams()`), with `stream` added, so that a stream
+-- named "run" can be told from run items. What it does better than SDK 4.8.3: streams are kept
+-- per (run, key), so every run of a tag or batch subscription has its streams read; each is read
+-- from the beginning when a run first lists its key (`realtimeStreams`, or the legacy metadata
+-- `$$streams`), and reopened from its last position after the server closes it for idleness;
+-- a stream that fails for good (404, 401, 403) is reported to `on_error` (or once on stderr)
+-- and dropped, without tearing down the others; and once a run is finished its streams are
+-- read to their end, so a run subscription (`subscribe_to_run`) ends when its run is finished
+-- and its streams are drained (after `drain_timeout` seconds at most).
+-- @classmod RunStreams
+local clock = require "trigger.clock"
+local errors = require "trigger.errors"
+local request = require "trigger.request"
+local run_object = require "trigger.run_object"
+local streams = require "trigger.streams"
+
+local M = {}
+local RunStreams = {}
+RunStreams.__index = RunStreams
+RunStreams.__name = "trigger.run_streams"
+
+local private = setmetatable({}, { __mode = "k" })
+
+--- Seconds a finished run's streams may take to drain before they are closed.
+M.drain_timeout = 30
+
+-- The options a stream takes from its subscription (credentials and transport included).
+local INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
+  "max_body", "transport" }
+
+-- The stream keys a run lists: the legacy metadata `$$streams` when it is a non-empty array of
+-- strings, else the realtimeStreams column (streams.md §1).
+local function stream_keys(run)
+  local legacy = type(run.metadata) == "table" and run.metadata["$$streams"]
+  if type(legacy) == "table" and #legacy > 0 then
+    local ok = true
+    for _, k in ipairs(legacy) do
+      if type(k) ~= "string" then ok = false end
+    end
+    if ok then return legacy end
+  end
+  return type(run.realtimeStreams) == "table" and run.realtimeStreams or {}
+end
+
+--- Make the object (called by `Subscription:with_streams`).
+-- @param sub the subscription, owned from now on (closing this closes it)
+-- @tparam table settings the subscription's settings
+-- @tparam table opts `resume` (a `position().streams` table), `drain_timeout`
+-- @local
+function M.new(sub, settings, opts)
+  local r = {
+    sub = sub,
+    settings = settings,
+    drain_timeout = opts.drain_timeout or M.drain_timeout,
+    resume = opts.resume or {},
+    streams = {}, -- run id -> key -> stream
+    order = {},   -- { run id, key, stream } in opening order (fair polling)
+    latest = {},  -- run id -> latest run object
+    finished_runs = {}, -- run id -> clock time the run was seen finished
+    queue = {}, head = 1,
+    closed = false, finished = false,
+  }
+  local obj = setmetatable({ closed = false, finished = false }, RunStreams)
+  private[obj] = r
+  return obj
+end
+
+local function report(r, err)
+  if r.settings.on_error then
+    r.settings.on_error(err)
+  else
+    io.stderr:write("trigger-realtime: ", tostring(err), " (this stream is dropped; pass on_error"
+      .. " to handle it yourself)\n")
+  end
+end
+
+local function open_stream(r, run, key)
+  local per_run = r.streams[run.id]
+  if not per_run then
+    per_run = {}
+    r.streams[run.id] = per_run
+  end
+  if per_run[key] ~= nil then return end
+  local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil }
+  for _, name in ipairs(INHERITED) do o[name] = r.settings[name] end
+  local stream = streams.read(run.id, key, o)
+  per_run[key] = stream
+  r.order[#r.order + 1] = { run.id, key, stream }
+end
+
+local function push(r, item)
+  r.queue[#r.queue + 1] = item
+end
+
+-- A run came from the subscription: hand it out, open the streams it lists, and when it is
+-- finished let its streams end at their tail.
+local function on_run(r, run)
+  r.latest[run.id] = run
+  push(r, { type = "run", run = run })
+  for _, key in ipairs(stream_keys(run)) do
+    if type(key) == "string" and key ~= "" then open_stream(r, run, key) end
+  end
+  if run_object.FINAL[run.status] and not r.finished_runs[run.id] then
+    r.finished_runs[run.id] = clock.now()
+    for _, stream in pairs(r.streams[run.id] or {}) do stream:settle() end
+  end
+end
+
+-- One round of polls: the subscription, then every open stream (each drained of what is ready).
+-- A stream that fails for good is reported and dropped; the others go on.
+local function poll_round(self, r)
+  if not r.sub.closed then
+    local run = r.sub:poll()
+    while run do
+      on_run(r, run)
+      run = r.sub:poll()
+    end
+  end
+  local keep = {}
+  for _, entry in ipairs(r.order) do
+    local id, key, stream = entry[1], entry[2], entry[3]
+    local ok, chunk = pcall(stream.poll, stream)
+    while ok and chunk ~= nil do
+      push(r, { type = key, stream = key, chunk = chunk, run = r.latest[id] })
+      ok, chunk = pcall(stream.poll, stream)
+    end
+    if not ok then
+      local err = errors.is(chunk) and chunk
+        or errors.new("protocol", "stream " .. key .. ": " .. tostring(chunk), {})
+      err.run_id, err.stream = id, key
+      report(r, err)
+      stream:close()
+    elseif not stream.closed then
+      local since = r.finished_runs[id]
+      if since and clock.now() - since > r.drain_timeout then
+        stream:close() -- a finished run's stream that never showed its end
+      else
+        keep[#keep + 1] = entry
+      end
+    end
+  end
+  r.order = keep
+  -- Over when the subscription ended by itself (a finished run) and every stream is drained.
+  if r.sub.finished and #r.order == 0 and r.head > #r.queue then
+    r.finished = true
+    self.finished = true
+    self:close()
+  elseif r.sub.closed and not r.sub.finished then
+    self:close() -- closed from outside, or failed (its error is raised by poll/next)
+  end
+end
+
+local function state(obj, fn)
+  local r = private[obj]
+  if r == nil then
+    error(string.format("bad argument #1 to '%s' (run streams expected, got %s)", fn,
+      type(obj)), 3)
+  end
+  return r
+end
+
+local function take(r)
+  local item = r.queue[r.head]
+  if item == nil then return nil end
+  r.queue[r.head] = nil
+  r.head = r.head + 1
+  if r.head > #r.queue then r.queue, r.head = {}, 1 end
+  return item
+end
+
+--- The next item, never blocking (see `Subscription:poll`).
+-- @treturn table|nil an item, or nil when none is ready (or it ended: see `finished`)
+-- @raise the subscription's fatal error
+function RunStreams:poll()
+  local r = state(self, "poll")
+  local item = take(r)
+  if item then return item end
+  if r.closed then
+    if r.failure then error(r.failure, 2) end
+    return nil
+  end
+  local ok, err = pcall(poll_round, self, r)
+  if not ok then
+    r.failure = err
+    self:close()
+    error(err, 2)
+  end
+  return take(r)
+end
+
+--- Seconds until the object needs attention even if its descriptor stays quiet (cqueues
+-- pollable protocol): the least of its subscription's and its streams'.
+-- @treturn number|nil
+function RunStreams:timeout()
+  local r = state(self, "timeout")
+  if r.closed or r.head <= #r.queue then return 0 end
+  local t = r.sub.closed and nil or r.sub:timeout()
+  for _, entry in ipairs(r.order) do
+    local s = entry[3]:timeout()
+    if s and (t == nil or s < t) then t = s end
+  end
+  if next(r.finished_runs) then t = math.min(t or 1, 1) end -- look at drain deadlines
+  return t
+end
+
+--- The descriptor to watch (the hub's, shared by every subscription and stream).
+-- @treturn integer fd
+function RunStreams:pollfd()
+  return state(self, "pollfd").sub:pollfd()
+end
+
+--- The events to watch on `pollfd`.
+-- @treturn string "r"
+function RunStreams:events() -- luacheck: ignore 212
+  return "r"
+end
+
+--- The next item, waiting at most `timeout` seconds (yielding to cqueues inside a cqueues
+-- coroutine).
+-- @tparam[opt] number timeout seconds; nil waits as long as it takes
+-- @treturn[1] table an item
+-- @treturn[2] nil
+-- @treturn[2] string "timeout", "closed" or "finished"
+-- @raise the subscription's fatal error
+function RunStreams:next(timeout)
+  local r = state(self, "next")
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581
+    error("bad argument #1 to 'next' (non-negative number expected)", 2)
+  end
+  local deadline = timeout and clock.now() + timeout
+  while true do
+    local item = self:poll()
+    if item then return item end
+    if r.closed then return nil, r.finished and "finished" or "closed" end
+    local wait = self:timeout()
+    if deadline then
+      local left = deadline - clock.now()
+      if left <= 0 then return nil, "timeout" end
+      if wait == nil or left < wait then wait = left end
+    end
+    request.wait_io(r.settings.transport or require("trigger.transport").current(), wait, self)
+  end
+end
+
+--- Where it stands: the subscription's position and each open stream's, for a later
+-- `subscribe_…{resume = p.subscription}:with_streams{resume = p.streams}`.
+-- @treturn table `{subscription = …, streams = {[run id] = {[key] = …}}}`
+function RunStreams:position()
+  local r = state(self, "position")
+  local out = {}
+  for id, per_run in pairs(r.streams) do
+    for key, stream in pairs(per_run) do
+      out[id] = out[id] or {}
+      out[id][key] = stream:position()
+    end
+  end
+  return { subscription = r.sub:position(), streams = out }
+end
+
+--- Close the subscription and every stream. Idempotent; also `__close` and `__gc`.
+function RunStreams:close()
+  local r = private[self]
+  if r and not r.closed then
+    r.closed = true
+    r.sub:close()
+    for _, per_run in pairs(r.streams) do
+      for _, stream in pairs(per_run) do stream:close() end
+    end
+  end
+  self.closed = true
+end
+
+RunStreams.__close = RunStreams.close
+RunStreams.__gc = RunStreams.close
+
+--- Calling it gives the next item, as the generic for does (waiting as the subscription's
+-- `timeout` option says).
+function RunStreams.__call(self)
+  local r = state(self, "run streams")
+  local item, why = self:next(r.settings.timeout)
+  if item == nil and why == "timeout" then
+    error(errors.new("timeout", "nothing within " .. r.settings.timeout .. " s", {}), 2)
+  end
+  return item
+end
+
+function RunStreams.__tostring(self)
+  return "trigger.run_streams(" .. tostring(private[self] and private[self].sub or "?") .. ")"
+end
+
+M.RunStreams = RunStreams
+M._stream_keys = stream_keys
+return M

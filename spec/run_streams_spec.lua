@@ -1,0 +1,146 @@
+-- sub:with_streams(): runs and the chunks of their realtime streams, against the local server
+-- (both stream framings), and what it does better than SDK 4.8.3 (shared/protocol/streams.md §3, §6).
+local helper = require "spec.helper"
+local trigger = require "trigger"
+
+local function opts_for(srv, extra)
+  return helper.client_opts(srv, extra)
+end
+
+-- Items until `pred(item)`, or fail after 10 s without one.
+local function items_until(obj, pred, out)
+  out = out or {}
+  while true do
+    local item, why = obj:next(10)
+    assert(item, "no item came: " .. tostring(why))
+    out[#out + 1] = item
+    if pred(item) then return out end
+  end
+end
+
+local function chunks_of(items, run_id, key)
+  local out = {}
+  for _, item in ipairs(items) do
+    if item.type ~= "run" and item.stream == key and item.run.id == run_id then
+      out[#out + 1] = item.chunk
+    end
+  end
+  return out
+end
+
+for _, version in ipairs { "v2", "v1" } do
+  describe("with_streams (" .. version .. " streams)", function()
+    local srv
+    setup(function()
+      srv = helper.start_server { hold_ms = 500 }
+      srv:stream_config { version = version, timeout_s = 2, ping_ms = 300 }
+    end)
+    teardown(function() srv:stop() end)
+
+    it("hands out runs and chunks, and ends once the run is finished and its streams drained",
+      function()
+        local id = srv:create_run { status = "EXECUTING" }
+        srv:create_stream(id, "default")
+        srv:append_stream(id, "default", { "a", "b" })
+        local obj = trigger.runs.subscribe_to_run(id, opts_for(srv)):with_streams()
+        local items = items_until(obj, function(i) return i.chunk == "b" end)
+        assert.are.equal("run", items[1].type)
+        assert.are.equal(id, items[1].run.id)
+        srv:update_run(id, { metadata = '{"progress":1}' })
+        items_until(obj, function(i) return i.type == "run" and i.run.metadata ~= nil end, items)
+        srv:append_stream(id, "default", { { n = 3 } })
+        items_until(obj, function(i) return type(i.chunk) == "table" end, items)
+        -- the run in a chunk item is the latest state, not the one the stream was opened with
+        assert.are.same({ progress = 1 }, items[#items].run.metadata)
+        srv:update_run(id, { status = "COMPLETED_SUCCESSFULLY" })
+        srv:append_stream(id, "default", { "after the end" })
+        while true do
+          local item, why = obj:next(10)
+          if not item then
+            assert.are.equal("finished", why)
+            break
+          end
+          items[#items + 1] = item
+        end
+        assert.is_true(obj.finished)
+        assert.are.same({ "a", "b", { n = 3 }, "after the end" }, chunks_of(items, id, "default"))
+        local latest -- each chunk carries the run as last handed out before it
+        for _, item in ipairs(items) do
+          if item.type == "run" then latest = item.run else assert.are.equal(latest, item.run) end
+        end
+        assert.are.equal("COMPLETED", latest.status)
+      end)
+
+    it("reads every run's streams on a tag subscription (per run and key)", function()
+      local tag = helper.fresh_tag()
+      local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+      local b = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+      for _, id in ipairs { a, b } do
+        srv:create_stream(id, "default")
+        srv:append_stream(id, "default", { id .. ":1" })
+      end
+      srv:create_stream(b, "logs")
+      srv:append_stream(b, "logs", { "log" })
+      local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
+      local got = {}
+      local items = items_until(obj, function(i)
+        if i.type ~= "run" then got[i.run.id .. "/" .. i.stream] = true end
+        return got[a .. "/default"] and got[b .. "/default"] and got[b .. "/logs"]
+      end)
+      obj:close()
+      assert.are.same({ a .. ":1" }, chunks_of(items, a, "default"))
+      assert.are.same({ b .. ":1" }, chunks_of(items, b, "default"))
+      assert.are.same({ "log" }, chunks_of(items, b, "logs"))
+    end)
+
+    it("reopens a stream the server closed for idleness and loses nothing after", function()
+      local id = srv:create_run { status = "EXECUTING" }
+      srv:create_stream(id, "default")
+      srv:append_stream(id, "default", { 1 })
+      local obj = trigger.runs.subscribe_to_run(id, opts_for(srv)):with_streams()
+      local items = items_until(obj, function(i) return i.chunk == 1 end)
+      -- quiet for longer than the server's idle wait (2 s here, 60 s on Trigger.dev)
+      local item = obj:next(2.6)
+      assert.is_nil(item)
+      srv:append_stream(id, "default", { 2 })
+      items_until(obj, function(i) return i.chunk == 2 end, items)
+      obj:close()
+      assert.are.same({ 1, 2 }, chunks_of(items, id, "default"))
+    end)
+
+    it("reports a stream that fails for good and keeps reading the others", function()
+      local tag = helper.fresh_tag()
+      local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+      srv:create_stream(a, "good")
+      srv:create_stream(a, "bad")
+      srv:fault { match = { path_prefix = "/realtime/v1/streams/" .. a .. "/bad" }, kind = "status",
+        status = 404, count = 1 }
+      local errs = {}
+      local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv, {
+        on_error = function(e) errs[#errs + 1] = e end })):with_streams()
+      srv:append_stream(a, "good", { "ok" })
+      items_until(obj, function(i) return i.chunk == "ok" end)
+      srv:append_stream(a, "good", { "still" })
+      items_until(obj, function(i) return i.chunk == "still" end)
+      obj:close()
+      local found
+      for _, e in ipairs(errs) do
+        if e.status == 404 then found = e end
+      end
+      assert.is_table(found, "the 404 was not reported")
+      assert.are.equal("not_found", found.kind)
+      assert.are.equal("bad", found.stream)
+      assert.are.equal(a, found.run_id)
+    end)
+  end)
+end
+
+describe("with_streams", function()
+  it("refuses options it does not know", function()
+    local sub = trigger.runs.subscribe_to_tag("t", { access_token = "tr_dev_x",
+      base_url = "http://127.0.0.1:9", on_error = function() end })
+    assert.has_error(function() sub:with_streams { dran_timeout = 1 } end)
+    assert.has_error(function() sub:with_streams { drain_timeout = -1 } end)
+    sub:close()
+  end)
+end)
