@@ -177,6 +177,8 @@ end
 
 function Server:rotate() self:admin("POST", "/_emulator/rotate") end
 function Server:fault(spec) self:admin("POST", "/_emulator/faults", spec) end
+-- Forget the pending faults (ones no request has taken yet). -> how many there were
+function Server:clear_faults() return self:admin("DELETE", "/_emulator/faults").cleared end
 function Server:stats() return self:admin("GET", "/_emulator/stats") end
 function Server:reset() self:admin("POST", "/_emulator/reset") end
 function Server:drop_connections() self:admin("POST", "/_emulator/drop_connections") end

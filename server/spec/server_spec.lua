@@ -804,6 +804,17 @@ describe("trigger_realtime_server over HTTP", function()
       assert.are.equal(200, initial().status)
     end)
 
+    it("forgets pending faults on DELETE /_emulator/faults, runs and handles kept", function()
+      srv:fault { kind = "status", status = 503, count = 5 }
+      srv:fault { kind = "status", status = 500, match = { live = true } }
+      assert.are.equal(503, initial().status) -- one of five used up
+      assert.are.equal(2, srv:clear_faults())
+      local res = initial()
+      assert.are.equal(200, res.status) -- the rest of the count is gone too
+      assert.is_table(res.json[1].value) -- the run is still there
+      assert.are.equal(0, srv:clear_faults())
+    end)
+
     it("answers 429 with the real server's body", function()
       srv:fault { kind = "status", status = 429 }
       local res = initial()

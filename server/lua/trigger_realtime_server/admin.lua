@@ -192,6 +192,12 @@ ROUTES["POST /_emulator/faults"] = function(srv, req)
   end)
 end
 
+-- Forget the faults still pending (e.g. ones no request matched), so that "the faults stopped"
+-- holds from now on. -> {"cleared": n}
+ROUTES["DELETE /_emulator/faults"] = function(srv)
+  return reply(200, { cleared = srv:clear_faults() })
+end
+
 ROUTES["POST /_emulator/blobs"] = function(srv, req)
   return with_body(req, function(b)
     if type(b.path) ~= "string" or type(b.body) ~= "string" then

@@ -462,6 +462,13 @@ function Server:inject_fault(spec)
   if not ok then error(err, 2) end
 end
 
+-- Forget every pending fault (runs, handles and stats stay). -> how many were pending
+function Server:clear_faults()
+  local n = #self.faults.pending
+  self.faults:clear()
+  return n
+end
+
 function Server:put_blob(path, content_type, body)
   self.store:put_blob(path, content_type, body)
 end
