@@ -12,6 +12,7 @@
 #define tr_rawlen(L, i) lua_rawlen((L), (i))
 #define tr_setuservalue(L, i) lua_setuservalue((L), (i))
 #define tr_getuservalue(L, i) lua_getuservalue((L), (i))
+#define tr_absindex(L, i) lua_absindex((L), (i))
 #else
 static inline void tr_setfuncs(lua_State *L, const luaL_Reg *l) {
     for (; l->name != NULL; l++) {
@@ -24,6 +25,7 @@ static inline void tr_setfuncs(lua_State *L, const luaL_Reg *l) {
 /* LuaJIT userdata environments must be tables: that is all we store there. */
 #define tr_setuservalue(L, i) lua_setfenv((L), (i))
 #define tr_getuservalue(L, i) lua_getfenv((L), (i))
+#define tr_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
 #endif
 
 /* luaL_newmetatable sets __name only on 5.3+; set it ourselves so error messages name our types. */

@@ -13,7 +13,7 @@ typedef struct parser {
     const char *s;
     size_t n, i;
     const tr_json_sink *sink;
-    tr_buf scratch;
+    tr_buf *scratch; /* the caller's */
     const char *what;
     tr_json_status status;
 } parser;
@@ -87,8 +87,8 @@ static int put_utf8(parser *p, unsigned cp) {
         b[3] = (char)(0x80 | (cp & 0x3F));
         len = 4;
     }
-    return tr_buf_add_inline(&p->scratch, b, len) == 0 ? 0
-                                                       : fail(p, TR_JSON_MEMORY, "out of memory");
+    return tr_buf_add_inline(p->scratch, b, len) == 0 ? 0
+                                                      : fail(p, TR_JSON_MEMORY, "out of memory");
 }
 
 /* \uD83D\uDE00 pairs become one code point; a lone surrogate is kept as its own code point
@@ -125,8 +125,8 @@ static int string(parser *p, const char **out, size_t *len) {
         if (c < 0x20) return fail(p, TR_JSON_SYNTAX, "control character in string");
         p->i++;
     }
-    tr_buf_reset(&p->scratch);
-    if (tr_buf_add(&p->scratch, p->s + start, p->i - start) != 0)
+    tr_buf_reset(p->scratch);
+    if (tr_buf_add(p->scratch, p->s + start, p->i - start) != 0)
         return fail(p, TR_JSON_MEMORY, "out of memory");
     while (p->i < p->n) {
         /* Copy the run of plain bytes up to the next quote, backslash or control character in
@@ -138,13 +138,13 @@ static int string(parser *p, const char **out, size_t *len) {
             if (b == '"' || b == '\\' || b < 0x20) break;
             p->i++;
         }
-        if (p->i > run && tr_buf_add_inline(&p->scratch, p->s + run, p->i - run) != 0)
+        if (p->i > run && tr_buf_add_inline(p->scratch, p->s + run, p->i - run) != 0)
             return fail(p, TR_JSON_MEMORY, "out of memory");
         if (p->i >= p->n) break;
         unsigned char c = (unsigned char)p->s[p->i++];
         if (c == '"') {
-            *out = p->scratch.data ? p->scratch.data : "";
-            *len = p->scratch.len;
+            *out = p->scratch->data ? p->scratch->data : "";
+            *len = p->scratch->len;
             return 0;
         }
         if (c < 0x20) return fail(p, TR_JSON_SYNTAX, "control character in string");
@@ -181,7 +181,7 @@ static int string(parser *p, const char **out, size_t *len) {
         default:
             return fail(p, TR_JSON_SYNTAX, "bad escape");
         }
-        if (tr_buf_addc_inline(&p->scratch, plain) != 0)
+        if (tr_buf_addc_inline(p->scratch, plain) != 0)
             return fail(p, TR_JSON_MEMORY, "out of memory");
     }
     return fail(p, TR_JSON_SYNTAX, "unterminated string");
@@ -368,23 +368,32 @@ static int run(parser *p, int max_depth) {
 #undef IN_OBJECT
 }
 
-tr_json_status tr_json_parse(const char *s, size_t n, int max_depth, const tr_json_sink *sink,
-                             size_t *error_at, const char **what) {
+tr_json_status tr_json_parse_with(const char *s, size_t n, int max_depth, const tr_json_sink *sink,
+                                  tr_buf *scratch, size_t *error_at, const char **what) {
     parser p;
     memset(&p, 0, sizeof p);
     p.s = s;
     p.n = n;
     p.sink = sink;
-    tr_buf_init(&p.scratch);
+    p.scratch = scratch;
+    tr_buf_reset(scratch);
     if (max_depth < 0 || max_depth > TR_JSON_HARD_MAX_DEPTH) max_depth = TR_JSON_HARD_MAX_DEPTH;
     if (run(&p, max_depth) == 0) {
         skip_space(&p);
         if (p.i != n) fail(&p, TR_JSON_SYNTAX, "text after the value");
     }
-    tr_buf_free(&p.scratch);
     if (p.status != TR_JSON_OK) {
         if (error_at) *error_at = p.i;
         if (what) *what = p.what;
     }
     return p.status;
+}
+
+tr_json_status tr_json_parse(const char *s, size_t n, int max_depth, const tr_json_sink *sink,
+                             size_t *error_at, const char **what) {
+    tr_buf scratch;
+    tr_buf_init(&scratch);
+    tr_json_status st = tr_json_parse_with(s, n, max_depth, sink, &scratch, error_at, what);
+    tr_buf_free(&scratch);
+    return st;
 }

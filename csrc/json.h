@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 typedef struct tr_json_sink {
     /* Each returns 0 to go on, non-zero to stop the parse. Strings are not NUL-terminated and
      * live only during the call. */
@@ -35,6 +37,13 @@ typedef enum tr_json_status {
  * byte offset where the problem was found and *what a static description. */
 tr_json_status tr_json_parse(const char *s, size_t n, int max_depth, const tr_json_sink *sink,
                              size_t *error_at, const char **what);
+
+/* The same, unescaping strings into the caller's scratch buffer (its bytes are overwritten, its
+ * memory kept for the caller to free): for a sink that may never return (a Lua error), the one
+ * heap block the parse holds is then the caller's to own (the bindings keep it in a Lua-owned
+ * box, lcore.h). */
+tr_json_status tr_json_parse_with(const char *s, size_t n, int max_depth, const tr_json_sink *sink,
+                                  tr_buf *scratch, size_t *error_at, const char **what);
 
 /* A decimal "-?digits.digits" of at most 15 significant digits (leading zeros count), as the
  * nearest double, without strtod: returns 1 and sets *out, or 0 when the text is not of that

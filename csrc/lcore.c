@@ -6,6 +6,7 @@
 
 int luaopen_trigger_core(lua_State *L) {
     lua_newtable(L);
+    tr_open_scratch(L);
     tr_open_shape(L);
     tr_open_pgtext(L);
     tr_open_runfields(L);

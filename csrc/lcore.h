@@ -19,6 +19,7 @@ void tr_open_json(lua_State *L);      /* ljson.c: json_decode */
 void tr_open_superjson(lua_State *L); /* lsuperjson.c: superjson_leaves */
 void tr_open_http1(lua_State *L);     /* lhttp1.c: http1_* */
 void tr_open_sse(lua_State *L);       /* lsse.c: sse_parser */
+/* (tr_open_scratch, below, makes the scratch box class: called by the others that need it) */
 
 /* lpgtext.c, for lrunfields.c: push the array literal s as a nested table (NULL elements as the
  * value at null_index); returns 0, or the tr_pg_array_parse code with the stack as it was. */
@@ -26,14 +27,17 @@ int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size
 /* Push the message for a failed tr_push_pg_array (its code and byte). */
 void tr_pg_array_problem(lua_State *L, int rc, size_t at);
 
-/* Push b's bytes (rc == 0) or nil, what (rc != 0), then free b: 1 or 2 results. */
-static inline int tr_push_buf_or_fail(lua_State *L, tr_buf *b, int rc, const char *what) {
-    if (rc == 0) lua_pushlstring(L, b->data ? b->data : "", b->len);
-    tr_buf_free(b);
-    if (rc == 0) return 1;
-    lua_pushnil(L);
-    lua_pushstring(L, what);
-    return 2;
-}
+/* lscratch.c: the one rule for C temporaries under a Lua error. Heap memory a binding holds
+ * while it calls a Lua API function that may raise (anything that allocates) lives in a scratch
+ * box, a userdata that frees it when collected; never in a C local.
+ *   tr_scratch_take: push a box (one value), return its empty buffer;
+ *   tr_scratch_give: done with the box at index `box` (it stays on the stack; its buffer must
+ *                    no longer be used);
+ *   tr_scratch_push: the box on top holds a result: push its bytes (rc == 0) or nil, what
+ *                    (rc != 0), give the box back; returns 1 or 2 (the results on top). */
+void tr_open_scratch(lua_State *L);
+tr_buf *tr_scratch_take(lua_State *L);
+void tr_scratch_give(lua_State *L, int box);
+int tr_scratch_push(lua_State *L, int rc, const char *what);
 
 #endif

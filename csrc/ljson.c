@@ -129,7 +129,8 @@ static int json_decode(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &n);
     lua_Integer max_depth = luaL_optinteger(L, 3, TR_LJSON_DEFAULT_DEPTH);
     luaL_argcheck(L, max_depth >= 1 && max_depth <= TR_LJSON_MAX_DEPTH, 3, "depth out of range");
-    lua_settop(L, 2); /* index 2: the null value (nil when not given) */
+    lua_settop(L, 2);                     /* index 2: the null value (nil when not given) */
+    tr_buf *scratch = tr_scratch_take(L); /* 3 */
     /* On the C stack, not a userdata: nothing to free after a Lua error either, and no ~9 KB
      * allocation per call (per packet of every run: it made the GC run several times as often). */
     tr_ljson_builder bb;
@@ -151,7 +152,8 @@ static int json_decode(lua_State *L) {
                          b};
     size_t at = 0;
     const char *what = NULL;
-    tr_json_status st = tr_json_parse(s, n, (int)max_depth, &sink, &at, &what);
+    tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
+    tr_scratch_give(L, 3);
     if (st != TR_JSON_OK) return tr_ljson_failed(L, base, st, at, what);
     return 1;
 }

@@ -16,17 +16,15 @@ static int hs256(lua_State *L) {
 static int b64url_encode(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    tr_buf b;
-    tr_buf_init(&b);
-    return tr_push_buf_or_fail(L, &b, tr_base64url_encode(&b, s, n), "out of memory");
+    tr_buf *b = tr_scratch_take(L);
+    return tr_scratch_push(L, tr_base64url_encode(b, s, n), "out of memory");
 }
 
 static int b64url_decode(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    tr_buf b;
-    tr_buf_init(&b);
-    return tr_push_buf_or_fail(L, &b, tr_base64url_decode(&b, s, n), "not base64url");
+    tr_buf *b = tr_scratch_take(L);
+    return tr_scratch_push(L, tr_base64url_decode(b, s, n), "not base64url");
 }
 
 static const luaL_Reg functions[] = {{"hs256", hs256},

@@ -42,10 +42,15 @@ static int ab_element(void *ud, const char *s, size_t n, int is_null) {
  * Returns 0, or the tr_pg_array_parse code with the stack as it was. */
 int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size_t *at) {
     int top = lua_gettop(L);
+    tr_buf *scratch = tr_scratch_take(L); /* top + 1 */
     array_builder b = {L, null_index, 0};
     tr_pg_array_sink sink = {ab_open, ab_close, ab_element, &b};
-    int rc = tr_pg_array_parse(s, n, &sink, at);
-    if (rc != 0) lua_settop(L, top);
+    int rc = tr_pg_array_parse_with(s, n, &sink, scratch, at);
+    tr_scratch_give(L, top + 1);
+    if (rc != 0)
+        lua_settop(L, top);
+    else
+        lua_remove(L, top + 1);
     return rc;
 }
 

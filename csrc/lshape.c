@@ -64,12 +64,9 @@ static int shape_query(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    tr_buf out;
-    tr_buf_init(&out);
-    int rc = tr_shape_query(u->s, extra, n, &out);
-    if (rc == 0) lua_pushlstring(L, out.data ? out.data : "", out.len);
-    tr_buf_free(&out);
-    if (rc != 0) return luaL_error(L, "out of memory building the query");
+    tr_buf *out = tr_scratch_take(L);
+    if (tr_scratch_push(L, tr_shape_query(u->s, extra, n, out), "") != 1)
+        return luaL_error(L, "out of memory building the query");
     return 1;
 }
 
@@ -398,7 +395,8 @@ static int m_end_any(void *ud) { return m_end(ud); }
 static int shape_messages(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    lua_settop(L, 2); /* index 2: the null value */
+    lua_settop(L, 2);                     /* index 2: the null value */
+    tr_buf *scratch = tr_scratch_take(L); /* 3 */
     messages mm;
     messages *m = &mm;
     memset(m, 0, sizeof *m);
@@ -413,7 +411,9 @@ static int shape_messages(lua_State *L) {
                          m_key,  m_end_any, m_begin_array, m_end_any, m};
     size_t at = 0;
     const char *what = NULL;
-    tr_json_status st = tr_json_parse(s, n, TR_LJSON_DEFAULT_DEPTH, &sink, &at, &what);
+    tr_json_status st =
+        tr_json_parse_with(s, n, TR_LJSON_DEFAULT_DEPTH, &sink, scratch, &at, &what);
+    tr_scratch_give(L, 3);
     if (st == TR_JSON_OK) {
         lua_settop(L, m->list);
         return 1;

@@ -5,9 +5,8 @@
 
 static int url_encode(lua_State *L) {
     const char *s = luaL_checkstring(L, 1);
-    tr_buf b;
-    tr_buf_init(&b);
-    return tr_push_buf_or_fail(L, &b, tr_url_encode(&b, s), "out of memory");
+    tr_buf *b = tr_scratch_take(L);
+    return tr_scratch_push(L, tr_url_encode(b, s), "out of memory");
 }
 
 void tr_open_url(lua_State *L) {

@@ -8,7 +8,7 @@ typedef struct parser {
     const char *s;
     size_t n, i;
     const tr_pg_array_sink *sink;
-    tr_buf scratch;
+    tr_buf *scratch; /* the caller's */
     int stopped;
 } parser;
 
@@ -28,7 +28,7 @@ static int emit_text(parser *p, const char *text, size_t len, int is_null) {
 }
 
 static int emit(parser *p, int is_null) {
-    return emit_text(p, p->scratch.data ? p->scratch.data : "", p->scratch.len, is_null);
+    return emit_text(p, p->scratch->data ? p->scratch->data : "", p->scratch->len, is_null);
 }
 
 static int quoted_element(parser *p) {
@@ -41,7 +41,7 @@ static int quoted_element(parser *p) {
         p->i++;
         return emit_text(p, p->s + start, p->i - 1 - start, 0);
     }
-    if (tr_buf_add(&p->scratch, p->s + start, p->i - start) != 0) goto oom;
+    if (tr_buf_add(p->scratch, p->s + start, p->i - start) != 0) goto oom;
     while (p->i < p->n) {
         char c = p->s[p->i++];
         if (c == '"') return emit(p, 0);
@@ -49,7 +49,7 @@ static int quoted_element(parser *p) {
             if (p->i >= p->n) return -1;
             c = p->s[p->i++];
         }
-        if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
+        if (tr_buf_addc_inline(p->scratch, c) != 0) goto oom;
     }
     return -1;
 oom:
@@ -86,15 +86,15 @@ static int bare_element(parser *p) {
         if (c == '\\') {
             if (p->i >= p->n) return -1;
             c = p->s[p->i++];
-            if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
-            last_text = p->scratch.len;
+            if (tr_buf_addc_inline(p->scratch, c) != 0) goto oom;
+            last_text = p->scratch->len;
             continue;
         }
-        if (tr_buf_addc_inline(&p->scratch, c) != 0) goto oom;
-        if (!is_space(c)) last_text = p->scratch.len;
+        if (tr_buf_addc_inline(p->scratch, c) != 0) goto oom;
+        if (!is_space(c)) last_text = p->scratch->len;
     }
     if (p->i == start) return -1; /* empty element */
-    p->scratch.len = last_text;
+    p->scratch->len = last_text;
     return emit(p, 0); /* an escaped character: never the null value */
 oom:
     p->stopped = 1;
@@ -121,7 +121,7 @@ static int array(parser *p, int depth) {
             if (c == '{') {
                 rc = array(p, depth + 1);
             } else {
-                tr_buf_reset(&p->scratch);
+                tr_buf_reset(p->scratch);
                 rc = c == '"' ? quoted_element(p) : bare_element(p);
             }
             if (rc != 0) return -1;
@@ -139,8 +139,10 @@ static int array(parser *p, int depth) {
     return 0;
 }
 
-int tr_pg_array_parse(const char *s, size_t n, const tr_pg_array_sink *sink, size_t *error_at) {
-    parser p = {s, n, 0, sink, {NULL, 0, 0}, 0};
+int tr_pg_array_parse_with(const char *s, size_t n, const tr_pg_array_sink *sink, tr_buf *scratch,
+                           size_t *error_at) {
+    parser p = {s, n, 0, sink, scratch, 0};
+    tr_buf_reset(scratch);
     skip_space(&p);
     /* Arrays with non-default bounds carry a "[1:3]=" decoration before the braces. */
     if (p.i < n && s[p.i] == '[') {
@@ -153,7 +155,6 @@ int tr_pg_array_parse(const char *s, size_t n, const tr_pg_array_sink *sink, siz
         skip_space(&p);
         if (p.i != n) rc = -1;
     }
-    tr_buf_free(&p.scratch);
     if (rc != 0 && error_at) *error_at = p.i;
     if (rc != 0) return p.stopped ? -2 : -1;
     return 0;
@@ -271,4 +272,12 @@ int tr_pg_timestamp_iso(const char *s, size_t n, char *out) {
     out[23] = 'Z';
     out[24] = '\0';
     return 0;
+}
+
+int tr_pg_array_parse(const char *s, size_t n, const tr_pg_array_sink *sink, size_t *error_at) {
+    tr_buf scratch;
+    tr_buf_init(&scratch);
+    int rc = tr_pg_array_parse_with(s, n, sink, &scratch, error_at);
+    tr_buf_free(&scratch);
+    return rc;
 }

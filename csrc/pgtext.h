@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "buf.h"
+
 #define TR_PG_MAX_DEPTH 16
 
 typedef struct tr_pg_array_sink {
@@ -19,6 +21,9 @@ typedef struct tr_pg_array_sink {
  * Returns 0, or -1 on a syntax error (*error_at is set to the byte offset), or -2 when the
  * sink stopped the parse or memory ran out. */
 int tr_pg_array_parse(const char *s, size_t n, const tr_pg_array_sink *sink, size_t *error_at);
+/* The same, unescaping elements into the caller's scratch buffer (see tr_json_parse_with). */
+int tr_pg_array_parse_with(const char *s, size_t n, const tr_pg_array_sink *sink, tr_buf *scratch,
+                           size_t *error_at);
 
 /* Normalise a Postgres timestamp ("2025-01-10 12:00:00.123", "2025-01-10T12:00:00",
  * an optional zone "Z", "+00", "+05:30") to ISO-8601 UTC with milliseconds:

@@ -3,6 +3,9 @@
 #   make check          check-asan + check-valgrind + fuzz; ends with "N passed, N failed"
 #   make check-asan     the C unit tests, the busted suite and tools/check/lifetimes.lua with
 #                       the modules built under clang ASan+UBSan (+ LeakSanitizer)
+#   make check-allocfail only the allocation-failure sweep (tools/check/allocfail.c, one item of
+#                       check-asan): every trigger.core binding under an allocator failing after
+#                       N allocations, N swept, LeakSanitizer after each case
 #   make check-valgrind the C unit tests, tools/check/lifetimes.lua and the busted suite under
 #                       valgrind memcheck (normal -O2 -g build)
 #   make fuzz           every libFuzzer target in fuzz/ for FUZZ_SECONDS each (default 60)
@@ -47,6 +50,12 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_RT)" \
 ASAN_TEST_ENV = ASAN_OPTIONS="$(ASAN_COMMON)" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
+# The allocation-failure sweep: without detect_stack_use_after_return, whose fake stack frames
+# outlive a longjmp and would hold the very pointers a Lua error made unreachable (a leak not seen).
+ALLOCFAIL_ENV = ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=0:strict_string_checks=1:intercept_tls_get_addr=0" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ALLOCFAIL_RUN = $(CHECK_TAP) env $(ALLOCFAIL_ENV) $(ASAN_BUILD)/allocfail tools/check/allocfail.lua
+
 # tools/check/preload.lua loads trigger.core/trigger.curl from the given build directory before
 # anything else, so spec/helper.lua's own cpath (build/5.4) cannot swap in the plain build.
 # For the ASan build it also pins them (tools/check/pin.c) so that LeakSanitizer, which reports at
@@ -81,13 +90,13 @@ FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
 FUZZ_SRC_fuzz_sse          := csrc/sse.c csrc/json.c csrc/buf.c
-FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c \
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lscratch.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c \
                               csrc/buf.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
 FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 
 .PHONY: check check-asan check-valgrind fuzz fuzz-build check-asan-build check-valgrind-build check-reset
-.PHONY: check-asan-run check-valgrind-run fuzz-run
+.PHONY: check-asan-run check-valgrind-run fuzz-run check-allocfail
 
 # --- builds ----------------------------------------------------------------------------------
 
@@ -112,7 +121,13 @@ $(ASAN_BUILD)/checkpin.so: tools/check/pin.c
 	@mkdir -p $(dir $@)
 	$(CHECK_CC) -O1 -g -Wall -Wextra -Werror -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $< -ldl
 
-check-asan-build: $(ASAN_BUILD)/trigger/core.so $(ASAN_BUILD)/trigger/curl.so $(ASAN_BUILD)/checkpin.so \
+# The allocation-failure sweep (tools/check/allocfail.c): trigger.core linked in, ASan + LSan.
+$(ASAN_BUILD)/allocfail: tools/check/allocfail.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -Icsrc -I$(CHECK_LUAINC) -o $@ $< $(CORE_SRC) \
+	  -llua5.4 $(CRYPTO_LIBS) -lm
+
+check-asan-build: $(ASAN_BUILD)/allocfail $(ASAN_BUILD)/trigger/core.so $(ASAN_BUILD)/trigger/curl.so $(ASAN_BUILD)/checkpin.so \
   $(addprefix $(ASAN_BUILD)/,$(CHECK_C_TESTS))
 	@test -f "$(ASAN_RT)" || { echo "check: $(ASAN_RT) not found (install libclang-rt-14-dev)"; exit 1; }
 
@@ -146,6 +161,7 @@ check-asan-run:
 	  $(CHECK_ITEM) asan:$$t -- $(CHECK_TAP) env $(ASAN_TEST_ENV) $(ASAN_BUILD)/$$t; \
 	done; \
 	$(CHECK_ITEM) asan:lifetimes -- $(CHECK_TAP) env $(ASAN_ENV) $(call CHECK_LUA_RUN,$(ASAN_BUILD)) tools/check/lifetimes.lua; \
+	$(CHECK_ITEM) asan:allocfail -- $(ALLOCFAIL_RUN); \
 	$(CHECK_ITEM) asan:busted -- $(CHECK_TAP) env $(ASAN_ENV) $(call CHECK_BUSTED,$(ASAN_BUILD)) spec; \
 	exit 0
 
@@ -161,6 +177,12 @@ check-valgrind-run:
 fuzz-run:
 	@MAKE="$(MAKE)" FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_REPORT=$(FUZZ_REPORT) FUZZ_JOBS=$(FUZZ_JOBS) \
 	  sh tools/check/fuzz.sh $(CHECK_DIR)/results $(CHECK_DIR) $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+# Only the allocation-failure sweep (one item; part of check-asan).
+check-allocfail: check-reset
+	@$(call CHECK_BUILD_STEP,asan:build,$(ASAN_BUILD)/allocfail) || exit 0; \
+	$(CHECK_ITEM) asan:allocfail -- $(ALLOCFAIL_RUN); \
+	sh tools/check/summary.sh $(CHECK_DIR)/results
 
 check-asan: check-reset
 	@$(MAKE) --no-print-directory check-asan-run; sh tools/check/summary.sh $(CHECK_DIR)/results

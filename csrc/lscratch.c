@@ -1,0 +1,89 @@
+/* Scratch boxes: the one rule for C temporaries under a Lua error (lcore.h).
+ *
+ * Any Lua API call that allocates (lua_push*, lua_*table, lua_set*, ...) may raise a memory
+ * error, which longjmps past every C frame up to the nearest pcall: heap memory a C local holds
+ * at that moment is lost. So a binding that holds heap memory across such a call keeps it in a
+ * scratch box, a userdata whose __gc (and __close) frees the buffer in it, as Lua 5.4's lauxlib
+ * keeps a luaL_Buffer's memory in a box. The plain-C parsers take the caller's buffer
+ * (tr_json_parse_with, tr_pg_array_parse_with) for this.
+ *
+ * One box per Lua state is kept in the registry between calls, so most calls allocate nothing.
+ * tr_scratch_take takes it out (the registry then holds false): a call made meanwhile (from a
+ * finalizer, say) gets a box of its own, and a box whose call a Lua error unwound is left to the
+ * collector; tr_scratch_give puts the box back. */
+#include "compat.h"
+#include "lcore.h"
+
+#define SCRATCH_MT "trigger.scratch"
+#define SCRATCH_KEEP 65536 /* a buffer grown past this is freed rather than kept */
+
+static const char cache_key = 0; /* its address is the registry key */
+
+typedef struct scratch {
+    tr_buf buf; /* first: a tr_buf * is a scratch * */
+} scratch;
+
+static int scratch_gc(lua_State *L) {
+    scratch *s = tr_checkudata(L, 1, SCRATCH_MT);
+    tr_buf_free(&s->buf);
+    return 0;
+}
+
+static void metatable(lua_State *L) {
+    if (tr_newmetatable(L, SCRATCH_MT)) {
+        lua_pushcfunction(L, scratch_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, scratch_gc);
+        lua_setfield(L, -2, "__close");
+    }
+}
+
+void tr_open_scratch(lua_State *L) {
+    metatable(L);
+    lua_pop(L, 1);
+    /* The registry key made now, so that giving a box back later never allocates. */
+    tr_scratch_take(L);
+    tr_scratch_give(L, -1);
+    lua_pop(L, 1);
+}
+
+tr_buf *tr_scratch_take(lua_State *L) {
+    lua_pushlightuserdata(L, (void *)&cache_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    scratch *s = lua_touserdata(L, -1);
+    if (s != NULL) {
+        lua_pushlightuserdata(L, (void *)&cache_key);
+        lua_pushboolean(L, 0); /* the key is there already: no allocation */
+        lua_rawset(L, LUA_REGISTRYINDEX);
+        tr_buf_reset(&s->buf);
+        return &s->buf;
+    }
+    lua_pop(L, 1);
+    s = lua_newuserdata(L, sizeof *s);
+    tr_buf_init(&s->buf);
+    metatable(L);
+    lua_setmetatable(L, -2);
+    return &s->buf;
+}
+
+void tr_scratch_give(lua_State *L, int box) {
+    box = tr_absindex(L, box);
+    scratch *s = lua_touserdata(L, box);
+    if (s->buf.cap > SCRATCH_KEEP) tr_buf_free(&s->buf);
+    tr_buf_reset(&s->buf);
+    lua_pushlightuserdata(L, (void *)&cache_key);
+    lua_pushvalue(L, box);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+int tr_scratch_push(lua_State *L, int rc, const char *what) {
+    int box = lua_gettop(L);
+    tr_buf *b = lua_touserdata(L, box);
+    if (rc == 0)
+        lua_pushlstring(L, b->data ? b->data : "", b->len);
+    else
+        lua_pushnil(L);
+    if (rc != 0) lua_pushstring(L, what);
+    tr_scratch_give(L, box);
+    return rc == 0 ? 1 : 2;
+}
