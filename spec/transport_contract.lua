@@ -200,10 +200,13 @@ case("a URL that is not one is permanent", function(env)
 end)
 
 case("a timeout is transient", function(env)
-  fault(env, { kind = "delay", delay_ms = 3000, count = 1, match = { path_prefix = "/realtime/v1/runs" } })
+  fault(env, { kind = "delay", delay_ms = 3000, count = 1,
+    match = { path_prefix = "/realtime/v1/runs" } })
   local f = failure(env, { url = shape_url(env, tag(env)), headers = auth(env), timeout = 0.5 },
     false, "timeout")
-  if not f.message:lower():find("time", 1, true) then fail("the message does not say timeout: %s", f.message) end
+  if not f.message:lower():find("time", 1, true) then
+    fail("the message does not say timeout: %s", f.message)
+  end
 end)
 
 case("a body cut short is transient (truncate and reset mid-body)", function(env)

@@ -414,6 +414,30 @@ else
   not_ok "openssl makes the test certificates (TLS checks skipped)"
 fi
 
+# --- the transport contract (spec/transport_contract.lua) against trigger.transport.ngx -------
+# The cases busted runs against trigger.transport.curl (spec/transport_contract_spec.lua), here
+# inside nginx: one "ok N" line per case.
+
+if [ "$have_tls" = 1 ]; then
+  closed_port=$(free_ports 1)
+  closed_port=${closed_port%% *}
+  get "/test/contract?closed=$closed_port" 60 >"$tmp/contract.out" 2>&1
+  n_cases=0
+  while IFS=$'\t' read -r verdict name why; do
+    case "$verdict" in
+      ok) ok "transport contract, ngx: $name"; n_cases=$((n_cases + 1)) ;;
+      "not ok") not_ok "transport contract, ngx: $name" "$why"; n_cases=$((n_cases + 1)) ;;
+      *) not_ok "transport contract, ngx: unexpected output" "$verdict $name $why" ;;
+    esac
+  done <"$tmp/contract.out"
+  want_cases=$(grep -c '^case("' spec/transport_contract.lua)
+  [ "$n_cases" -eq "$want_cases" ] && [ "$n_cases" -gt 0 ] &&
+    ok "transport contract, ngx: all $n_cases cases ran" ||
+    not_ok "transport contract, ngx: $n_cases of $want_cases cases ran" "$(tail -n 5 "$tmp/nginx/logs/error.log")"
+else
+  not_ok "transport contract, ngx: needs the test certificates (openssl)"
+fi
+
 # --- next(timeout) and poll() inside nginx -----------------------------------------------------
 
 idle_tag="user:idle-$$"
