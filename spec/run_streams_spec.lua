@@ -12,7 +12,13 @@ local function items_until(obj, pred, out)
   out = out or {}
   while true do
     local item, why = obj:next(10)
-    assert(item, "no item came: " .. tostring(why))
+    if not item then
+      local got = {}
+      for _, i in ipairs(out) do
+        got[#got + 1] = i.type .. ":" .. tostring(i.run and i.run.id) .. ":" .. tostring(i.chunk)
+      end
+      error("no item came (" .. tostring(why) .. ") after " .. table.concat(got, ", "), 2)
+    end
     out[#out + 1] = item
     if pred(item) then return out end
   end

@@ -65,7 +65,7 @@ function M.new(sub, settings, opts)
     order = {},   -- { run id, key, stream } in opening order (fair polling)
     latest = {},  -- run id -> latest run object
     finished_runs = {}, -- run id -> clock time the run was seen finished
-    queue = {}, head = 1,
+    queue = {}, head = 1, tail = 0, -- items ready: queue[head..tail]
     closed = false, finished = false,
   }
   local obj = setmetatable({ closed = false, finished = false }, RunStreams)
@@ -97,7 +97,8 @@ local function open_stream(r, run, key)
 end
 
 local function push(r, item)
-  r.queue[#r.queue + 1] = item
+  r.tail = r.tail + 1
+  r.queue[r.tail] = item
 end
 
 -- A run came from the subscription: hand it out, open the streams it lists, and when it is
@@ -149,7 +150,7 @@ local function poll_round(self, r)
   end
   r.order = keep
   -- Over when the subscription ended by itself (a finished run) and every stream is drained.
-  if r.sub.finished and #r.order == 0 and r.head > #r.queue then
+  if r.sub.finished and #r.order == 0 and r.head > r.tail then
     r.finished = true
     self.finished = true
     self:close()
@@ -168,11 +169,11 @@ local function state(obj, fn)
 end
 
 local function take(r)
+  if r.head > r.tail then return nil end
   local item = r.queue[r.head]
-  if item == nil then return nil end
   r.queue[r.head] = nil
   r.head = r.head + 1
-  if r.head > #r.queue then r.queue, r.head = {}, 1 end
+  if r.head > r.tail then r.head, r.tail = 1, 0 end
   return item
 end
 
@@ -201,7 +202,7 @@ end
 -- @treturn number|nil
 function RunStreams:timeout()
   local r = state(self, "timeout")
-  if r.closed or r.head <= #r.queue then return 0 end
+  if r.closed or r.head <= r.tail then return 0 end
   local t = r.sub.closed and nil or r.sub:timeout()
   for _, entry in ipairs(r.order) do
     local s = entry[3]:timeout()
