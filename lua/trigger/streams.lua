@@ -185,8 +185,13 @@ end
 -- nginx cosockets: the transport's stream reader, its waits bounded by the caller's deadline.
 local function cosocket_source(r, req)
   req.cancelled = r.is_closed
+  req.connect_timeout = r.settings.connect_timeout
   local reader, failure = r.transport.open_stream(req)
   if not reader then return nil, failure end
+  -- close() of the stream closes the connection at once (the reading coroutine may never run
+  -- again to do it: it waits in deliver(), or in a read another light thread gave up)
+  local handle = { close = function() reader.close() end }
+  r.inflight[handle] = true
   local src = {}
   local function wait_for(fn)
     while true do
@@ -202,7 +207,10 @@ local function cosocket_source(r, req)
   end
   function src.head() return wait_for(reader.head) end
   function src.read() return wait_for(reader.read) end
-  function src.close() reader.close() end
+  function src.close()
+    r.inflight[handle] = nil
+    reader.close()
+  end
   return src
 end
 

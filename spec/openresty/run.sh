@@ -7,7 +7,8 @@
 # ports, follows a tag through the SSE location with curl -N while runs progress, and checks
 # the events, that the same worker answers other requests meanwhile, TLS verification,
 # subscriptions in ngx.timer, connection reuse, recovery from broken responses, token minting,
-# and that libcurl is never loaded. Prints "ok N - ..." / "not ok N - ..." lines and a closing
+# the transport contract (spec/transport_contract.lua) on transport.ngx, run streams forwarded
+# as SSE by the /stream location, and that libcurl is never loaded. Prints "ok N - ..." / "not ok N - ..." lines and a closing
 # "N passed, N failed"; exits non-zero on failure; stops every process it started.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -437,6 +438,92 @@ if [ "$have_tls" = 1 ]; then
 else
   not_ok "transport contract, ngx: needs the test certificates (openssl)"
 fi
+
+# --- a run's realtime stream forwarded to a browser: /stream (issue 15) ------------------------
+# trigger.streams.read over transport.ngx's open_stream, against the local server's streams in
+# both framings: chunks before and after a cut mid-stream (the server resets the connection
+# half-way through an event after 2 records: the library reopens from its position), then a
+# browser's reconnect with Last-Event-ID, a stream that does not exist, and clients that leave.
+
+stream_data() { sed -n 's/^data: //p' "$1"; }
+stream_ids() { sed -n 's/^id: //p' "$1"; }
+has_data() { [ "$(grep -c '^data: ' "$1" 2>/dev/null)" -ge "$2" ]; }
+new_stream() { # new_stream VERSION -> the id of a new run with a stream "default" of that framing
+  local id
+  id=$(create_run '{"status":"EXECUTING"}')
+  admin POST "_emulator/streams/$id/default" "{\"version\":\"$1\"}" >/dev/null
+  echo "$id"
+}
+append_chunks() { admin POST "_emulator/streams/$1/default/append" "{\"chunks\":$2}" >/dev/null; }
+
+for version in v2 v1; do
+  run_s=$(new_stream "$version")
+  append_chunks "$run_s" '[{"n":1},"two",3]'
+  admin POST _emulator/faults '{"kind":"reset_mid_body","after":2,"count":1,"match":{"path_prefix":"/realtime/v1/streams"}}' >/dev/null
+  out="$tmp/stream-$version.out"
+  curl -sN --max-time 30 "http://127.0.0.1:$PORT/stream?run=$run_s" >"$out" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait_for 10 has_data "$out" 3
+  append_chunks "$run_s" '[{"text":"h\u00e9llo w\u00f6rld"},null,[1,2]]'
+  wait_for 10 has_data "$out" 6
+  sleep 0.5 # anything repeated would come now
+  got=$(stream_data "$out" | tr '\n' ' ')
+  want='{"n":1} "two" 3 {"text":"héllo wörld"} null [1,2] '
+  ids=$(stream_ids "$out" | tr '\n' ' ')
+  if [ "$version" = v2 ]; then want_ids='v2:0 v2:1 v2:2 v2:3 v2:4 v2:5 '; else
+    want_ids=$(admin GET "_emulator/streams/$run_s/default" |
+      JSON_DOC=$(cat) luajit -e 'for _, r in ipairs(require("cjson").decode(os.getenv("JSON_DOC")).records) do io.write("v1:", r.id, ":1 ") end' 2>&1)
+  fi
+  cut_seen=$(grep -c "trigger-realtime: stream $run_s/default: " "$tmp/nginx/logs/error.log")
+  if [ "$got" = "$want" ] && [ "$ids" = "$want_ids" ] && [ "$cut_seen" -ge 1 ]; then
+    ok "/stream forwards a $version stream as SSE: 6 chunks in order, across a cut mid-event (none lost or repeated), ids $ids"
+  else
+    not_ok "/stream forwards a $version stream as SSE across a cut mid-event" "want: $want" "got:  $got" \
+      "ids: $ids (want $want_ids)" "on_error lines: $cut_seen" "$(tail -n 5 "$tmp/nginx/logs/error.log")"
+  fi
+  # A browser that reconnects sends the last id it saw: the stream resumes after it.
+  third=$(stream_ids "$out" | sed -n 3p)
+  curl -sN --max-time 2 -H "Last-Event-ID: $third" "http://127.0.0.1:$PORT/stream?run=$run_s" \
+    >"$tmp/resume-$version.out" 2>&1
+  got=$(stream_data "$tmp/resume-$version.out" | tr '\n' ' ')
+  [ "$got" = '{"text":"héllo wörld"} null [1,2] ' ] &&
+    ok "/stream with Last-Event-ID: $third resumes the $version stream after it" ||
+    not_ok "/stream with Last-Event-ID resumes the $version stream after it" "got: $got"
+  kill -TERM "$spid" 2>/dev/null
+  wait "$spid" 2>/dev/null
+done
+
+missing=$(get "/stream?run=run_doesnotexist" 5)
+case "$missing" in
+  *"event: error"*'"status":404'*) ok "/stream of a stream that does not exist ends with an error event (404)" ;;
+  *) not_ok "/stream of a stream that does not exist ends with an error event (404)" "$missing" ;;
+esac
+
+# Browsers that leave mid-stream: the worker's requests in flight (open streams among them)
+# come back to 0 once they are gone, and are counted while they are there.
+run_q=$(new_stream v2)
+append_chunks "$run_q" '["first"]'
+leavers=()
+for i in $(seq 1 10); do
+  curl -sN --max-time 2 "http://127.0.0.1:$PORT/stream?run=$run_q" >"$tmp/leaver-$i.out" 2>&1 &
+  leavers+=($!)
+done
+all_have_first() { local i; for i in $(seq 1 10); do has_data "$tmp/leaver-$i.out" 1 || return 1; done; }
+wait_for 5 all_have_first
+during=$(in_flight)
+wait "${leavers[@]}" 2>/dev/null
+if [ "${during:-0}" -ge 10 ] 2>/dev/null && wait_for 5 none_in_flight; then
+  ok "10 clients that leave mid-stream: active() was $during while they read, back to 0 after"
+else
+  not_ok "10 clients that leave mid-stream: active() back to 0" "while reading: $during" "after: $(in_flight)"
+fi
+
+# A stream closed inside nginx closes its connection then, not when the request ends.
+answer=$(get "/test/stream-close?run=$run_q" 15)
+[ "$answer" = '"first" 0 "first" nil/closed 0 soon server-closed' ] &&
+  ok "a stream closed between chunks, or from another light thread mid-read, closes its connection at once (active() 0)" ||
+  not_ok "a stream closed between chunks, or from another light thread mid-read, closes its connection" "$answer"
 
 # --- next(timeout) and poll() inside nginx -----------------------------------------------------
 

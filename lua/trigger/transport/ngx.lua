@@ -301,7 +301,8 @@ M.stream_body_max = 4 * 1024 * 1024
 --   read fails); `timeout` is not used (a stream lasts as long as it lasts)
 -- @treturn[1] table a reader: `head(seconds)` → status, headers | nil, "timeout" | nil,
 --   failure; `read(seconds)` → bytes | nil (the body ended) | nil, "timeout" | nil, failure;
---   `close()`
+--   `close()` (idempotent; from another light thread while a read waits, the connection
+--   closes when that read wakes, within `cancel_check_s`). An open stream counts in `active()`.
 -- @treturn[2] nil
 -- @treturn[2] table the failure `{kind, permanent, message}`
 function M.open_stream(req)
@@ -323,10 +324,15 @@ function M.open_stream(req)
   ok, err = sock:connect(u.host, u.port)
   if not ok then return nil, failure("connect to " .. where .. " failed: " .. tostring(err), false) end
   stats.connects = stats.connects + 1
+  -- In flight until closed (active() also drops it once ngx_lua closed the socket: the light
+  -- thread reading it was killed, as when a browser leaves and the handler calls ngx.exit).
+  local entry = { sock = sock }
+  inflight[entry] = true
   if u.scheme == "https" then
     ok, err = sock:sslhandshake(false, not u.host:match("^%[") and u.host or nil, true)
     if not ok then
       sock:close()
+      inflight[entry] = nil
       local message = "TLS handshake with " .. where .. " failed: " .. tostring(err)
       return nil, failure(message, is_permanent(message))
     end
@@ -334,17 +340,37 @@ function M.open_stream(req)
   ok, err = sock:send(request)
   if not ok then
     sock:close()
+    inflight[entry] = nil
     return nil, failure("send to " .. where .. " failed: " .. tostring(err), false)
   end
   local limit = math.min(req.max_body or M.stream_body_max, M.stream_body_max)
   local parser = core.http1_parser { max_body = limit }
   local given, last, ended = 0, now(), false
   local idle = req.idle_timeout
+  local closed, reading = false, false
+  local function shut() -- close the connection and the parser, once
+    if entry.sock then
+      entry.sock = nil
+      inflight[entry] = nil
+      sock:close()
+      parser:close()
+    end
+  end
+  local function gone()
+    return failure("closed: the stream from " .. where .. " was closed", false)
+  end
   local function pump(seconds) -- one receive: true | nil, "timeout" | nil, failure
+    if closed then return nil, gone() end
     local t = math.min(seconds or M.cancel_check_s, M.cancel_check_s)
     if idle then t = math.min(t, math.max(last + idle - now(), 0.001)) end
     sock:settimeout(ms(math.max(t, 0.001)))
+    reading = true
     local data, rerr = sock:receiveany(M.receive_size)
+    reading = false
+    if closed then -- close() came from another light thread while the read waited
+      shut()
+      return nil, gone()
+    end
     local state, message
     if data then
       last = now()
@@ -370,6 +396,7 @@ function M.open_stream(req)
   end
   local reader = {}
   function reader.head(seconds)
+    if closed then return nil, gone() end
     while not parser:headers_complete() do
       if ended then return nil, failure("no response head from " .. where, false) end
       local progressed, why = pump(seconds)
@@ -379,6 +406,7 @@ function M.open_stream(req)
   end
   function reader.read(seconds)
     while true do
+      if closed then return nil, gone() end
       local body = parser:body()
       if #body > given then
         local bytes = body:sub(given + 1)
@@ -391,8 +419,10 @@ function M.open_stream(req)
     end
   end
   function reader.close()
-    sock:close()
-    parser:close()
+    closed = true
+    -- ngx_lua refuses to close a socket another light thread is reading ("socket busy
+    -- reading"): that read then closes it when it wakes (at most cancel_check_s later).
+    if not reading then shut() end
   end
   return reader
 end
