@@ -494,6 +494,36 @@ for version in v2 v1; do
   wait "$spid" 2>/dev/null
 done
 
+# The server closes a quiet stream after its timeout (1 s here; v2 says [DONE] first): the
+# library reopens it from its position, so a chunk appended after two idle closes still comes.
+admin POST _emulator/stream_config '{"timeout_s":1}' >/dev/null
+for version in v2 v1; do
+  run_i=$(new_stream "$version")
+  append_chunks "$run_i" '["before"]'
+  out="$tmp/idle-$version.out"
+  curl -sN --max-time 15 "http://127.0.0.1:$PORT/stream?run=$run_i" >"$out" 2>&1 &
+  ipid=$!
+  pids+=("$ipid")
+  wait_for 5 has_data "$out" 1
+  sleep 2.5
+  append_chunks "$run_i" '["after"]'
+  wait_for 5 has_data "$out" 2
+  sleep 0.3
+  got=$(stream_data "$out" | tr '\n' ' ')
+  reads=$(JSON_DOC=$(admin GET _emulator/stats) RUN_ID=$run_i luajit -e '
+    local n = 0
+    for _, e in ipairs(require("cjson").decode(os.getenv("JSON_DOC")).log) do
+      if tostring(e.path):find("/realtime/v1/streams/" .. os.getenv("RUN_ID"), 1, true) then n = n + 1 end
+    end
+    print(n)' 2>&1)
+  [ "$got" = '"before" "after" ' ] && [ "${reads:-0}" -ge 3 ] 2>/dev/null &&
+    ok "/stream goes on across the server's idle closes of a $version stream ($reads requests upstream)" ||
+    not_ok "/stream goes on across the server's idle closes of a $version stream" "got: $got" "requests: $reads"
+  kill -TERM "$ipid" 2>/dev/null
+  wait "$ipid" 2>/dev/null
+done
+admin POST _emulator/stream_config '{"timeout_s":60}' >/dev/null
+
 missing=$(get "/stream?run=run_doesnotexist" 5)
 case "$missing" in
   *"event: error"*'"status":404'*) ok "/stream of a stream that does not exist ends with an error event (404)" ;;
