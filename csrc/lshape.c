@@ -1,5 +1,6 @@
 /* trigger.core bindings of the shape protocol (csrc/shape.c): the shape userdata, the tail check
  * of a body, and shape_messages, the shape-log body decoder built on ljson.c's value builder. */
+#include <stddef.h>
 #include <string.h>
 
 #include "compat.h"
@@ -202,6 +203,8 @@ typedef struct messages {
     lua_Integer out;     /* entries in the list */
     int has_headers;     /* this message has a headers object */
     const char *problem; /* why the body is refused */
+    int one_element;     /* the streaming reader: stop the parse after each message */
+    int element_done;    /* ... and it stopped there */
 } messages;
 
 static int refuse(messages *m, const char *problem) {
@@ -381,12 +384,78 @@ static int m_end(messages *m) {
     m->depth--;
     m->field = IN_NOTHING;
     m->header = HEADER_OTHER;
-    return m->depth == 1 ? message_end(m) : 0;
+    if (m->depth != 1) return 0;
+    if (message_end(m) != 0) return -1;
+    if (!m->one_element) return 0;
+    m->element_done = 1; /* stops the parse right after the message's closing brace */
+    return 1;
 }
 
 static int m_begin_object(void *ud) { return m_begin(ud, 1); }
 static int m_begin_array(void *ud) { return m_begin(ud, 0); }
 static int m_end_any(void *ud) { return m_end(ud); }
+
+/* The sink of m. */
+static tr_json_sink sink_of(messages *m) {
+    tr_json_sink sink = {m_null, m_boolean, m_integer,     m_number,  m_string, m_begin_object,
+                         m_key,  m_end_any, m_begin_array, m_end_any, m};
+    return sink;
+}
+
+/* Start m on the stack: the list at index `list` (already there), nil slots pushed above it. */
+static void messages_start(lua_State *L, messages *m, int null_index, int list) {
+    /* The builder's fields before its levels (which need no zeroing: 24 KB, once per call
+     * of a streaming feed) as a memset builder has them. */
+    memset(&m->b, 0, offsetof(tr_ljson_builder, levels));
+    m->b.L = L;
+    m->b.null_index = null_index;
+    m->depth = m->field = m->header = m->skipped = 0;
+    m->count = 0;
+    m->out = 0;
+    m->has_headers = 0;
+    m->problem = NULL;
+    m->one_element = m->element_done = 0;
+    m->list = list;
+    for (int i = 0; i < SLOTS; i++)
+        lua_pushnil(L);
+    m->slot = list + 1;
+}
+
+/* Push the message of a refused body. */
+static void push_refusal(lua_State *L, const messages *m) {
+    if (m->count == 0)
+        lua_pushstring(L, m->problem);
+    else
+        lua_pushfstring(L, "message %d of the response %s", m->count, m->problem);
+}
+
+/* The whole body s at once, the null value at null_index: pushes the list, or nil, message. */
+static int whole_messages(lua_State *L, const char *s, size_t n, int null_index) {
+    int base = lua_gettop(L);
+    int box = base + 1;
+    tr_buf *scratch = tr_scratch_take(L);
+    messages mm;
+    messages *m = &mm;
+    lua_newtable(L);
+    messages_start(L, m, null_index, box + 1);
+    tr_json_sink sink = sink_of(m);
+    size_t at = 0;
+    const char *what = NULL;
+    tr_json_status st =
+        tr_json_parse_with(s, n, TR_LJSON_DEFAULT_DEPTH, &sink, scratch, &at, &what);
+    tr_scratch_give(L, box);
+    if (st == TR_JSON_OK) {
+        lua_pushvalue(L, m->list);
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+        return 1;
+    }
+    if (!m->problem) return tr_ljson_failed(L, base, st, at, what);
+    lua_settop(L, base);
+    lua_pushnil(L);
+    push_refusal(L, m);
+    return 2;
+}
 
 /* shape_messages(body [, null]) -> list, or nil, message
  * list: operation, key, value (false for delete) per row message; control, false, false per
@@ -395,38 +464,376 @@ static int m_end_any(void *ud) { return m_end(ud); }
 static int shape_messages(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    lua_settop(L, 2);                     /* index 2: the null value */
-    tr_buf *scratch = tr_scratch_take(L); /* 3 */
-    messages mm;
-    messages *m = &mm;
-    memset(m, 0, sizeof *m);
-    m->b.L = L;
-    m->b.null_index = 2;
+    lua_settop(L, 2); /* index 2: the null value */
+    return whole_messages(L, s, n, 2);
+}
+
+/* --- The streaming reader ---------------------------------------------------------------------
+ *
+ * core.shape_reader([null]) reads a shape-log body in pieces as they arrive, with exactly the
+ * results of shape_messages on the whole body (the same list, the same refusal or error text)
+ * for any split. It never holds the body: only the unfinished tail (the message still coming,
+ * at most a piece plus one message).
+ *
+ * The top level (the array's brackets, commas and white space) is followed here, each message
+ * by the JSON parser with the sink above (stopping right after the message's closing brace).
+ * A message is handed to the parser once a quick scan (strings, escapes, bracket depth) has
+ * seen its end and LOOKAHEAD more bytes: the parser then sees the same bytes as it would in the
+ * whole body up to wherever it stops or fails (the scan and the parser agree on where a valid
+ * message ends, and the parser fails no later than the scan's end on an invalid one; its
+ * look-aheads, \uXXXX and surrogate pairs, need at most 6 bytes). At finish() everything left
+ * is parsed with the true end. A body that does not start with '[' is kept whole and decoded
+ * by shape_messages' own path at finish() (it is refused anyway). */
+
+#define READER_MT "trigger.shape_reader"
+#define LOOKAHEAD 8
+#define LAST_KEEP 512 /* body bytes kept for reader:ends_up_to_date() */
+
+enum {
+    R_START,   /* before the array: white space */
+    R_FIRST,   /* after '[': a message or ']' */
+    R_ELEMENT, /* in a message (scanning for its end) */
+    R_AFTER,   /* after a message: ',' or ']' */
+    R_VALUE,   /* after ',': a message */
+    R_END,     /* after ']': white space only */
+    R_WHOLE,   /* not an array: kept whole for finish() */
+    R_FAILED,  /* refused (the problem is in the user value) */
+    R_BUSY,    /* inside a call (a call a Lua error unwound leaves it so) */
+    R_CLOSED
+};
+enum { K_CONTAINER, K_STRING, K_OTHER };
+enum { UV_LIST = 1, UV_NULL, UV_PROBLEM };
+
+typedef struct reader {
+    int state;
+    tr_buf tail;     /* the bytes not consumed yet; tail.data[0] is body byte `base` */
+    size_t base;     /* body offset of tail.data[0] */
+    size_t pos;      /* the next byte of the top level (in tail) */
+    size_t scan;     /* the next byte the scan of the current message looks at (in tail) */
+    size_t end;      /* one past the current message's last byte, once found (0: not yet) */
+    int kind;        /* of the current message's first byte: K_* */
+    int in_string;   /* the scan is inside a string */
+    long depth;      /* the scan's bracket depth */
+    int count;       /* messages so far */
+    lua_Integer out; /* entries in the list */
+    size_t fed;      /* body bytes so far */
+    char last[LAST_KEEP];
+    size_t last_len;
+} reader;
+
+static reader *check_reader(lua_State *L) {
+    reader *r = tr_checkudata(L, 1, READER_MT);
+    if (r->state == R_CLOSED) luaL_argerror(L, 1, "shape reader is closed");
+    if (r->state == R_BUSY) luaL_error(L, "shape reader broken by an earlier error");
+    return r;
+}
+
+static int reader_new(lua_State *L) {
+    lua_settop(L, 1);
+    reader *r = lua_newuserdata(L, sizeof *r); /* 2 */
+    r->state = R_CLOSED; /* closed first: nothing to free until it is set up */
+    tr_buf_init(&r->tail);
+    luaL_getmetatable(L, READER_MT);
+    lua_setmetatable(L, 2);
+    lua_createtable(L, 3, 0);
     lua_newtable(L);
-    m->list = lua_gettop(L);
-    for (int i = 0; i < SLOTS; i++)
-        lua_pushnil(L);
-    m->slot = m->list + 1;
-    tr_json_sink sink = {m_null, m_boolean, m_integer,     m_number,  m_string, m_begin_object,
-                         m_key,  m_end_any, m_begin_array, m_end_any, m};
+    lua_rawseti(L, -2, UV_LIST);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, UV_NULL);
+    tr_setuservalue(L, 2);
+    r->base = r->pos = r->scan = r->end = 0;
+    r->kind = K_OTHER;
+    r->in_string = 0;
+    r->depth = 0;
+    r->count = 0;
+    r->out = 0;
+    r->fed = 0;
+    r->last_len = 0;
+    r->state = R_START;
+    return 1;
+}
+
+/* __gc, __close and close(): safe to call more than once. */
+static int reader_close(lua_State *L) {
+    reader *r = tr_checkudata(L, 1, READER_MT);
+    tr_buf_free(&r->tail);
+    r->state = R_CLOSED;
+    return 0;
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Bytes that end a message that is neither an object, an array nor a string (it is refused,
+ * but only once the parser has read it: it may be bad JSON first). */
+static int ends_other(char c) {
+    return is_space(c) || c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '"' ||
+           c == ':';
+}
+
+/* Look for the end of the current message; returns 1 once it is known (r->end). */
+static int scan_message(reader *r) {
+    const char *s = r->tail.data;
+    size_t n = r->tail.len, i = r->scan;
+    if (r->kind == K_OTHER) {
+        while (i < n && !ends_other(s[i]))
+            i++;
+        r->scan = i;
+        if (i < n) r->end = i;
+        return i < n;
+    }
+    while (i < n) {
+        if (r->in_string) {
+            while (i < n && s[i] != '"' && s[i] != '\\')
+                i++;
+            if (i >= n) break;
+            if (s[i] == '\\') {
+                i += 2; /* the escaped byte may be in the next piece: i > n then */
+                continue;
+            }
+            i++;
+            r->in_string = 0;
+            if (r->kind == K_STRING) {
+                r->scan = r->end = i;
+                return 1;
+            }
+            continue;
+        }
+        char c = s[i++];
+        if (c == '"') {
+            r->in_string = 1;
+        } else if (c == '{' || c == '[') {
+            r->depth++;
+        } else if (c == '}' || c == ']') {
+            if (--r->depth <= 0) {
+                r->scan = r->end = i;
+                return 1;
+            }
+        }
+    }
+    r->scan = i;
+    return 0;
+}
+
+static void start_message(reader *r) {
+    char c = r->tail.data[r->pos];
+    r->kind = c == '{' || c == '[' ? K_CONTAINER : c == '"' ? K_STRING : K_OTHER;
+    r->scan = r->pos;
+    r->end = 0;
+    r->in_string = 0;
+    r->depth = 0;
+    r->state = R_ELEMENT;
+}
+
+/* A failure at body byte `at` (0-based), as tr_ljson_failed words it. */
+static void fail_at(lua_State *L, reader *r, int uv, const char *what, size_t at) {
+    lua_pushfstring(L, "%s at byte %d", what, (int)at + 1);
+    lua_rawseti(L, uv, UV_PROBLEM);
+    r->state = R_FAILED;
+}
+
+/* Parse the message at r->pos with the bytes there are; 0: it is in the list (r->pos after
+ * it), -1: refused (r->state R_FAILED). */
+static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *scratch) {
+    m->count = r->count;
+    m->out = r->out;
+    m->depth = 1; /* inside the array */
+    m->field = m->header = m->skipped = 0;
+    m->b.depth = 0;
+    m->one_element = 1;
+    m->element_done = 0;
+    m->problem = NULL;
     size_t at = 0;
     const char *what = NULL;
-    tr_json_status st =
-        tr_json_parse_with(s, n, TR_LJSON_DEFAULT_DEPTH, &sink, scratch, &at, &what);
-    tr_scratch_give(L, 3);
-    if (st == TR_JSON_OK) {
-        lua_settop(L, m->list);
-        return 1;
+    tr_json_sink sink = sink_of(m);
+    tr_json_status st = tr_json_parse_with(r->tail.data + r->pos, r->tail.len - r->pos,
+                                           TR_LJSON_DEFAULT_DEPTH - 1, &sink, scratch, &at, &what);
+    r->count = m->count;
+    r->out = m->out;
+    lua_settop(L, m->slot + SLOTS - 1);
+    if (st == TR_JSON_STOPPED && m->element_done) {
+        r->pos += at;
+        r->state = R_AFTER;
+        return 0;
     }
-    if (!m->problem) return tr_ljson_failed(L, 2, st, at, what);
-    lua_settop(L, 2);
+    if (m->problem) {
+        push_refusal(L, m);
+        lua_rawseti(L, uv, UV_PROBLEM);
+        r->state = R_FAILED;
+    } else if (st == TR_JSON_STOPPED) {
+        lua_pushliteral(L, "JSON too deep for the Lua stack");
+        lua_rawseti(L, uv, UV_PROBLEM);
+        r->state = R_FAILED;
+    } else {
+        /* (TR_JSON_OK cannot be: a message ends by the sink's stop, anything else is refused) */
+        fail_at(L, r, uv, what ? what : "invalid JSON", r->base + r->pos + at);
+    }
+    return -1;
+}
+
+static void skip_space_at(reader *r) {
+    while (r->pos < r->tail.len && is_space(r->tail.data[r->pos]))
+        r->pos++;
+}
+
+/* Move the top level on as far as the bytes go (final: they are all there). The reader's user
+ * value is at `uv`. */
+static void advance(lua_State *L, reader *r, int uv, int final) {
+    int base = lua_gettop(L);
+    lua_rawgeti(L, uv, UV_NULL);          /* base + 1 */
+    tr_buf *scratch = tr_scratch_take(L); /* base + 2 */
+    lua_rawgeti(L, uv, UV_LIST);          /* base + 3 */
+    messages mm;
+    messages *m = &mm;
+    messages_start(L, m, base + 1, base + 3);
+    int state = r->state;
+    r->state = R_BUSY;
+    for (;;) {
+        if (state == R_START || state == R_FIRST || state == R_AFTER || state == R_VALUE ||
+            state == R_END) {
+            skip_space_at(r);
+            if (r->pos >= r->tail.len) {
+                if (final && state != R_END) {
+                    r->state = state;
+                    fail_at(L, r, uv, "unexpected end", r->base + r->tail.len);
+                    state = R_FAILED;
+                }
+                break;
+            }
+        }
+        char c = r->pos < r->tail.len ? r->tail.data[r->pos] : 0;
+        if (state == R_START) {
+            if (c != '[') {
+                state = R_WHOLE;
+                break;
+            }
+            r->pos++;
+            state = R_FIRST;
+        } else if (state == R_FIRST && c == ']') {
+            r->pos++;
+            state = R_END;
+        } else if (state == R_FIRST || state == R_VALUE) {
+            start_message(r);
+            state = R_ELEMENT;
+        } else if (state == R_ELEMENT) {
+            int found = r->end != 0 || scan_message(r);
+            if (!final && (!found || r->tail.len - r->end < LOOKAHEAD)) break;
+            r->state = state;
+            if (parse_message(L, r, m, uv, scratch) != 0) {
+                state = R_FAILED;
+                break;
+            }
+            state = R_AFTER;
+        } else if (state == R_AFTER) {
+            r->pos++;
+            if (c == ',') {
+                state = R_VALUE;
+            } else if (c == ']') {
+                state = R_END;
+            } else {
+                r->state = state;
+                fail_at(L, r, uv, "expected , or a closing bracket", r->base + r->pos);
+                state = R_FAILED;
+                break;
+            }
+        } else if (state == R_END) {
+            r->state = state;
+            fail_at(L, r, uv, "text after the value", r->base + r->pos);
+            state = R_FAILED;
+            break;
+        } else {
+            break; /* R_WHOLE, R_FAILED: nothing to do until finish() */
+        }
+    }
+    tr_scratch_give(L, base + 2);
+    lua_settop(L, base);
+    r->state = state;
+    if (state == R_FAILED) {
+        tr_buf_free(&r->tail);
+        r->pos = r->scan = r->end = 0;
+        return;
+    }
+    /* Forget what is consumed (a body kept whole stays whole). */
+    if (state != R_START && state != R_WHOLE && r->pos > 0) {
+        size_t k = r->pos;
+        memmove(r->tail.data, r->tail.data + k, r->tail.len - k);
+        r->tail.len -= k;
+        r->base += k;
+        r->pos = 0;
+        r->scan = r->scan > k ? r->scan - k : 0;
+        if (r->end) r->end -= k;
+    }
+}
+
+static int push_problem(lua_State *L, int uv) {
     lua_pushnil(L);
-    if (m->count == 0)
-        lua_pushstring(L, m->problem);
-    else
-        lua_pushfstring(L, "message %d of the response %s", m->count, m->problem);
+    lua_rawgeti(L, uv, UV_PROBLEM);
     return 2;
 }
+
+/* reader:feed(bytes) -> true | nil, problem (the body is refused: later feeds change nothing) */
+static int reader_feed(lua_State *L) {
+    reader *r = check_reader(L);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    lua_settop(L, 2);
+    tr_getuservalue(L, 1); /* 3 */
+    if (r->state == R_FAILED) return push_problem(L, 3);
+    size_t keep = n < LAST_KEEP ? n : LAST_KEEP;
+    size_t old = r->last_len + keep > LAST_KEEP ? LAST_KEEP - keep : r->last_len;
+    memmove(r->last, r->last + r->last_len - old, old);
+    memcpy(r->last + old, s + n - keep, keep);
+    r->last_len = old + keep;
+    r->fed += n;
+    if (tr_buf_add(&r->tail, s, n) != 0) return luaL_error(L, "out of memory");
+    advance(L, r, 3, 0);
+    if (r->state == R_FAILED) return push_problem(L, 3);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* reader:finish() -> list | nil, problem: the end of the body. The reader is closed after. */
+static int reader_finish(lua_State *L) {
+    reader *r = check_reader(L);
+    lua_settop(L, 1);
+    tr_getuservalue(L, 1); /* 2 */
+    if (r->state != R_FAILED && r->state != R_WHOLE) advance(L, r, 2, 1);
+    if (r->state == R_WHOLE) {
+        lua_rawgeti(L, 2, UV_NULL); /* 3 */
+        r->state = R_BUSY;
+        int k = whole_messages(L, r->tail.data ? r->tail.data : "", r->tail.len, 3);
+        reader_close(L);
+        return k;
+    }
+    int k;
+    if (r->state == R_FAILED) {
+        k = push_problem(L, 2);
+    } else {
+        lua_rawgeti(L, 2, UV_LIST);
+        k = 1;
+    }
+    tr_buf_free(&r->tail);
+    r->state = R_CLOSED;
+    return k;
+}
+
+/* reader:ends_up_to_date() -> boolean: core.ends_up_to_date of the body so far (its last
+ * LAST_KEEP bytes) */
+static int reader_ends_up_to_date(lua_State *L) {
+    reader *r = tr_checkudata(L, 1, READER_MT);
+    lua_pushboolean(L, tr_shape_body_ends_up_to_date(r->last, r->last_len));
+    return 1;
+}
+
+/* reader:bytes() -> the body bytes fed so far */
+static int reader_bytes(lua_State *L) {
+    reader *r = tr_checkudata(L, 1, READER_MT);
+    lua_pushinteger(L, (lua_Integer)r->fed);
+    return 1;
+}
+
+static const luaL_Reg reader_methods[] = {
+    {"feed", reader_feed},   {"finish", reader_finish}, {"ends_up_to_date", reader_ends_up_to_date},
+    {"bytes", reader_bytes}, {"close", reader_close},   {NULL, NULL}};
 
 static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {"response", shape_response},
@@ -442,10 +849,13 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
 static const luaL_Reg functions[] = {{"shape", shape_new},
                                      {"ends_up_to_date", ends_up_to_date},
                                      {"shape_messages", shape_messages},
+                                     {"shape_reader", reader_new},
                                      {NULL, NULL}};
 
 void tr_open_shape(lua_State *L) {
     tr_newclass(L, SHAPE_MT, shape_methods, shape_close);
+    lua_pop(L, 1);
+    tr_newclass(L, READER_MT, reader_methods, reader_close);
     lua_pop(L, 1);
     tr_setfuncs(L, functions);
 }
