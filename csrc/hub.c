@@ -205,6 +205,7 @@ static void collect_finished(tr_hub *h) {
 int tr_hub_step(tr_hub *h, long wait_ms) {
     struct epoll_event evs[64];
     int running = 0;
+    if (wait_ms < 0) wait_ms = -1; /* until something happens */
     if (h->has_deadline) {
         long t = ms_until(&h->deadline);
         if (wait_ms < 0 || t < wait_ms) wait_ms = t;

@@ -37,7 +37,8 @@ void tr_hub_free(tr_hub *h);
 int tr_hub_fd(const tr_hub *h);
 /* Milliseconds until step() must run even if the fd stays quiet; -1 when nothing is timed. */
 long tr_hub_timeout_ms(const tr_hub *h);
-/* Wait at most wait_ms (0: not at all, -1: until something happens) for I/O, then perform it.
+/* Wait at most wait_ms (0: not at all, negative: until something happens) for I/O, then
+ * perform it.
  * Returns 0, or -1 when epoll itself failed. */
 int tr_hub_step(tr_hub *h, long wait_ms);
 int tr_hub_active(const tr_hub *h);

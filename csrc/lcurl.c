@@ -69,13 +69,21 @@ static int hub_active(lua_State *L) {
     return 1;
 }
 
-/* hub:step([wait_s]) waits at most wait_s (default 0; negative: no limit) and performs I/O. */
+/* Seconds to wait -> milliseconds for tr_hub_step, clamped before the cast: negative, zero and
+ * NaN do not wait at all; math.huge (anything past what epoll_wait takes) waits until something
+ * happens. */
+static long wait_ms(double wait) {
+    if (!(wait > 0)) return 0;                  /* also NaN */
+    if (wait >= 0x7fffffff / 1000.0) return -1; /* also +inf */
+    return (long)ceil(wait * 1000.0);
+}
+
+/* hub:step([wait_s]) waits at most wait_s seconds (default 0; negative or NaN: not at all;
+ * math.huge: until something happens) and performs I/O. */
 static int hub_step(lua_State *L) {
     lhub *u = check_hub(L, 1);
-    double wait = luaL_optnumber(L, 2, 0);
-    long ms = wait < 0 ? -1 : (long)ceil(wait * 1000.0);
-    if (wait > 0x7fffffff / 1000.0) ms = 0x7fffffff;
-    if (tr_hub_step(u->h, ms) != 0) return luaL_error(L, "epoll_wait failed");
+    if (tr_hub_step(u->h, wait_ms(luaL_optnumber(L, 2, 0))) != 0)
+        return luaL_error(L, "epoll_wait failed");
     return 0;
 }
 
@@ -99,6 +107,15 @@ static long opt_ms(lua_State *L, int t, const char *k) {
     return (long)(s * 1000.0);
 }
 
+/* A byte count (0 when absent); negative ones are refused rather than wrapped around. */
+static size_t opt_size(lua_State *L, int t, const char *k) {
+    lua_getfield(L, t, k);
+    lua_Integer v = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    if (v < 0) luaL_error(L, "request option '%s' out of range", k);
+    return (size_t)v;
+}
+
 /* hub:request{ url=, method=, body=, headers = {"Name: value", ...}, timeout=, connect_timeout=,
  *              ca_file=, max_body=, pause_at=, idle_timeout= } -> request
  * Streaming (read the body while it comes with head() and take()): pause_at = bytes held
@@ -118,12 +135,8 @@ static int hub_request(lua_State *L) {
     o.ca_file = opt_string(L, 2, "ca_file");
     o.timeout_ms = opt_ms(L, 2, "timeout");
     o.connect_timeout_ms = opt_ms(L, 2, "connect_timeout");
-    lua_getfield(L, 2, "max_body");
-    o.max_body = lua_isnil(L, -1) ? 0 : (size_t)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 2, "pause_at");
-    o.pause_at = lua_isnil(L, -1) ? 0 : (size_t)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
+    o.max_body = opt_size(L, 2, "max_body");
+    o.pause_at = opt_size(L, 2, "pause_at");
     o.idle_timeout_s = (opt_ms(L, 2, "idle_timeout") + 999) / 1000;
     lua_getfield(L, 2, "headers");
     if (!lua_isnil(L, -1)) {

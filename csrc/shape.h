@@ -75,7 +75,9 @@ int tr_shape_body_ends_up_to_date(const char *body, size_t len);
 
 /* Seconds to wait before retrying: exponential backoff with full jitter (unit_random in
  * [0,1)), never below retry_after. Each call counts one more attempt; a successful
- * response resets the count. */
+ * response resets the count. Always finite, in [0, TR_SHAPE_MAX_DELAY]: NaN or negative
+ * inputs count as 0 (a NaN unit_random as 0.5), infinite ones as TR_SHAPE_MAX_DELAY. */
+#define TR_SHAPE_MAX_DELAY 86400.0
 double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
                         double unit_random);
 

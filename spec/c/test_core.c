@@ -95,6 +95,19 @@ static void test_shape(void) {
     check(d1 < 1 && d2 > 1 && d2 < 2, "backoff doubles with full jitter");
     check(d3 == 5, "retry-after is a floor");
     check(dcap < 32 && dcap > 31, "backoff is capped");
+    {
+        /* NaN and infinities in, a finite delay in [0, TR_SHAPE_MAX_DELAY] out (callers cast
+         * it to integer milliseconds). */
+        double nan = NAN, inf = HUGE_VAL, bad = 1;
+        const double in[][4] = {{nan, 32, 0, 0.5},  {1, nan, 0, 0.5},   {1, 32, nan, 0.5},
+                                {1, 32, 0, nan},    {inf, inf, 0, 0.5}, {1, inf, inf, 0.5},
+                                {-1, -5, -3, -0.5}, {inf, 32, 0, 0.5},  {1, 32, -inf, 0.5}};
+        for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+            double d = tr_shape_backoff(s, in[i][0], in[i][1], in[i][2], in[i][3]);
+            if (!(d >= 0 && d <= TR_SHAPE_MAX_DELAY)) bad = d;
+        }
+        check(bad == 1, "backoff of NaN, infinite or negative inputs is finite and >= 0");
+    }
     check(tr_shape_restore(s, NULL, "5_0", NULL) != 0, "restore refuses an offset without handle");
     check(tr_shape_restore(s, "h", "5_0", "c") == 0 && !tr_shape_live(s), "restore works");
     tr_shape *c = tr_shape_clone(s);
