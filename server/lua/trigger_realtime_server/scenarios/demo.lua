@@ -44,6 +44,13 @@ return function(s, sleep)
     payload = '{"userId":"9999"}',
     tags = { "user:9999" },
   })
+  -- A run that streams its output (realtime streams, streams.lua): tagged streams:demo, so it
+  -- stays out of the user:1234 runs; its `default` stream gets one text chunk per word.
+  local haiku = create("write-haiku", {
+    friendlyId = "run_demo_stream",
+    payload = '{"topic":"autumn"}',
+    tags = { "streams:demo" },
+  })
 
   local started = {}
   local function dequeue(id) s:update_run(id, { status = "DEQUEUED" }) end
@@ -66,6 +73,19 @@ return function(s, sleep)
     s:update_run(id, { metadata = ('{"progress":%s,"step":"%s"}'):format(fraction, step),
                        metadataType = "application/json" })
   end
+
+  s:spawn(function()
+    sleep(0.6)
+    execute(haiku)
+    s:create_stream(haiku, "default")
+    local text = "an old silent pond / a frog jumps into the pond / splash! silence again"
+    for word in text:gmatch("%S+") do
+      sleep(0.15)
+      s:append_stream(haiku, "default", { word .. " " })
+    end
+    sleep(0.3)
+    finish(haiku, "COMPLETED_SUCCESSFULLY", { output = ('{"text":"%s"}'):format(text) })
+  end)
 
   sleep(0.8)
   dequeue(email)
