@@ -1,0 +1,164 @@
+--- One response of the shape log, read as it arrives (issue 16): the body of a 200 goes piece
+-- by piece into `core.shape_reader`, so it is decoded while the rest is still on the wire and
+-- never held whole (only the message still coming); other answers are read whole (they are
+-- small: an error's words, a 409's body). The result is what the protocol loop needs:
+-- status, headers, the flat message list of `shape_rows.parse` (or the problem that refuses
+-- the body) and the tail check of `core.ends_up_to_date`.
+--
+-- The list is exactly the one `core.shape_messages(body, null)` gives for the whole body, and a
+-- refusal the same words, for any split of the body (spec/c/test_shape_reader.c, the fuzz target
+-- fuzz/fuzz_shape_reader.c); nothing is applied here, so a bad body still leaves the store as
+-- it was.
+--
+-- Works on every transport: with one that streams (transport.curl: `head()`/`take()` on a
+-- started request) the body is read incrementally; otherwise (nginx cosockets, a transport
+-- without `take`) the answer is awaited whole as `request.await` does and decoded at once.
+-- Runs inside a reading coroutine: yields `"wait"` while bytes are coming.
+-- @module trigger.shape_body
+local core = require "trigger.core"
+local request = require "trigger.request"
+local null = require("trigger.json").null
+
+local shape_reader = core.shape_reader
+local shape_messages = core.shape_messages
+local ends_up_to_date = core.ends_up_to_date
+
+local M = {}
+
+--- Bytes a streaming transfer may hold untaken before it pauses (`pause_at` of `begin`): the
+-- reader takes them at every resume, so this only bounds what piles up while nobody reads (a
+-- request begun ahead while the previous batch is handed out).
+M.PAUSE_AT = 4 * 1024 * 1024
+
+--- `request.begin` for a shape request read by `read`: the same, with `pause_at` set (unless
+-- the caller set one) so that a body nobody reads yet waits on the network, not in memory.
+-- @param owner the reader's private state (see `trigger.request`)
+-- @tparam table req `{url =, headers =}` as for `request.begin`
+-- @return the pending request
+function M.begin(owner, req)
+  if req.pause_at == nil then req.pause_at = M.PAUSE_AT end
+  return request.begin(owner, req)
+end
+
+local function too_large(max)
+  return { kind = "network", permanent = true,
+    message = ("response body larger than the %d-byte limit"):format(max) }
+end
+
+-- The whole answer at once (a transport without streaming, or an answer that was complete
+-- before its head was looked at).
+local function decoded(status, headers, body)
+  local res = { status = status, headers = headers }
+  if not status then return res end
+  if status == 200 and type(body) == "string" then
+    res.list, res.problem = shape_messages(body, null)
+    res.body_up_to_date = ends_up_to_date(body)
+  else
+    res.body = body
+  end
+  return res
+end
+
+-- What poll() looks at to skip resuming the coroutine while nothing can have changed: "done"
+-- once the head is in (or the request ended).
+local function head_watch(h)
+  return { done = function() return h:done() or h:head() ~= nil end }
+end
+
+--- Read the response of a pending request (from `begin` or `request.begin`).
+-- @param owner the reader's private state (`transport`, `settings`, `inflight`, ...)
+-- @param p the pending request
+-- @tparam[opt] table opts `on_complete = function(status, headers, body_up_to_date)`: called
+--   once every byte of a 200 is in and before its last messages are decoded (the place to
+--   begin the next request early)
+-- @treturn table `{status, headers, list, problem, body_up_to_date, body}`:
+--   * `status` nil: the request failed, `headers` is the transport's failure
+--     `{kind, permanent, message}` (a 200 whose body went past `max_body` too: permanent);
+--   * 200: `list` (as `shape_rows.parse` gives it) or `problem` (the body is refused; `list` nil),
+--     `body_up_to_date` (the body's last message is up-to-date: `core.ends_up_to_date`), no `body`;
+--   * any other status: `body`, the whole body as a string.
+function M.read(owner, p, opts)
+  if p.err then return { status = nil, headers = p.err } end
+  local h = p.handle
+  if p.req or not (h and h.head and h.take) then
+    return decoded(request.await(owner, p))
+  end
+  local transport = owner.transport
+  local function ended()
+    owner.awaiting = nil
+    owner.inflight[h] = nil
+    h:close()
+  end
+  -- the head
+  owner.awaiting = head_watch(h)
+  local status, headers = h:head()
+  while not status do
+    if h:done() then
+      local st, hd, body = transport.result(h)
+      ended()
+      return decoded(st, hd, body)
+    end
+    coroutine.yield("wait")
+    status, headers = h:head()
+  end
+  owner.awaiting = nil -- bytes may come at any step now: every resume takes them
+  local max = owner.settings and owner.settings.max_body
+  if max and max <= 0 then max = nil end
+  local reader = status == 200 and shape_reader(null) or nil
+  local pieces = not reader and {} or nil
+  local total, problem = 0, nil
+  local function take(bytes)
+    total = total + #bytes
+    if max and total > max then return false end
+    if reader then
+      local ok, why = reader:feed(bytes)
+      if not ok then problem = why end
+    else
+      pieces[#pieces + 1] = bytes
+    end
+    return true
+  end
+  while true do
+    local bytes = h:take()
+    if bytes then
+      if not take(bytes) then
+        ended()
+        if reader then reader:close() end
+        return { status = nil, headers = too_large(max) }
+      end
+      if problem then -- refused: the rest of the body cannot mend it
+        ended()
+        reader:close()
+        return { status = status, headers = headers, problem = problem }
+      end
+    elseif h:done() then
+      local st, failure, rest = transport.result(h)
+      ended()
+      if not st then
+        if reader then reader:close() end
+        return { status = nil, headers = failure }
+      end
+      if rest and rest ~= "" and not take(rest) then
+        if reader then reader:close() end
+        return { status = nil, headers = too_large(max) }
+      end
+      break
+    else
+      coroutine.yield("wait")
+    end
+  end
+  if not reader then
+    return { status = status, headers = headers, body = table.concat(pieces) }
+  end
+  if problem then
+    reader:close()
+    return { status = status, headers = headers, problem = problem }
+  end
+  local body_up_to_date = reader:ends_up_to_date()
+  if opts and opts.on_complete then opts.on_complete(status, headers, body_up_to_date) end
+  local list, why = reader:finish()
+  return { status = status, headers = headers, list = list, problem = why,
+    body_up_to_date = body_up_to_date }
+end
+
+return M

@@ -1,0 +1,249 @@
+-- trigger.shape_body and core.shape_reader: a shape-log response read as it arrives gives what
+-- the whole body gives (core.shape_messages), for every split, against the local server too.
+local helper = require "spec.helper"
+local core = require "trigger.core"
+local json = require "trigger.json"
+local shape_body = require "trigger.shape_body"
+local request = require "trigger.request"
+local transport_curl = require "trigger.transport.curl"
+
+local null = json.null
+
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- The reader fed `body` cut at the given 1-based end positions (then the rest), finished.
+local function in_pieces(body, cuts)
+  local r = core.shape_reader(null)
+  local at = 1
+  for _, k in ipairs(cuts) do
+    local ok = r:feed(body:sub(at, k))
+    at = k + 1
+    if not ok then break end
+  end
+  if at <= #body then r:feed(body:sub(at)) end
+  return r:finish()
+end
+
+local BODIES = {
+  "[]", " [\n] \r\t", "", "   ", "{}", '"x"', "[1]", "[[1]]", "[{}]", '["abc"', "[nul]", "[1.]",
+  "[,]", "[{},]", "[{}}", "[{} {}]", "{\"a\":1}", "x", "[]]", "[] x", "[{\"headers\":{}}",
+  '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"1","b":null,"n":[1,2.5,true]}}]',
+  '[{"headers":{"control":"up-to-date","global_last_seen_lsn":"1"}}]',
+  '[{"headers":{"control":"up-to-date"}},]',
+  '[{"headers":{"operation":"delete"},"key":"k"},{"headers":{"operation":"update"},"key":"k2",'
+    .. '"value":{"x":"{\\"y\\":\\"\\u00e9\\"}"}},{"headers":{"control":"must-refetch"}}]',
+  '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"\\uD83D\\uDE00 \\u"}}]',
+  '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"\\uD800\\u"}}]',
+  '[{"a":"\\u"}]', '[{"headers":1}]', '[{"headers":{"operation":"insert"},"key":"k"}]',
+  '[{"headers":{"operation":"insert"},"value":{}}]', '[{"headers":{"operation":"insert"},"key":1,'
+    .. '"value":{}}]', '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"\1"}}]',
+  '[{"headers":{"operation":"update"},"key":"k","value":{"a":' .. ("["):rep(130) .. "]}}]",
+  '[{"headers":{"control":"up-to-date"}} , {"key":"x","headers":{"operation":"delete","o":[{}]}}]',
+}
+
+describe("core.shape_reader", function()
+  it("gives shape_messages' list or words for every split of a body into three pieces", function()
+    local checked = 0
+    for _, body in ipairs(BODIES) do
+      local list, why = core.shape_messages(body, null)
+      for i = 0, #body do
+        for j = i, #body do
+          local l2, w2 = in_pieces(body, { i, j })
+          if not (same(list, l2) and why == w2) then
+            error(("body %q cut at %d, %d: %s / %s, whole: %s"):format(body, i, j,
+              tostring(l2), tostring(w2), tostring(why)))
+          end
+          checked = checked + 1
+        end
+      end
+    end
+    assert.is_true(checked > 10000)
+  end)
+
+  it("refuses early, closes, and says whether the body ends up to date", function()
+    local r = core.shape_reader(null)
+    assert.is_true(r:feed('[{"headers":{"operation":"insert"},"key":"k","value":{}}'))
+    local ok, why = r:feed(',5,{"headers":{}}')
+    assert.is_nil(ok)
+    assert.equal("message 2 of the response is not an object", why)
+    assert.same({ nil, why }, { r:feed("]") }) -- later pieces change nothing
+    assert.same({ nil, why }, { r:finish() })
+    assert.has_error(function() r:feed("x") end)
+    r:close()
+    r:close()
+
+    local body = '[{"headers":{"control":"up-to-date","global_last_seen_lsn":"12"}}]\n'
+    r = core.shape_reader(null)
+    for i = 1, #body do r:feed(body:sub(i, i)) end
+    assert.is_true(r:ends_up_to_date())
+    assert.equal(#body, r:bytes())
+    assert.same({ "up-to-date", false, false }, r:finish())
+  end)
+
+  it("holds only the unfinished tail: a large page in small pieces", function()
+    local parts = {}
+    for i = 1, 3000 do
+      parts[i] = ('{"headers":{"operation":"insert"},"key":"k%d","value":{"id":"%d","p":"%s"}}')
+        :format(i, i, ("x"):rep(200))
+    end
+    local body = "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
+    local whole = assert(core.shape_messages(body, null))
+    local r = core.shape_reader(null)
+    collectgarbage()
+    local before = collectgarbage("count")
+    for i = 1, #body, 4096 do assert(r:feed(body:sub(i, i + 4095))) end
+    local list = assert(r:finish())
+    assert.is_true(same(whole, list))
+    assert.equal(3 * 3001, #list)
+    assert.is_true(collectgarbage("count") - before < 4 * #body / 1024) -- the list, not copies
+  end)
+end)
+
+-- A reading coroutine over transport.curl, driven until it returns.
+local function owner_for(srv, settings)
+  return { transport = transport_curl, inflight = {},
+    settings = settings or { read_timeout = 10, connect_timeout = 5 }, srv = srv }
+end
+
+local function run_co(fn)
+  local co = coroutine.create(fn)
+  local results
+  while true do
+    local ok, a = coroutine.resume(co)
+    assert(ok, a)
+    if coroutine.status(co) == "dead" then results = a break end
+    transport_curl.step(0.01)
+  end
+  return results
+end
+
+local HEADERS = { "x-trigger-electric-version: 1.0.0-beta.1", "x-trigger-api-version: 2025-07-16" }
+
+local function shape_req(srv, query)
+  local h = { "Authorization: Bearer " .. srv.secret_key }
+  for _, v in ipairs(HEADERS) do h[#h + 1] = v end
+  return { url = srv.base_url .. "/realtime/v1/runs?" .. query, headers = h }
+end
+
+describe("trigger.shape_body against the local server", function()
+  local srv, tag
+  setup(function()
+    srv = helper.start_server { chunk_rows = 40 }
+    tag = helper.fresh_tag("body:")
+    for i = 1, 100 do
+      srv:create_run { tags = { tag }, payload = ('{"i":%d,"pad":"%s"}'):format(i, ("p"):rep(500)),
+        payloadType = "application/json" }
+    end
+  end)
+  teardown(function() srv:stop() end)
+
+  it("reads each page of an initial sync as shape_messages reads the whole body", function()
+    local owner = owner_for(srv)
+    local query = "tags=" .. tag .. "&offset=-1"
+    local pages, rows = 0, 0
+    local completed
+    repeat
+      local whole_status, whole_headers, whole_body = transport_curl.perform(shape_req(srv, query))
+      assert.equal(200, whole_status)
+      local res = run_co(function()
+        return shape_body.read(owner, shape_body.begin(owner, shape_req(srv, query)),
+          { on_complete = function(st, _, up) completed = { st, up } end })
+      end)
+      assert.equal(200, res.status)
+      assert.is_nil(res.body)
+      assert.is_nil(res.problem)
+      assert.is_true(same(assert(core.shape_messages(whole_body, null)), res.list))
+      assert.equal(core.ends_up_to_date(whole_body), res.body_up_to_date)
+      assert.same({ 200, res.body_up_to_date }, completed)
+      assert.equal(whole_headers["electric-offset"], res.headers["electric-offset"])
+      assert.is_nil(next(owner.inflight))
+      pages = pages + 1
+      for i = 1, #res.list, 3 do
+        if res.list[i] == "insert" then rows = rows + 1 end
+      end
+      query = ("tags=%s&handle=%s&offset=%s"):format(tag, res.headers["electric-handle"],
+        res.headers["electric-offset"])
+    until res.body_up_to_date or res.headers["electric-up-to-date"]
+    assert.equal(100, rows)
+    assert.is_true(pages >= 3)
+  end)
+
+  it("gives other statuses with their whole body, and failures as the transport's", function()
+    local owner = owner_for(srv)
+    local res = run_co(function()
+      return shape_body.read(owner, shape_body.begin(owner, shape_req(srv, "offset=nonsense")))
+    end)
+    assert.equal(400, res.status)
+    assert.is_string(res.body)
+    assert.is_nil(res.list)
+
+    local bad = shape_req(srv, "tags=" .. tag .. "&offset=-1")
+    bad.headers[1] = "Authorization: Bearer tr_dev_wrong"
+    res = run_co(function() return shape_body.read(owner, shape_body.begin(owner, bad)) end)
+    assert.equal(401, res.status)
+
+    local closed = { url = "http://127.0.0.1:" .. helper.free_port() .. "/realtime/v1/runs",
+      headers = {} }
+    res = run_co(function() return shape_body.read(owner, request.begin(owner, closed)) end)
+    assert.is_nil(res.status)
+    assert.equal("network", res.headers.kind)
+    assert.is_false(res.headers.permanent)
+  end)
+
+  it("bounds the whole body by max_body, not only what waits untaken", function()
+    -- The first page is ~30 KB; the hub holds at most one write (<= 16 KB) untaken with
+    -- pause_at = 1, so its own max_body check (of held bytes) never fires: ours does.
+    local owner = owner_for(srv, { read_timeout = 10, connect_timeout = 5, max_body = 20000 })
+    local res = run_co(function()
+      local req = shape_req(srv, "tags=" .. tag .. "&offset=-1")
+      req.pause_at = 1
+      return shape_body.read(owner, shape_body.begin(owner, req))
+    end)
+    assert.is_nil(res.status)
+    assert.is_true(res.headers.permanent)
+    assert.equal("response body larger than the 20000-byte limit", res.headers.message)
+    assert.is_nil(next(owner.inflight))
+  end)
+end)
+
+describe("trigger.shape_body on other transports", function()
+  it("decodes a whole answer when the transport does not stream", function()
+    local body = '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"1"}},'
+      .. '{"headers":{"control":"up-to-date"}}]'
+    local t = { background = false, perform = function() return 200, { ["x"] = "1" }, body end }
+    local owner = { transport = t, inflight = {}, settings = { read_timeout = 1 } }
+    local res = run_co(function()
+      return shape_body.read(owner, request.begin(owner, { url = "http://x/", headers = {} }))
+    end)
+    assert.equal(200, res.status)
+    assert.is_true(same(core.shape_messages(body, null), res.list))
+    assert.is_true(res.body_up_to_date)
+  end)
+
+  it("stops reading a refused body and closes its request", function()
+    local closed, takes = false, 0
+    local h = {
+      head = function() return 200, {} end,
+      take = function()
+        takes = takes + 1
+        return takes == 1 and '[{"headers":{}}, 7' or '{"more":1}'
+      end,
+      done = function() return false end,
+      close = function() closed = true end,
+    }
+    local owner = { transport = {}, inflight = { [h] = true }, settings = {} }
+    local res = run_co(function() return shape_body.read(owner, { handle = h }) end)
+    assert.equal(200, res.status)
+    assert.equal("message 2 of the response is not an object", res.problem)
+    assert.is_nil(res.list)
+    assert.is_true(closed)
+    assert.equal(2, takes) -- the second piece ends the refused message
+    assert.is_nil(next(owner.inflight))
+  end)
+end)
