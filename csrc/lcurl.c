@@ -93,7 +93,9 @@ static const char *opt_string(lua_State *L, int t, const char *k) {
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "request option '%s' must be a string", k);
-        v = lua_tostring(L, -1);
+        size_t n;
+        v = lua_tolstring(L, -1, &n);
+        if (memchr(v, '\0', n) != NULL) luaL_error(L, "request option '%s' holds a NUL byte", k);
     }
     lua_pop(L, 1); /* the options table keeps it alive */
     return v;
@@ -147,7 +149,10 @@ static int hub_request(lua_State *L) {
             lua_rawgeti(L, -1, (int)i + 1);
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "request headers must be strings");
-            headers[i] = lua_tostring(L, -1);
+            size_t len;
+            headers[i] = lua_tolstring(L, -1, &len);
+            if (memchr(headers[i], '\0', len) != NULL)
+                return luaL_error(L, "request headers must not hold NUL bytes");
             lua_pop(L, 1);
         }
         o.headers = headers;

@@ -62,11 +62,21 @@ static void problem(run_builder *rb, const char *name) {
 }
 
 /* Push column `name` of the row; returns its text, or NULL (nothing pushed) when NULL/absent
- * or not a string (then a problem is noted). */
+ * or not a string or holding a NUL byte (then a problem is noted). The text returned has no
+ * NUL inside, so C string functions see all of it. */
 static const char *column(run_builder *rb, const char *name, size_t *len) {
     lua_State *L = rb->L;
     lua_getfield(L, rb->row, name);
-    if (lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, len);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *v = lua_tolstring(L, -1, len);
+        if (memchr(v, '\0', *len) == NULL) return v; /* the C string is the whole value */
+        /* Postgres text never holds a NUL byte ("12\0junk" is not 12): refused like any
+         * other malformed value. */
+        lua_pop(L, 1);
+        lua_pushliteral(L, "holds a NUL byte");
+        problem(rb, name);
+        return NULL;
+    }
     int missing = lua_isnil(L, -1) || lua_rawequal(L, -1, rb->null_index);
     lua_pop(L, 1);
     if (!missing) {

@@ -15,6 +15,19 @@ typedef struct lshape {
     tr_shape *s;
 } lshape;
 
+static int has_nul(lua_State *L, int i) {
+    size_t n;
+    const char *s = lua_tolstring(L, i, &n);
+    return memchr(s, '\0', n) != NULL;
+}
+
+/* The string at i (a string or a number) for the core, which reads tokens (handle, offset,
+ * cursor) as C strings: one holding a NUL byte comes as " ", which is no token, so the core
+ * refuses it like any other malformed value instead of reading up to the NUL. */
+static const char *token_arg(lua_State *L, int i) {
+    return has_nul(L, i) ? " " : lua_tostring(L, i);
+}
+
 static lshape *check_shape(lua_State *L) {
     lshape *u = tr_checkudata(L, 1, SHAPE_MT);
     if (u->s == NULL) luaL_argerror(L, 1, "shape state is closed");
@@ -57,6 +70,8 @@ static int shape_query(lua_State *L) {
         while (lua_next(L, 2) != 0) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 return luaL_argerror(L, 2, "query parameters must be strings");
+            if (has_nul(L, -2) || has_nul(L, -1))
+                return luaL_argerror(L, 2, "query parameters must not hold NUL bytes");
             if (n == 64) return luaL_argerror(L, 2, "too many query parameters");
             /* Both strings stay alive in the table while we use them. */
             extra[n].key = lua_tostring(L, -2);
@@ -73,7 +88,7 @@ static int shape_query(lua_State *L) {
 
 static const char *header_field(lua_State *L, int headers, const char *name) {
     lua_getfield(L, headers, name);
-    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? token_arg(L, -1) : NULL;
     lua_pop(L, 1); /* the headers table keeps the string alive */
     return v;
 }
@@ -142,9 +157,12 @@ static int shape_backoff(lua_State *L) {
 
 static int shape_restore(lua_State *L) {
     lshape *u = check_shape(L);
-    const char *handle = luaL_optstring(L, 2, NULL);
-    const char *offset = luaL_optstring(L, 3, NULL);
-    const char *cursor = luaL_optstring(L, 4, NULL);
+    luaL_optstring(L, 2, NULL); /* type checks; then the strings as the core may read them */
+    luaL_optstring(L, 3, NULL);
+    luaL_optstring(L, 4, NULL);
+    const char *handle = lua_isnoneornil(L, 2) ? NULL : token_arg(L, 2);
+    const char *offset = lua_isnoneornil(L, 3) ? NULL : token_arg(L, 3);
+    const char *cursor = lua_isnoneornil(L, 4) ? NULL : token_arg(L, 4);
     if (tr_shape_restore(u->s, handle, offset, cursor) != 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "not a valid shape position (handle/offset/cursor)");
@@ -350,9 +368,10 @@ static int message_end(messages *m) {
     if (!m->has_headers) return refuse(m, "has no headers");
     if (!lua_isnil(L, m->slot + SLOT_OPERATION)) {
         if (lua_type(L, m->slot + SLOT_KEY) != LUA_TSTRING) return refuse(m, "has no key");
-        const char *op = lua_tostring(L, m->slot + SLOT_OPERATION);
+        size_t op_len;
+        const char *op = lua_tolstring(L, m->slot + SLOT_OPERATION, &op_len);
         int has_value = lua_istable(L, m->slot + SLOT_VALUE);
-        if (!has_value && (strcmp(op, "insert") == 0 || strcmp(op, "update") == 0))
+        if (!has_value && (is_word(op, op_len, "insert") || is_word(op, op_len, "update")))
             return refuse(m, "has no value object");
         list_value(m, SLOT_OPERATION);
         list_value(m, SLOT_KEY);

@@ -20,16 +20,20 @@
  * object at index `value`? On success *annotation is its name. */
 static int is_leaf(lua_State *L, int value, const char **annotation) {
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TTABLE) return 0;
-    const char *key = lua_tostring(L, -2);
-    if (strchr(key, '.') != NULL || strchr(key, '\\') != NULL) return 0;
+    size_t kn, an = 0;
+    const char *key = lua_tolstring(L, -2, &kn);
+    /* (a NUL byte would hide the rest of the key or annotation from the C string functions:
+     * such entries go the general way, which compares whole Lua strings) */
+    if (memchr(key, '\0', kn) || strchr(key, '.') != NULL || strchr(key, '\\') != NULL) return 0;
     lua_rawgeti(L, -1, 2);
     int single = lua_isnil(L, -1);
     lua_pop(L, 1);
     lua_rawgeti(L, -1, 1);
     int named = lua_type(L, -1) == LUA_TSTRING;
-    *annotation = named ? lua_tostring(L, -1) : NULL;
+    *annotation = named ? lua_tolstring(L, -1, &an) : NULL;
     lua_pop(L, 1); /* the string stays alive in the annotation table */
-    if (!single || !named || strcmp(*annotation, "map") == 0) return 0;
+    if (!single || !named || memchr(*annotation, '\0', an) || strcmp(*annotation, "map") == 0)
+        return 0;
     lua_pushvalue(L, -2);
     lua_rawget(L, value);
     int present = !lua_isnil(L, -1);
@@ -59,13 +63,13 @@ static void push_bigint(lua_State *L, int at) {
 }
 
 /* The numbers JSON cannot write, as superjson writes them: pushes one and returns 1, or 0. */
-static int push_special_number(lua_State *L, const char *text) {
+static int push_special_number(lua_State *L, const char *text, size_t n) {
     static const struct {
         const char *text;
         double value;
     } specials[] = {{"NaN", NAN}, {"Infinity", HUGE_VAL}, {"-Infinity", -HUGE_VAL}, {"-0", -0.0}};
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
-        if (strcmp(text, specials[i].text) == 0) {
+        if (strlen(specials[i].text) == n && memcmp(text, specials[i].text, n) == 0) {
             lua_pushnumber(L, (lua_Number)specials[i].value);
             return 1;
         }
@@ -107,13 +111,15 @@ static int superjson_leaves(lua_State *L) {
         lua_rawget(L, 1); /* key, field value */
         int field = lua_gettop(L);
         int is_text = lua_type(L, field) == LUA_TSTRING;
-        const char *text = is_text ? lua_tostring(L, field) : NULL;
+        size_t text_len = 0;
+        const char *text = is_text ? lua_tolstring(L, field, &text_len) : NULL;
         lua_pushvalue(L, field - 1);
         if (strcmp(annotation, "undefined") == 0) {
             lua_pushnil(L);
         } else if (strcmp(annotation, "bigint") == 0 && is_text) {
             push_bigint(L, field);
-        } else if (strcmp(annotation, "number") == 0 && is_text && push_special_number(L, text)) {
+        } else if (strcmp(annotation, "number") == 0 && is_text &&
+                   push_special_number(L, text, text_len)) {
             /* NaN, the infinities, -0 */
         } else {
             lua_pop(L, 1); /* Date, URL, regexp, set, Error...: their JSON form is the Lua form */

@@ -4,9 +4,10 @@
 #include "shape.h"
 
 static int url_encode(lua_State *L) {
-    const char *s = luaL_checkstring(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
     tr_buf *b = tr_scratch_take(L);
-    return tr_scratch_push(L, tr_url_encode(b, s), "out of memory");
+    return tr_scratch_push(L, tr_url_encode_n(b, s, n), "out of memory");
 }
 
 void tr_open_url(lua_State *L) {

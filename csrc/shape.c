@@ -94,9 +94,11 @@ int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const 
     return 0;
 }
 
-int tr_url_encode(tr_buf *out, const char *s) {
+int tr_url_encode(tr_buf *out, const char *s) { return tr_url_encode_n(out, s, strlen(s)); }
+
+int tr_url_encode_n(tr_buf *out, const char *s, size_t n) {
     static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
+    for (const char *end = s + n; s < end; s++) {
         unsigned char c = (unsigned char)*s;
         int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '-' || c == '.' || c == '_' || c == '~';

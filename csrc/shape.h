@@ -87,7 +87,9 @@ const char *tr_shape_cursor(const tr_shape *s);
 int tr_shape_live(const tr_shape *s);
 unsigned tr_shape_attempts(const tr_shape *s);
 
-/* Percent-encode everything but RFC 3986 unreserved characters. */
+/* Percent-encode everything but RFC 3986 unreserved characters: the C string s, or the n
+ * bytes at s (a NUL among them as %00). */
 int tr_url_encode(tr_buf *out, const char *s);
+int tr_url_encode_n(tr_buf *out, const char *s, size_t n);
 
 #endif
