@@ -602,14 +602,18 @@ static int scan_message(reader *r) {
     }
     while (i < n) {
         if (r->in_string) {
-            while (i < n && s[i] != '"' && s[i] != '\\')
-                i++;
-            if (i >= n) break;
-            if (s[i] == '\\') {
-                i += 2; /* the escaped byte may be in the next piece: i > n then */
-                continue;
+            /* The next quote not escaped: one preceded by an even run of backslashes (the run
+             * is inside the string, and the tail holds the whole string so far). */
+            const char *q = memchr(s + i, '"', n - i);
+            if (q == NULL) {
+                i = n;
+                break;
             }
-            i++;
+            size_t j = (size_t)(q - s), k = j;
+            while (k > r->pos && s[k - 1] == '\\')
+                k--;
+            i = j + 1;
+            if ((j - k) % 2 == 1) continue; /* an escaped quote */
             r->in_string = 0;
             if (r->kind == K_STRING) {
                 r->scan = r->end = i;

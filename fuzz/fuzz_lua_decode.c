@@ -8,8 +8,14 @@
  *     as bad JSON;
  *   - what shape_messages hands out is well formed: operation, key (a string), value (a table,
  *     or false) per row message; control, false, false per control message;
+ *   - json_decode, given an array metatable (as trigger.json passes json.array_mt), marks
+ *     exactly the arrays: a marked table has the keys 1..n and nothing else, an unmarked one
+ *     only string keys (it was an object), at every depth;
  *   - superjson_leaves on the decoded document ({"json":…, "meta":{"values":…}}) either applies
  *     or leaves the value untouched, and never raises;
+ *   - core.shape_reader, fed the body in pieces (one byte at a time for short bodies, else at
+ *     split points drawn from the body itself), gives exactly what shape_messages gives: the
+ *     same list (value for value) or the same refusal text;
  *   - the Lua stack is back where it was after every call. */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,12 +29,18 @@
 
 #include "lcore.h"
 
-/* Calls core[name](text, null) protected; leaves its results (or nil, error) on the stack. */
+/* Calls core[name](text, null) protected (json_decode: with depth 128 and the array
+ * metatable at index 2 too); leaves its results (or nil, error) on the stack. */
 static int call(lua_State *L, const char *name, const uint8_t *data, size_t size) {
+    int json = strcmp(name, "json_decode") == 0;
     lua_getfield(L, 1, name);
     lua_pushlstring(L, (const char *)data, size);
     lua_pushlightuserdata(L, NULL); /* stands for JSON null */
-    int rc = lua_pcall(L, 2, 2, 0);
+    if (json) {
+        lua_pushinteger(L, 128);
+        lua_pushvalue(L, 2);
+    }
+    int rc = lua_pcall(L, json ? 4 : 2, 2, 0);
     FUZZ_ASSERT(rc == LUA_OK, "a decoder raised instead of returning nil, message");
     return !lua_isnil(L, -2);
 }
@@ -52,6 +64,32 @@ static void check_list(lua_State *L, int list) {
     }
 }
 
+/* The table at `t` and those inside it: marked (metatable at index 2) iff an array. */
+static void check_marks(lua_State *L, int t) {
+    int marked = 0;
+    if (lua_getmetatable(L, t)) {
+        FUZZ_ASSERT(lua_rawequal(L, -1, 2), "a decoded table with a metatable not the marker");
+        lua_pop(L, 1);
+        marked = 1;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, t), keys = 0;
+    FUZZ_ASSERT(lua_checkstack(L, 4), "no stack left");
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        keys++;
+        if (marked)
+            FUZZ_ASSERT(lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 &&
+                            lua_tointeger(L, -2) <= n,
+                        "a marked table (an array) with a key that is not 1..n");
+        else
+            FUZZ_ASSERT(lua_type(L, -2) == LUA_TSTRING, "an unmarked table (an object) with a key "
+                                                        "that is not a string");
+        if (lua_istable(L, -1)) check_marks(L, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    if (marked) FUZZ_ASSERT(keys == n, "a marked table (an array) with a hole");
+}
+
 static void check_superjson(lua_State *L, int doc) {
     if (!lua_istable(L, doc)) return;
     lua_getfield(L, 1, "superjson_leaves");
@@ -70,6 +108,91 @@ static void check_superjson(lua_State *L, int doc) {
     lua_pop(L, 1);
 }
 
+/* Are the Lua values at a and b the same (tables key by key, at every depth)? */
+static int same_value(lua_State *L, int a, int b) {
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    if (lua_type(L, a) != lua_type(L, b)) return 0;
+    if (!lua_istable(L, a)) return lua_rawequal(L, a, b);
+    FUZZ_ASSERT(lua_checkstack(L, 6), "no stack left");
+    int same = 1;
+    lua_pushnil(L);
+    while (same && lua_next(L, a) != 0) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, b);
+        same = same_value(L, -2, -1);
+        lua_pop(L, 2);
+    }
+    if (!same) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, b) != 0) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, a);
+        int absent = lua_isnil(L, -1);
+        lua_pop(L, 2);
+        if (absent) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* core.shape_reader fed data in pieces ending at cuts[0..n) (then the rest), finished; leaves
+ * its two results (list, nil or nil, message) on the stack. */
+static void read_in_pieces(lua_State *L, const uint8_t *data, size_t size, const size_t *cuts,
+                           size_t n) {
+    lua_getfield(L, 1, "shape_reader");
+    lua_pushlightuserdata(L, NULL);
+    FUZZ_ASSERT(lua_pcall(L, 1, 1, 0) == LUA_OK, "shape_reader raised");
+    int r = lua_gettop(L);
+    size_t at = 0;
+    for (size_t i = 0; i <= n; i++) {
+        size_t to = i < n ? cuts[i] : size;
+        if (to > size) to = size;
+        if (to < at) to = at;
+        lua_getfield(L, r, "feed");
+        lua_pushvalue(L, r);
+        lua_pushlstring(L, (const char *)data + at, to - at);
+        FUZZ_ASSERT(lua_pcall(L, 2, 2, 0) == LUA_OK, "reader:feed raised");
+        int ok = lua_toboolean(L, -2);
+        lua_pop(L, 2);
+        at = to;
+        if (!ok) break; /* refused: finish() says why */
+    }
+    lua_getfield(L, r, "finish");
+    lua_pushvalue(L, r);
+    FUZZ_ASSERT(lua_pcall(L, 1, 2, 0) == LUA_OK, "reader:finish raised");
+    lua_remove(L, r);
+}
+
+/* The reader against shape_messages' results at whole (list or nil, message at whole+1). */
+static void check_reader(lua_State *L, const uint8_t *data, size_t size, int whole) {
+    size_t cuts[256];
+    size_t n = 0;
+    if (size <= 256) {
+        for (n = 0; n < size; n++)
+            cuts[n] = n + 1;
+    } else {
+        uint32_t x = 2166136261u;
+        for (size_t i = 0; i < 64 && i < size; i++)
+            x = (x ^ data[i]) * 16777619u;
+        for (n = 0; n < 16; n++) {
+            x = x * 1103515245u + 12345u;
+            cuts[n] = (n ? cuts[n - 1] : 0) + (x >> 8) % (size / 8 + 2);
+        }
+    }
+    read_in_pieces(L, data, size, cuts, n);
+    FUZZ_ASSERT(lua_isnil(L, -2) == lua_isnil(L, whole), "the reader and shape_messages differ "
+                                                         "on whether the body is good");
+    FUZZ_ASSERT(same_value(L, -2, whole), "the reader's list is not shape_messages' list");
+    FUZZ_ASSERT(same_value(L, -1, whole + 1), "the reader refuses in other words");
+    lua_pop(L, 2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_State *L = luaL_newstate();
     FUZZ_ASSERT(L != NULL, "no Lua state");
@@ -77,11 +200,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tr_open_json(L);
     tr_open_shape(L);
     tr_open_superjson(L);
+    lua_newtable(L); /* 2: the array marker (trigger.json.array_mt) */
     int top = lua_gettop(L);
 
     int as_json = call(L, "json_decode", data, size);
     int doc = lua_gettop(L) - 1;
+    if (as_json && lua_istable(L, doc)) check_marks(L, doc);
     int as_shape = call(L, "shape_messages", data, size);
+    check_reader(L, data, size, lua_gettop(L) - 1);
     if (as_shape) {
         FUZZ_ASSERT(as_json, "shape_messages took a body json_decode refuses");
         check_list(L, lua_gettop(L) - 1);
