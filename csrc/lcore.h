@@ -22,8 +22,10 @@ void tr_open_sse(lua_State *L);       /* lsse.c: sse_parser */
 /* (tr_open_scratch, below, makes the scratch box class: called by the others that need it) */
 
 /* lpgtext.c, for lrunfields.c: push the array literal s as a nested table (NULL elements as the
- * value at null_index); returns 0, or the tr_pg_array_parse code with the stack as it was. */
-int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size_t *at);
+ * value at null_index; each table, the empty ones too, gets the metatable at mt_index unless it
+ * is 0); returns 0, or the tr_pg_array_parse code with the stack as it was. */
+int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, int mt_index,
+                     size_t *at);
 /* Push the message for a failed tr_push_pg_array (its code and byte). */
 void tr_pg_array_problem(lua_State *L, int rc, size_t at);
 

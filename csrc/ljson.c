@@ -21,6 +21,10 @@ static void flush(tr_ljson_builder *b) {
     int n = lv->pending;
     if (lua_isnil(L, lv->slot)) {
         lua_createtable(L, lv->object ? 0 : n, lv->object ? n : 0);
+        if (!lv->object && b->array_mt_index != 0) { /* marks it an array, even when empty */
+            lua_pushvalue(L, b->array_mt_index);
+            lua_setmetatable(L, -2);
+        }
         lua_replace(L, lv->slot);
     }
     int first = lv->slot + 1;
@@ -123,20 +127,25 @@ int tr_ljson_failed(lua_State *L, int base, tr_json_status st, size_t at, const 
     return 2;
 }
 
-/* json_decode(text [, null [, max_depth]]) -> value, or nil, message */
+/* json_decode(text [, null [, max_depth [, array_mt]]]) -> value, or nil, message
+ * array_mt (a table, or nil): the metatable every array gets (trigger.json.array_mt), so that
+ * an empty one still encodes as []. */
 static int json_decode(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     lua_Integer max_depth = luaL_optinteger(L, 3, TR_LJSON_DEFAULT_DEPTH);
     luaL_argcheck(L, max_depth >= 1 && max_depth <= TR_LJSON_MAX_DEPTH, 3, "depth out of range");
-    lua_settop(L, 2);                     /* index 2: the null value (nil when not given) */
-    tr_buf *scratch = tr_scratch_take(L); /* 3 */
+    int marked = !lua_isnoneornil(L, 4);
+    if (marked) luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);                     /* 2: the null value (nil when not given), 4: array_mt */
+    tr_buf *scratch = tr_scratch_take(L); /* 5 */
     /* On the C stack, not a userdata: nothing to free after a Lua error either, and no ~9 KB
      * allocation per call (per packet of every run: it made the GC run several times as often). */
     tr_ljson_builder bb;
     tr_ljson_builder *b = &bb;
     b->L = L;
     b->null_index = 2;
+    b->array_mt_index = marked ? 4 : 0;
     b->depth = 0;
     int base = lua_gettop(L);
     tr_json_sink sink = {tr_ljson_null,
@@ -153,7 +162,7 @@ static int json_decode(lua_State *L) {
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
-    tr_scratch_give(L, 3);
+    tr_scratch_give(L, 5);
     if (st != TR_JSON_OK) return tr_ljson_failed(L, base, st, at, what);
     return 1;
 }

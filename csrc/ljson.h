@@ -23,7 +23,8 @@ typedef struct tr_ljson_level {
 
 typedef struct tr_ljson_builder {
     lua_State *L;
-    int null_index; /* stack index of the value that stands for null */
+    int null_index;     /* stack index of the value that stands for null */
+    int array_mt_index; /* stack index of the metatable arrays get; 0: none (memset builders) */
     int depth;
     tr_ljson_level levels[TR_LJSON_MAX_DEPTH + 1];
 } tr_ljson_builder;

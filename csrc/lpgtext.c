@@ -7,6 +7,7 @@
 typedef struct array_builder {
     lua_State *L;
     int null_index; /* stack index of the value that stands for NULL */
+    int mt_index;   /* stack index of the metatable of arrays, 0: none */
     int depth;
 } array_builder;
 
@@ -14,6 +15,10 @@ static int ab_open(void *ud) {
     array_builder *b = ud;
     if (!lua_checkstack(b->L, 4)) return -1;
     lua_newtable(b->L);
+    if (b->mt_index != 0) {
+        lua_pushvalue(b->L, b->mt_index);
+        lua_setmetatable(b->L, -2);
+    }
     b->depth++;
     return 0;
 }
@@ -38,12 +43,14 @@ static int ab_element(void *ud, const char *s, size_t n, int is_null) {
     return 0;
 }
 
-/* Push the array literal s as a nested table (NULL elements as the value at null_index).
- * Returns 0, or the tr_pg_array_parse code with the stack as it was. */
-int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, size_t *at) {
+/* Push the array literal s as a nested table (NULL elements as the value at null_index, each
+ * table with the metatable at mt_index unless it is 0). Returns 0, or the tr_pg_array_parse
+ * code with the stack as it was. */
+int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, int mt_index,
+                     size_t *at) {
     int top = lua_gettop(L);
     tr_buf *scratch = tr_scratch_take(L); /* top + 1 */
-    array_builder b = {L, null_index, 0};
+    array_builder b = {L, null_index, mt_index, 0};
     tr_pg_array_sink sink = {ab_open, ab_close, ab_element, &b};
     int rc = tr_pg_array_parse_with(s, n, &sink, scratch, at);
     tr_scratch_give(L, top + 1);
@@ -61,14 +68,16 @@ void tr_pg_array_problem(lua_State *L, int rc, size_t at) {
         lua_pushfstring(L, "malformed Postgres array at byte %d", (int)at + 1);
 }
 
-/* pg_array(text [, null]) -> nested table of strings, or nil, message */
+/* pg_array(text [, null [, array_mt]]) -> nested table of strings, or nil, message
+ * array_mt (a table, or nil): the metatable of each table (trigger.json.array_mt). */
 static int pg_array(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    if (lua_isnone(L, 2)) lua_pushnil(L);
-    lua_settop(L, 2);
+    int marked = !lua_isnoneornil(L, 3);
+    if (marked) luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
     size_t at = 0;
-    int rc = tr_push_pg_array(L, s, n, 2, &at);
+    int rc = tr_push_pg_array(L, s, n, 2, marked ? 3 : 0, &at);
     if (rc != 0) {
         lua_pushnil(L);
         tr_pg_array_problem(L, rc, at);

@@ -46,6 +46,7 @@ static int one_of(const char *s, const char *const *set) {
 typedef struct run_builder {
     lua_State *L;
     int row, null_index, run, problems; /* stack indices; problems holds nil until the first */
+    int array_mt;                       /* stack index of the arrays' metatable, 0: none */
 } run_builder;
 
 /* Note a problem with column `name` (its message is on top of the stack: popped). The list
@@ -156,13 +157,19 @@ static void array_field(run_builder *rb, const char *col, const char *field) {
     lua_State *L = rb->L;
     size_t n, at = 0;
     const char *v = column(rb, col, &n);
-    int rc = v == NULL ? 1 : tr_push_pg_array(L, v, n, rb->null_index, &at);
+    int rc = v == NULL ? 1 : tr_push_pg_array(L, v, n, rb->null_index, rb->array_mt, &at);
     if (v != NULL) lua_remove(L, rc == 0 ? -2 : -1); /* the column's text */
     if (v != NULL && rc != 0) {
         tr_pg_array_problem(L, rc, at);
         problem(rb, col);
     }
-    if (rc != 0) lua_newtable(L);
+    if (rc != 0) {
+        lua_newtable(L);
+        if (rb->array_mt != 0) {
+            lua_pushvalue(L, rb->array_mt);
+            lua_setmetatable(L, -2);
+        }
+    }
     set(rb, field);
 }
 
@@ -176,17 +183,19 @@ static void flag(run_builder *rb, const char *field, int value) {
     set(rb, field);
 }
 
-/* run_fields(row, null) -> run, problems
+/* run_fields(row, null [, array_mt]) -> run, problems
  * The plain fields of the public run object from a stored row (everything but error and the
  * packets, which stay in Lua): renames, status and its helpers, timestamps, numbers, arrays.
  * problems is nil, or a list of "column what is wrong" messages. One call per run: this is the
  * hot path of an initial sync. */
 static int run_fields(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 2);
-    lua_createtable(L, 0, 32); /* 3: the run */
-    lua_pushnil(L);            /* 4: the problems, if any */
-    run_builder rb = {L, 1, 2, 3, 4};
+    int marked = !lua_isnoneornil(L, 3);
+    if (marked) luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);          /* 3: the metatable of tags and realtimeStreams (nil: none) */
+    lua_createtable(L, 0, 32); /* 4: the run */
+    lua_pushnil(L);            /* 5: the problems, if any */
+    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0};
     text_field(&rb, "friendlyId", "id");
     text_field(&rb, "taskIdentifier", "taskIdentifier");
     size_t n;

@@ -86,6 +86,44 @@ describe("trigger.json.encode", function()
     assert.are.equal('[[],["a"]]', json.encode { array(), array { "a" } })
   end)
 
+  it("writes decoded arrays back as arrays: [] stays [], nested and in payloads", function()
+    local cases = {
+      "[]", "[[]]", "[[],[[]],{}]", '{"tags":[]}', '{"realtimeStreams":[[],{}]}',
+      '{"a":{"b":[{"c":[]}]}}', '[1,"two",[],{"e":[]},null]', -- one key each: cjson's order
+    }
+    local both = json.encode(json.decode('{"tags":[],"realtimeStreams":[],"d":{}}'))
+    assert.matches('"tags":%[%]', both)
+    assert.matches('"realtimeStreams":%[%]', both)
+    assert.matches('"d":{}', both)
+    for _, text in ipairs(cases) do
+      assert.are.equal(text, json.encode(json.decode(text)), text)
+    end
+    local v = json.decode('{"list":[],"obj":{},"rows":[[]]}')
+    assert.are.equal(json.array_mt, getmetatable(v.list))
+    assert.are.equal(json.array_mt, getmetatable(v.rows))
+    assert.are.equal(json.array_mt, getmetatable(v.rows[1]))
+    assert.is_nil(getmetatable(v), "an object stays a plain table")
+    assert.is_nil(getmetatable(v.obj))
+    -- Longer than the decoder's batches (128) and nested under them: still marked, in order.
+    local long = "[" .. string.rep("[],", 299) .. "[]]"
+    assert.are.equal(long, json.encode(json.decode(long)))
+    -- A payload as the run object holds it, re-encoded as the OpenResty SSE example does.
+    local payload = json.decode('{"items":[],"user":{"roles":[],"name":"x"}}')
+    local text = json.encode { id = "run_1", payload = payload }
+    assert.matches('"items":%[%]', text)
+    assert.matches('"roles":%[%]', text)
+  end)
+
+  it("decodes with the marker only when asked (core.json_decode takes it)", function()
+    assert.is_nil(getmetatable(core.json_decode("[]")))
+    assert.are.equal(json.array_mt, getmetatable(core.json_decode("[]", nil, 8, json.array_mt)))
+    assert.has_error(function() core.json_decode("[]", nil, 8, "not a table") end)
+    -- A refused document leaves nothing behind and says why, marker or not.
+    local v, err = core.json_decode("[[],", nil, 8, json.array_mt)
+    assert.is_nil(v)
+    assert.are.equal("unexpected end at byte 5", err)
+  end)
+
   it("leaves strings and values that only look like its placeholder alone", function()
     local text = json.encode { s = "trigger_json_empty_array", e = array(), n = json.null }
     assert.matches('"s":"trigger_json_empty_array"', text)

@@ -163,6 +163,52 @@ describe("run_object.build", function()
   end)
 end)
 
+describe("run_object.build arrays", function()
+  local function array_mt_of(t) return getmetatable(t) == json.array_mt end
+
+  it("marks tags and realtimeStreams as arrays, so a run with none encodes them as []", function()
+    local absent = row()
+    absent.runTags, absent.realtimeStreams = nil, nil
+    for _, r in ipairs {
+      row { runTags = "{}", realtimeStreams = "{}" },
+      row { runTags = null, realtimeStreams = null },
+      absent,
+      row { runTags = "{a,", realtimeStreams = 7 }, -- malformed / not text: still an empty array
+    } do
+      local run = run_object.build(r, nil, function() end)
+      assert.is_true(array_mt_of(run.tags))
+      assert.is_true(array_mt_of(run.realtimeStreams))
+      local text = json.encode(run)
+      assert.matches('"tags":%[%]', text)
+      assert.matches('"realtimeStreams":%[%]', text)
+    end
+    local run = run_object.build(row { runTags = '{a,"b c"}', realtimeStreams = "{default}" })
+    assert.is_true(array_mt_of(run.tags))
+    assert.matches('"tags":%["a","b c"%]', json.encode(run))
+    assert.matches('"realtimeStreams":%["default"%]', json.encode(run))
+  end)
+
+  it("marks nested Postgres arrays and the arrays of packets", function()
+    local core = require "trigger.core"
+    local a = core.pg_array("{{},{x,NULL}}", null, json.array_mt)
+    assert.is_true(array_mt_of(a) and array_mt_of(a[1]) and array_mt_of(a[2]))
+    assert.are.equal('[[],["x",null]]', json.encode(a))
+    assert.is_nil(getmetatable(core.pg_array("{}")), "unmarked unless asked")
+    local run = run_object.build(row {
+      payload = '{"items":[],"nested":{"list":[[]]}}',
+      output = '{"json":{"s":[],"when":"2025-01-10T12:00:00.000Z"},"meta":{"values":{"when":["Date"]}}}',
+      outputType = "application/super+json",
+      metadata = '{"json":{"tags":[],"deep":{"a":[]}},"meta":{"values":{"deep.a":["set"]}}}',
+      metadataType = "application/super+json",
+    })
+    assert.matches('"items":%[%]', json.encode(run.payload))
+    assert.are.equal('{"list":[[]]}', json.encode(run.payload.nested))
+    assert.matches('"s":%[%]', json.encode(run.output))
+    assert.matches('"tags":%[%]', json.encode(run.metadata))
+    assert.matches('"a":%[%]', json.encode(run.metadata))
+  end)
+end)
+
 describe("run_object.build with bad values", function()
   it("reports each bad column and keeps going", function()
     local warnings = {}

@@ -9,6 +9,8 @@
 -- Lua has one table for both JSON arrays and objects, so an empty array would come back out as
 -- `{}`. A table whose metatable is `array_mt` is an array: `encode` writes it as one, `[]` when
 -- empty (as it does OpenResty cjson's `cjson.array_mt` and `cjson.empty_array_mt` tables).
+-- Every array the library hands out carries it: those `decode` makes, a run's `tags` and
+-- `realtimeStreams` (Postgres arrays, built in C), and what superjson makes of packets.
 -- @module trigger.json
 local cjson = require "cjson"
 local core = require "trigger.core"
@@ -29,18 +31,18 @@ M.null = cjson.null
 -- `setmetatable({}, json.array_mt)` is an empty array.
 M.array_mt = cjson.array_mt or {}
 
-local json_decode, null, max_depth = core.json_decode, cjson.null, M.max_depth
+local json_decode, null, max_depth, array_mt = core.json_decode, cjson.null, M.max_depth, M.array_mt
 
---- Decode JSON text.
+--- Decode JSON text. Each array comes back marked with `array_mt` (so `[]` encodes as `[]`).
 -- @tparam string text
 -- @treturn[1] any the value
 -- @treturn[2] nil
 -- @treturn[2] string why it is not JSON, with the byte offset
 function M.decode(text)
-  return json_decode(text, null, max_depth)
+  return json_decode(text, null, max_depth, array_mt)
 end
 
-local encode, array_mt, empty_array_mt = codec.encode, M.array_mt, cjson.empty_array_mt
+local encode, empty_array_mt = codec.encode, cjson.empty_array_mt
 -- Whether this lua-cjson writes array_mt tables as arrays by itself (OpenResty's does).
 local native = cjson.array_mt ~= nil and encode(setmetatable({}, array_mt)) == "[]"
 

@@ -6,7 +6,7 @@ local superjson = require "trigger.superjson"
 
 local M = {}
 
-local null = json.null
+local null, array_mt = json.null, json.array_mt
 local run_fields = core.run_fields
 
 --- Public statuses after which a run never changes again.
@@ -92,7 +92,7 @@ end
 function M.build(row, fetch_packet, warn)
   -- The plain fields (status mapping and helpers, renames, timestamps, numbers, arrays) come
   -- from C in one call: this runs for every run handed out, the hot path of an initial sync.
-  local run, problems = run_fields(row, null)
+  local run, problems = run_fields(row, null, array_mt) -- tags, realtimeStreams: marked arrays
   if problems and warn then
     for i = 1, #problems do warn(problems[i]) end
   end
