@@ -33,15 +33,31 @@ CORE_SRC := $(CORE_C) $(CORE_L)
 CURL_SRC := $(CURL_C) $(CURL_L)
 HEADERS  := $(wildcard csrc/*.h)
 
+# The build is keyed on the Lua headers and the flags, not only on LUA: every object depends on
+# a stamp file holding what it was built with (rewritten only when that changes) and on the Lua
+# headers themselves, so `luarocks --lua-version=5.1 make` after a 5.4 build (same BUILD, other
+# LUA_INCDIR) rebuilds instead of installing the 5.4 binaries. tools/check/stamp.sh tests it.
+BUILD_KEY   := CC=$(CC) CFLAGS=$(CFLAGS) LIBFLAG=$(LIBFLAG) LUA_INCDIR=$(LUA_INCDIR) WARN=$(WARN) \
+               CRYPTO_LIBS=$(CRYPTO_LIBS) CURL_LIBS=$(CURL_LIBS)
+STAMP       := $(BUILD)/build-key
+LUA_HEADERS := $(wildcard $(LUA_INCDIR)/lua.h $(LUA_INCDIR)/luaconf.h $(LUA_INCDIR)/lauxlib.h)
+
+$(STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@new=$@.$$$$; printf '%s\n' '$(subst ','\'',$(BUILD_KEY))' > $$new; \
+	if cmp -s $$new $@; then rm -f $$new; else mv $$new $@; fi
+.PHONY: FORCE
+FORCE:
+
 
 .PHONY: all test demo clean install check lint doc bench deps
 all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
 
-$(BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS)
+$(BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
 
-$(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS)
+$(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
 
@@ -53,8 +69,14 @@ install: all
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
 
-test: deps all build/test_core build/test_http1 build/test_sse
+test: deps all build/test_core build/test_http1 build/test_sse test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
+
+# The build stamp: another LUA_INCDIR or CFLAGS rebuilds, the same ones do not (in a build
+# folder of its own, removed after).
+.PHONY: test-stamp
+test-stamp:
+	@MAKE="$(MAKE)" sh tools/check/stamp.sh build/stamp-$$$$
 
 demo: deps all
 	@sh examples/demo.sh
