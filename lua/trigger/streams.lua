@@ -129,6 +129,25 @@ local function retry_after_of(headers)
   return nil
 end
 
+-- Wait `seconds` in the reading coroutine. A transport that sleeps in the caller (nginx:
+-- ngx.sleep) sleeps in slices bounded by the driver's deadline, yielding once it has passed, so
+-- next(timeout) returns in time even while every attempt fails before a response comes.
+local function pause(r, seconds)
+  local t = r.transport
+  if t.background or not t.sleep then return request.sleep(r, seconds) end
+  local wake = clock.now() + seconds
+  while not r.closed do
+    local now = clock.now()
+    if now >= wake then return end
+    local left = r.deadline and r.deadline - now
+    if left and left <= 0 then
+      coroutine.yield("wait")
+    else
+      t.sleep(math.min(wake - now, left or wake - now))
+    end
+  end
+end
+
 -- A failure worth retrying: tell on_error, give up after max_retries, else back off.
 local function transient(r, err, retry_after)
   local s = r.settings
@@ -141,7 +160,7 @@ local function transient(r, err, retry_after)
     error(err, 0)
   end
   if s.on_error then s.on_error(err) end
-  request.sleep(r, backoff(r.attempts, retry_after))
+  pause(r, backoff(r.attempts, retry_after))
 end
 
 -- The body of one response as a source of bytes. libcurl: in the background, taken as it comes.
@@ -184,6 +203,9 @@ end
 
 -- nginx cosockets: the transport's stream reader, its waits bounded by the caller's deadline.
 local function cosocket_source(r, req)
+  -- Nothing is opened once the stream is closed (from another light thread, while this one
+  -- slept) or past the driver's deadline (the request's connect would not look at it).
+  while r.closed or (r.deadline and r.deadline <= clock.now()) do coroutine.yield("wait") end
   req.cancelled = r.is_closed
   req.connect_timeout = r.settings.connect_timeout
   local reader, failure = r.transport.open_stream(req)
@@ -381,7 +403,7 @@ local function loop(r)
         quiet = 0
       else
         quiet = quiet + 1
-        request.sleep(r, backoff(quiet))
+        pause(r, backoff(quiet))
       end
     end
   end

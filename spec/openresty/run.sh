@@ -234,7 +234,7 @@ WORKER=${pong#pong }
 # --- the SSE location, while runs progress ---------------------------------------------------
 
 tag="user:openresty-$$-$RANDOM"
-run_a=$(create_run "{\"runTags\":[\"$tag\"],\"status\":\"PENDING\",\"taskIdentifier\":\"send-email\"}")
+run_a=$(create_run "{\"runTags\":[\"$tag\"],\"status\":\"PENDING\",\"taskIdentifier\":\"send-email\",\"payload\":\"{\\\"items\\\":[]}\"}")
 curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$(printf '%s' "$tag" | sed 's/:/%3A/g')" \
   >"$tmp/sse.out" 2>"$tmp/sse.err" &
 sse_pid=$!
@@ -303,6 +303,12 @@ fi
 grep -q '"taskIdentifier":"send-email"' "$tmp/sse.out" && grep -q "\"tags\":\[\"$tag\"\]" "$tmp/sse.out" &&
   ok "events carry the run object as JSON (taskIdentifier, tags)" ||
   not_ok "events carry the run object as JSON" "$(sed -n 3p "$tmp/sse.out")"
+# Empty arrays stay arrays on the way to the browser (trigger.json.encode; Debian's lua-cjson
+# alone wrote them as {}): the runs have no streams, run_a's payload has an empty list.
+grep -q '"realtimeStreams":\[\]' "$tmp/sse.out" && grep -q '"items":\[\]' "$tmp/sse.out" &&
+  ! grep -q '"realtimeStreams":{}\|"items":{}' "$tmp/sse.out" &&
+  ok "empty arrays reach the browser as [] (\"realtimeStreams\":[], a payload's \"items\":[])" ||
+  not_ok "empty arrays reach the browser as []" "$(sed -n 3p "$tmp/sse.out")"
 if grep -q 'trigger-realtime: .*truncated' "$tmp/nginx/logs/error.log"; then
   ok "a live body cut short reached on_error (truncated) and the stream went on"
 else
@@ -554,6 +560,19 @@ answer=$(get "/test/stream-close?run=$run_q" 15)
 [ "$answer" = '"first" 0 "first" nil/closed 0 soon server-closed' ] &&
   ok "a stream closed between chunks, or from another light thread mid-read, closes its connection at once (active() 0)" ||
   not_ok "a stream closed between chunks, or from another light thread mid-read, closes its connection" "$answer"
+
+refused_port=$(free_ports 1)
+answer=$(get "/test/stream-refused?port=${refused_port%% *}" 10)
+[ "$answer" = "nil timeout network in-time" ] &&
+  ok "next(1) on a stream whose server refuses connections returns nil, \"timeout\" in time, the failure retried" ||
+  not_ok "next(1) on a stream whose server refuses connections returns in time" "$answer"
+
+if [ "$have_tls" = 1 ]; then
+  answer=$(get "/test/stream-tls?run=$run_q" 15)
+  [ "$answer" = '"first" | network fatal=true retries=0' ] &&
+    ok "a stream over https reads through lua_ssl_trusted_certificate; an untrusted certificate ends it at once, no retry" ||
+    not_ok "streams over https: verified, and an untrusted certificate final at once" "$answer"
+fi
 
 # --- next(timeout) and poll() inside nginx -----------------------------------------------------
 
