@@ -1,5 +1,6 @@
 # Build in place:   make              (Lua 5.4)      make LUA=luajit   (LuaJIT 2.1 / OpenResty)
 # Variable names follow LuaRocks' make backend so the rockspec can pass its own.
+.DEFAULT_GOAL := all
 LUA        ?= lua5.4
 ifeq ($(LUA),luajit)
 LUA_TAG    ?= luajit

@@ -1,5 +1,7 @@
--- Unit tests: rows kept from the shape log and what is handed to the user.
+-- Unit tests: rows kept from the shape log (trigger.shape_rows) and what is handed to a reader
+-- (trigger.delivery).
 local shape_rows = require "trigger.shape_rows"
+local delivery = require "trigger.delivery"
 local json = require "trigger.json"
 local null = json.null
 
@@ -16,12 +18,20 @@ end
 
 local function parsed(messages) return assert(shape_rows.parse(body(messages))) end
 
--- A store whose apply takes message tables.
-local function new_store(...)
-  local s = shape_rows.new(...)
-  local apply = s.apply
-  s.apply = function(self, messages) return apply(self, parsed(messages)) end
-  return s
+-- A store with one reader: apply takes message tables, take publishes a batch and hands the
+-- reader what it has not been given.
+local function new_store(given)
+  local store, reader = shape_rows.new(given), delivery.new(given)
+  return {
+    apply = function(_, messages) return store:apply(parsed(messages)) end,
+    reset = function() store:reset() end,
+    take = function()
+      local b = store:publish()
+      return reader:take(store, b.keys, b.dropped, b.resync)
+    end,
+    snapshot = function() return reader:snapshot() end,
+    store = store, reader = reader,
+  }
 end
 
 describe("shape_rows", function()
@@ -84,6 +94,30 @@ describe("shape_rows", function()
     local rows = r:take()
     assert.are.equal(1, #rows)
     assert.are.same({ id = "a", v = "2" }, rows[1])
+  end)
+
+  it("gives a reader joining late every current row, then only changes", function()
+    local s = new_store()
+    s:apply { insert("a", { id = "a", v = "1" }), insert("b", { id = "b" }), delete("b"),
+      insert("c", { id = "c" }) }
+    s:take()
+    local late = delivery.new()
+    local rows = late:take(s.store, s.store:keys())
+    assert.are.same({ "a", "c" }, { rows[1].id, rows[2].id })
+    s:apply { update("a", { id = "a", v = "2" }) }
+    local b = s.store:publish()
+    rows = late:take(s.store, b.keys, b.dropped, b.resync)
+    assert.are.same({ { id = "a", v = "2" } }, rows)
+  end)
+
+  it("does not hand a reader a state older than one it was given (by updatedAt)", function()
+    local s = new_store()
+    s:apply { insert("a", { id = "a", updatedAt = "2025-01-10 12:00:00.5" }) }
+    assert.are.equal(1, #s:take())
+    s:apply { insert("a", { id = "a", updatedAt = "2025-01-10T12:00:00.400" }) }
+    assert.are.same({}, s:take())
+    s:apply { insert("a", { id = "a", updatedAt = "2025-01-10T12:00:00.600" }) }
+    assert.are.equal(1, #s:take())
   end)
 
   it("spots malformed bodies before applying them", function()

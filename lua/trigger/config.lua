@@ -21,7 +21,7 @@ local KNOWN = {
   access_token = "string", base_url = "string", ca_file = "string", read_timeout = "number",
   connect_timeout = "number", retry_base = "number", retry_cap = "number",
   max_retries = "number", max_body = "number", on_error = "function", timeout = "number",
-  transport = "table",
+  transport = "table", share = "boolean",
 }
 
 -- Numbers have a range too: an option that passes its type check but not this would only

@@ -1,6 +1,7 @@
---- The protocol loop of one subscription, run as its reading coroutine: ask the shape core
--- which request comes next, perform it through `trigger.request`, apply the answer to the rows,
--- and yield `"run", run` for each changed run of an up-to-date batch (`"wait"` while waiting).
+--- The protocol loop of one upstream shape (shared by the subscriptions that read it, see
+-- `trigger.upstream`), run as a coroutine: ask the shape core which request comes next, perform
+-- it through `trigger.request`, apply the answer to the rows, and at each up-to-date boundary
+-- publish the batch of what changed and yield `"batch"` (`"wait"` while waiting for I/O).
 --
 -- One loop serves both of Trigger.dev's realtime backends with no setting: the Electric shape
 -- log and the native runs feed (a state poller dressed as a shape: up to date only in the
@@ -13,9 +14,7 @@
 -- @module trigger.shape_loop
 local core = require "trigger.core"
 local errors = require "trigger.errors"
-local packets = require "trigger.packets"
 local request = require "trigger.request"
-local run_object = require "trigger.run_object"
 local shape_rows = require "trigger.shape_rows"
 
 local ends_up_to_date = core.ends_up_to_date
@@ -31,7 +30,7 @@ end
 
 -- The default reporter of a failure streak when no on_error is given: one line per streak,
 -- on stderr (ngx.log inside nginx), so a wrong URL or a down server is never silent.
-local function warn_once(r, err)
+function M.warn_once(r, err)
   if r.streak_reported then return end
   r.streak_reported = true
   local line = "trigger-realtime: " .. tostring(err) .. " (retrying; pass on_error to handle"
@@ -57,7 +56,7 @@ function M.transient(r, err, retry_after)
     err.fatal = true
     error(err, 0)
   end
-  if s.on_error then s.on_error(err) else warn_once(r, err) end
+  if s.on_error then s.on_error(err) else M.warn_once(r, err) end
   local delay = r.shape:backoff(s.retry_base, s.retry_cap, retry_after, math.random())
   request.sleep(r, delay)
 end
@@ -68,35 +67,20 @@ local function recovered(r)
   r.streak_reported = false
 end
 
-local function warn(r, message, url)
-  if r.settings.on_error then
-    r.settings.on_error(errors.new("protocol", message, { request = url, fatal = false }))
-  end
-end
-
 -- Does the flat message list (operation, key, value triples) end with up-to-date?
 local function list_ends_up_to_date(list)
   local n = #list
   return n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
 end
 
--- Hand the changed runs of an up-to-date batch to the user, one yield each. The position
--- after this batch counts as reached when its last run is handed out.
-local function deliver(r, url)
-  local reached = { r.shape:position() }
-  local rows = r.rows:take()
-  if #rows == 0 then r.committed = reached end
-  r.delivering_url = url
-  for i, row in ipairs(rows) do
-    r.delivering_id = row.friendlyId
-    local run = run_object.build(row, r.fetch_for_run, r.warn_for_run)
-    if i == #rows then r.committed = reached end
-    r.rows:handed(i) -- a position saved now holds this row, not the rest of the batch
-    r.ready = true
-    coroutine.yield("run", run)
-    if r.stop_when and r.stop_when(run) then return true end
-  end
-  return false
+-- At an up-to-date boundary: hand the batch of what changed, with the position it reaches, to
+-- the readers (`r.publish`), then let the driving reader take it.
+local function publish(r, url)
+  local batch = r.rows:publish()
+  batch.position = { r.shape:position() }
+  batch.url = url
+  r.publish(batch)
+  coroutine.yield("batch")
 end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
@@ -167,16 +151,6 @@ local function request_ahead(r, base, was_live, status, headers, body)
   return { url = url, pending = request.begin(r, { url = url, headers = r.headers }) }
 end
 
---- Prepare the reader state `r` for `run` (the callbacks run_object needs, made once).
-function M.prepare(r)
-  r.fetch_for_run = function(field, path)
-    return packets.fetch(r, r.packets, r.headers[1], r.delivering_id, field, path)
-  end
-  r.warn_for_run = function(message)
-    warn(r, "run " .. tostring(r.delivering_id) .. " " .. message, r.delivering_url)
-  end
-end
-
 --- The loop itself (the body of the reading coroutine).
 function M.run(r)
   local base = r.settings.base_url .. r.path .. "?"
@@ -207,7 +181,7 @@ function M.run(r)
         local nurl = base .. r.shape:query(r.params)
         started = { url = nurl, pending = request_for(nurl) }
       end
-      if deliver(r, url) then return end
+      publish(r, url)
     end
   end
 end

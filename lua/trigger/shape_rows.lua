@@ -1,13 +1,13 @@
---- The rows of one shape, kept from the messages of the shape log, and the bookkeeping of
--- what the user has already been given. No I/O: bodies are parsed in C (`core.shape_messages`).
+--- The rows of one shape, kept from the messages of the shape log, and the batches of what
+-- changed at each up-to-date boundary. What each reader was given is `trigger.delivery`'s
+-- business (several readers can share one store). No I/O: bodies are parsed in C
+-- (`core.shape_messages`).
 --
--- Rows are immutable once stored: an update copies the row with its changes, so a row the
--- user was given can be compared with the current one by reference first, then by value.
+-- Rows are immutable once stored: an update copies the row with its changes, so a row a reader
+-- was given can be compared with the current one by reference first, then by value.
 -- @module trigger.shape_rows
 
-local core = require "trigger.core"
-local shape_messages = core.shape_messages
-local pg_timestamp = core.pg_timestamp
+local shape_messages = require("trigger.core").shape_messages
 local null = require("trigger.json").null
 
 local M = {}
@@ -15,26 +15,32 @@ local Rows = {}
 Rows.__index = Rows
 
 --- A new store.
--- @tparam[opt] table delivered key → row as last handed to the user (from a saved position)
+-- @tparam[opt] table preload key → row, the rows a saved position holds
 -- @tparam[opt] boolean rebuild the shape is read again from the start (a saved position without
---   a shape handle): runs of `delivered` that the new read does not hold have left the shape
-function M.new(delivered, rebuild)
+--   a shape handle): the preloaded rows are not kept, every row comes whole
+function M.new(preload, rebuild)
   local self = setmetatable({
     rows = {},          -- key → current row
-    delivered = {},     -- key → row as last handed to the user
-    changed = {},       -- key → true, since the last take
+    changed = {},       -- key → true, since the last publish
     order = {},         -- changed keys in the order they first changed
-    resyncing = rebuild == true,
+    dropped = {},       -- key → true: deleted since the last publish
+    all = {},           -- keys in the order each was first stored (a late reader's order)
+    listed = {},        -- key → true while it is in `all`
+    resyncing = false,
   }, Rows)
-  if delivered then
-    for key, row in pairs(delivered) do
-      self.delivered[key] = row
-      -- Catching up from a saved offset merges changes onto the rows as they were; a read
-      -- from the start brings every row whole.
-      if not rebuild then self.rows[key] = row end
-    end
+  if preload and not rebuild then
+    -- Catching up from a saved offset merges changes onto the rows as they were.
+    for key, row in pairs(preload) do self:_store(key, row) end
   end
   return self
+end
+
+function Rows:_store(key, row)
+  self.rows[key] = row
+  if not self.listed[key] then
+    self.listed[key] = true
+    self.all[#self.all + 1] = key
+  end
 end
 
 local function mark(self, key)
@@ -63,7 +69,7 @@ function Rows:apply(list)
   for i = 1, #list, 3 do
     local op, key, value = list[i], list[i + 1], list[i + 2]
     if op == "insert" then
-      rows[key] = value
+      self:_store(key, value)
       mark(self, key)
     elseif op == "update" then
       local old = rows[key]
@@ -75,11 +81,12 @@ function Rows:apply(list)
         for k, v in pairs(value) do row[k] = v end
         value = row
       end
-      rows[key] = value
+      self:_store(key, value)
       mark(self, key)
     elseif op == "delete" then
       rows[key] = nil
-      self.delivered[key] = nil
+      self.dropped[key] = true
+      mark(self, key)
     elseif key == false and op == "up-to-date" then
       up_to_date = true
     elseif key == false and op == "must-refetch" then
@@ -89,85 +96,62 @@ function Rows:apply(list)
   return up_to_date, refetch
 end
 
---- The shape must be fetched again: forget the rows, keep what was delivered so that runs
--- whose state did not change are not handed out again.
+--- The shape must be fetched again: forget the rows. The next batch says so: readers keep what
+-- they were given of runs whose state did not change, and forget the runs that left.
 function Rows:reset()
   self.rows = {}
   self.changed = {}
   self.order = {}
+  self.dropped = {}
+  self.all = {}
+  self.listed = {}
   self.resyncing = true
 end
 
--- Is `row` an older state of the run than `given` (by updatedAt)? The native feed can answer a
--- re-snapshot from a lagging read replica: such a row must not undo what the user already saw.
-local function older(row, given)
-  local new, old = row.updatedAt, given.updatedAt
-  if type(new) ~= "string" or type(old) ~= "string" or new == old then return false end
-  local a, b = pg_timestamp(new), pg_timestamp(old)
-  return a ~= nil and b ~= nil and a < b
-end
-
-local function same(a, b)
-  if a == b then return true end
-  if a == nil or b == nil then return false end
-  for k, v in pairs(a) do
-    if b[k] ~= v then return false end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
-  end
-  return true
-end
-
---- At an up-to-date boundary: the rows whose state the user has not seen yet, in the order
--- they first changed. Each returned row counts as delivered (see `handed` for a saved
--- position).
--- @treturn {table,...} rows
-function Rows:take()
-  -- out[i] is handed out in place of previous[i] (false: none) under keys[i].
-  local out, keys, previous = {}, {}, {}
-  local rows, delivered = self.rows, self.delivered
-  for _, key in ipairs(self.order) do
-    local row, given = rows[key], delivered[key]
-    if row and given and older(row, given) then
-      rows[key] = given -- later changes merge onto the newest state
-    elseif row and not same(given, row) then
-      local n = #out + 1
-      keys[n], previous[n], out[n] = key, delivered[key] or false, row
-      delivered[key] = row
+-- Drop deleted keys from `all` (the order stays).
+function Rows:_compact()
+  local all, listed = {}, {}
+  for _, key in ipairs(self.all) do
+    if self.rows[key] ~= nil then
+      listed[key] = true
+      all[#all + 1] = key
     end
   end
-  self.batch_keys, self.batch_previous, self.handed_count = keys, previous, #out
-  if self.resyncing then
-    -- Runs that left the shape while it was being rebuilt are forgotten.
-    for key in pairs(delivered) do
-      if rows[key] == nil then delivered[key] = nil end
-    end
-    self.resyncing = false
-  end
+  self.all, self.listed = all, listed
+end
+
+--- At an up-to-date boundary: what changed since the last one.
+-- @treturn table `{keys = {key, ...}` (in the order they first changed; a deleted key has no
+--   row), `dropped = {key = true}` (deleted meanwhile, even if stored again), `resync =
+--   boolean}` (the rows were read again from the start)
+function Rows:publish()
+  local batch = { keys = self.order, dropped = self.dropped, resync = self.resyncing }
   self.changed = {}
   self.order = {}
+  self.dropped = {}
+  self.resyncing = false
+  if #batch.keys > 0 and #self.all > 256 then
+    local live = 0
+    for _ in pairs(self.rows) do live = live + 1 end
+    if #self.all > 2 * live then self:_compact() end
+  end
+  return batch
+end
+
+--- The current row of `key`, or nil.
+function Rows:get(key)
+  return self.rows[key]
+end
+
+--- Every key with a row, in the order each was first stored (what a reader joining late is
+-- given first).
+-- @treturn {string,...}
+function Rows:keys()
+  local out, rows = {}, self.rows
+  for _, key in ipairs(self.all) do
+    if rows[key] ~= nil then out[#out + 1] = key end
+  end
   return out
 end
-
---- Only the first `n` rows of the last `take` have been handed to the user so far: until the
--- others are, a saved position holds them as the user last saw them, so that a subscription
--- resumed from it hands them out. Without a call every row taken counts as handed out.
--- @tparam integer n
-function Rows:handed(n)
-  self.handed_count = n
-end
-
---- The delivered rows, for a saved position. Values are strings or JSON null.
-function Rows:snapshot()
-  local copy = {}
-  for key, row in pairs(self.delivered) do copy[key] = row end
-  local keys, previous = self.batch_keys, self.batch_previous
-  if keys then
-    for i = self.handed_count + 1, #keys do copy[keys[i]] = previous[i] or nil end
-  end
-  return copy
-end
-
 
 return M

@@ -14,11 +14,12 @@
 -- With the default (libcurl) transport all subscriptions of a Lua state share one connection
 -- hub: driving one (`next`, `poll`, `trigger.step`) moves the network I/O of all of them along.
 -- @classmod Subscription
-local core = require "trigger.core"
+local delivery = require "trigger.delivery"
 local errors = require "trigger.errors"
+local packets = require "trigger.packets"
 local request = require "trigger.request"
-local shape_loop = require "trigger.shape_loop"
-local shape_rows = require "trigger.shape_rows"
+local run_object = require "trigger.run_object"
+local upstream = require "trigger.upstream"
 local clock = require "trigger.clock"
 
 local M = {}
@@ -26,57 +27,92 @@ local Subscription = {}
 Subscription.__index = Subscription
 Subscription.__name = "trigger.subscription"
 
-local unpack = table.unpack or unpack -- luacheck: ignore
-
 -- Each subscription's state, out of reach of the subscription table (which a table dumper
--- may print): credentials, shape position, rows, the reading coroutine. Weak keys, and the
+-- may print): credentials, position, rows given, the reading coroutine. Weak keys, and the
 -- state never refers back to its subscription, so a dropped subscription is collected.
 local private = setmetatable({}, { __mode = "k" })
 
--- Electric and Trigger.dev headers every realtime request carries.
-local PROTOCOL_HEADERS = {
-  "x-trigger-electric-version: 1.0.0-beta.1",
-  "x-trigger-api-version: 2025-07-16",
-}
+local function warn(r, message, url)
+  if r.settings.on_error then
+    r.settings.on_error(errors.new("protocol", message, { request = url, fatal = false }))
+  end
+end
+
+-- The reading coroutine: wait for the upstream's next batch (driving it), then hand out the
+-- runs whose state this subscription has not been given, one yield each. The position after a
+-- batch counts as reached when its last run is handed out.
+local function read(r)
+  local up = r.up
+  while true do
+    while up.batch_no == r.at do
+      local what, err = up:drive(r.deadline)
+      if what == "error" then error(err, 0) end
+      if what == "wait" then coroutine.yield("wait") end
+    end
+    local keys, dropped, resync
+    if r.full then -- joined a shape already read: every run it holds, as it is now
+      keys, dropped, resync = up.r.rows:keys(), nil, false
+      r.full = false
+    else
+      keys, dropped, resync = up:since(r.at)
+    end
+    r.at = up.batch_no
+    up:_trim()
+    local reached = up.position
+    local rows = r.given:take(up.r.rows, keys, dropped, resync)
+    if #rows == 0 then r.committed = reached end
+    r.delivering_url = up.batches[#up.batches] and up.batches[#up.batches].url
+    for i, row in ipairs(rows) do
+      r.delivering_id = row.friendlyId
+      local run = run_object.build(row, r.fetch_for_run, r.warn_for_run)
+      if i == #rows then r.committed = reached end
+      r.given:handed(i) -- a position saved now holds this row, not the rest of the batch
+      r.ready = true
+      coroutine.yield("run", run)
+      if r.stop_when and r.stop_when(run) then return end
+    end
+  end
+end
 
 --- Create a subscription (called by `trigger.runs`).
 -- @tparam table spec `path`, `params`, `settings`, `transport`, `stop_when` (function(run))
 -- @local
 function M.new(spec)
   local s = spec.settings
+  local resume = s.resume
+  local up, created = upstream.acquire(spec, resume)
   local r = {
     settings = s,
-    path = spec.path,
-    params = spec.params or {},
     transport = spec.transport,
     stop_when = spec.stop_when,
-    shape = core.shape(),
-    headers = { "Authorization: Bearer " .. s.access_token, unpack(PROTOCOL_HEADERS) },
+    up = up,
+    at = 0, -- the last batch of the upstream taken
+    full = not created, -- joined a shared upstream: first take every run it holds
     closed = false,
     finished = false,
     ready = true, -- the coroutine may have work to do without waiting for I/O
-    wake_at = nil,
-    inflight = {}, -- requests in flight: closing the subscription aborts them
+    inflight = {}, -- requests of its own in flight (stored packets): closing aborts them
     packets = {}, -- store-packet cache: "field\0path" → {body, content type}
+    name = spec.path,
   }
-  r.headers[#r.headers + 1] = "trigger-version: trigger-realtime-lua/" .. spec.version
-  local resume = s.resume
-  local rebuild = false
-  if resume ~= nil then
-    local ok, err = r.shape:restore(resume.handle, resume.offset, resume.cursor)
-    if not ok then error(errors.new("bad_request", "opts.resume: " .. err), 0) end
-    rebuild = resume.offset == nil or resume.offset == "-1"
-    -- Where the subscription stands until its first batch: the saved position itself, so a
-    -- position taken before then resumes from there (not from a fresh read of the shape).
-    if not rebuild then r.committed = { resume.handle, resume.offset, resume.cursor } end
+  if r.full then r.at = up.batch_no end
+  local rebuild = resume ~= nil and (resume.offset == nil or resume.offset == "-1" or not created)
+  -- Where the subscription stands until its first batch: the saved position itself, so a
+  -- position taken before then resumes from there (not from a fresh read of the shape).
+  if resume ~= nil and resume.offset ~= nil and resume.offset ~= "-1" then
+    r.committed = { resume.handle, resume.offset, resume.cursor }
   end
-  r.rows = shape_rows.new(resume and resume.rows, rebuild)
-  r.schema = resume and resume.schema
-  shape_loop.prepare(r)
+  r.given = delivery.new(resume and resume.rows, rebuild)
+  r.fetch_for_run = function(field, path)
+    return packets.fetch(r, r.packets, up.r.headers[1], r.delivering_id, field, path)
+  end
+  r.warn_for_run = function(message)
+    warn(r, "run " .. tostring(r.delivering_id) .. " " .. message, r.delivering_url)
+  end
   r.is_closed = function() return r.closed end
-  r.co = coroutine.create(function() return shape_loop.run(r) end)
+  r.co = coroutine.create(function() return read(r) end)
+  up:join(r)
   local sub = setmetatable({ closed = false, finished = false }, Subscription)
-  r.name = spec.path
   private[sub] = r
   return sub
 end
@@ -86,7 +122,7 @@ local function close_state(r)
   r.closed = true
   for handle in pairs(r.inflight) do handle:close() end
   r.inflight = {}
-  r.shape:close()
+  r.up:leave(r)
 end
 
 -- Resume the reading coroutine once: returns "run", run | "wait" | "end" | "error", err.
@@ -132,10 +168,11 @@ end
 -- local run = sub:poll()
 function Subscription:timeout()
   local r = state(self, "timeout")
-  if r.closed or r.ready then return 0 end
+  if r.closed or r.ready or r.up.r.ready or r.up.batch_no > r.at then return 0 end
   local t = r.transport.background and r.transport.timeout() or nil
-  if r.wake_at then
-    local w = math.max(0, r.wake_at - clock.now())
+  local wake = r.up.r.wake_at
+  if wake then
+    local w = math.max(0, wake - clock.now())
     if not t or w < t then t = w end
   end
   return t
@@ -187,8 +224,8 @@ function Subscription:poll()
   r.steps_seen = seen
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
-  local h = r.awaiting
-  if h and not h:done() then return nil end
+  local h = r.awaiting or r.up.r.awaiting
+  if h and not h:done() and r.up.batch_no == r.at then return nil end
   local what, value = resume(self, r)
   if what == "run" then return value end
   if what == "error" then raise(value) end
@@ -228,7 +265,7 @@ function Subscription:next(timeout)
       local wait = self:timeout()
       if deadline then
         local left = deadline - clock.now()
-        if left <= 0 then return nil, "timeout", r.last_error end
+        if left <= 0 then return nil, "timeout", r.up.r.last_error end
         if wait == nil or left < wait then wait = left end
       end
       if r.transport.background then request.wait_io(r.transport, wait, self) end
@@ -244,7 +281,7 @@ end
 function Subscription:position()
   local r = state(self, "position")
   local c = r.committed
-  local pos = { rows = r.rows:snapshot(), schema = r.schema }
+  local pos = { rows = r.given:snapshot(), schema = r.up.r.schema }
   if c then pos.handle, pos.offset, pos.cursor = c[1], c[2], c[3] end
   return pos
 end

@@ -1,0 +1,98 @@
+--- What one reader of a shape was given: the rows as last handed out, and the rows of the
+-- batch being handed out, so that a saved position holds exactly what the reader saw. Several
+-- readers (consumers of one shared upstream) keep one each over the same `trigger.shape_rows`
+-- store. No I/O.
+-- @module trigger.delivery
+local pg_timestamp = require("trigger.core").pg_timestamp
+
+local M = {}
+local Delivery = {}
+Delivery.__index = Delivery
+
+--- A new record.
+-- @tparam[opt] table given key → row as handed out before (a saved position's rows)
+-- @tparam[opt] boolean rebuild the reader's rows are checked against a read of the whole
+--   shape at its first batch: runs no longer there have left it
+function M.new(given, rebuild)
+  local self = setmetatable({ given = {}, forget_missing = rebuild == true }, Delivery)
+  for key, row in pairs(given or {}) do self.given[key] = row end
+  return self
+end
+
+-- Is `row` an older state of the run than `given` (by updatedAt)? The native feed can answer a
+-- re-snapshot from a lagging read replica: such a row must not undo what the reader already saw.
+local function older(row, given)
+  local new, old = row.updatedAt, given.updatedAt
+  if type(new) ~= "string" or type(old) ~= "string" or new == old then return false end
+  local a, b = pg_timestamp(new), pg_timestamp(old)
+  return a ~= nil and b ~= nil and a < b
+end
+
+local function same(a, b)
+  if a == b then return true end
+  if a == nil or b == nil then return false end
+  for k, v in pairs(a) do
+    if b[k] ~= v then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+--- The rows of `keys` whose state this reader has not been given yet, in that order; each counts
+-- as given (see `handed` for a saved position).
+-- @param store the `trigger.shape_rows` store
+-- @tparam {string,...} keys changed keys (repeats allowed: batches merged)
+-- @tparam[opt] table dropped key → true: deleted since (even if stored again): given anew
+-- @tparam[opt] boolean resync the store was read again from the start: runs it no longer holds
+--   are forgotten
+-- @treturn {table,...} rows
+function Delivery:take(store, keys, dropped, resync)
+  -- out[i] is handed out in place of previous[i] (false: none) under okeys[i].
+  local out, okeys, previous, seen = {}, {}, {}, {}
+  local given = self.given
+  for _, key in ipairs(keys) do
+    if not seen[key] then
+      seen[key] = true
+      if dropped and dropped[key] then given[key] = nil end
+      local row, had = store:get(key), given[key]
+      if row == nil then
+        given[key] = nil
+      elseif not (had and older(row, had)) and not same(had, row) then
+        local n = #out + 1
+        okeys[n], previous[n], out[n] = key, had or false, row
+        given[key] = row
+      end
+    end
+  end
+  if resync or self.forget_missing then
+    for key in pairs(given) do
+      if store:get(key) == nil then given[key] = nil end
+    end
+    self.forget_missing = false
+  end
+  self.batch_keys, self.batch_previous, self.handed_count = okeys, previous, #out
+  return out
+end
+
+--- Only the first `n` rows of the last `take` have been handed out so far: until the others are,
+-- a saved position holds them as the reader last saw them, so that a subscription resumed from
+-- it hands them out. Without a call every row taken counts as handed out.
+-- @tparam integer n
+function Delivery:handed(n)
+  self.handed_count = n
+end
+
+--- The rows handed out, for a saved position. Values are strings or JSON null.
+function Delivery:snapshot()
+  local copy = {}
+  for key, row in pairs(self.given) do copy[key] = row end
+  local keys, previous = self.batch_keys, self.batch_previous
+  if keys then
+    for i = self.handed_count + 1, #keys do copy[keys[i]] = previous[i] or nil end
+  end
+  return copy
+end
+
+return M

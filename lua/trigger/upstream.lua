@@ -1,0 +1,219 @@
+--- One upstream shape: the protocol loop (`trigger.shape_loop`) with its request in flight, its
+-- shape position and its rows, shared by every subscription of the Lua state that asks for the
+-- same path, filter and credentials (fan-out). Each subscription reads it through its own
+-- `trigger.delivery`, so sharing never changes what a subscription sees: a late one is first
+-- given the current state of every run, then the changes, exactly as if it were alone.
+--
+-- The loop runs as a coroutine that any of its readers drives (`drive`), one request in flight
+-- for all of them. At each up-to-date boundary it publishes a batch (the keys that changed and
+-- the position reached); batches are kept until every reader has taken them.
+-- @module trigger.upstream
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+local shape_loop = require "trigger.shape_loop"
+local shape_rows = require "trigger.shape_rows"
+
+local M = {}
+local Upstream = {}
+Upstream.__index = Upstream
+
+local unpack = table.unpack or unpack -- luacheck: ignore
+
+-- Electric and Trigger.dev headers every realtime request carries.
+local PROTOCOL_HEADERS = {
+  "x-trigger-electric-version: 1.0.0-beta.1",
+  "x-trigger-api-version: 2025-07-16",
+}
+
+-- key → upstream, while it has readers. The key holds the credentials: this table is never
+-- reachable from outside the module.
+local shared = {}
+
+-- Settings that change what the upstream asks or how it retries: readers that differ in any
+-- of them do not share.
+local KEYED = { "base_url", "access_token", "read_timeout", "connect_timeout", "retry_base",
+  "retry_cap", "max_retries", "max_body", "ca_file" }
+
+local function sharing_key(settings, path, params, transport)
+  local parts = { path, tostring(transport) }
+  local names = {}
+  for k in pairs(params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. tostring(params[k]) end
+  for _, k in ipairs(KEYED) do parts[#parts + 1] = tostring(settings[k]) end
+  return table.concat(parts, "\0")
+end
+
+-- Transient failures go to every reader's on_error; the default (one warning per streak) when
+-- none of them has one.
+local function fan_out_on_error(up)
+  return function(err)
+    local told = false
+    for reader in pairs(up.readers) do
+      if reader.settings.on_error then
+        told = true
+        reader.settings.on_error(err)
+      end
+    end
+    if not told then shape_loop.warn_once(up.r, err) end
+  end
+end
+
+local function new_upstream(spec, resume, key)
+  local s = spec.settings
+  local settings = {}
+  for k, v in pairs(s) do settings[k] = v end
+  local up = setmetatable({ key = key, readers = {}, n_readers = 0, batches = {}, batch_no = 0,
+    closed = false }, Upstream)
+  settings.on_error = fan_out_on_error(up)
+  local r = {
+    settings = settings,
+    path = spec.path,
+    params = spec.params or {},
+    transport = spec.transport,
+    shape = core.shape(),
+    headers = { "Authorization: Bearer " .. s.access_token, unpack(PROTOCOL_HEADERS) },
+    closed = false,
+    ready = true, -- the coroutine may have work to do without waiting for I/O
+    inflight = {}, -- requests in flight: closing aborts them
+  }
+  r.headers[#r.headers + 1] = "trigger-version: trigger-realtime-lua/" .. spec.version
+  local rebuild = false
+  if resume ~= nil then
+    local ok, err = r.shape:restore(resume.handle, resume.offset, resume.cursor)
+    if not ok then
+      r.shape:close()
+      error(errors.new("bad_request", "opts.resume: " .. err), 0)
+    end
+    rebuild = resume.offset == nil or resume.offset == "-1"
+    r.schema = resume.schema
+  end
+  r.rows = shape_rows.new(resume and resume.rows, rebuild)
+  r.is_closed = function() return r.closed end
+  r.publish = function(batch) up:_publish(batch) end
+  r.co = coroutine.create(function() return shape_loop.run(r) end)
+  up.r = r
+  return up
+end
+
+--- The upstream for a subscription: a shared one when one exists for the same path, filter,
+-- credentials and settings (and `share` is not false), else a new one.
+-- @tparam table spec `settings`, `path`, `params`, `transport`, `version`
+-- @tparam[opt] table resume a saved position, used only by a new upstream (catch up from it)
+-- @treturn Upstream
+-- @treturn boolean whether it is new (made for this subscription)
+function M.acquire(spec, resume)
+  local s = spec.settings
+  local share = s.share ~= false and spec.transport.background
+  local key = share and sharing_key(s, spec.path, spec.params or {}, spec.transport) or nil
+  local up = key and shared[key]
+  if up and not up.closed and not up.failure then return up, false end
+  up = new_upstream(spec, resume, key)
+  if key then shared[key] = up end
+  return up, true
+end
+
+--- Add a reader (a subscription's private state: `settings`, and `at`, the last batch taken).
+function Upstream:join(reader)
+  if not self.readers[reader] then
+    self.readers[reader] = true
+    self.n_readers = self.n_readers + 1
+  end
+end
+
+--- A reader leaves; the upstream closes with its last reader.
+function Upstream:leave(reader)
+  if self.readers[reader] then
+    self.readers[reader] = nil
+    self.n_readers = self.n_readers - 1
+  end
+  if self.n_readers == 0 then self:close() end
+  self:_trim()
+end
+
+function Upstream:_publish(batch)
+  self.batch_no = self.batch_no + 1
+  batch.n = self.batch_no
+  self.batches[#self.batches + 1] = batch
+  self.position = batch.position
+  self:_trim()
+end
+
+-- Forget the batches every reader has taken.
+function Upstream:_trim()
+  local low = self.batch_no
+  for reader in pairs(self.readers) do
+    if reader.at < low then low = reader.at end
+  end
+  local batches, keep = self.batches, {}
+  for _, b in ipairs(batches) do
+    if b.n > low then keep[#keep + 1] = b end
+  end
+  self.batches = keep
+end
+
+--- The batches after `at`, merged: keys (in order of first change), dropped keys, resync.
+-- @treturn {string,...} keys
+-- @treturn table dropped
+-- @treturn boolean resync
+function Upstream:since(at)
+  local keys, dropped, resync = {}, {}, false
+  for _, b in ipairs(self.batches) do
+    if b.n > at then
+      for _, k in ipairs(b.keys) do keys[#keys + 1] = k end
+      for k in pairs(b.dropped) do dropped[k] = true end
+      resync = resync or b.resync
+    end
+  end
+  return keys, dropped, resync
+end
+
+--- Move the loop on (from a reader's coroutine or driver): `"batch"` when a batch was
+-- published, `"wait"` while it waits for I/O (or another reader is driving it), `"error", err`
+-- once it failed for good.
+-- @tparam[opt] number deadline the driver's (bounds a request performed in place)
+function Upstream:drive(deadline)
+  if self.failure then return "error", self.failure end
+  if self.closed then return "error", errors.new("protocol", "the shared upstream was closed", {}) end
+  local co = self.r.co
+  if coroutine.status(co) ~= "suspended" then return "wait" end
+  self.r.deadline = deadline
+  local ok, what = coroutine.resume(co)
+  if not ok then
+    if not errors.is(what) then
+      what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
+    end
+    self.failure = what
+    self:close()
+    return "error", what
+  end
+  if coroutine.status(co) == "dead" then -- the loop never ends by itself
+    self.failure = errors.new("protocol", "internal error: the shape loop ended", { fatal = true })
+    self:close()
+    return "error", self.failure
+  end
+  if what == "wait" then self.r.ready = false else self.r.ready = true end
+  return what
+end
+
+--- Close: abort the request in flight, free the shape state. Idempotent.
+function Upstream:close()
+  if self.closed then return end
+  self.closed = true
+  local r = self.r
+  r.closed = true
+  for handle in pairs(r.inflight) do handle:close() end
+  r.inflight = {}
+  r.shape:close()
+  if self.key and shared[self.key] == self then shared[self.key] = nil end
+end
+
+--- How many upstreams are shared right now (for tests and the bench).
+function M.count()
+  local n = 0
+  for _ in pairs(shared) do n = n + 1 end
+  return n
+end
+
+M.Upstream = Upstream
+return M
