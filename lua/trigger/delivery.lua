@@ -3,7 +3,11 @@
 -- readers (consumers of one shared upstream) keep one each over the same `trigger.shape_rows`
 -- store. No I/O.
 -- @module trigger.delivery
-local pg_timestamp = require("trigger.core").pg_timestamp
+local core = require "trigger.core"
+local json = require "trigger.json"
+
+local pg_timestamp, pg_array = core.pg_timestamp, core.pg_array
+local null = json.null
 
 local M = {}
 local Delivery = {}
@@ -28,16 +32,77 @@ local function older(row, given)
   return a ~= nil and b ~= nil and a < b
 end
 
+-- The two realtime backends write the same values differently (native-backend.md §6):
+-- timestamps with a space or a T and any number of fraction digits, floats as Postgres or as
+-- JavaScript prints them, booleans, arrays with or without quotes (an empty runTags as NULL),
+-- jsonb with its own spacing and key order; and the native feed has no idempotencyKey. When a
+-- running server flips backends, each run comes again in the other dialect: the same state.
+local TIMESTAMP = { createdAt = true, updatedAt = true, startedAt = true, delayUntil = true,
+  queuedAt = true, expiredAt = true, completedAt = true }
+local NUMBER = { number = true, usageDurationMs = true, costInCents = true,
+  baseCostInCents = true }
+local ARRAY = { runTags = true, realtimeStreams = true }
+local BOOLEAN = { t = true, ["true"] = true, f = false, ["false"] = false }
+
+local function deep_equal(x, y)
+  if type(x) ~= "table" or type(y) ~= "table" then return x == y end
+  for k, v in pairs(x) do
+    if not deep_equal(v, y[k]) then return false end
+  end
+  for k in pairs(y) do
+    if x[k] == nil then return false end
+  end
+  return true
+end
+
+local function as_array(v)
+  if v == null or v == nil then return {} end
+  return pg_array(v, null) or v
+end
+
+local function same_value(column, x, y)
+  if x == y then return true end
+  if x == nil or y == nil then return true end -- a column one dialect does not send
+  if ARRAY[column] then return deep_equal(as_array(x), as_array(y)) end
+  if x == null or y == null then return false end
+  if TIMESTAMP[column] then return pg_timestamp(x) ~= nil and pg_timestamp(x) == pg_timestamp(y) end
+  if NUMBER[column] then return tonumber(x) ~= nil and tonumber(x) == tonumber(y) end
+  if column == "isTest" then return BOOLEAN[x] ~= nil and BOOLEAN[x] == BOOLEAN[y] end
+  if column == "error" then
+    local dx, dy = json.decode(x), json.decode(y)
+    return dx ~= nil and deep_equal(dx, dy)
+  end
+  return false
+end
+
+-- The same state in the other backend's dialect? Only asked when the text differs.
+local function equivalent(a, b)
+  if not same_value("updatedAt", a.updatedAt, b.updatedAt) then return false end
+  for k, v in pairs(a) do
+    if not same_value(k, v, b[k]) then return false end
+  end
+  return true
+end
+
 local function same(a, b)
   if a == b then return true end
   if a == nil or b == nil then return false end
+  local exact = true
   for k, v in pairs(a) do
-    if b[k] ~= v then return false end
+    if b[k] ~= v then
+      exact = false
+      break
+    end
   end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
+  if exact then
+    for k in pairs(b) do
+      if a[k] == nil then
+        exact = false
+        break
+      end
+    end
   end
-  return true
+  return exact or equivalent(a, b)
 end
 
 --- The rows of `keys` whose state this reader has not been given yet, in that order; each counts

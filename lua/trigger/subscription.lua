@@ -44,7 +44,7 @@ end
 local function read(r)
   local up = r.up
   while true do
-    while up.batch_no == r.at do
+    while up.batch_no == r.at and not (r.full and up.batch_no > 0) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
       if what == "wait" then coroutine.yield("wait") end
@@ -168,7 +168,7 @@ end
 -- local run = sub:poll()
 function Subscription:timeout()
   local r = state(self, "timeout")
-  if r.closed or r.ready or r.up.r.ready or r.up.batch_no > r.at then return 0 end
+  if r.closed or r.ready or r.full or r.up.r.ready or r.up.batch_no > r.at then return 0 end
   local t = r.transport.background and r.transport.timeout() or nil
   local wake = r.up.r.wake_at
   if wake then
@@ -225,7 +225,9 @@ function Subscription:poll()
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
   local h = r.awaiting or r.up.r.awaiting
-  if h and not h:done() and r.up.batch_no == r.at then return nil end
+  if not r.ready and h and not h:done() and r.up.batch_no == r.at and not r.full then
+    return nil
+  end
   local what, value = resume(self, r)
   if what == "run" then return value end
   if what == "error" then raise(value) end
