@@ -9,6 +9,8 @@
 #   make lint-tidy     clang-tidy (LINT_TIDY_CHECKS below) on csrc/*.c
 #   make lint-version  trigger._VERSION, CHANGELOG.md and the rockspecs agree (spec/version_spec.lua)
 #   make doc           the LDoc HTML reference in doc/ (config: config.ld); fails on any warning
+#                      and on any link of doc/ that names a missing file or anchor
+#                      (tools/doc/check_links.lua)
 #
 # Tools are Debian's: lua-check, clang-format (14), clang-tidy (14), cppcheck (2.10), lua-busted,
 # lua-ldoc and lua-markdown (LDoc's Markdown; Debian's lua-ldoc only suggests it).
@@ -90,7 +92,8 @@ lint:
 	[ $$failed -eq 0 ]
 
 # LDoc prints its warnings on stderr and some (a missing Markdown module, other config files)
-# on stdout, so anything beyond its two progress lines counts as a warning.
+# on stdout, so anything beyond its two progress lines counts as a warning. Then every
+# relative link of doc/ must name a file and anchor that exist.
 doc:
 	@rm -rf doc; \
 	out=$$($(LDOC) --fatalwarnings . 2>&1); status=$$?; \
@@ -99,4 +102,5 @@ doc:
 	if printf '%s\n' "$$out" | grep -q 'markdown not found'; then \
 	  echo "make doc: LDoc needs a Markdown module: apt-get install lua-markdown"; fi; \
 	if [ $$status -ne 0 ] || [ -n "$$warnings" ]; then echo "make doc: LDoc reported warnings (above)"; exit 1; fi; \
+	$(LINT_LUA) tools/doc/check_links.lua doc || { echo "make doc: broken links (above)"; exit 1; }; \
 	echo "make doc: reference in doc/index.html"

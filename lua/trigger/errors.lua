@@ -1,19 +1,10 @@
 --- Error objects raised by subscriptions and returned by calls that can fail.
--- Every error is a table with `kind`, `status` (HTTP status or nil), `message` and `request`
--- (method and URL, never the token), printable with `tostring`.
---
--- Fields of an error object:
---
--- * `kind`: one of `kinds`
--- * `status`: the HTTP status, or nil when there was no response
--- * `message`: what went wrong, with the server's own words when it gave some
--- * `request`: method and URL of the request, or nil
--- * `fatal`: true when the subscription ended because of it (raised by the iteration); false
---   or nil for errors `on_error` sees before a retry, or for warnings
--- * `attempt`: for errors that are retried, the number of this retry (1, 2, …)
+-- Every error is an `Error` table (its fields are below) with a `__tostring`, e.g.
+-- `trigger: forbidden error HTTP 403: the access token does not allow this (GET https://…)`;
+-- `is` tells them from other values, and their `kind` from each other.
 --
 -- Anything that looks like a credential (a secret key, a bearer token, a JWT) is masked in
--- `message` and `request`.
+-- `message` and `request`: no token ever reaches an error, a log line or `tostring(sub)`.
 -- @module trigger.errors
 -- @usage
 -- local ok, err = pcall(function()
@@ -32,6 +23,40 @@ M.kinds = {
   auth = true, forbidden = true, not_found = true, bad_request = true, protocol = true,
   network = true, rate_limited = true, timeout = true,
 }
+
+--- The error object: what a subscription, a stream or `trigger.auth.create_public_token`
+-- raises or returns, what `on_error` is called with, and what `next` returns as its third
+-- value while requests are failing. A table of plain fields (and a `__tostring`); `is` tells
+-- it from other values.
+-- @table Error
+-- @field kind string: one of `kinds` (`"auth"`, `"forbidden"`, `"not_found"`,
+--   `"bad_request"`, `"protocol"`, `"network"`, `"rate_limited"`, `"timeout"`)
+-- @field status integer or nil: the HTTP status, nil when there was no response (a
+--   connection failure, a timeout, a missing access token)
+-- @field message string: what went wrong, with the server's own words when it gave some
+--   (`{"error": …}`), credentials masked
+-- @field request string or nil: the method and URL of the request (`GET https://…`),
+--   credentials masked; nil when no request was made
+-- @field fatal boolean or nil: true when the subscription or stream ended because of it (the
+--   error the iteration raises: a 401/403/404/400, a protocol error it cannot recover from, a
+--   certificate that does not verify, a body over `max_body`, `max_retries` used up); false
+--   or nil for an error `on_error` sees before a retry, and false for warnings (a packet or
+--   column value that does not decode: the subscription goes on)
+-- @field attempt integer or nil: for a failure that is retried, its place in the current
+--   streak of failures (1 for the first; the count starts again after a success); with
+--   `max_retries = n` the error of attempt n + 1 is raised, `fatal`, its message ending
+--   "(gave up after n retries)"
+-- @field retry_after number or nil: seconds the server asked to wait, when an error is made
+--   with it (`new(kind, message, {retry_after = …})`); the library's own retries read
+--   `Retry-After` from the response as the backoff's floor, so the errors they report do not
+--   carry it today
+-- @field run_id string or nil: for a stream that failed for good under `sub:with_streams()`
+--   (reported to `on_error`, or once on stderr, and dropped), the run whose stream it was
+-- @field stream string or nil: with `run_id`, the key of that stream
+-- @usage
+-- trigger.configure { on_error = function(err)
+--   print(err.kind, err.status, err.attempt, err.message)   -- e.g. network nil 3 connection refused
+-- end }
 
 local Error = {}
 Error.__index = Error

@@ -33,11 +33,22 @@ local config = require "trigger.config"
 -- @tparam[opt] number opts.max_retries give up after this many retries in a row: the
 --   subscription raises the last error (with `fatal = true`); default: retry for ever
 -- @tparam[opt=268435456] number opts.max_body bytes one response body may have (256 MiB)
--- @tparam[opt] function opts.on_error `function(err)`, called with each error object before
---   it is retried, and with `protocol` errors (`fatal = false`) for column values that
---   cannot be decoded
+-- @tparam[opt] function opts.on_error `function(err)`, called with each error object
+--   (`trigger.errors.Error`) before it is retried, and with `protocol` errors (`fatal =
+--   false`) for column values and packets that cannot be decoded; never with the error that is
+--   raised at the end. Without it, the first failure of each streak of failed requests is
+--   written once to stderr (`ngx.log` at WARN inside nginx), so a wrong URL or a server down
+--   is never silent; `next(timeout)` also returns the error being retried as its third value
 -- @tparam[opt] number opts.timeout seconds `for run in sub do` waits for the next run before
 --   it raises a `timeout` error; default: for ever
+-- @tparam[opt=true] boolean opts.share subscriptions of this Lua state with the same path,
+--   filter, credentials and request settings share one upstream request and one copy of the
+--   rows (fan-out: see `trigger.runs`), each keeping its own delivery and `position()`;
+--   false gives each subscription its own. Only with a background transport (libcurl):
+--   inside nginx every subscription has its own upstream
+-- @tparam[opt] table opts.transport the transport requests go through, any table that keeps
+--   the contract of `trigger.transport`; default: the host's (`trigger.transport.current`:
+--   cosockets inside nginx, else libcurl)
 -- @raise (a string) when `opts` is not a table, has an unknown option or an option of the
 --   wrong type
 -- @usage trigger.configure { access_token = os.getenv("TRIGGER_SECRET_KEY"), max_retries = 10 }

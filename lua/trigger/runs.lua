@@ -1,4 +1,30 @@
 --- Realtime subscriptions to runs: by tag, one run, one batch.
+-- Each returns a `Subscription` that hands out run objects (`Run`): first every matching run as
+-- it is now, then each run again whenever its state changed, each distinct state once, each
+-- time as a fresh table.
+--
+-- **Both of Trigger.dev's realtime backends, with no setting.** Trigger.dev answers these
+-- routes from the Electric shape log or from its native runs feed (a state poller dressed as a
+-- shape), chosen per organisation on its side; no request header selects it and it can change
+-- under a live connection. The client works on both as they are: it reads "up to date" from
+-- the body's last control message as well as from the header, asks for a page ahead only while
+-- a body does not end up to date, asks again after a failed live poll with a non-live request on
+-- the same handle (the native feed marks rows as sent before its answer leaves, so repeating
+-- the live request would lose them), never hands out a row older (by `updatedAt`) than one it
+-- already handed out (a lagging replica), and takes a 409 after a flip as a resync that hands
+-- out only what changed.
+--
+-- **Fan-out.** Subscriptions of one Lua state with the same path, filter (tags, `created_at`,
+-- `skip_columns`), credentials and request settings (`base_url`, `ca_file`, the timeouts,
+-- `retry_base`, `retry_cap`, `max_retries`, `max_body`, the transport) share one upstream
+-- shape: one request in flight and the rows stored once. Each keeps its own delivery: the runs
+-- it was given and its `position()`, its own `resume`, `timeout`, `on_error` (a shared
+-- upstream's failures go to every consumer's `on_error`; the default warning is written once
+-- per streak) and stop condition. A late one first gets every run as it is now, then the
+-- changes, exactly what it would get alone; `close()` or `break` of one leaves the others
+-- running; the upstream closes with its last consumer. `share = false` gives a subscription an
+-- upstream of its own. Sharing needs a background transport (libcurl): inside nginx every
+-- subscription has its own upstream today (see the README's Fan-out part).
 -- @module trigger.runs
 local config = require "trigger.config"
 local core = require "trigger.core"
@@ -229,6 +255,65 @@ end
 function M.subscribe_to_runs_with_tag(tags, opts)
   return subscribe_tag("subscribe_to_runs_with_tag", tags, opts) -- errors name this function
 end
+
+--- The run object: what a subscription hands out for each state of a run, a fresh table per
+-- change that the library never touches again. The fields and their names are the TypeScript
+-- SDK's documented ones (`runs.subscribeToRunsWithTag`), made from the run's row of the
+-- realtime shape (row column names in brackets where they differ). Optional fields that are
+-- NULL or absent (a column left out by `skip_columns`) are nil; JSON `null` inside a decoded
+-- packet is `cjson.null`. Timestamps are ISO-8601 UTC strings with milliseconds
+-- (`"2025-01-10T12:00:00.123Z"`, whatever form the server sent; a value that does not parse is
+-- kept as the server's text, with a warning to `on_error`).
+-- @table Run
+-- @field id string: the run's id, `run_…` (friendlyId)
+-- @field taskIdentifier string: the task's id
+-- @field status string: `QUEUED`, `PENDING_VERSION`, `DELAYED`, `DEQUEUED`, `EXECUTING`,
+--   `WAITING`, `COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED` or
+--   `TIMED_OUT`, mapped from the database's status as the SDK maps it (PENDING→QUEUED,
+--   WAITING_FOR_DEPLOY→PENDING_VERSION, PAUSED and WAITING_TO_RESUME→WAITING,
+--   RETRYING_AFTER_FAILURE→EXECUTING, COMPLETED_SUCCESSFULLY→COMPLETED, INTERRUPTED and
+--   COMPLETED_WITH_ERRORS→FAILED; an unknown one→QUEUED)
+-- @field payload any: the input payload, decoded by its packet type (payloadType):
+--   `application/json`; `application/super+json` (Date, bigint, undefined, NaN/±Infinity, Set,
+--   Map restored); `text/plain` and unknown types as the raw string; `application/store`
+--   fetched through its presigned URL (cached per packet). A packet that does not decode is
+--   kept as its raw text, with a warning to `on_error`
+-- @field output any: the output, decoded as `payload` is (outputType); nil until there is one
+-- @field metadata any: the metadata, decoded as `payload` is; only when metadataType is set
+-- @field createdAt string: when the run was created
+-- @field updatedAt string: when the run last changed
+-- @field startedAt string or nil: when it started
+-- @field queuedAt string or nil: when it was queued
+-- @field expiredAt string or nil: when it expired
+-- @field finishedAt string or nil: when it finished (completedAt)
+-- @field delayedUntil string or nil: until when it is delayed (delayUntil)
+-- @field number integer: the run's sequential number (the SDK drops it; kept here)
+-- @field durationMs number: its duration in milliseconds (usageDurationMs; 0 when NULL)
+-- @field costInCents number: its total cost in cents (0 when NULL)
+-- @field baseCostInCents number: its base cost in cents (0 when NULL)
+-- @field tags {string,...}: its tags (runTags; `{}` when NULL), marked as a JSON array so
+--   `trigger.json.encode` writes an empty one as `[]`
+-- @field realtimeStreams {string,...}: the keys of its realtime streams (`{}` when none; a
+--   marked array as `tags`); `sub:with_streams()` opens one stream per key
+-- @field isTest boolean: whether it is a test run (false when NULL)
+-- @field ttl string or nil: its time-to-live, such as `"10m"` (the SDK drops it; kept here)
+-- @field idempotencyKey string or nil: the key that made it idempotent
+-- @field error table or nil: why it failed, as the SDK's SerializedError: `{name, message,
+--   stackTrace}` for a BUILT_IN_ERROR, `{message}` for a STRING_ERROR or CUSTOM_ERROR
+--   (the raw text), `{message = "trigger.dev internal error (CODE)"}` for an INTERNAL_ERROR
+-- @field isQueued boolean: status is QUEUED, PENDING_VERSION or DELAYED
+-- @field isExecuting boolean: status is DEQUEUED or EXECUTING
+-- @field isWaiting boolean: status is WAITING
+-- @field isCompleted boolean: `isSuccess` or `isFailed` (a CANCELED run is `isCancelled`,
+--   not `isCompleted`: test both to stop at any final state)
+-- @field isSuccess boolean: status is COMPLETED
+-- @field isFailed boolean: status is FAILED, CRASHED, SYSTEM_FAILURE, EXPIRED or TIMED_OUT
+-- @field isCancelled boolean: status is CANCELED
+-- @usage
+-- for run in trigger.runs.subscribe_to_tag("user:1234") do
+--   print(run.id, run.taskIdentifier, run.status, run.updatedAt, run.output)
+--   if run.isCompleted or run.isCancelled then break end
+-- end
 
 M.errors = errors
 return M

@@ -61,7 +61,7 @@ local OPTIONS = { from = "string", timeout_seconds = "number", resume = "table",
 
 local unpack = table.unpack or unpack -- luacheck: ignore
 
----------------------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------------------
 -- Cursors
 
 -- A Redis stream id "ms-n" -> ms, n (integers), or nil.
@@ -113,7 +113,7 @@ local function remember_id(r, id)
   return true
 end
 
----------------------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------------------
 -- Reading, inside the stream's coroutine
 
 local function backoff(attempt, retry_after)
@@ -409,7 +409,7 @@ local function loop(r)
   end
 end
 
----------------------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------------------
 -- The stream object (the driving API of a subscription)
 
 local function close_state(r)
@@ -616,7 +616,7 @@ function Stream.__tostring(self)
     self.closed and ", closed" or "")
 end
 
----------------------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------------------
 
 local function is_integer(v)
   return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge

@@ -1,27 +1,44 @@
 --- The transport contract, and which transport this Lua state uses: nginx cosockets inside
 -- OpenResty (libcurl is never loaded there), else the libcurl hub.
 --
+-- Subscriptions, streams, stored packets and token claims all make their requests through a
+-- transport. The option `transport` (of `trigger.configure`, the subscribe functions and
+-- `trigger.streams.read`) accepts any table that keeps this contract: a test double, or an
+-- adapter to another event loop. The library's own transports keep it, and one suite of
+-- cases (spec/transport_contract.lua) holds both to it (`make test`, `make test-openresty`).
+--
 -- A transport is a table (a module) with:
 --
 --  * `background` (boolean): whether requests run in the background. When true it has
---    `start(req)` → request handle (or nil, failure), the handle's `done()` and `close()`,
---    and `result(handle)` → the answer; `step(seconds)` moves every background request on
---    (waiting at most `seconds`;
---    0, less or NaN: not at all), `pollfd()`
---    and `timeout()` for event loops, and `steps()` (how many times `step` ran).
---    When false it has `perform(req)`, which runs the request in the caller (yielding to its
---    scheduler, as cosockets do) and returns the answer, and optionally `sleep(seconds)`.
+--    `start(req)` → a request handle (or nil, failure), the handle's `done()` (true once the
+--    answer is in) and `close()` (abort; idempotent), and `result(handle)` → the answer;
+--    `step(seconds)` moves every background request on, waiting at most `seconds` for
+--    something to happen (0, less or NaN: not at all); `pollfd()` and `timeout()` for event
+--    loops; and `steps()`, how many times `step` ran (so a round of polls looks at the
+--    network once). Only a background transport can serve `poll()`, `pollfd()`,
+--    `sub:with_streams()` and fan-out (the `share` option).
+--  * When `background` is false it has `perform(req)`, which runs the request in the caller
+--    (yielding to its scheduler, as cosockets do) and returns the answer, and optionally
+--    `sleep(seconds)` (a backoff that yields too).
 --  * A request `req`: `url`, `method` (default GET), `headers` (a list of "Name: value"),
 --    `body`, `timeout`, `connect_timeout` (seconds), `ca_file`, `max_body` (bytes), and for
 --    non-background transports `cancelled` (a function: true once the caller gave up).
 --  * An answer: `status, headers, body` (header names in lower case), or `nil, failure` with
 --    `failure = {kind = "network", permanent = boolean, message = string}`. Each transport
 --    classifies its own failures: `permanent` is true when no retry can mend it (a certificate
---    that does not verify, a body over `max_body`, a URL that is not one). HTTP statuses are
---    never failures here: what they mean is `trigger.request`'s business.
---
--- The option `transport` of the subscribe functions accepts any table that keeps this
--- contract (a test double, or an adapter to another event loop).
+--    that does not verify, a body over `max_body`, a URL that is not one); refused, reset,
+--    timed out and cut-short requests are not permanent. HTTP statuses are never failures
+--    here: what they mean is the library's business, not the transport's. A failure's
+--    message never holds a token.
+--  * Streaming bodies (optional; realtime streams need them, shape bodies use them when
+--    there): a background handle may have `head()` → status, headers once the final header
+--    section is in (else nil) and `take()` → the body bytes that came since the last call (or
+--    nil), the request then also carrying `pause_at` (bytes left untaken before the transfer
+--    pauses) and `idle_timeout` (seconds without a byte before it fails), with `timeout = 0`
+--    for no overall limit. A non-background transport has `open_stream(req)` → a reader with
+--    `head(seconds)`, `read(seconds)` (each: a value, nil and "timeout", or nil and a failure;
+--    `read` gives nil alone at the body's end) and `close()`, or nil, failure. Without them a
+--    shape body is read whole and `trigger.streams` cannot be used.
 -- @module trigger.transport
 local M = {}
 
