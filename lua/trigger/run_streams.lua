@@ -15,6 +15,13 @@
 -- and dropped, without tearing down the others; and once a run is finished its streams are
 -- read to their end, so a run subscription (`subscribe_to_run`) ends when its run is finished
 -- and its streams are drained (after `drain_timeout` seconds at most).
+--
+-- Its `position()` is `{subscription = …, streams = {[run id] = {[key] = …}}}`: resume with
+-- `subscribe_…(…, {resume = p.subscription}):with_streams{resume = p.streams}`. It needs a
+-- background transport (libcurl): inside nginx read each stream with `trigger.streams.read`
+-- in a light thread of its own. The subscription under it may share its upstream with others
+-- (fan-out); the streams are not shared yet: each `with_streams()` object opens its own
+-- request per (run, key).
 -- @classmod RunStreams
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
@@ -29,7 +36,8 @@ RunStreams.__name = "trigger.run_streams"
 
 local private = setmetatable({}, { __mode = "k" })
 
---- Seconds a finished run's streams may take to drain before they are closed.
+-- Seconds a finished run's streams may take to drain before they are closed (the default of
+-- `with_streams{drain_timeout = …}`).
 M.drain_timeout = 30
 
 -- The options a stream takes from its subscription (credentials and transport included).

@@ -3,9 +3,13 @@
 --
 --     for chunk in trigger.streams.read("run_1234", "default") do io.write(tostring(chunk)) end
 --
--- A stream is driven like a subscription: it is its own iterator and closing value, with
+-- A stream (what `read` returns; its methods are the `Stream:…` functions below) is driven
+-- like a subscription: it is its own iterator and, on Lua 5.4, closing value, with
 -- `next(timeout)`, `poll()`, `pollfd()`/`events()`/`timeout()` (the cqueues pollable protocol),
--- `position()` (resumable with `opts.resume`) and `close()`. With the default (libcurl)
+-- `position()` (resumable with `opts.resume`) and `close()`. Two fields can be read: `closed`
+-- (true once closed or over) and `finished` (true once it ended by itself: the server's idle
+-- close with `reopen = false`, or the end of a settled stream); its credentials and cursor are
+-- out of reach of the table. With the default (libcurl)
 -- transport every stream and subscription of a Lua state shares one connection hub (one
 -- pollable fd; HTTP/2 streams multiplexed on one connection when the server offers it).
 --

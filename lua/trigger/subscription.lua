@@ -11,8 +11,13 @@
 -- and `finished` (true once the iteration ended by itself, as `subscribe_to_run` does when the
 -- run is finished).
 --
+-- Everything else (credentials, position, the rows given, the reading coroutine) is private:
+-- out of reach of the subscription table, so a table dumper never prints the token.
+--
 -- With the default (libcurl) transport all subscriptions of a Lua state share one connection
--- hub: driving one (`next`, `poll`, `trigger.step`) moves the network I/O of all of them along.
+-- hub: driving one (`next`, `poll`, `trigger.step`) moves the network I/O of all of them along,
+-- and subscriptions asking for the same shape share one upstream request (fan-out, the `share`
+-- option: see `trigger.runs`) while each keeps its own delivery and position.
 -- @classmod Subscription
 local delivery = require "trigger.delivery"
 local errors = require "trigger.errors"
@@ -275,11 +280,22 @@ function Subscription:next(timeout)
   end
 end
 
---- Where the subscription stands: a table of strings that `opts.resume` accepts later (it can be
--- saved with `cjson.encode`). It holds the shape position of the last batch fully delivered and
--- the rows as they were handed out, so a resumed subscription yields only what changed since.
--- A subscription resumed from a position stands there until its first batch.
--- @treturn table `{handle=, offset=, cursor=, schema=, rows=}`
+--- Where the subscription stands: a table that `opts.resume` accepts later (plain strings and
+-- tables of strings, JSON null as `cjson.null`: it can be saved with `cjson.encode`).
+--
+-- It holds the shape position (`handle`, `offset`, `cursor`, `schema`) of the last batch this
+-- subscription has fully handed out, and `rows`: each run's row as this subscription last
+-- handed it out. A run of the batch in progress that was not handed out yet keeps its earlier
+-- row, so a subscription resumed from a position taken mid-batch hands it out. Resumed, a
+-- subscription yields only the runs whose state changed since (also across a 409, when the
+-- server dropped the shape meanwhile: it reads the shape again and compares), and forgets the
+-- runs that left the shape. A subscription resumed from a position stands there until its first
+-- batch; one that has had no batch yet has no `handle`/`offset` (resuming it reads the shape
+-- from the start). The position is this subscription's own, also when it shares an upstream
+-- (fan-out): the others' progress does not move it, and resuming into a shared upstream takes
+-- that upstream's rows and hands out those that differ from the position's. Its size grows with
+-- the number of runs followed.
+-- @treturn table `{handle=, offset=, cursor=, schema=, rows={[key]=row}}`
 function Subscription:position()
   local r = state(self, "position")
   local c = r.committed
