@@ -109,6 +109,22 @@ describe("examples", function()
     jobs.watch_tag = start_example("watch_tag.lua", { "--until-finished" })
     jobs.game_loop = start_example("game_loop.lua", { "user:1234" })
     jobs.cqueues = start_example("cqueues.lua", { "user:1234", "reports" })
+    jobs.stream_run = start_example("stream_run.lua", { "run_demo_stream" })
+  end)
+
+  it("stream_run.lua follows the demo's streaming run and its chunks to the end", function()
+    local job = jobs.stream_run
+    local code, out = job.wait()
+    local info = transcript(job)
+    assert.are.equal(0, code, info)
+    local lines = lines_of(out)
+    assert.matches("run_demo_stream QUEUED$", lines[1], info)
+    assert.are.equal("run run_demo_stream is finished and its streams are drained", lines[#lines],
+      info)
+    assert.matches("run_demo_stream COMPLETED$", lines[#lines - 1], info)
+    local text = out:match("stream default  ([^\n]*)")
+    assert.are.equal("an old silent pond / a frog jumps into the pond / splash! silence again ",
+      text, info)
   end)
 
   lazy_teardown(function()

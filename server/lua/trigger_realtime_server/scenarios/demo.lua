@@ -75,7 +75,7 @@ return function(s, sleep)
   end
 
   s:spawn(function()
-    sleep(0.6)
+    sleep(6.5) -- after the user:1234 runs: make demo follows this one second, live
     execute(haiku)
     s:create_stream(haiku, "default")
     local text = "an old silent pond / a frog jumps into the pond / splash! silence again"
