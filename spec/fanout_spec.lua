@@ -114,6 +114,24 @@ for _, backend in ipairs { "electric", "native" } do
       late:close()
     end)
 
+    it("gives a late subscription no run that left the shape (the native feed never says)",
+      function()
+        local tag = helper.fresh_tag()
+        local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+        local gone = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+        local first = open(srv, tag)
+        helper.collect(first, 2)
+        srv:delete_run(gone)
+        srv:update_run(a, { status = "COMPLETED_SUCCESSFULLY" })
+        drive_all({ first }, 1)
+        local late = open(srv, tag)
+        local got = drive_all({ first, late }, 1.5)
+        assert.are.same({ [a] = "COMPLETED" }, status_of(last_states(got[2])))
+        assert.are.same({}, got[1], "the first subscription got something again")
+        first:close()
+        late:close()
+      end)
+
     it("closing one subscription leaves the others running; the last one closes the upstream",
       function()
         local tag = helper.fresh_tag()

@@ -167,7 +167,15 @@ function M.await(owner, p)
   if p.req then return perform_within_deadline(owner, p.req) end
   local h = p.handle
   owner.awaiting = h -- poll() checks it before resuming the coroutine just to yield again
-  while not h:done() do coroutine.yield("wait") end
+  while not h:done() do
+    if owner.interrupt then -- a reader asked for a fresh read: give this request up
+      owner.interrupt = nil
+      owner.awaiting = nil
+      M.abort(owner, p)
+      return nil, { kind = "interrupted", permanent = false, message = "asked again afresh" }
+    end
+    coroutine.yield("wait")
+  end
   owner.awaiting = nil
   owner.inflight[h] = nil
   local status, headers, body = owner.transport.result(h)

@@ -87,6 +87,12 @@ end
 -- out, false otherwise (applied, retried after a backoff, or to be fetched again).
 local function handle(r, url, status, headers, body)
   local where = "GET " .. url
+  if not status and type(headers) == "table" and headers.kind == "interrupted" then
+    -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
+    r.shape:interrupted()
+    r.rebuild_next = true
+    return false
+  end
   if not status then
     local err = request.failure_error(headers, where)
     if err.fatal then error(err, 0) end
@@ -106,6 +112,13 @@ local function handle(r, url, status, headers, body)
   local action, kind, message = r.shape:response(status, headers, body, body_up_to_date)
   if action == "apply" then
     recovered(r)
+    -- The native feed says up to date in the body only; Electric in a header as well.
+    if body_up_to_date then r.native_dialect = not headers["electric-up-to-date"] end
+    if r.rebuild_next and status == 200 then
+      r.rebuild_next = false
+      -- A non-live answer of the native feed is the whole shape: what it lacks has left.
+      if r.native_dialect then r.rows:reset() end
+    end
     if headers["electric-schema"] then r.schema = headers["electric-schema"] end
     local up_to_date, refetch = false, false
     if messages then up_to_date, refetch = r.rows:apply(messages) end

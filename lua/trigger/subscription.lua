@@ -49,7 +49,7 @@ end
 local function read(r)
   local up = r.up
   while true do
-    while up.batch_no == r.at and not (r.full and up.batch_no > 0) do
+    while not (r.full and up.batch_no > r.full_after) and (r.full or up.batch_no == r.at) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
       if what == "wait" then coroutine.yield("wait") end
@@ -100,7 +100,12 @@ function M.new(spec)
     packets = {}, -- store-packet cache: "field\0path" → {body, content type}
     name = spec.path,
   }
-  if r.full then r.at = up.batch_no end
+  if r.full then
+    r.at = up.batch_no
+    -- The batch whose rows it takes whole: the next one if the shape is read again for it,
+    -- else the current one (or the first one, while the upstream is still syncing).
+    r.full_after = up:refresh() and up.batch_no or math.max(up.batch_no - 1, 0)
+  end
   local rebuild = resume ~= nil and (resume.offset == nil or resume.offset == "-1" or not created)
   -- Where the subscription stands until its first batch: the saved position itself, so a
   -- position taken before then resumes from there (not from a fresh read of the shape).
@@ -173,7 +178,12 @@ end
 -- local run = sub:poll()
 function Subscription:timeout()
   local r = state(self, "timeout")
-  if r.closed or r.ready or r.full or r.up.r.ready or r.up.batch_no > r.at then return 0 end
+  if r.closed or r.ready or r.up.r.ready then return 0 end
+  if r.full then
+    if r.up.batch_no > r.full_after then return 0 end
+  elseif r.up.batch_no > r.at then
+    return 0
+  end
   local t = r.transport.background and r.transport.timeout() or nil
   local wake = r.up.r.wake_at
   if wake then

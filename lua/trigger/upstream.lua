@@ -131,6 +131,17 @@ function Upstream:leave(reader)
   self:_trim()
 end
 
+--- A reader joins: on the native feed the shared rows may hold runs that left the shape (it
+-- never says so), which a reader alone would not get; so the shape is read again in full, and
+-- the joining reader takes the rows of the batch that brings. Returns whether it was asked.
+-- @treturn boolean
+function Upstream:refresh()
+  if not self.r.native_dialect or self.closed then return false end
+  self.r.interrupt = true
+  self.r.ready = true
+  return true
+end
+
 function Upstream:_publish(batch)
   self.batch_no = self.batch_no + 1
   batch.n = self.batch_no

@@ -47,14 +47,13 @@ function M.perform(req)
   return require("trigger.request").perform(M, req)
 end
 
---- Perform whatever I/O is ready, waiting at most `seconds` (negative: until something happens,
--- but only while a request is in flight: with none, nothing could ever end the wait, so it
--- returns at once; NaN waits not at all).
+--- Perform whatever I/O is ready, waiting at most `seconds`: 0, a negative number or NaN wait
+-- not at all (a game loop that overran its tick must not freeze), `math.huge` until something
+-- happens.
 function M.step(seconds)
-  local h = the_hub()
   seconds = seconds or 0
-  if seconds ~= seconds or (seconds < 0 and h:active() == 0) then seconds = 0 end
-  h:step(seconds)
+  if not (seconds > 0) then seconds = 0 end -- luacheck: ignore 581 (NaN)
+  the_hub():step(seconds)
   steps = steps + 1
 end
 
