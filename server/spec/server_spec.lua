@@ -898,8 +898,11 @@ describe("trigger_realtime_server over HTTP", function()
     end)
 
     it("delays an answer", function()
-      srv:fault { kind = "delay", delay_ms = 50 }
+      srv:fault { kind = "delay", delay_ms = 300 }
+      local t0 = socket.gettime()
       assert.are.equal(200, initial().status)
+      -- a lower bound only (never an upper one): the answer waited for the delay
+      assert.is_true(socket.gettime() - t0 >= 0.3, "the answer was not delayed")
     end)
 
     it("refuses an unknown fault kind", function()
