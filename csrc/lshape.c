@@ -723,7 +723,8 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
                 break;
             }
         }
-        char c = r->pos < r->tail.len ? r->tail.data[r->pos] : 0;
+        char c = '\0';
+        if (r->pos < r->tail.len) c = r->tail.data[r->pos];
         if (state == R_START) {
             if (c != '[') {
                 state = R_WHOLE;
