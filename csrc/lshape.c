@@ -119,6 +119,8 @@ static int shape_response(lua_State *L) {
     r.up_to_date = !lua_isnil(L, -1);
     lua_pop(L, 1);
     r.body_up_to_date = lua_toboolean(L, 5);
+    const char *cc = header_field(L, 3, "cache-control");
+    r.no_store = cc != NULL && strstr(cc, "no-store") != NULL;
     tr_shape_verdict v = tr_shape_on_response(u->s, &r);
     lua_pushstring(L, action_names[v.action]);
     if (v.kind)

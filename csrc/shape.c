@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Fresh URLs asked after answers with the expired handle before that handle is taken as it is. */
+#define TR_STALE_MAX 3
+
 /* Header values longer than this are not plausible shape tokens. */
 #define TR_TOKEN_MAX 512
 
@@ -199,14 +202,22 @@ static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
     if (!is_token(r->handle) || !is_token(r->offset) ||
         (r->cursor != NULL && *r->cursor != '\0' && !is_token(r->cursor)))
         return verdict(TR_SHAPE_FATAL, "protocol", "malformed electric-* header value");
-    if (s->expired_handle != NULL && strcmp(r->handle, s->expired_handle) == 0) {
-        /* A cache answered with the shape we were told is gone: ask again with a fresh URL. */
+    if (s->expired_handle != NULL && strcmp(r->handle, s->expired_handle) == 0 && !r->no_store &&
+        s->cache_buster < TR_STALE_MAX) {
+        /* A cache answered with the shape we were told is gone: ask again with a fresh URL.
+         * Not when the answer says no cache kept it (the native feed's single-run handles are
+         * the same on every subscription, so after a backend flip the expired handle can
+         * rightly come back), nor for ever. */
         s->cache_buster++;
         return verdict(TR_SHAPE_RETRY, "protocol",
                        "stale cached response for an expired shape handle");
     }
     if (set_str(&s->handle, r->handle) != 0 || set_str(&s->offset, r->offset) != 0)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
+    if (s->expired_handle != NULL && strcmp(r->handle, s->expired_handle) == 0) {
+        free(s->expired_handle); /* taken as it is: no longer expired */
+        s->expired_handle = NULL;
+    }
     if (r->cursor != NULL && set_str(&s->cursor, r->cursor) != 0)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
     if (r->up_to_date || r->body_up_to_date) s->live = 1;

@@ -25,6 +25,7 @@ typedef struct tr_shape_response {
     int up_to_date;      /* electric-up-to-date present */
     int body_up_to_date; /* the body ended with an up-to-date control message (the native
                             runs feed says it only there, never in a header) */
+    int no_store;        /* cache-control says no-store: no cache kept this answer */
     const char *body;    /* read only for the 400 "offset out of bounds" case */
     size_t body_len;
 } tr_shape_response;

@@ -155,6 +155,34 @@ static void test_shape_native(void) {
           "tail: a value that reads up-to-date is not the control");
     check(!tail_says("[{\"headers\":{\"control\":\"must-refetch\"}}]"), "tail: must-refetch");
     check(!tail_says("[]") && !tail_says("") && !tail_says("}}]"), "tail: short bodies");
+
+    /* After a flip native -> Electric -> native, the single-run feed's handle comes back. */
+    s = tr_shape_new();
+    r = ok200("run-cm1", "0_1", 0);
+    tr_shape_on_response(s, &r);
+    memset(&r, 0, sizeof r);
+    r.status = 409;
+    r.handle = "38207091-1";
+    tr_shape_on_response(s, &r); /* expired: run-cm1 */
+    r = ok200("run-cm1", "5_2", 0);
+    r.no_store = 1;
+    check(tr_shape_on_response(s, &r).action == TR_SHAPE_APPLY,
+          "the expired handle in an answer no cache kept (no-store) is taken");
+    tr_shape_free(s);
+    s = tr_shape_new();
+    r = ok200("h1", "0_1", 0);
+    tr_shape_on_response(s, &r);
+    memset(&r, 0, sizeof r);
+    r.status = 409;
+    r.handle = "h2";
+    tr_shape_on_response(s, &r);
+    int retried = 0;
+    for (int i = 0; i < 10; i++) {
+        r = ok200("h1", "0_1", 0);
+        if (tr_shape_on_response(s, &r).action == TR_SHAPE_RETRY) retried++;
+    }
+    check(retried == 3, "a stale handle is asked again with fresh URLs 3 times, then taken");
+    tr_shape_free(s);
 }
 
 typedef struct collect {
