@@ -72,6 +72,35 @@ describe("event loops", function()
     sub:close()
   end)
 
+  it("mints a public token inside a cqueues loop without blocking it", function()
+    local cqueues = require "cqueues"
+    local cq = cqueues.new()
+    -- the claims request is held 600 ms at the server; a timer of the same loop keeps ticking
+    srv:fault { match = { path_prefix = "/api/v1/auth/jwt/claims" }, kind = "delay",
+      delay_ms = 600, count = 1 }
+    trigger.auth.clear_cache()
+    local token, ticks_while_minting, ticks, minting = nil, 0, 0, true
+    cq:wrap(function()
+      token = assert(trigger.auth.create_public_token {
+        access_token = srv.secret_key, base_url = srv.base_url,
+        scopes = { read = { tags = { "cq-token" } } } })
+      minting = false
+    end)
+    cq:wrap(function()
+      while minting do
+        ticks = ticks + 1
+        ticks_while_minting = ticks
+        cqueues.sleep(0.02)
+      end
+    end)
+    local deadline = clock.now() + 20
+    while not cq:empty() and clock.now() < deadline do assert(cq:step(1)) end
+    assert.is_string(token)
+    -- 600 ms at 20 ms a tick: about 30 ticks; a blocking wait would allow one or two
+    assert.is_true(ticks_while_minting >= 10, "the loop was blocked: " .. ticks_while_minting
+      .. " ticks while the token was minted")
+  end)
+
   it("runs two subscriptions and a timer in one cqueues loop without blocking it", function()
     local cqueues = require "cqueues"
     local cq = cqueues.new()
