@@ -3,8 +3,8 @@
 -- pages in order, no network) or by the bare baseline's cjson decoding. Meant to be run under
 -- `valgrind --tool=callgrind`, which counts instructions repeatably where the clock is noisy:
 --
---   make bench-profile            (bench/run.lua saves the pages into build/bench/pages/)
---   lua5.4 bench/profile_sync.lua build/bench/pages client|bare [N]
+--   make bench-profile            (make bench saves the pages into bench/tmp/sync/pages/)
+--   lua5.4 bench/profile_sync.lua bench/tmp/sync/pages client|bare [N]
 local dir, mode, n = arg[1], arg[2] or "client", tonumber(arg[3] or "20000")
 local cjson = require "cjson"
 local util = require "util"
@@ -37,10 +37,13 @@ if mode == "bare" then
     end
   end
 else
-  -- A transport whose k-th request answers with page k; later requests never finish.
-  local served = 0
+  -- A fake background transport (the contract of lua/trigger/transport/init.lua) whose k-th
+  -- request answers with page k, whole; later requests never finish. Given through the
+  -- `transport` option, as any test double or event-loop adapter is.
+  local served, steps = 0, 0
   local Pending = { done = function() return false end, close = function() end }
   local transport = {
+    background = true,
     start = function()
       served = served + 1
       local body = bodies[served]
@@ -51,21 +54,23 @@ else
         ["electric-schema"] = "{}",
       }
       if served == #bodies then headers["electric-up-to-date"] = "" end
-      return {
-        done = function() return true end,
-        result = function() return 200, headers, body end,
-        close = function() end,
-      }
+      return { done = function() return true end, close = function() end,
+        answer = { 200, headers, body } }
     end,
-    step = function() end,
+    result = function(h)
+      if not h.answer then
+        return nil, { kind = "network", permanent = false, message = "still pending" }
+      end
+      return table.unpack(h.answer)
+    end,
+    step = function() steps = steps + 1 end,
+    steps = function() return steps end,
     timeout = function() return nil end,
     pollfd = function() return -1 end,
   }
-  local config = require "trigger.config"
-  local subscription = require "trigger.subscription"
-  local settings = assert(config.resolve { access_token = "tr_dev_x", base_url = "http://x" })
-  local sub = subscription.new { settings = settings, path = "/realtime/v1/runs",
-    params = { tags = "bench" }, transport = transport, version = "bench" }
+  local trigger = require "trigger"
+  local sub = trigger.runs.subscribe_to_tag("bench", { access_token = "tr_dev_x",
+    base_url = "http://x", transport = transport })
   for run in sub do
     count = count + 1
     assert(run.id)

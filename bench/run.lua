@@ -36,6 +36,11 @@ local IDLE_S = env_num("BENCH_IDLE_S", 10)
 local TICK_S = 5
 local SYNC_RUNS = env_num("BENCH_SYNC_RUNS", 20000)
 local CHUNK_ROWS = env_num("BENCH_CHUNK_ROWS", 5000)
+local STREAM_LAT_UPDATES = env_num("BENCH_STREAM_LAT_UPDATES", 500)
+local STREAM_CHUNKS = env_num("BENCH_STREAM_CHUNKS", 20000)
+local STREAM_MANY = env_num("BENCH_STREAM_MANY", 100)
+local STREAM_MANY_CHUNKS = env_num("BENCH_STREAM_MANY_CHUNKS", 1000)
+local STREAM_REPS = env_num("BENCH_STREAM_REPS", 3)
 local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
 local TMP = "bench/tmp"
 local SECRET = helper.DEFAULT_SECRET_KEY
@@ -372,6 +377,112 @@ local function bench_scale_idle()
 end
 
 ---------------------------------------------------------------------------------------------------
+-- 6. Realtime streams (issue 15): chunk latency, chunks/s of one stream and of 100 at once
+
+local function chunk_list(from, to)
+  local list = {}
+  for i = from, to do
+    list[#list + 1] = { i = i, text = "a token of the model's answer, chunk " .. i }
+  end
+  return list
+end
+
+local function fill_stream(srv, run, key, n)
+  for from = 1, n, 1000 do
+    srv:append_stream(run, key, chunk_list(from, math.min(n, from + 999)))
+  end
+end
+
+local function bench_streams()
+  log("streams: latency %d x %d chunks; %d chunks on 1 stream; %d streams x %d chunks",
+      LAT_REPS, STREAM_LAT_UPDATES, STREAM_CHUNKS, STREAM_MANY, STREAM_MANY_CHUNKS)
+  local srv = helper.start_server { hold_ms = 20000, scenario = "bench/scenario.lua" }
+  local key = "bench"
+  srv:create_run { friendlyId = "run_bench_stream_ctl", tags = { "bench:ctl" }, status = "PENDING" }
+  -- Latency: a fresh run and stream per measurement, opened with a {"ready": true} chunk.
+  local client, base = { p50 = {}, p99 = {}, all = {} }, { p50 = {}, p99 = {}, all = {} }
+  local n_runs = 0
+  local function fresh_stream()
+    n_runs = n_runs + 1
+    local run = "run_bstream_lat_" .. n_runs
+    srv:create_run { friendlyId = run, tags = { "bench:stream" }, status = "EXECUTING" }
+    srv:append_stream(run, key, { { ready = true } })
+    srv:update_run("run_bench_stream_ctl", { status = "PENDING", metadata = cjson.encode {
+      run = run, key = key, updates = STREAM_LAT_UPDATES, interval = LAT_INTERVAL } })
+    return run
+  end
+  local function record(into, r)
+    local l = r.latencies_ms
+    assert(#l == STREAM_LAT_UPDATES, ("%d latencies instead of %d"):format(#l, STREAM_LAT_UPDATES))
+    into.p50[#into.p50 + 1] = util.percentile(l, 50)
+    into.p99[#into.p99 + 1] = util.percentile(l, 99)
+    for _, v in ipairs(l) do into.all[#into.all + 1] = v end
+  end
+  for rep = 1, LAT_REPS do
+    local function measure_client()
+      record(client, run_lua("bench/stream_client.lua", "latency", srv.base_url, srv.port,
+        fresh_stream(), key))
+    end
+    local function measure_base()
+      record(base, run_lua("bench/stream_bare.lua", "latency", srv.port, fresh_stream(), key))
+    end
+    if rep % 2 == 1 then measure_client() measure_base() else measure_base() measure_client() end
+    log("  rep %d: chunk latency client p50 %.3f p99 %.3f ms, bare p50 %.3f p99 %.3f ms", rep,
+        client.p50[#client.p50], client.p99[#client.p99], base.p50[#base.p50], base.p99[#base.p99])
+  end
+  local c50, b50 = util.median(client.p50), util.median(base.p50)
+  local c99, b99 = util.median(client.p99), util.median(base.p99)
+  row { name = ("Stream chunk latency p50 (append at the server → chunk in the loop, %d chunks)")
+          :format(STREAM_LAT_UPDATES),
+        ours = ("%.3f ms"):format(c50), base = ("%.3f ms"):format(b50), ratio = c50 / b50,
+        target = "—", detail = ("v2 framing; max %.2f ms (all reps); baseline: luasocket SSE "
+          .. "reader + cjson"):format(util.percentile(client.all, 100)) }
+  row { name = "Stream chunk latency p99", ours = ("%.3f ms"):format(c99),
+        base = ("%.3f ms"):format(b99), ratio = c99 / b99, target = "—",
+        detail = "median of the repetitions' p99" }
+  -- Throughput: stored chunks read from the start.
+  srv:create_run { friendlyId = "run_bstream_one_1", tags = { "bench:stream" },
+    status = "EXECUTING" }
+  fill_stream(srv, "run_bstream_one_1", key, STREAM_CHUNKS)
+  for i = 1, STREAM_MANY do
+    local run = "run_bstream_many_" .. i
+    srv:create_run { friendlyId = run, tags = { "bench:stream" }, status = "EXECUTING" }
+    fill_stream(srv, run, key, STREAM_MANY_CHUNKS)
+  end
+  local function throughput(label, prefix, n, chunks)
+    local cs, bs, ccpu, bcpu = {}, {}, {}, {}
+    for rep = 1, STREAM_REPS do
+      local function measure_client()
+        local r = run_lua("bench/stream_client.lua", "throughput", srv.base_url, prefix, n, key,
+          chunks)
+        assert(r.chunks == n * chunks, r.chunks .. " chunks instead of " .. n * chunks)
+        cs[#cs + 1], ccpu[#ccpu + 1] = r.seconds, r.cpu
+      end
+      local function measure_base()
+        local r = run_lua("bench/stream_bare.lua", "throughput", srv.port, prefix, n, key, chunks)
+        assert(r.chunks == n * chunks, r.chunks .. " chunks instead of " .. n * chunks)
+        bs[#bs + 1], bcpu[#bcpu + 1] = r.seconds, r.cpu
+      end
+      if rep % 2 == 1 then measure_client() measure_base() else measure_base() measure_client() end
+      log("  rep %d: %s: client %.3f s, bare %.3f s", rep, label, cs[#cs], bs[#bs])
+    end
+    local c, b = util.median(cs), util.median(bs)
+    local total = n * chunks
+    row { name = ("Stream throughput: %s"):format(label),
+          ours = ("%s chunks/s"):format(util.thousands(math.floor(total / c))),
+          base = ("%s chunks/s"):format(util.thousands(math.floor(total / b))), ratio = b / c,
+          target = "—",
+          detail = ("%s chunks of ~70 bytes read from the start (ratio: our chunks/s ÷ "
+            .. "the baseline's, below 1 is slower); CPU %.3f s vs %.3f s; the local server's batching (1000 records) "
+            .. "bounds both"):format(util.thousands(total), util.median(ccpu), util.median(bcpu)) }
+  end
+  throughput("1 stream", "run_bstream_one_", 1, STREAM_CHUNKS)
+  throughput(("%d streams at once"):format(STREAM_MANY), "run_bstream_many_", STREAM_MANY,
+    STREAM_MANY_CHUNKS)
+  srv:stop()
+end
+
+---------------------------------------------------------------------------------------------------
 -- The report
 
 local function machine()
@@ -427,6 +538,7 @@ local sync = wanted("throughput") and bench_throughput() or { bytes = 0, pages =
 if wanted("latency") then bench_latency() end
 if wanted("memory") then bench_memory() end
 if wanted("scale") then bench_scale_idle() end
+if wanted("streams") then bench_streams() end
 local total = util.now() - started_at
 
 local notes_md = read_file("bench/NOTES.md") or ""
