@@ -63,7 +63,11 @@ else
       end
       return table.unpack(h.answer)
     end,
-    step = function() steps = steps + 1 end,
+    step = function()
+      -- Waiting on a request past the last page: the pages hold fewer runs than asked for.
+      if served > #bodies then error(("the pages hold %d runs, not %d"):format(count, n), 0) end
+      steps = steps + 1
+    end,
     steps = function() return steps end,
     timeout = function() return nil end,
     pollfd = function() return -1 end,

@@ -41,6 +41,11 @@ local STREAM_CHUNKS = env_num("BENCH_STREAM_CHUNKS", 20000)
 local STREAM_MANY = env_num("BENCH_STREAM_MANY", 100)
 local STREAM_MANY_CHUNKS = env_num("BENCH_STREAM_MANY_CHUNKS", 1000)
 local STREAM_REPS = env_num("BENCH_STREAM_REPS", 3)
+local FAN_CONSUMERS = env_num("BENCH_FAN_CONSUMERS", 1000)
+local FAN_TAGS = 10
+local FAN_UPDATES = env_num("BENCH_FAN_UPDATES", 100)
+local FAN_INTERVAL = 0.05
+local FAN_REPS = env_num("BENCH_FAN_REPS", 2)
 local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
 local TMP = "bench/tmp"
 local SECRET = helper.DEFAULT_SECRET_KEY
@@ -473,13 +478,80 @@ local function bench_streams()
           base = ("%s chunks/s"):format(util.thousands(math.floor(total / b))), ratio = b / c,
           target = "—",
           detail = ("%s chunks of ~70 bytes read from the start (ratio: our chunks/s ÷ "
-            .. "the baseline's, below 1 is slower); CPU %.3f s vs %.3f s; the local server's batching (1000 records) "
-            .. "bounds both"):format(util.thousands(total), util.median(ccpu), util.median(bcpu)) }
+            .. "the baseline's, below 1 is slower); CPU %.3f s vs %.3f s; the local server's "
+            .. "batching (1000 records) bounds both"):format(util.thousands(total),
+            util.median(ccpu), util.median(bcpu)) }
   end
   throughput("1 stream", "run_bstream_one_", 1, STREAM_CHUNKS)
   throughput(("%d streams at once"):format(STREAM_MANY), "run_bstream_many_", STREAM_MANY,
     STREAM_MANY_CHUNKS)
   srv:stop()
+end
+
+---------------------------------------------------------------------------------------------------
+-- 7. Fan-out (issue 17): 1,000 consumers on 10 tags in one process, shared upstreams (the
+-- default) against share = false
+
+local function bench_fanout()
+  log("fan-out: %d consumers on %d tags, %d changes, %d reps", FAN_CONSUMERS, FAN_TAGS,
+      FAN_UPDATES, FAN_REPS)
+  local srv = helper.start_server { hold_ms = 60000, scenario = "bench/scenario.lua" }
+  local ids = srv:admin("POST", "/_emulator/runs/bulk", { count = FAN_TAGS,
+    template = rows.template("fan:{{i}}", "EXECUTING") }).ids
+  srv:create_run { friendlyId = "run_bench_fanout_ctl", tags = { "bench:ctl" }, status = "PENDING" }
+  local res = { [true] = {}, [false] = {} }
+  local function measure(share)
+    srv:update_run("run_bench_fanout_ctl", { status = "PENDING", metadata = cjson.encode {
+      ids = ids, updates = FAN_UPDATES, interval = FAN_INTERVAL } })
+    for _, id in ipairs(ids) do srv:update_run(id, { metadata = '{"seq":0}' }) end
+    srv:reset_stats()
+    local r = run_lua("bench/fanout_client.lua", srv.base_url, srv.port, "fan:", FAN_TAGS,
+      FAN_CONSUMERS, share and 1 or 0)
+    local st = srv:stats()
+    local want = FAN_CONSUMERS * FAN_UPDATES // FAN_TAGS
+    assert(#r.latencies_ms >= want * 0.9, ("%d deliveries, expected %d"):format(
+      #r.latencies_ms, want))
+    local into = res[share]
+    into[#into + 1] = { requests = st.realtime_requests, live = st.live_requests,
+      p50 = util.percentile(r.latencies_ms, 50), p99 = util.percentile(r.latencies_ms, 99),
+      rss = r.rss_kb, hwm = r.hwm_kb, cpu = r.live_cpu / r.live_wall, sync = r.sync_s,
+      deliveries = #r.latencies_ms, upstreams = share and r.upstreams or FAN_CONSUMERS }
+    local m = into[#into]
+    log("  %s: %d requests (%d live), p50 %.2f p99 %.2f ms, RSS %.1f MB, live CPU %.1f%%",
+        share and "shared" or "unshared", m.requests, m.live, m.p50, m.p99, mb(m.rss), m.cpu * 100)
+  end
+  for rep = 1, FAN_REPS do
+    if rep % 2 == 1 then measure(true) measure(false) else measure(false) measure(true) end
+  end
+  srv:stop()
+  local function med(share, k)
+    local v = {}
+    for i, m in ipairs(res[share]) do v[i] = m[k] end
+    return util.median(v)
+  end
+  local label = ("Fan-out: %s consumers on %d tags"):format(util.thousands(FAN_CONSUMERS), FAN_TAGS)
+  local sr, ur = med(true, "requests"), med(false, "requests")
+  row { name = label .. ", realtime requests at the server (sync + live)",
+        ours = ("%d"):format(sr), base = ("%d unshared"):format(ur), ratio = sr / ur, target = "—",
+        detail = ("%d upstream shapes shared vs %d; live requests %d vs %d; %d changes, one "
+          .. "every %.0f ms, each delivered to %d consumers; baseline: the same with share = false")
+          :format(med(true, "upstreams"), med(false, "upstreams"), med(true, "live"),
+          med(false, "live"), FAN_UPDATES, FAN_INTERVAL * 1000, FAN_CONSUMERS // FAN_TAGS) }
+  local s50, u50, s99, u99 = med(true, "p50"), med(false, "p50"), med(true, "p99"), med(false, "p99")
+  row { name = "Fan-out: latency p50 (server change → run in each consumer's loop)",
+        ours = ("%.2f ms"):format(s50), base = ("%.2f ms"):format(u50), ratio = s50 / u50,
+        target = "—", detail = ("%d deliveries per repetition; poll loop over all consumers after each "
+          .. "trigger.step"):format(med(true, "deliveries")) }
+  row { name = "Fan-out: latency p99", ours = ("%.2f ms"):format(s99),
+        base = ("%.2f ms"):format(u99), ratio = s99 / u99, target = "—",
+        detail = "median of the repetitions' p99" }
+  local sm, um = med(true, "rss"), med(false, "rss")
+  row { name = "Fan-out: RSS with every consumer live", ours = ("%.1f MB"):format(mb(sm)),
+        base = ("%.1f MB"):format(mb(um)), ratio = sm / um, target = "—",
+        detail = ("VmRSS after the sync; peak %.1f vs %.1f MB; up to date in %.3f vs %.3f s; CPU "
+          .. "while changes flow %.1f%% vs %.1f%% of a core"):format(mb(med(true, "hwm")),
+          mb(med(false, "hwm")), med(true, "sync"), med(false, "sync"), med(true, "cpu") * 100,
+          med(false, "cpu") * 100) }
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -539,6 +611,7 @@ if wanted("latency") then bench_latency() end
 if wanted("memory") then bench_memory() end
 if wanted("scale") then bench_scale_idle() end
 if wanted("streams") then bench_streams() end
+if wanted("fanout") then bench_fanout() end
 local total = util.now() - started_at
 
 local notes_md = read_file("bench/NOTES.md") or ""
