@@ -46,6 +46,10 @@ local FAN_TAGS = 10
 local FAN_UPDATES = env_num("BENCH_FAN_UPDATES", 100)
 local FAN_INTERVAL = 0.05
 local FAN_REPS = env_num("BENCH_FAN_REPS", 2)
+local BURST_RUNS = 1000
+local BURST_ROUNDS = env_num("BENCH_BURST_ROUNDS", 5)
+local SYNC_BIG = env_num("BENCH_SYNC_BIG", 100000)
+local NATIVE_SCALE_REPS = env_num("BENCH_NATIVE_SCALE_REPS", 2)
 local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
 local TMP = "bench/tmp"
 local SECRET = helper.DEFAULT_SECRET_KEY
@@ -140,14 +144,24 @@ local function row(t) results[#results + 1] = t end
 ---------------------------------------------------------------------------------------------------
 -- 1. Throughput and peak memory of the initial sync
 
-local function bench_throughput()
-  log("throughput: %d runs, chunk_rows %d", SYNC_RUNS, CHUNK_ROWS)
-  local dir = TMP .. "/sync"
+-- spec (all optional): backend ("native": helper.start_server's native_max_runs lifted over
+-- the run count), runs (SYNC_RUNS), reps (REPS), prefix (of the row names), dir ("sync"),
+-- rows (the row kinds: "wall", "cpu", "rss")
+local function bench_throughput(spec)
+  spec = spec or {}
+  local SYNC_RUNS, REPS = spec.runs or SYNC_RUNS, spec.reps or REPS -- luacheck: ignore 431
+  local prefix, want = spec.prefix or "", spec.rows or { wall = true, cpu = true, rss = true }
+  log("throughput%s: %d runs, chunk_rows %d", spec.backend and (" (" .. spec.backend .. ")") or "",
+      SYNC_RUNS, CHUNK_ROWS)
+  local dir = TMP .. "/" .. (spec.dir or "sync")
   sh("rm -rf " .. dir .. " && mkdir -p " .. dir .. "/pages")
   local srv = helper.start_server { chunk_rows = CHUNK_ROWS, hold_ms = 20000,
-                                    scenario = "bench/scenario.lua" }
-  srv:admin("POST", "/_emulator/runs/bulk", { count = SYNC_RUNS,
-    template = rows.template("bench:sync") })
+    scenario = "bench/scenario.lua", backend = spec.backend,
+    native_max_runs = spec.backend == "native" and math.max(100000, SYNC_RUNS) or nil }
+  for from = 1, SYNC_RUNS, 20000 do
+    srv:admin("POST", "/_emulator/runs/bulk", { count = math.min(20000, SYNC_RUNS - from + 1),
+      template = rows.template("bench:sync") })
+  end
   -- Warm-up (fills the server's response cache) and the request sequence to replay.
   local urls_file = dir .. "/urls.txt"
   run_lua("bench/sync_client.lua", srv.base_url, "bench:sync", SYNC_RUNS, urls_file)
@@ -181,20 +195,30 @@ local function bench_throughput()
     return util.median(v)
   end
   local cs, bs = med(client, "seconds"), med(base, "seconds")
-  row { name = ("Throughput: %s-run initial sync, wall time"):format(util.thousands(SYNC_RUNS)),
-        ours = ("%.3f s"):format(cs), base = ("%.3f s"):format(bs), ratio = cs / bs,
-        target = "≤ 1.3×", met = cs / bs <= 1.3,
-        detail = ("%d pages, %.1f MB, %.0f runs/s; baseline curl %.3f s + cjson %.3f s"):format(
-          #urls, bytes / 1e6, SYNC_RUNS / cs, med(base, "curl"), med(base, "decode")) }
+  if want.wall then
+    row { name = ("%sThroughput: %s-run initial sync, wall time"):format(prefix,
+            util.thousands(SYNC_RUNS)),
+          ours = ("%.3f s"):format(cs), base = ("%.3f s"):format(bs), ratio = cs / bs,
+          target = "≤ 1.3×", met = cs / bs <= 1.3,
+          detail = ("%d pages, %.1f MB, %.0f runs/s; baseline curl %.3f s + cjson %.3f s"):format(
+            #urls, bytes / 1e6, SYNC_RUNS / cs, med(base, "curl"), med(base, "decode")) }
+  end
   local cc, bc = med(client, "cpu"), med(base, "cpu")
-  row { name = "Throughput: same sync, CPU time (user+sys)", ours = ("%.3f s"):format(cc),
-        base = ("%.3f s"):format(bc), ratio = cc / bc, target = "—",
-        detail = "baseline: curl process + decoder process" }
+  if want.cpu then
+    row { name = prefix .. "Throughput: same sync, CPU time (user+sys)",
+          ours = ("%.3f s"):format(cc),
+          base = ("%.3f s"):format(bc), ratio = cc / bc, target = "—",
+          detail = "baseline: curl process + decoder process" }
+  end
   local ch, bh = med(client, "hwm_kb"), med(base, "hwm_kb")
-  row { name = "Memory: peak RSS of the sync", ours = ("%.1f MB"):format(mb(ch)),
-        base = ("%.1f MB"):format(mb(bh)), ratio = ch / bh, target = "—",
-        detail = "VmHWM; baseline: the larger of curl's and the decoder's peak" }
-  return { bytes = bytes, pages = #urls }
+  if want.rss then
+    row { name = ("%sMemory: peak RSS of the %s-run sync"):format(prefix,
+            util.thousands(SYNC_RUNS)), ours = ("%.1f MB"):format(mb(ch)),
+          base = ("%.1f MB"):format(mb(bh)), ratio = ch / bh, target = "—",
+          detail = (spec.rss_detail and spec.rss_detail(ch, bh) or "")
+            .. "VmHWM; baseline: the larger of curl's and the decoder's peak" }
+  end
+  return { bytes = bytes, pages = #urls, hwm_kb = ch, base_hwm_kb = bh }
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -328,11 +352,15 @@ local function curl_idle(live_urls, seconds)
   return { cpu = cpu1 - cpu0, wall = wall }
 end
 
-local function bench_scale_idle()
-  log("scale and idle: %d subscriptions, %d reps, %d s idle", SCALE_SUBS, SCALE_REPS, IDLE_S)
+local function bench_scale_idle(backend, reps)
+  local SCALE_REPS = reps or SCALE_REPS -- luacheck: ignore 431
+  local prefix = backend and "Native: " or ""
+  log("scale and idle%s: %d subscriptions, %d reps, %d s idle", backend and " (native)" or "",
+      SCALE_SUBS, SCALE_REPS, IDLE_S)
   local dir = TMP .. "/scale"
   sh("rm -rf " .. dir .. " && mkdir -p " .. dir .. "/pages")
-  local srv = helper.start_server { hold_ms = 60000, scenario = "bench/scenario.lua" }
+  local srv = helper.start_server { hold_ms = 60000, scenario = "bench/scenario.lua",
+    backend = backend }
   srv:admin("POST", "/_emulator/runs/bulk", { count = SCALE_SUBS,
     template = rows.template("scale:{{i}}", "EXECUTING") })
   local urls_file, live_file = dir .. "/urls.txt", dir .. "/live.txt"
@@ -362,13 +390,13 @@ local function bench_scale_idle()
   end
   srv:stop()
   local s, sb = util.median(scale), util.median(scale_base)
-  row { name = ("Scale: %s subscriptions (own tag, one run each) up to date"):format(
+  row { name = ("%sScale: %s subscriptions (own tag, one run each) up to date"):format(prefix,
           util.thousands(SCALE_SUBS)),
         ours = ("%.3f s"):format(s), base = ("%.3f s"):format(sb), ratio = s / sb, target = "—",
         detail = ("baseline: the same %d requests replayed by one curl --parallel "
           .. "(300 at a time) + cjson decoding"):format(#lines_of(urls_file)) }
   local i, ib = util.median(idle), util.median(idle_base)
-  row { name = ("Idle: %s subscriptions in live long-polls, %d s"):format(
+  row { name = ("%sIdle: %s subscriptions in live long-polls, %d s"):format(prefix,
           util.thousands(SCALE_SUBS), IDLE_S),
         ours = ("%.3f%% of a core"):format(i * 100), base = ("%.3f%% of a core"):format(ib * 100),
         ratio = ib > 0 and i / ib or nil, target = "< 1% of a core", met = i < 0.01,
@@ -376,6 +404,7 @@ local function bench_scale_idle()
           .. "baseline: 4 curl --parallel processes of 250"):format(
           table.concat(wakeups, "/")) }
   local t = util.median(tick)
+  if backend then return end
   row { name = "Idle, game-loop style: poll() all 1,000 each tick, trigger.step(0.05)",
         ours = ("%.2f%% of a core"):format(t * 100), base = "—", target = "—",
         detail = ("%.0f ticks/s"):format(util.median(ticks)) }
@@ -555,6 +584,53 @@ local function bench_fanout()
 end
 
 ---------------------------------------------------------------------------------------------------
+-- 8. Live burst (issue 16): 1,000 runs changing at once (one bulk update), until the last of
+-- them is in the loop; both dialects (native with native_coalesce_ms = 0: no wake delay)
+
+local function bench_burst(backend)
+  log("burst (%s): %d runs changing at once, %d rounds", backend, BURST_RUNS, BURST_ROUNDS)
+  local srv = helper.start_server { hold_ms = 20000, backend = backend, native_coalesce_ms = 0,
+    native_max_runs = math.max(1000, BURST_RUNS) }
+  local tag = "burst:" .. backend
+  local ids = srv:admin("POST", "/_emulator/runs/bulk", { count = BURST_RUNS,
+    template = rows.template(tag, "EXECUTING") }).ids
+  local n_round = 0
+  local function drive(cmd)
+    local p = assert(io.popen(ENV .. cmd))
+    assert(p:read("l") == "READY", cmd .. ": no READY")
+    local last, first = {}, {}
+    for k = 1, BURST_ROUNDS do
+      n_round = n_round + 1
+      srv:admin("POST", "/_emulator/runs/bulk_update", { ids = ids, fields = {
+        metadata = ('{"round":%d,"t":%.6f,"n":%d}'):format(k, util.now(), n_round) } })
+      local line = assert(p:read("l"), cmd .. " ended early")
+      local r, l, f = line:match("^ROUND (%d+) (%S+) (%S+)")
+      assert(tonumber(r) == k, "unexpected line: " .. line)
+      last[k], first[k] = tonumber(l), tonumber(f)
+    end
+    local tail = p:read("a")
+    p:close()
+    local res = cjson.decode((assert(tail:match("RESULT (%b{})"), tail)))
+    return { last = util.median(last), first = util.median(first), cpu = res.cpu }
+  end
+  local c = drive(("lua5.4 bench/burst_client.lua '%s' '%s' %d %d"):format(srv.base_url, tag,
+    BURST_RUNS, BURST_ROUNDS))
+  local b = drive(("lua5.4 bench/burst_bare.lua %d '%s' %d %d"):format(srv.port, tag, BURST_RUNS,
+    BURST_ROUNDS))
+  srv:stop()
+  log("  client %.3f s (first %.3f), bare %.3f s (first %.3f)", c.last, c.first, b.last, b.first)
+  row { name = ("%sLive burst: %s runs changing at once → the last in the loop"):format(
+          backend == "native" and "Native: " or "", util.thousands(BURST_RUNS)),
+        ours = ("%.3f s"):format(c.last), base = ("%.3f s"):format(b.last), ratio = c.last / b.last,
+        target = "—",
+        detail = ("%s dialect%s; %.0f runs/s; first run after %.3f vs %.3f s; median of %d "
+          .. "rounds (one bulk update each, timed from just before it); baseline: luasocket "
+          .. "long-poll + cjson"):format(backend, backend == "native"
+          and " (full rows on every update, native_coalesce_ms = 0)" or "",
+          BURST_RUNS / c.last, c.first, b.first, BURST_ROUNDS) }
+end
+
+---------------------------------------------------------------------------------------------------
 -- The report
 
 local function machine()
@@ -612,6 +688,21 @@ if wanted("memory") then bench_memory() end
 if wanted("scale") then bench_scale_idle() end
 if wanted("streams") then bench_streams() end
 if wanted("fanout") then bench_fanout() end
+if wanted("native") then
+  bench_throughput { backend = "native", prefix = "Native: ", dir = "sync_native" }
+  bench_burst("electric")
+  bench_burst("native")
+  bench_scale_idle("native", NATIVE_SCALE_REPS)
+end
+if wanted("sync100k") then
+  bench_throughput { runs = SYNC_BIG, reps = 1, dir = "sync_big", rows = { wall = true, rss = true },
+    rss_detail = function(ours, base)
+      if not sync.hwm_kb then return "" end
+      local more = SYNC_BIG - SYNC_RUNS
+      return ("growth from the %s-run sync: %.2f KB per run (baseline %.2f); "):format(
+        util.thousands(SYNC_RUNS), (ours - sync.hwm_kb) / more, (base - sync.base_hwm_kb) / more)
+    end }
+end
 local total = util.now() - started_at
 
 local notes_md = read_file("bench/NOTES.md") or ""
