@@ -9,7 +9,12 @@
 --   BENCH_MEM_BUDGET (150)   seconds the memory test may take; it stops early and says so
 --   BENCH_SCALE_REPS (3)     scale/idle repetitions; BENCH_IDLE_S (10) idle seconds
 --   BENCH_SYNC_RUNS (20000)  runs of the throughput test; BENCH_CHUNK_ROWS (5000)
---   BENCH_ONLY (all)         a comma list of tests: throughput,latency,memory,scale
+--   BENCH_STREAM_LAT_UPDATES (500), BENCH_STREAM_CHUNKS (20000), BENCH_STREAM_MANY (100),
+--   BENCH_STREAM_MANY_CHUNKS (1000), BENCH_STREAM_REPS (3)       the stream rows (issue 15)
+--   BENCH_FAN_CONSUMERS (1000), BENCH_FAN_UPDATES (100), BENCH_FAN_REPS (2)   fan-out (issue 17)
+--   BENCH_BURST_ROUNDS (5), BENCH_NATIVE_SCALE_REPS (2), BENCH_SYNC_BIG (100000)   issue 16
+--   BENCH_ONLY (all)         a comma list of tests: throughput,latency,memory,scale,streams,
+--                            fanout,native,sync100k
 --   BENCH_OUT (bench/RESULTS.md)
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 package.cpath = "build/5.4/?.so;" .. package.cpath
@@ -714,8 +719,12 @@ local text = table.concat({
     .. "and bench/README.md for how each row is measured.",
   "",
   table.concat(machine(), "\n"),
-  ("- Repetitions: throughput %d, latency %d × %d changes, scale/idle %d; this run took %.0f s")
-    :format(REPS, LAT_REPS, LAT_UPDATES, SCALE_REPS, total),
+  ("- Repetitions: throughput %d (native %d, %s-run sync 1), latency %d × %d changes, scale/idle "
+    .. "%d (native %d), stream latency %d × %d chunks, stream throughput %d, fan-out %d × %d "
+    .. "changes, bursts %d rounds; this run took %.0f s")
+    :format(REPS, REPS, util.thousands(SYNC_BIG), LAT_REPS, LAT_UPDATES, SCALE_REPS,
+      NATIVE_SCALE_REPS, LAT_REPS, STREAM_LAT_UPDATES, STREAM_REPS, FAN_REPS, FAN_UPDATES,
+      BURST_ROUNDS, total),
   ("- Throughput rows: %s runs of ~%.1f KB on the wire, pages of %d rows (%d requests)")
     :format(util.thousands(SYNC_RUNS), sync.bytes / SYNC_RUNS / 1000, CHUNK_ROWS, sync.pages),
   "",
