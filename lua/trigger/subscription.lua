@@ -385,5 +385,20 @@ function Subscription.__tostring(self)
     self.closed and ", closed" or "")
 end
 
+-- For the soak's reports only: where a subscription's machinery stands (no credentials).
+function M._debug_state(sub)
+  local r = private[sub]
+  if not r then return "no state" end
+  local up, ur = r.up, r.up.r
+  local h = ur.awaiting
+  local ok, done = pcall(function() return h and h:done() end)
+  return string.format("closed=%s ready=%s full=%s at=%d | upstream closed=%s failure=%s "
+    .. "batch_no=%d readers=%d ready=%s awaiting=%s done=%s wake_in=%s co=%s position=%s",
+    tostring(r.closed), tostring(r.ready), tostring(r.full), r.at, tostring(up.closed),
+    tostring(up.failure), up.batch_no, up.n_readers, tostring(ur.ready), tostring(h ~= nil),
+    tostring(ok and done or done), tostring(ur.wake_at and ur.wake_at - clock.now()),
+    coroutine.status(ur.co), tostring(up.position and up.position[2]))
+end
+
 M.Subscription = Subscription
 return M

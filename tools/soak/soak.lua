@@ -988,6 +988,11 @@ local function checkpoint(final)
         while #tail > 8 do table.remove(tail, 1) end
       end
       print("the server's last requests for it:\n" .. table.concat(tail, "\n"))
+      for _, sub in ipairs(subs) do
+        if why:find("sub #" .. sub.n .. " ", 1, true) and sub.sub then
+          print("its state: " .. require("trigger.subscription")._debug_state(sub.sub))
+        end
+      end
       fail("not caught up %d s after the faults stopped: %s", CATCHUP_S, why)
     end
   end
