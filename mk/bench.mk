@@ -1,6 +1,7 @@
-# make bench: the performance measurements of issue 8, each against a bare baseline measured in
-# the same run (local server in its own process, curl, plain cjson). Prints the table and writes
-# bench/RESULTS.md; about 5 minutes. Not part of make test or CI. See bench/README.md.
+# make bench: the performance measurements of issues 8, 15, 16 and 17, each against a baseline
+# measured in the same run (local server in its own process; curl, luasocket, plain cjson, or the
+# unshared case). Prints the table and writes bench/RESULTS.md; about 9 minutes. Not part of
+# make test or CI. See bench/README.md.
 #
 #   make bench            everything (knobs: BENCH_REPS, BENCH_MEM_UPDATES, ... in bench/run.lua)
 #   make bench-profile    callgrind instruction counts of the throughput test, client vs. bare,
