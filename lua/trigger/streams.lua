@@ -38,6 +38,7 @@
 local clock = require "trigger.clock"
 local config = require "trigger.config"
 local core = require "trigger.core"
+local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
 local request = require "trigger.request"
@@ -480,10 +481,7 @@ end
 -- @treturn integer fd
 function Stream:pollfd()
   local r = state(self, "pollfd")
-  if not r.transport.background then
-    error("pollfd() needs requests that run in the background, which this transport (nginx "
-      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
-  end
+  driver.need_background(r, "pollfd")
   return r.transport.pollfd()
 end
 
@@ -503,19 +501,9 @@ function Stream:poll()
     if r.failure then raise(r.failure) end
     return nil
   end
-  local transport = r.transport
-  if not transport.background then
-    error("poll() needs requests that run in the background, which this transport (nginx "
-      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
-  end
+  driver.need_background(r, "poll")
   r.deadline = nil
-  local steps = transport.steps
-  local seen = steps and steps()
-  if seen == nil or seen == r.steps_seen then
-    transport.step(0)
-    seen = steps and steps()
-  end
-  r.steps_seen = seen
+  driver.look_at_network(r)
   if not r.ready and r.wake_at and clock.now() < r.wake_at then return nil end
   local what, value = resume(self, r)
   if what == "chunk" then return value end
@@ -533,30 +521,10 @@ end
 -- @raise a fatal error object (401, 403, 404, 400, max_retries); a string when `timeout` is
 --   not a non-negative number
 function Stream:next(timeout)
-  local r = state(self, "next")
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
-    error("bad argument #1 to 'next' (non-negative number expected)", 2)
-  end
-  local deadline = timeout and clock.now() + timeout
-  r.deadline = deadline
-  while true do
-    if r.closed then
-      if r.failure then raise(r.failure) end
-      return nil, r.finished and "finished" or "closed"
-    end
-    local what, value = resume(self, r)
-    if what == "chunk" then return value end
-    if what == "error" then raise(value) end
-    if what ~= "end" then
-      local wait = self:timeout()
-      if deadline then
-        local left = deadline - clock.now()
-        if left <= 0 then return nil, "timeout", r.last_error end
-        if wait == nil or left < wait then wait = left end
-      end
-      if r.transport.background then request.wait_io(r.transport, wait, self) end
-    end
-  end
+  -- not a tail call: a misuse error names the caller's line
+  local item, why, err = driver.next(self, state(self, "next"), timeout, "chunk", resume,
+    function(r) return r.last_error end)
+  return item, why, err
 end
 
 --- Where the stream stands: a table that `opts.resume` accepts later (plain strings and

@@ -20,9 +20,9 @@
 -- option: see `trigger.runs`) while each keeps its own delivery and position.
 -- @classmod Subscription
 local delivery = require "trigger.delivery"
+local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local packets = require "trigger.packets"
-local request = require "trigger.request"
 local run_object = require "trigger.run_object"
 local upstream = require "trigger.upstream"
 local clock = require "trigger.clock"
@@ -197,10 +197,7 @@ end
 -- @treturn integer fd
 function Subscription:pollfd()
   local r = state(self, "pollfd")
-  if not r.transport.background then
-    error("pollfd() needs requests that run in the background, which this transport (nginx "
-      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
-  end
+  driver.need_background(r, "pollfd")
   return r.transport.pollfd()
 end
 
@@ -222,21 +219,9 @@ function Subscription:poll()
     if r.failure then raise(r.failure) end
     return nil
   end
-  local transport = r.transport
-  if not transport.background then
-    error("poll() needs requests that run in the background, which this transport (nginx "
-      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 2)
-  end
+  driver.need_background(r, "poll")
   r.deadline = nil
-  -- The I/O is done once per round of polls: unless the hub was stepped since this
-  -- subscription last looked (by another poll, next, or trigger.step), step it now.
-  local steps = transport.steps
-  local seen = steps and steps()
-  if seen == nil or seen == r.steps_seen then
-    transport.step(0)
-    seen = steps and steps()
-  end
-  r.steps_seen = seen
+  driver.look_at_network(r)
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
   local h = r.awaiting or r.up.r.awaiting
@@ -264,30 +249,10 @@ end
 -- if run then print(run.id, run.status)
 -- elseif why == "timeout" then print("nothing in 5 s", err or "") end
 function Subscription:next(timeout)
-  local r = state(self, "next")
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
-    error("bad argument #1 to 'next' (non-negative number expected)", 2)
-  end
-  local deadline = timeout and clock.now() + timeout
-  r.deadline = deadline
-  while true do
-    if r.closed then
-      if r.failure then raise(r.failure) end
-      return nil, r.finished and "finished" or "closed"
-    end
-    local what, value = resume(self, r)
-    if what == "run" then return value end
-    if what == "error" then raise(value) end
-    if what ~= "end" then
-      local wait = self:timeout()
-      if deadline then
-        local left = deadline - clock.now()
-        if left <= 0 then return nil, "timeout", r.up.r.last_error end
-        if wait == nil or left < wait then wait = left end
-      end
-      if r.transport.background then request.wait_io(r.transport, wait, self) end
-    end
-  end
+  -- not a tail call: a misuse error names the caller's line
+  local item, why, err = driver.next(self, state(self, "next"), timeout, "run", resume,
+    function(r) return r.up.r.last_error end)
+  return item, why, err
 end
 
 --- Where the subscription stands: a table that `opts.resume` accepts later (plain strings and

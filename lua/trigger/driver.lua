@@ -1,0 +1,66 @@
+--- How a reading coroutine is driven: the part of `poll`, `next` and `pollfd` that subscriptions
+-- and streams share. Each object keeps a private state `r` with `transport`, `closed`,
+-- `finished`, `failure`, `deadline` and `steps_seen`, and a `resume(obj, r)` that resumes its
+-- coroutine once and returns `kind, value` | `"wait"` | `"end"` | `"error", err`.
+-- @module trigger.driver
+local clock = require "trigger.clock"
+local request = require "trigger.request"
+
+local M = {}
+
+--- Raise the misuse error of `fn` on a transport without background requests (nginx).
+function M.need_background(r, fn)
+  if not r.transport.background then
+    error(fn .. "() needs requests that run in the background, which this transport (nginx "
+      .. "cosockets) cannot do: use next(timeout) or the for-loop form", 3)
+  end
+end
+
+--- The I/O is done once per round of polls: unless the hub was stepped since this object last
+-- looked (by another poll, next, or trigger.step), step it now.
+function M.look_at_network(r)
+  local transport = r.transport
+  local steps = transport.steps
+  local seen = steps and steps()
+  if seen == nil or seen == r.steps_seen then
+    transport.step(0)
+    seen = steps and steps()
+  end
+  r.steps_seen = seen
+end
+
+--- The next item (of `kind`) of `obj`, waiting at most `timeout` seconds: the body of `next`.
+-- @param obj the public object (its `timeout` method bounds each wait)
+-- @param r its private state
+-- @tparam number|nil timeout
+-- @tparam string kind what `resume` yields an item as ("run", "chunk")
+-- @tparam function resume
+-- @param[opt] last_error the error being retried, told with "timeout"
+-- @return the item, or nil and "timeout" (and `last_error()`), "closed" or "finished"
+function M.next(obj, r, timeout, kind, resume, last_error)
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
+    error("bad argument #1 to 'next' (non-negative number expected)", 3)
+  end
+  local deadline = timeout and clock.now() + timeout
+  r.deadline = deadline
+  while true do
+    if r.closed then
+      if r.failure then error(r.failure, 3) end
+      return nil, r.finished and "finished" or "closed"
+    end
+    local what, value = resume(obj, r)
+    if what == kind then return value end
+    if what == "error" then error(value, 3) end
+    if what ~= "end" then
+      local wait = obj:timeout()
+      if deadline then
+        local left = deadline - clock.now()
+        if left <= 0 then return nil, "timeout", last_error and last_error(r) end
+        if wait == nil or left < wait then wait = left end
+      end
+      if r.transport.background then request.wait_io(r.transport, wait, obj) end
+    end
+  end
+end
+
+return M
