@@ -167,13 +167,14 @@ function M.await(owner, p)
   if p.req then return perform_within_deadline(owner, p.req) end
   local h = p.handle
   owner.awaiting = h -- poll() checks it before resuming the coroutine just to yield again
-  while not h:done() do
+  while true do
     if owner.interrupt then -- a reader asked for a fresh read: give this request up
       owner.interrupt = nil
       owner.awaiting = nil
       M.abort(owner, p)
       return nil, { kind = "interrupted", permanent = false, message = "asked again afresh" }
     end
+    if h:done() then break end
     coroutine.yield("wait")
   end
   owner.awaiting = nil

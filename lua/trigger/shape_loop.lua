@@ -78,6 +78,7 @@ end
 local function publish(r, url)
   local batch = r.rows:publish()
   batch.position = { r.shape:position() }
+  batch.refreshed, r.rebuilt = r.rebuilt, nil
   batch.url = url
   r.publish(batch)
   coroutine.yield("batch")
@@ -90,7 +91,7 @@ local function handle(r, url, status, headers, body)
   if not status and type(headers) == "table" and headers.kind == "interrupted" then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
     r.shape:interrupted()
-    r.rebuild_next = true
+    r.rebuild_next = r.refresh_ticket -- the refresh this read answers
     return false
   end
   if not status then
@@ -115,7 +116,8 @@ local function handle(r, url, status, headers, body)
     -- The native feed says up to date in the body only; Electric in a header as well.
     if body_up_to_date then r.native_dialect = not headers["electric-up-to-date"] end
     if r.rebuild_next and status == 200 then
-      r.rebuild_next = false
+      r.rebuilt = r.rebuild_next
+      r.rebuild_next = nil
       -- A non-live answer of the native feed is the whole shape: what it lacks has left.
       if r.native_dialect then r.rows:reset() end
     end

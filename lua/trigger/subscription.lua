@@ -43,13 +43,21 @@ local function warn(r, message, url)
   end
 end
 
+-- A subscription that joined a shared upstream takes every run it holds once it has published a
+-- batch (and, on the native feed, the batch of the read asked for this subscription).
+local function full_ready(r)
+  local up = r.up
+  return up.batch_no > r.full_after
+    and (r.full_ticket == nil or (up.refreshed or 0) >= r.full_ticket)
+end
+
 -- The reading coroutine: wait for the upstream's next batch (driving it), then hand out the
 -- runs whose state this subscription has not been given, one yield each. The position after a
 -- batch counts as reached when its last run is handed out.
 local function read(r)
   local up = r.up
   while true do
-    while not (r.full and up.batch_no > r.full_after) and (r.full or up.batch_no == r.at) do
+    while not (r.full and full_ready(r)) and (r.full or up.batch_no == r.at) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
       if what == "wait" then coroutine.yield("wait") end
@@ -104,7 +112,8 @@ function M.new(spec)
     r.at = up.batch_no
     -- The batch whose rows it takes whole: the next one if the shape is read again for it,
     -- else the current one (or the first one, while the upstream is still syncing).
-    r.full_after = up:refresh() and up.batch_no or math.max(up.batch_no - 1, 0)
+    r.full_after = math.max(up.batch_no - 1, 0)
+    r.full_ticket = up:refresh() -- on the native feed: the read it must start from
   end
   local rebuild = resume ~= nil and (resume.offset == nil or resume.offset == "-1" or not created)
   -- Where the subscription stands until its first batch: the saved position itself, so a
@@ -180,7 +189,7 @@ function Subscription:timeout()
   local r = state(self, "timeout")
   if r.closed or r.ready or r.up.r.ready then return 0 end
   if r.full then
-    if r.up.batch_no > r.full_after then return 0 end
+    if full_ready(r) then return 0 end
   elseif r.up.batch_no > r.at then
     return 0
   end

@@ -133,13 +133,16 @@ end
 
 --- A reader joins: on the native feed the shared rows may hold runs that left the shape (it
 -- never says so), which a reader alone would not get; so the shape is read again in full, and
--- the joining reader takes the rows of the batch that brings. Returns whether it was asked.
--- @treturn boolean
+-- the joining reader takes the rows of the batch that brings.
+-- @treturn integer|nil the refresh's ticket (nil: none needed): `refreshed` reaches it with the
+--   batch that read brings
 function Upstream:refresh()
-  if not self.r.native_dialect or self.closed then return false end
+  if not self.r.native_dialect or self.closed then return nil end
+  self.tickets = (self.tickets or 0) + 1
+  self.r.refresh_ticket = self.tickets
   self.r.interrupt = true
   self.r.ready = true
-  return true
+  return self.tickets
 end
 
 function Upstream:_publish(batch)
@@ -147,6 +150,7 @@ function Upstream:_publish(batch)
   batch.n = self.batch_no
   self.batches[#self.batches + 1] = batch
   self.position = batch.position
+  if batch.refreshed then self.refreshed = batch.refreshed end
   self:_trim()
 end
 
