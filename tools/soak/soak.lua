@@ -991,10 +991,10 @@ local function checkpoint(final)
       for _, sub in ipairs(subs) do
         if why:find("sub #" .. sub.n .. " ", 1, true) and sub.sub then
           print("its state: " .. require("trigger.subscription")._debug_state(sub.sub))
-          local st = srv:stats()
+          local counters = srv:stats()
           print(("server: active_realtime %s, active_native %s, open connections %s, backend %s")
-            :format(tostring(st.active_realtime), tostring(st.active_native),
-              tostring(st.open_connections), tostring(st.backend)))
+            :format(tostring(counters.active_realtime), tostring(counters.active_native),
+              tostring(counters.open_connections), tostring(counters.backend)))
         end
       end
       fail("not caught up %d s after the faults stopped: %s", CATCHUP_S, why)
