@@ -4,9 +4,42 @@
 -- coroutine once and returns `kind, value` | `"wait"` | `"end"` | `"error", err`.
 -- @module trigger.driver
 local clock = require "trigger.clock"
+local errors = require "trigger.errors"
 local request = require "trigger.request"
 
 local M = {}
+
+--- Resume `obj`'s reading coroutine once: `kind, value` | `"wait"` | `"end"` (it finished: the
+-- object is closed, `finished` set) | `"error", err` (a fatal error: the object is closed).
+function M.resume(obj, r)
+  local ok, what, value = coroutine.resume(r.co)
+  if not ok then
+    if not errors.is(what) then
+      what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
+    end
+    what.fatal = true
+    r.failure = what
+    obj:close()
+    return "error", what
+  end
+  if coroutine.status(r.co) == "dead" then
+    r.finished = true
+    obj.finished = true
+    obj:close()
+    return "end"
+  end
+  if what == "wait" then r.ready = false end
+  return what, value
+end
+
+--- The private state of `obj` in `private`, or the misuse error of `fn` (at its caller).
+function M.state(private, obj, fn, what)
+  local r = private[obj]
+  if r == nil then
+    error(string.format("bad argument #1 to '%s' (%s expected, got %s)", fn, what, type(obj)), 3)
+  end
+  return r
+end
 
 --- Raise the misuse error of `fn` on a transport without background requests (nginx).
 function M.need_background(r, fn)

@@ -428,34 +428,10 @@ local function close_state(r)
   end
 end
 
-local function resume(stream, r)
-  local ok, what, value = coroutine.resume(r.co)
-  if not ok then
-    if not errors.is(what) then
-      what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
-    end
-    what.fatal = true
-    r.failure = what
-    stream:close()
-    return "error", what
-  end
-  if coroutine.status(r.co) == "dead" then
-    r.finished = true
-    stream.finished = true
-    stream:close()
-    return "end"
-  end
-  if what == "wait" then r.ready = false end
-  return what, value
-end
+local resume = driver.resume
 
 local function state(stream, fn)
-  local r = private[stream]
-  if r == nil then
-    error(string.format("bad argument #1 to '%s' (stream expected, got %s)", fn,
-      type(stream)), 3)
-  end
-  return r
+  return driver.state(private, stream, fn, "stream")
 end
 
 local function raise(err)

@@ -144,34 +144,10 @@ local function close_state(r)
   r.up:leave(r)
 end
 
--- Resume the reading coroutine once: returns "run", run | "wait" | "end" | "error", err.
-local function resume(sub, r)
-  local ok, what, value = coroutine.resume(r.co)
-  if not ok then
-    if not errors.is(what) then
-      what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
-    end
-    r.failure = what
-    sub:close()
-    return "error", what
-  end
-  if coroutine.status(r.co) == "dead" then
-    r.finished = true
-    sub.finished = true
-    sub:close()
-    return "end"
-  end
-  if what == "wait" then r.ready = false end
-  return what, value
-end
+local resume = driver.resume
 
 local function state(sub, fn)
-  local r = private[sub]
-  if r == nil then
-    error(string.format("bad argument #1 to '%s' (subscription expected, got %s)", fn,
-      type(sub)), 3)
-  end
-  return r
+  return driver.state(private, sub, fn, "subscription")
 end
 
 local function raise(err)
