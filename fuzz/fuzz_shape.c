@@ -231,8 +231,11 @@ static void op_backoff(tr_shape *s, const char *line, size_t len) {
     int sane =
         isfinite(v[0]) && isfinite(v[1]) && isfinite(v[2]) && v[0] >= 0 && v[1] >= 0 && v[2] >= 0;
     if (sane) {
-        FUZZ_ASSERT(d >= 0 && d >= v[2], "the delay is never below Retry-After");
+        /* Retry-After is a floor up to the core's own ceiling (TR_SHAPE_MAX_DELAY, a day). */
+        double floor_s = v[2] < TR_SHAPE_MAX_DELAY ? v[2] : TR_SHAPE_MAX_DELAY;
+        FUZZ_ASSERT(d >= 0 && d >= floor_s, "the delay is never below Retry-After (capped)");
         FUZZ_ASSERT(d <= (v[1] > v[2] ? v[1] : v[2]), "the delay stays under the cap");
+        FUZZ_ASSERT(d <= TR_SHAPE_MAX_DELAY, "the delay is never above a day");
     }
 }
 
