@@ -93,6 +93,22 @@ describe("trigger.auth", function()
     assert.are.equal(before + 1, claims_requests())
   end)
 
+  it("reads the claims' HTTP statuses as subscriptions do (one table: the shape core's)", function()
+    -- 400 is a bad request and 408 a transient network failure, as for shape requests; the
+    -- claims call once had its own table (both were "protocol" there)
+    for status, kind in pairs { [400] = "bad_request", [408] = "network", [401] = "auth",
+                                [403] = "forbidden", [429] = "rate_limited", [503] = "network" } do
+      trigger.auth.clear_cache()
+      srv:fault { match = { path_prefix = "/api/v1/auth/jwt/claims" }, kind = "status",
+        status = status, count = 1 }
+      local token, err = mint { scopes = { read = { runs = true } } }
+      assert.is_nil(token)
+      assert.are.equal(kind, err.kind, "HTTP " .. status)
+      assert.are.equal(status, err.status)
+      assert.is_nil(tostring(err):find(srv.secret_key, 1, true))
+    end
+  end)
+
   it("refuses what it cannot sign", function()
     local token = assert(mint { scopes = { read = { runs = true } } })
     local none, err = mint { access_token = token, scopes = { read = { runs = true } } }
