@@ -29,6 +29,10 @@ int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, int 
 /* Push the message for a failed tr_push_pg_array (its code and byte). */
 void tr_pg_array_problem(lua_State *L, int rc, size_t at);
 
+/* lhttp1.c, for the parser bindings: the size option `name` of the table at t, >= 1 (absent:
+ * 0, the default; numbers past size_t saturate); raises an argument error otherwise. */
+size_t tr_size_option(lua_State *L, int t, const char *name);
+
 /* lscratch.c: the one rule for C temporaries under a Lua error. Heap memory a binding holds
  * while it calls a Lua API function that may raise (anything that allocates) lives in a scratch
  * box, a userdata that frees it when collected; never in a C local.

@@ -19,9 +19,8 @@ static lh1 *check_h1(lua_State *L) {
     return u;
 }
 
-/* A positive whole number option (a size), or 0 when absent. Numbers too large for size_t
- * mean "as much as size_t holds". */
-static size_t size_option(lua_State *L, int t, const char *name) {
+/* tr_size_option (lcore.h): shared by the parser bindings. */
+size_t tr_size_option(lua_State *L, int t, const char *name) {
     lua_getfield(L, t, name);
     size_t v = 0;
     if (!lua_isnil(L, -1)) {
@@ -46,9 +45,9 @@ static int h1_new(lua_State *L) {
     int head = 0;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
-        lim.max_body = size_option(L, 1, "max_body");
-        lim.max_header_bytes = size_option(L, 1, "max_header_bytes");
-        lim.max_headers = size_option(L, 1, "max_headers");
+        lim.max_body = tr_size_option(L, 1, "max_body");
+        lim.max_header_bytes = tr_size_option(L, 1, "max_header_bytes");
+        lim.max_headers = tr_size_option(L, 1, "max_headers");
         lua_getfield(L, 1, "head");
         head = lua_toboolean(L, -1);
         lua_pop(L, 1);

@@ -21,33 +21,13 @@ static lsse *check_sse(lua_State *L) {
     return u;
 }
 
-/* A size option >= 1 (absent: 0, the default); numbers past size_t saturate. */
-static size_t size_option(lua_State *L, int t, const char *name) {
-    lua_getfield(L, t, name);
-    size_t v = 0;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER) {
-            lua_pushfstring(L, "option '%s' must be a number", name);
-            luaL_argerror(L, 1, lua_tostring(L, -1));
-        }
-        lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 1)) { /* also refuses NaN */
-            lua_pushfstring(L, "option '%s' must be at least 1", name);
-            luaL_argerror(L, 1, lua_tostring(L, -1));
-        }
-        v = n >= (lua_Number)SIZE_MAX ? SIZE_MAX : (size_t)n;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 /* sse_parser([{max_line=, max_event=, comments=}]) -> parser */
 static int sse_new(lua_State *L) {
     tr_sse_limits lim = {0, 0, 0};
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
-        lim.max_line = size_option(L, 1, "max_line");
-        lim.max_event = size_option(L, 1, "max_event");
+        lim.max_line = tr_size_option(L, 1, "max_line");
+        lim.max_event = tr_size_option(L, 1, "max_event");
         lua_getfield(L, 1, "comments");
         lim.comments = lua_toboolean(L, -1);
         lua_pop(L, 1);
