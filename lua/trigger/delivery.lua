@@ -142,12 +142,24 @@ function Delivery:take(store, keys, dropped, resync)
 end
 
 -- Handing out a large batch (an initial sync) makes a run object per row, each garbage soon
--- after, while the rows kept are most of the heap: with the collector's default pause the heap
--- grows to about twice the rows kept before a cycle even begins (peak RSS of a 20,000-run sync
--- 93 MB against 69 MB with this; 100,000 runs: 407 MB against 257 MB; bench/NOTES.md). So every
--- PACE runs of a batch the collector takes one step: it keeps a cycle going through the batch
--- at little cost (less fresh memory to fault in pays for it). Not when the host stopped it.
-local PACE = 256
+-- after, while the rows kept are most of the heap. Lua 5.4's generational collector (the mode
+-- the `lua` command runs in) falls back to full collections when the heap grows by live data,
+-- as it does while a sync's pages are stored, and then lets the heap double before the next
+-- one: the run objects of the batch pile up (peak RSS of a 20,000-run sync 93 MB, bare
+-- curl + cjson 73 MB). A step every PACE runs of a batch brings it back to young collections,
+-- which take the run objects at little cost (69 MB; 100,000 runs: 407 -> 257 MB; bench/NOTES.md).
+-- In incremental mode (LuaJIT, Lua 5.4 hosts that keep the default) a step restarts a whole
+-- cycle over every row kept, and the cost of that is the host's choice of pause: no steps.
+-- Lua 5.4 tells the mode only by switching it: to incremental and back, once, at load (one
+-- collection, while the heap is small).
+local function generational()
+  if _VERSION ~= "Lua 5.4" then return false end
+  local ok, was = pcall(collectgarbage, "incremental")
+  if not ok or was ~= "generational" then return false end
+  collectgarbage("generational")
+  return true
+end
+local PACE = generational() and 256 or nil
 local collect = collectgarbage
 
 --- Only the first `n` rows of the last `take` have been handed out so far: until the others are,
@@ -156,7 +168,7 @@ local collect = collectgarbage
 -- @tparam integer n
 function Delivery:handed(n)
   self.handed_count = n
-  if n % PACE == 0 and collect("isrunning") then collect("step", 0) end
+  if PACE and n % PACE == 0 and collect("isrunning") then collect("step", 0) end
 end
 
 --- The rows handed out, for a saved position. Values are strings or JSON null.
