@@ -7,6 +7,7 @@ local trigger = require "trigger"
 local upstream = require "trigger.upstream"
 
 local HOLD_MS = 500
+local CHUNK_ROWS = 3 -- pages of the Electric sync (the native feed answers in one)
 
 local function open(srv, tag, extra)
   return (trigger.runs.subscribe_to_tag(tag, helper.client_opts(srv, extra)))
@@ -54,7 +55,8 @@ for _, backend in ipairs { "electric", "native" } do
   describe("fan-out on the " .. backend .. " backend", function()
     local srv
     setup(function()
-      srv = helper.start_server { hold_ms = HOLD_MS, backend = backend, native_coalesce_ms = 20 }
+      srv = helper.start_server { hold_ms = HOLD_MS, backend = backend, native_coalesce_ms = 20,
+                                  chunk_rows = CHUNK_ROWS }
     end)
     teardown(function() srv:stop() end)
     local base -- upstreams other specs left open
@@ -200,6 +202,36 @@ for _, backend in ipairs { "electric", "native" } do
         else
           assert.is_true(ids[a] and ids[b]) -- the native feed never says a run left
         end
+        resumed:close()
+        keeper:close()
+      end)
+
+    -- Soak seed 21 (issue 18): a subscription resumed while the shared upstream was between
+    -- the pages of a resync (after a 409) took the half-read rows as the whole shape, forgot
+    -- what its position said it had been given, and handed those runs out again.
+    it("resumes into a shared upstream in the middle of a resync: nothing handed out again",
+      function()
+        local tag = helper.fresh_tag()
+        local ids = {}
+        for i = 1, 7 do ids[i] = srv:create_run { runTags = { tag }, status = "EXECUTING" } end
+        local first = open(srv, tag)
+        helper.collect(first, 7)
+        local keeper = open(srv, tag) -- keeps the upstream alive
+        drive_all({ first, keeper }, 0.3)
+        local saved = first:position()
+        first:close()
+        -- Electric reads the shape again in pages of CHUNK_ROWS: hold every page after the
+        -- first, so that the resumed subscription joins between them.
+        srv:fault { kind = "delay", delay_ms = 1500, count = 3,
+          match = { path_prefix = "/realtime/v1/runs", live = false, initial = false } }
+        srv:rotate()
+        drive_all({ keeper }, 0.7)
+        local resumed = open(srv, tag, { resume = saved })
+        local got = drive_all({ resumed, keeper }, 4)
+        assert.are.same({}, got[1]) -- no run changed since the position
+        srv:update_run(ids[7], { status = "COMPLETED_SUCCESSFULLY" })
+        got = drive_all({ resumed, keeper }, 1.5)
+        assert.are.same({ [ids[7]] = "COMPLETED" }, status_of(last_states(got[1])))
         resumed:close()
         keeper:close()
       end)

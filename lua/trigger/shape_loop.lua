@@ -76,6 +76,7 @@ end
 -- At an up-to-date boundary: hand the batch of what changed, with the position it reaches, to
 -- the readers (`r.publish`), then let the driving reader take it.
 local function publish(r, url)
+  r.mid_sync = false
   local batch = r.rows:publish()
   batch.position = { r.shape:position() }
   batch.refreshed, r.rebuilt = r.rebuilt, nil
@@ -113,6 +114,9 @@ local function handle(r, url, status, headers, body)
   local action, kind, message = r.shape:response(status, headers, body, body_up_to_date)
   if action == "apply" then
     recovered(r)
+    -- Rows may change from here on: until the batch is published they are not a whole state
+    -- of the shape (a page of a resync, say), which a reader joining now must not take as one.
+    r.mid_sync = true
     -- The native feed says up to date in the body only; Electric in a header as well.
     if body_up_to_date then r.native_dialect = not headers["electric-up-to-date"] end
     if r.rebuild_next and status == 200 then
@@ -132,6 +136,7 @@ local function handle(r, url, status, headers, body)
     end
   elseif action == "resync" then
     recovered(r)
+    r.mid_sync = true
     r.rows:reset()
   else
     local said = request.server_says(body)

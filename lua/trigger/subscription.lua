@@ -44,10 +44,12 @@ local function warn(r, message, url)
 end
 
 -- A subscription that joined a shared upstream takes every run it holds once it has published a
--- batch (and, on the native feed, the batch of the read asked for this subscription).
+-- batch (and, on the native feed, the batch of the read asked for this subscription), and only
+-- while those rows are that batch's: between the pages of a resync they are half a shape, and a
+-- resumed subscription would forget the runs of its position missing from them.
 local function full_ready(r)
   local up = r.up
-  return up.batch_no > r.full_after
+  return up.batch_no > r.full_after and not up.r.mid_sync
     and (r.full_ticket == nil or (up.refreshed or 0) >= r.full_ticket)
 end
 
@@ -347,7 +349,8 @@ function M._debug_state(sub)
     tostring(r.closed), tostring(r.ready), tostring(r.full), r.at, tostring(up.closed),
     tostring(up.failure), up.batch_no, up.n_readers, tostring(ur.ready), tostring(h ~= nil),
     tostring(ok and done or done), tostring(ur.wake_at and ur.wake_at - clock.now()),
-    coroutine.status(ur.co), tostring(up.position and up.position[2]))
+    coroutine.status(ur.co), tostring(up.position and up.position[2]),
+    tostring(h and ur.awaited and ur.awaited.url), h and ur.awaited and clock.now() - ur.awaited.since or 0)
 end
 
 M.Subscription = Subscription
