@@ -135,7 +135,7 @@ function M.begin(owner, req)
   local handle, err = transport.start(req)
   if not handle then return { err = err } end
   owner.inflight[handle] = true
-  return { handle = handle }
+  return { handle = handle, url = req.url, since = clock.now() }
 end
 
 -- A transport without background requests (nginx cosockets) performs the request right here.
@@ -167,17 +167,18 @@ function M.await(owner, p)
   if p.req then return perform_within_deadline(owner, p.req) end
   local h = p.handle
   owner.awaiting = h -- poll() checks it before resuming the coroutine just to yield again
+  owner.awaited = p  -- what it is (url, since): for diagnostics only
   while true do
     if owner.interrupt then -- a reader asked for a fresh read: give this request up
       owner.interrupt = nil
-      owner.awaiting = nil
+      owner.awaiting, owner.awaited = nil, nil
       M.abort(owner, p)
       return nil, { kind = "interrupted", permanent = false, message = "asked again afresh" }
     end
     if h:done() then break end
     coroutine.yield("wait")
   end
-  owner.awaiting = nil
+  owner.awaiting, owner.awaited = nil, nil
   owner.inflight[h] = nil
   local status, headers, body = owner.transport.result(h)
   h:close()

@@ -988,6 +988,13 @@ local function checkpoint(final)
         while #tail > 8 do table.remove(tail, 1) end
       end
       print("the server's last requests for it:\n" .. table.concat(tail, "\n"))
+      if ok then
+        local held = {}
+        for _, e in ipairs(st.in_flight or {}) do
+          held[#held + 1] = ("  %s %s?%s (%d ms)"):format(e.method, e.path, e.query or "", e.age_ms)
+        end
+        print("the server's requests not answered yet:\n" .. table.concat(held, "\n"))
+      end
       for _, sub in ipairs(subs) do
         if why:find("sub #" .. sub.n .. " ", 1, true) and sub.sub then
           print("its state: " .. require("trigger.subscription")._debug_state(sub.sub))

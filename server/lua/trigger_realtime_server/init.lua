@@ -120,6 +120,8 @@ function Server:reset_stats()
                     routes = { runs = 0, run = 0, batch = 0, admin = 0, other = 0 },
                     backends = { electric = 0, native = 0 } }
   self.request_log = {}
+  -- req -> monotime it arrived, until it is answered (weak: a connection that dies unanswered)
+  self.in_flight = self.in_flight or setmetatable({}, { __mode = "k" })
 end
 
 function Server:stats()
@@ -129,6 +131,13 @@ function Server:stats()
   end
   local log = {}
   for i, e in ipairs(self.request_log) do log[i] = e end
+  -- Requests not answered yet (held long-polls, slow bodies), oldest first.
+  local in_flight, now = {}, cqueues.monotime()
+  for req, since in pairs(self.in_flight) do
+    in_flight[#in_flight + 1] = { method = req.method, path = req.path, query = req.query,
+                                  age_ms = math.floor((now - since) * 1000) }
+  end
+  table.sort(in_flight, function(a, b) return a.age_ms > b.age_ms end)
   return {
     requests = self.counters.requests,
     connections_opened = self.counters.connections_opened,
@@ -145,6 +154,7 @@ function Server:stats()
     backend = self.backend,
     active_native = self.native.active,   -- native live polls being held
     log = log,
+    in_flight = in_flight,
   }
 end
 
@@ -191,6 +201,7 @@ function Server:count_request(req)
 end
 
 function Server:record(req, status, started)
+  self.in_flight[req] = nil
   local log = self.request_log
   log[#log + 1] = log_entry(req, status)
   if #log > LOG_SIZE then table.remove(log, 1) end
@@ -265,6 +276,7 @@ end
 -- Answer one request. -> true when the connection can serve another.
 function Server:handle(conn, req)
   local started = cqueues.monotime()
+  self.in_flight[req] = started
   req.params = util.parse_query(req.query)
   self:count_request(req)
   -- Connection counts leave out the admin API's own connections, so that a spec can tell
