@@ -7,7 +7,8 @@ local superjson = require "trigger.superjson"
 local M = {}
 
 local null, array_mt = json.null, json.array_mt
-local run_fields = core.run_fields
+local run_fields, json_decode, max_depth = core.run_fields, core.json_decode, json.max_depth
+local superjson_decode = superjson.decode
 
 --- Public statuses after which a run never changes again.
 M.FINAL = {
@@ -69,9 +70,12 @@ end
 local function packet_col(row, field, ptype_col, fetch_packet, warn)
   local data, ptype = row[field], row[ptype_col]
   local value, problem
+  -- The common cases, as M.packet does them without the extra calls.
   if ptype == "application/json" and type(data) == "string" and data ~= "" then
-    -- The common case, as M.packet does it without the extra calls.
-    value, problem = json.decode(data)
+    value, problem = json_decode(data, null, max_depth, array_mt) -- json.decode
+    if problem then value, problem = data, ptype .. " packet does not decode: " .. problem end
+  elseif ptype == "application/super+json" and type(data) == "string" and data ~= "" then
+    value, problem = superjson_decode(data)
     if problem then value, problem = data, ptype .. " packet does not decode: " .. problem end
   else
     local fetch
@@ -96,8 +100,9 @@ function M.build(row, fetch_packet, warn)
   if problems and warn then
     for i = 1, #problems do warn(problems[i]) end
   end
-  run.error = error_col(row, warn)
-  local v = row.payload
+  local v = row.error
+  if v ~= nil and v ~= null then run.error = error_col(row, warn) end
+  v = row.payload
   if v ~= nil and v ~= null then
     run.payload = packet_col(row, "payload", "payloadType", fetch_packet, warn)
   end
