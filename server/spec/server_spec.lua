@@ -1061,3 +1061,46 @@ describe("trigger_realtime_server in process", function()
     assert.is_nil(values.parse_duration("h1"))
   end)
 end)
+
+-- A client that resets its connection (RST) during a held live request: the server takes it as
+-- gone at once. It used to read the error as input and spin on it until cqueues raised
+-- ("exceeded unchecked error limit", soak seed 13), answering 500 into the dead connection.
+for _, backend in ipairs { "electric", "native" } do
+  describe("a live request reset by the client (" .. backend .. ")", function()
+    local srv
+    setup(function() srv = helper.start_server { hold_ms = 20000, backend = backend } end)
+    teardown(function() srv:stop() end)
+
+    it("is dropped unanswered, and listed in flight until then", function()
+      srv:create_run { tags = { "user:1" } }
+      local res = get(srv, TAG_PATH .. "&offset=-1")
+      assert.are.equal(200, res.status)
+      local state = { handle = res.headers["electric-handle"], offset = res.headers["electric-offset"] }
+      if backend == "electric" then -- Electric's first answer is never up to date
+        res = get(srv, with_params(TAG_PATH, state))
+        state.offset = res.headers["electric-offset"]
+      end
+      srv:reset_stats()
+      -- The stats request is in flight itself while it is answered: only realtime ones count.
+      local function realtime(list)
+        local out = {}
+        for _, e in ipairs(list) do
+          if e.path == "/realtime/v1/runs" then out[#out + 1] = e end
+        end
+        return out
+      end
+      local conn = send(srv.port, "GET", live_target(TAG_PATH, state), headers_for(srv.secret_key))
+      local st0 = eventually(srv, function(st) return #realtime(st.in_flight) == 1 end)
+      local held = realtime(st0.in_flight)[1]
+      assert.truthy(held.query:find("live=true", 1, true))
+      assert.is_true(held.age_ms >= 0)
+      assert(conn:setoption("linger", { on = true, timeout = 0 }))
+      conn:close()
+      local st = eventually(srv, function(s) return #realtime(s.in_flight) == 0 end)
+      local log = realtime(st.log)
+      local last = log[#log]
+      assert.truthy(last.query:find("live=true", 1, true))
+      assert.are.equal(0, last.status) -- no answer: not a 500, not a 200 after the hold
+    end)
+  end)
+end

@@ -8,6 +8,7 @@
 -- to wake held long-polls the moment a run changes, and a loop that can be stepped from a host.
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
+local errno = require "cqueues.errno"
 local socket = require "cqueues.socket"
 local admin = require "trigger_realtime_server.admin"
 local faults = require "trigger_realtime_server.faults"
@@ -242,6 +243,11 @@ function Server:wait_change(conn, deadline, cond)
         conn.sock:unget(data)      -- a pipelined request: keep it, stop watching
         conn.watch_input = false
       elseif not err then
+        return "gone"              -- end of input: the client closed its side
+      elseif err ~= errno.ETIMEDOUT and err ~= errno.EAGAIN then
+        -- Reset by the peer (say): gone too. Cleared, or cqueues raises once unchecked
+        -- errors pile up ("exceeded unchecked error limit", soak seed 13).
+        conn.sock:clearerr()
         return "gone"
       end
       return "changed"
@@ -360,7 +366,7 @@ function Server:start()
   local ok, err = listener:listen()
   if not ok then
     error(("trigger_realtime_server: cannot listen on %s:%d: %s"):format(self.opts.host, self.opts.port,
-          type(err) == "number" and require("cqueues.errno").strerror(err) or tostring(err)), 2)
+          type(err) == "number" and errno.strerror(err) or tostring(err)), 2)
   end
   local _, host, port = listener:localname()
   self.listener, self.host, self.port = listener, host, port

@@ -427,24 +427,12 @@ local function v2_record_json(r)
 end
 
 -- Wait until the stream changes, `deadline` passes, or the client goes away. -> "gone" or nil
+-- Without an input watch (a pipelined request came) the wait is cut to 0.5 s, so `over` is
+-- looked at.
 local function wait(ctx, deadline)
-  local left = deadline - cqueues.monotime()
-  if left <= 0 then return nil end
   local conn = ctx.conn
-  if conn.watch_input then
-    local ready = cqueues.poll(ctx.st.cond, conn.watch, left)
-    if ready == conn.watch then
-      local data, err = conn.sock:xread(-4096, "b", 0)
-      if data then
-        conn.sock:unget(data)
-        conn.watch_input = false
-      elseif not err then
-        return "gone"
-      end
-    end
-  else
-    cqueues.poll(ctx.st.cond, math.min(left, 0.5))
-  end
+  if not conn.watch_input then deadline = math.min(deadline, cqueues.monotime() + 0.5) end
+  if ctx.srv:wait_change(conn, deadline, ctx.st.cond) == "gone" then return "gone" end
 end
 
 local function over(ctx)
