@@ -345,12 +345,14 @@ function M._debug_state(sub)
   local h = ur.awaiting
   local ok, done = pcall(function() return h and h:done() end)
   return string.format("closed=%s ready=%s full=%s at=%d | upstream closed=%s failure=%s "
-    .. "batch_no=%d readers=%d ready=%s awaiting=%s done=%s wake_in=%s co=%s position=%s",
+    .. "batch_no=%d readers=%d ready=%s awaiting=%s done=%s wake_in=%s co=%s position=%s "
+    .. "request=%s (%.1f s ago)",
     tostring(r.closed), tostring(r.ready), tostring(r.full), r.at, tostring(up.closed),
     tostring(up.failure), up.batch_no, up.n_readers, tostring(ur.ready), tostring(h ~= nil),
     tostring(ok and done or done), tostring(ur.wake_at and ur.wake_at - clock.now()),
     coroutine.status(ur.co), tostring(up.position and up.position[2]),
-    tostring(h and ur.awaited and ur.awaited.url), h and ur.awaited and clock.now() - ur.awaited.since or 0)
+    tostring(h and ur.awaited and ur.awaited.url),
+    h and ur.awaited and clock.now() - ur.awaited.since or 0)
 end
 
 M.Subscription = Subscription
