@@ -115,20 +115,24 @@ end
 -- @treturn {table,...} rows
 function Delivery:take(store, keys, dropped, resync)
   -- out[i] is handed out in place of previous[i] (false: none) under okeys[i].
-  local out, okeys, previous, seen = {}, {}, {}, {}
-  local given = self.given
-  for _, key in ipairs(keys) do
-    if not seen[key] then
-      seen[key] = true
-      if dropped and dropped[key] then given[key] = nil end
-      local row, had = store:get(key), given[key]
-      if row == nil then
-        given[key] = nil
-      elseif not (had and older(row, had)) and not same(had, row) then
-        local n = #out + 1
-        okeys[n], previous[n], out[n] = key, had or false, row
-        given[key] = row
-      end
+  local out, okeys, previous, n = {}, {}, {}, 0
+  local given, get = self.given, store.get
+  -- A key that comes again (batches merged) finds its row given already, unless it was
+  -- dropped: forgotten once only.
+  local forgotten = dropped and next(dropped) ~= nil and {} or nil
+  for i = 1, #keys do
+    local key = keys[i]
+    if forgotten and dropped[key] and not forgotten[key] then
+      forgotten[key] = true
+      given[key] = nil
+    end
+    local row, had = get(store, key), given[key]
+    if row == nil then
+      given[key] = nil
+    elseif had == nil or (had ~= row and not older(row, had) and not same(had, row)) then
+      n = n + 1
+      okeys[n], previous[n], out[n] = key, had or false, row
+      given[key] = row
     end
   end
   if resync or self.forget_missing then
@@ -137,7 +141,7 @@ function Delivery:take(store, keys, dropped, resync)
     end
     self.forget_missing = false
   end
-  self.batch_keys, self.batch_previous, self.handed_count = okeys, previous, #out
+  self.batch_keys, self.batch_previous, self.handed_count = okeys, previous, n
   return out
 end
 

@@ -43,13 +43,6 @@ function Rows:_store(key, row)
   end
 end
 
-local function mark(self, key)
-  if not self.changed[key] then
-    self.changed[key] = true
-    self.order[#self.order + 1] = key
-  end
-end
-
 --- Read a response body of the shape log: the messages as a flat list (operation, key, value
 -- for each row message; control, false, false for each control message), checked before
 -- anything of it is applied, so a bad response leaves the store as it was.
@@ -65,28 +58,43 @@ M.parse = function(body) return shape_messages(body, null) end
 -- @treturn boolean a must-refetch control message was seen
 function Rows:apply(list)
   local up_to_date, refetch = false, false
-  local rows = self.rows
+  local rows, listed, all, changed, order = self.rows, self.listed, self.all, self.changed,
+    self.order
+  local n_all, n_order = #all, #order
+  -- (`_store` and `mark`, written out: this runs for every row of an initial sync)
   for i = 1, #list, 3 do
     local op, key, value = list[i], list[i + 1], list[i + 2]
-    if op == "insert" then
-      self:_store(key, value)
-      mark(self, key)
-    elseif op == "update" then
-      local old = rows[key]
-      if old then
-        -- Default replica mode: only changed columns come; absent means unchanged and
-        -- JSON null means NULL, so copy the old row and overlay what came.
-        local row = {}
-        for k, v in pairs(old) do row[k] = v end
-        for k, v in pairs(value) do row[k] = v end
-        value = row
+    if op == "insert" or op == "update" then
+      if op == "update" then
+        local old = rows[key]
+        if old then
+          -- Default replica mode: only changed columns come; absent means unchanged and
+          -- JSON null means NULL, so copy the old row and overlay what came.
+          local row = {}
+          for k, v in pairs(old) do row[k] = v end
+          for k, v in pairs(value) do row[k] = v end
+          value = row
+        end
       end
-      self:_store(key, value)
-      mark(self, key)
+      rows[key] = value
+      if not listed[key] then
+        listed[key] = true
+        n_all = n_all + 1
+        all[n_all] = key
+      end
+      if not changed[key] then
+        changed[key] = true
+        n_order = n_order + 1
+        order[n_order] = key
+      end
     elseif op == "delete" then
       rows[key] = nil
       self.dropped[key] = true
-      mark(self, key)
+      if not changed[key] then
+        changed[key] = true
+        n_order = n_order + 1
+        order[n_order] = key
+      end
     elseif key == false and op == "up-to-date" then
       up_to_date = true
     elseif key == false and op == "must-refetch" then
