@@ -866,6 +866,25 @@ describe("trigger_realtime_server over HTTP", function()
       assert.are.equal(normal.headers["electric-handle"], res.headers["electric-handle"])
     end)
 
+    -- Soak seed 21: a 120 KB body dripping 7 bytes a millisecond went on for 17 s after the
+    -- soak had cleared the faults and started counting its catch-up window.
+    it("finishes a drip under way at full speed once the faults are cleared", function()
+      local normal = initial()
+      srv:fault { kind = "drip", chunk_size = 1, delay_ms = 50 }
+      local conn = send(srv.port, "GET", TAG_PATH .. "&offset=-1", headers_for(srv.secret_key))
+      eventually(srv, function(st)
+        for _, e in ipairs(st.in_flight) do
+          if e.path == "/realtime/v1/runs" then return true end
+        end
+      end)
+      assert.are.equal(1, srv:clear_faults() + 1) -- the drip was taken: nothing left pending
+      local res = receive(conn)
+      conn:close()
+      assert.is_true(res.complete)
+      assert.are.same(normal.json, res.json)
+      assert.is_true(res.chunks < #normal.body / 4, "still dripping: " .. tostring(res.chunks) .. " chunks")
+    end)
+
     it("sends invalid JSON with proper electric headers", function()
       srv:fault { kind = "invalid_json" }
       local res = initial()

@@ -26,7 +26,8 @@ local List = {}
 List.__index = List
 
 function faults.new()
-  return setmetatable({ pending = {} }, List)
+  -- generation: how many times the list was cleared (a drip under way ends when it changes)
+  return setmetatable({ pending = {}, generation = 0 }, List)
 end
 
 local function check_number(spec, name, min)
@@ -84,8 +85,17 @@ function List:add(spec)
   return true
 end
 
+-- Forget the pending faults; drips already under way finish at full speed (`hurried`), so
+-- "no fault from now on" holds for the responses being written too.
 function List:clear()
   self.pending = {}
+  self.generation = self.generation + 1
+end
+
+-- For a response written under a fault taken now: true once the list has been cleared since.
+function List:hurried()
+  local at = self.generation
+  return function() return self.generation ~= at end
 end
 
 local function matches(f, req)

@@ -156,6 +156,7 @@ end
 --   chunk_size, delay_ms  (chunked: bytes per chunk, pause between chunks)
 --   keep_alive            (false: say "connection: close")
 --   cancelled()           (a drip stops early when it returns true)
+--   hurried()             (a drip sends the rest at once when it returns true)
 -- Returns true when the connection may be reused, false when the caller must close it.
 function http.write_response(sock, res, plan, timeout)
   plan = plan or {}
@@ -167,11 +168,14 @@ function http.write_response(sock, res, plan, timeout)
       return false
     end
     local size = math.max(1, plan.chunk_size or 1)
-    for i = 1, #body, size do
+    local i = 1
+    while i <= #body do
       if plan.cancelled and plan.cancelled() then return false end
+      if plan.hurried and plan.hurried() then size = #body end -- the rest in one chunk
       local piece = body:sub(i, i + size - 1)
       if not send(sock, ("%x\r\n%s\r\n"):format(#piece, piece), timeout) then return false end
-      if plan.delay_ms and plan.delay_ms > 0 then cqueues.sleep(plan.delay_ms / 1000) end
+      i = i + #piece
+      if plan.delay_ms and plan.delay_ms > 0 and i <= #body then cqueues.sleep(plan.delay_ms / 1000) end
     end
     return send(sock, "0\r\n\r\n", timeout) and keep_alive or false
   end

@@ -323,6 +323,7 @@ function Server:handle(conn, req)
   local plan = fault and faults.apply(fault, req, res) or { mode = "normal" }
   plan.keep_alive = req.keep_alive
   plan.cancelled = function() return conn.dropped end
+  plan.hurried = self.faults:hurried()
   local reusable = http.write_response(conn.sock, res, plan, WRITE_TIMEOUT)
   self:record(req, res.status, started)
   conn.close_mode = plan.mode
