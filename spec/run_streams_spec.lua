@@ -114,6 +114,76 @@ for _, version in ipairs { "v2", "v1" } do
       assert.are.same({ 1, 2 }, chunks_of(items, id, "default"))
     end)
 
+    -- Fan-out (issue 17): consumers of one tag see the run list its stream in the same batch.
+    it("shares a stream among the objects that open it together, each at its own place",
+      function()
+        srv:stream_config { version = version, timeout_s = 60, ping_ms = 300 } -- no idle reopen
+        local tag = helper.fresh_tag()
+        local id = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+        srv:create_stream(id, "default")
+        srv:append_stream(id, "default", { "a", "b" })
+        local path = "/realtime/v1/streams/" .. id .. "/default"
+        local function stream_requests()
+          local n = 0
+          for _, e in ipairs(srv:stats().log) do
+            if e.path == path then n = n + 1 end
+          end
+          return n
+        end
+        local function open(extra)
+          return trigger.runs.subscribe_to_tag(tag, opts_for(srv, extra)):with_streams()
+        end
+        -- Poll every object until each has `n` chunks (or fail after 10 s).
+        local function drive(objs, got, n)
+          for _ = 1, 1000 do
+            local done = true
+            for i, obj in ipairs(objs) do
+              if not obj.closed then
+                local item = obj:poll()
+                while item do
+                  if item.type ~= "run" then got[i][#got[i] + 1] = item.chunk end
+                  item = obj:poll()
+                end
+                if #got[i] < n then done = false end
+              end
+            end
+            if done then return end
+            trigger.step(0.01)
+          end
+          error("the chunks did not come")
+        end
+        srv:reset_stats()
+        local objs, got = { open(), open(), open() }, { {}, {}, {} }
+        drive(objs, got, 2)
+        assert.are.equal(1, stream_requests())
+        local p1 = objs[1]:position().streams[id].default
+        assert.is_not_nil(next(p1))
+        for i = 2, 3 do assert.are.same(p1, objs[i]:position().streams[id].default) end
+        srv:append_stream(id, "default", { "c" })
+        drive({ objs[1] }, { got[1] }, 3) -- the first one reads ahead; c is kept for the others
+        assert.are.same(p1, objs[3]:position().streams[id].default)
+        assert.are_not.same(p1, objs[1]:position().streams[id].default)
+        drive(objs, got, 3)
+        assert.are.same(objs[1]:position().streams[id].default, objs[3]:position().streams[id].default)
+        objs[2]:close() -- one leaving does not disturb the others
+        srv:append_stream(id, "default", { "d" })
+        drive(objs, got, 4)
+        for _, i in ipairs { 1, 3 } do assert.are.same({ "a", "b", "c", "d" }, got[i]) end
+        assert.are.same({ "a", "b", "c" }, got[2])
+        -- A late one reads the stream from the beginning on its own.
+        local late, late_got = open(), { {} }
+        drive({ late }, late_got, 4)
+        assert.are.same({ "a", "b", "c", "d" }, late_got[1])
+        assert.are.equal(2, stream_requests())
+        -- share = false: a request each.
+        srv:reset_stats()
+        local alone = { open { share = false }, open { share = false } }
+        drive(alone, { {}, {} }, 4)
+        assert.are.equal(2, stream_requests())
+        for _, obj in ipairs { objs[1], objs[3], late, alone[1], alone[2] } do obj:close() end
+        srv:stream_config { version = version, timeout_s = 2, ping_ms = 300 }
+      end)
+
     it("reports a stream that fails for good and keeps reading the others", function()
       local tag = helper.fresh_tag()
       local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }

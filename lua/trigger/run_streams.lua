@@ -20,14 +20,16 @@
 -- `subscribe_…(…, {resume = p.subscription}):with_streams{resume = p.streams}`. It needs a
 -- background transport (libcurl): inside nginx read each stream with `trigger.streams.read`
 -- in a light thread of its own. The subscription under it may share its upstream with others
--- (fan-out); the streams are not shared yet: each `with_streams()` object opens its own
--- request per (run, key).
+-- (fan-out), and so may its streams (`trigger.stream_share`): the `with_streams()` objects that
+-- open a (run, key) while the chunks from its beginning are all still kept (every consumer of a
+-- shared subscription sees the run list it in the same batch) read it through one request,
+-- each at its own place; one that comes later, resumes, or has `share = false` reads it alone.
 -- @classmod RunStreams
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
 local run_object = require "trigger.run_object"
-local streams = require "trigger.streams"
+local stream_share = require "trigger.stream_share"
 
 local M = {}
 local RunStreams = {}
@@ -99,7 +101,7 @@ local function open_stream(r, run, key)
   if per_run[key] ~= nil then return end
   local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil }
   for _, name in ipairs(INHERITED) do o[name] = r.settings[name] end
-  local stream = streams.read(run.id, key, o)
+  local stream = stream_share.open(run.id, key, o, r.settings.share ~= false)
   per_run[key] = stream
   r.order[#r.order + 1] = { run.id, key, stream }
 end
