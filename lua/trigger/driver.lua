@@ -91,7 +91,11 @@ function M.next(obj, r, timeout, kind, resume, last_error)
         if left <= 0 then return nil, "timeout", last_error and last_error(r) end
         if wait == nil or left < wait then wait = left end
       end
-      if r.transport.background then request.wait_io(r.transport, wait, obj) end
+      if r.transport.background then
+        request.wait_io(r.transport, wait, obj)
+      elseif r.up and r.up.pump then -- a shared upstream inside nginx: wait in this thread
+        r.up.pump:await(r, wait)
+      end
     end
   end
 end

@@ -104,12 +104,14 @@ end
 -- @treturn boolean whether it is new (made for this subscription)
 function M.acquire(spec, resume)
   local s = spec.settings
-  local share = s.share ~= false and spec.transport.background
+  -- A transport without background requests shares through its pump (nginx: trigger.upstream_ngx).
+  local share = s.share ~= false and (spec.transport.background or spec.transport.pump ~= nil)
   local key = share and sharing_key(s, spec.path, spec.params or {}, spec.transport) or nil
   local up = key and shared[key]
   if up and not up.closed and not up.failure then return up, false end
   up = new_upstream(spec, resume, key)
   if key then shared[key] = up end
+  if key and not spec.transport.background then up.pump = spec.transport.pump.new(up) end
   return up, true
 end
 
@@ -126,6 +128,7 @@ function Upstream:leave(reader)
   if self.readers[reader] then
     self.readers[reader] = nil
     self.n_readers = self.n_readers - 1
+    if self.pump then self.pump:left(reader) end
   end
   if self.n_readers == 0 then self:close() end
   self:_trim()
@@ -186,8 +189,17 @@ end
 --- Move the loop on (from a reader's coroutine or driver): `"batch"` when a batch was
 -- published, `"wait"` while it waits for I/O (or another reader is driving it), `"error", err`
 -- once it failed for good.
+-- Inside nginx a shared upstream is driven by its pump (`trigger.upstream_ngx`), and a reader
+-- waits for the pump's next batch instead.
 -- @tparam[opt] number deadline the driver's (bounds a request performed in place)
 function Upstream:drive(deadline)
+  if self.pump then return self.pump:wait(deadline) end
+  return self:step(deadline)
+end
+
+--- Resume the loop once (what `drive` does without a pump; the pump's own step).
+-- @tparam[opt] number deadline
+function Upstream:step(deadline)
   if self.failure then return "error", self.failure end
   if self.closed then return "error", errors.new("protocol", "the shared upstream was closed", {}) end
   local co = self.r.co

@@ -74,6 +74,7 @@ create_run() { # create_run JSON -> friendly id
 patch_run() { admin PATCH "_emulator/runs/$1" "{\"status\":\"$2\"}" >/dev/null; }
 get() { curl -sS --max-time "${2:-5}" "http://127.0.0.1:$PORT$1"; }
 
+has_data() { [ "$(grep -c '^data: ' "$1" 2>/dev/null)" -ge "$2" ]; }  # has_data FILE N: FILE holds N SSE events or more
 n_events() { grep -c '^data: ' "$tmp/sse.out" 2>/dev/null || echo 0; }
 has_events() { [ "$(n_events)" -ge "$1" ]; }
 
@@ -361,6 +362,138 @@ else
     "$(admin GET _emulator/stats | head -c 300)"
 fi
 
+# --- fan-out inside nginx: N browser clients of a tag, one upstream long-poll (issue 17) ---------
+# 20 SSE clients of one tag on the one worker share one upstream, driven by a pump of its own
+# (an ngx.timer), not by any client's request. Counted at the local server: one initial read of
+# the shape (offset=-1) for the tag, not 20, and never more than one live long-poll at a time;
+# every client gets every change; a late client gets the current state first; clients leaving
+# (one, then all) leave the others running, and the last one closes the upstream.
+FAN=20
+tag_fan="user:fan-$$-$RANDOM"
+tag_fan_q=$(printf '%s' "$tag_fan" | sed 's/:/%3A/g')
+run_f=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+admin POST _emulator/stats/reset >/dev/null
+fan_pids=()
+for i in $(seq 1 $FAN); do
+  curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_fan_q" >"$tmp/fan-$i.out" 2>&1 &
+  fan_pids+=($!)
+  pids+=($!)
+done
+fan_has() { # fan_has N FIRST LAST: clients FIRST..LAST each have N events or more
+  local i
+  for i in $(seq "$2" "$3"); do has_data "$tmp/fan-$i.out" "$1" || return 1; done
+}
+fan_events() { # fan_events I -> client I's events as "id status" words
+  SSE_FILE="$tmp/fan-$1.out" luajit -e '
+    local cjson = require "cjson"
+    local out = {}
+    for line in io.lines(os.getenv("SSE_FILE")) do
+      local data = line:match("^data: (.*)$")
+      if data then
+        local ok, run = pcall(cjson.decode, data)
+        out[#out + 1] = ok and type(run) == "table" and (run.id .. "=" .. run.status) or "bad-json"
+      end
+    end
+    print(table.concat(out, " "))'
+}
+# Realtime requests for the tag at the server since the reset: initial reads (offset=-1) and
+# live ones; the most live long-polls at one time over the samples taken.
+fan_reads() {
+  JSON_DOC=$(admin GET _emulator/stats) TAG=$tag_fan luajit -e '
+    local doc = require("cjson").decode(os.getenv("JSON_DOC"))
+    local tag = os.getenv("TAG"):gsub(":", "%%3A")
+    local initial, live = 0, 0
+    for _, e in ipairs(doc.log) do
+      local q = tostring(e.query)
+      if e.path == "/realtime/v1/runs" and q:find(tag, 1, true) then
+        if q:find("offset=-1", 1, true) then initial = initial + 1 end
+        if e.live then live = live + 1 end
+      end
+    end
+    print(initial, live)' 2>&1
+}
+most_live=0
+sample_live() {
+  local a
+  a=$(json_field "$(admin GET _emulator/stats)" 'doc.active_realtime')
+  [ "${a:-0}" -gt "$most_live" ] 2>/dev/null && most_live=$a
+}
+wait_for 15 fan_has 1 1 $FAN
+for _ in 1 2 3 4 5 6 7 8 9 10; do sample_live; sleep 0.2; done
+read -r initial live <<<"$(fan_reads)"
+upstreams=$(json_field "$(get /test/stats)" 'doc.upstreams')
+if fan_has 1 1 $FAN && [ "$initial" = 1 ] && [ "$most_live" -le 1 ] && [ "$upstreams" = 1 ]; then
+  ok "$FAN SSE clients of one tag: one upstream (initial reads at the server: $initial, live long-polls at once: at most $most_live, $live live so far; shared upstreams in the worker: $upstreams)"
+else
+  not_ok "$FAN SSE clients of one tag share one upstream" "initial reads: $initial (want 1)" \
+    "most live at once: $most_live (want <= 1)" "upstreams in the worker: $upstreams (want 1)" \
+    "clients with the run: $(for i in $(seq 1 $FAN); do has_data "$tmp/fan-$i.out" 1 && printf '%s ' "$i"; done)"
+fi
+
+patch_run "$run_f" EXECUTING
+wait_for 10 fan_has 2 1 $FAN
+patch_run "$run_f" COMPLETED_SUCCESSFULLY
+wait_for 10 fan_has 3 1 $FAN
+want_f="$run_f=QUEUED $run_f=EXECUTING $run_f=COMPLETED"
+bad=""
+for i in $(seq 1 $FAN); do
+  got=$(fan_events "$i")
+  [ "$got" = "$want_f" ] || bad="$bad client $i: $got;"
+done
+[ -z "$bad" ] && ok "all $FAN clients get every change of the shared upstream, once each, in order ($want_f)" ||
+  not_ok "all $FAN clients get every change of the shared upstream" "want: $want_f" "$bad"
+
+# A late client: the run as it is now first (COMPLETED), exactly what it would get alone.
+curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_fan_q" >"$tmp/fan-late.out" 2>&1 &
+late_pid=$!
+pids+=("$late_pid")
+wait_for 10 has_data "$tmp/fan-late.out" 1
+cp "$tmp/fan-late.out" "$tmp/fan-$((FAN + 1)).out"
+got=$(fan_events $((FAN + 1)))
+[ "$got" = "$run_f=COMPLETED" ] && ok "a late client of the shared upstream first gets the current state ($got)" ||
+  not_ok "a late client of the shared upstream first gets the current state" "got: $got"
+
+# One client leaves (its handler closes its subscription, ngx.exit(499)): the others go on.
+kill -TERM "${fan_pids[0]}" 2>/dev/null
+wait "${fan_pids[0]}" 2>/dev/null
+sleep 0.5
+run_g=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+wait_for 10 fan_has 4 2 $FAN
+wait_for 10 has_data "$tmp/fan-late.out" 2
+bad=""
+for i in $(seq 2 $FAN); do
+  got=$(fan_events "$i")
+  [ "$got" = "$want_f $run_g=QUEUED" ] || bad="$bad client $i: $got;"
+done
+cp "$tmp/fan-late.out" "$tmp/fan-$((FAN + 1)).out"
+[ "$(fan_events $((FAN + 1)))" = "$run_f=COMPLETED $run_g=QUEUED" ] || bad="$bad late: $(fan_events $((FAN + 1)));"
+read -r initial live <<<"$(fan_reads)"
+upstreams=$(json_field "$(get /test/stats)" 'doc.upstreams')
+if [ -z "$bad" ] && [ "$initial" = 1 ] && [ "$upstreams" = 1 ]; then
+  ok "one client leaving does not disturb the others: $((FAN - 1)) + the late one get the next run, still one upstream ($initial initial read, $live live requests in all)"
+else
+  not_ok "one client leaving does not disturb the others" "$bad" "initial reads: $initial" "upstreams: $upstreams"
+fi
+
+# All leave: the last one closes the upstream; its pump's read wakes and closes the long-poll.
+for p in "${fan_pids[@]:1}" "$late_pid"; do kill -TERM "$p" 2>/dev/null; done
+wait "${fan_pids[@]:1}" "$late_pid" 2>/dev/null
+no_upstreams() { [ "$(json_field "$(get /test/stats)" 'doc.upstreams')" = 0 ]; }
+if wait_for 5 none_in_flight && wait_for 5 active_zero && stays_zero && no_upstreams; then
+  ok "when every client has left, the shared upstream closes: no upstream in the worker, active() 0, no long-poll at the server"
+else
+  not_ok "when every client has left, the shared upstream closes" "$(get /test/stats)" \
+    "$(admin GET _emulator/stats | head -c 300)"
+fi
+
+# share = false still gives each subscription its own upstream inside nginx.
+tag_un="user:unshared-$$-$RANDOM"
+create_run "{\"runTags\":[\"$tag_un\"],\"status\":\"PENDING\"}" >/dev/null
+answer=$(get "/test/unshared?tag=$(printf '%s' "$tag_un" | sed 's/:/%3A/g')" 20)
+[ "$answer" = "QUEUED QUEUED private=0 shared=1 after=0" ] &&
+  ok "share = false inside nginx: each subscription reads alone (no shared upstream); two shared ones make one" ||
+  not_ok "share = false inside nginx: each subscription reads alone" "$answer"
+
 # --- a subscription inside ngx.timer ------------------------------------------------------------
 
 tag2="user:timer-$$-$RANDOM"
@@ -453,7 +586,6 @@ fi
 
 stream_data() { sed -n 's/^data: //p' "$1"; }
 stream_ids() { sed -n 's/^id: //p' "$1"; }
-has_data() { [ "$(grep -c '^data: ' "$1" 2>/dev/null)" -ge "$2" ]; }
 new_stream() { # new_stream VERSION -> the id of a new run with a stream "default" of that framing
   local id
   id=$(create_run '{"status":"EXECUTING"}')

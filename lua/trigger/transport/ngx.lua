@@ -62,6 +62,11 @@ local stats = { requests = 0, connects = 0, reused = 0, retried = 0 }
 --- Requests run inside `perform`, in the caller's light thread: there is no `start`.
 M.background = false
 
+--- Subscriptions of a worker asking for the same runs share one upstream all the same: its
+-- protocol loop runs in an `ngx.timer` of its own (the pump, `trigger.upstream_ngx`), not in any
+-- client's request, and each subscription waits for its batches on an `ngx.semaphore`.
+M.pump = require "trigger.upstream_ngx"
+
 -- Failures no retry can mend: a certificate that does not verify, a body over max_body.
 local function is_permanent(message)
   return message:find("certificate", 1, true) ~= nil or message:find("max_body", 1, true) ~= nil

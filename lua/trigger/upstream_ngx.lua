@@ -1,0 +1,264 @@
+--- Fan-out inside an nginx worker: the pump that drives a shared upstream (`trigger.upstream`)
+-- on its own, so that its long-poll belongs to no client request.
+--
+-- Cosockets cannot run in the background of a request: a request's cosocket lives and dies with
+-- the light thread that uses it, and a coroutine made in one request cannot be resumed from
+-- another. So inside nginx a shared upstream's protocol loop runs in an `ngx.timer.at` callback
+-- of its own (the pump; timers outlive the request that started them), and its consumers (one
+-- per client request) wait, each in the thread that called `next()` (never inside the reading
+-- coroutine: see `Pump:wait`), on an `ngx.semaphore` of their own until the pump publishes a
+-- batch, then take it through their own `trigger.delivery` exactly as they would from a shared
+-- upstream of the libcurl transport. A consumer that leaves (`close()`, also
+-- from another light thread, as `ngx.on_abort` does) only wakes its own wait and leaves the
+-- upstream; the last one to leave closes it, and the pump ends as soon as its read wakes
+-- (within `trigger.transport.ngx.cancel_check_s`). A consumer's thread killed without `close()`
+-- (an `ngx.exit` elsewhere) is noticed when its bounded wait does not come back, and it is made
+-- to leave then.
+--
+-- Transient failures of the shared loop are handed to each consumer's `on_error` in that
+-- consumer's own light thread (never in the pump's timer, where request APIs such as `ngx.print`
+-- are not available); without any `on_error`, one warning per streak goes to `ngx.log`.
+--
+-- Used through the `pump` field of `trigger.transport.ngx`: `trigger.upstream` shares an
+-- upstream on a transport without background requests only when the transport has one. Every
+-- worker has its own upstreams: consumers of one filter in W workers make at most W upstreams
+-- (see the README, Fan-out).
+-- @module trigger.upstream_ngx
+local clock = require "trigger.clock"
+local errors = require "trigger.errors"
+local shape_loop = require "trigger.shape_loop"
+
+local ngx = ngx -- luacheck: ignore
+
+local M = {}
+local Pump = {}
+Pump.__index = Pump
+
+--- Longest single wait of a consumer for a batch, in seconds: a consumer's thread that was
+-- killed without closing its subscription is noticed once its wait has not come back for this
+-- long plus `M.dead_after`.
+M.max_wait = 10
+--- Seconds past the end of its wait after which a consumer that has not come back counts as
+-- gone (its light thread was killed) and is made to leave.
+M.dead_after = 10
+--- Errors kept per consumer until it next looks (the oldest are dropped past it).
+M.max_pending_errors = 16
+
+local semaphore -- ngx.semaphore, loaded on first use (it needs nginx)
+
+local function closed_error()
+  return errors.new("protocol", "the shared upstream was closed", {})
+end
+
+--- The pump of a new shared upstream `up` (called by `trigger.upstream` when it makes one).
+function M.new(up)
+  semaphore = semaphore or require "ngx.semaphore"
+  local self = setmetatable({ up = up, waiters = {}, by_co = setmetatable({}, { __mode = "k" }),
+    pending = {}, running = false }, Pump)
+  local r = up.r
+  r.ready = false -- a consumer's timeout() looks at it: the pump, not the consumer, moves the loop
+  -- A reader joining a native feed asks for a fresh read (`Upstream:refresh` sets r.interrupt):
+  -- the read in flight wakes within cancel_check_s to see it and is given up as "interrupted".
+  r.is_closed = function() return r.closed or r.interrupt == true end
+  local base = r.transport
+  local transport = setmetatable({}, { __index = base })
+  transport.perform = function(req)
+    local interrupted = { kind = "interrupted", permanent = false, message = "asked again afresh" }
+    if r.interrupt then
+      r.interrupt = nil
+      return nil, interrupted
+    end
+    local status, headers, body = base.perform(req)
+    if r.interrupt and not r.closed then
+      r.interrupt = nil
+      if not status then return nil, interrupted end
+    end
+    return status, headers, body
+  end
+  r.transport = transport
+  -- Failures reach each consumer's on_error in its own thread (see `Pump:_flush`).
+  r.settings.on_error = function(err) self:_on_error(err) end
+  return self
+end
+
+function Pump:_on_error(err)
+  local told = false
+  for reader in pairs(self.up.readers) do
+    if reader.settings.on_error then
+      told = true
+      local list = self.pending[reader] or {}
+      self.pending[reader] = list
+      list[#list + 1] = err
+      if #list > M.max_pending_errors then table.remove(list, 1) end
+    end
+  end
+  if told then
+    self:_wake_all()
+  else
+    shape_loop.warn_once(self.up.r, err)
+  end
+end
+
+-- Hand the failures kept for `reader` to its on_error (in the calling, consumer's thread).
+function Pump:_flush(reader)
+  local list = reader and self.pending[reader]
+  if not list then return end
+  self.pending[reader] = nil
+  for _, err in ipairs(list) do reader.settings.on_error(err) end
+end
+
+function Pump:_wake_all()
+  for _, w in pairs(self.waiters) do
+    if w.waiting then
+      w.waiting = false
+      w.sema:post(1)
+    end
+  end
+end
+
+-- Consumers whose wait should have come back long ago: their light thread was killed (the
+-- request ended) without closing the subscription. They leave, so the upstream does not keep
+-- batches for them nor stay open for them.
+function Pump:_reap()
+  local now = clock.now()
+  local gone = {}
+  for _, w in pairs(self.waiters) do
+    if w.waiting and w.reader and now > w.until_t + M.dead_after then gone[#gone + 1] = w end
+  end
+  for _, w in ipairs(gone) do
+    w.waiting = false
+    w.reader.closed = true
+    self.up:leave(w.reader)
+  end
+end
+
+-- The pump's body, in its ngx.timer: drive the loop for ever, waking the consumers at each batch.
+local function pump(premature, self)
+  local up = self.up
+  if premature then -- the worker is exiting before the pump ever ran
+    self.running = false
+    up.failure = up.failure or closed_error()
+    up:close()
+    self:_wake_all()
+    return
+  end
+  -- The loop's coroutine must belong to this timer: a coroutine made in a request can only be
+  -- resumed from that request (ngx_lua), and the request that made the upstream may end first.
+  local r = up.r
+  r.co = coroutine.create(function() return shape_loop.run(r) end)
+  local ok, err = pcall(function()
+    while not up.closed do
+      local what = up:step(nil)
+      r.ready = false
+      if what == "batch" or what == "error" then self:_wake_all() end
+      if what == "error" then break end
+      if what == "wait" then ngx.sleep(0.01) end
+      self:_reap()
+    end
+  end)
+  self.running = false
+  if not ok then
+    up.failure = up.failure or errors.new("protocol", "internal error: " .. tostring(err),
+      { fatal = true })
+    up:close()
+  end
+  self:_wake_all()
+end
+
+function Pump:_start()
+  if self.running or self.up.closed then return true end
+  local ok, err = ngx.timer.at(0, pump, self)
+  if not ok then
+    local failure = errors.new("protocol", "cannot start the shared upstream's ngx.timer ("
+      .. tostring(err) .. "): raise lua_max_running_timers / lua_max_pending_timers, or "
+      .. "subscribe with share = false", { fatal = true })
+    self.up.failure = failure
+    self.up:close()
+    return nil, failure
+  end
+  self.running = true
+  return true
+end
+
+-- The record of the reader whose reading coroutine is running (drive is called from there).
+function Pump:_current()
+  local co = coroutine.running()
+  local reader = self.by_co[co]
+  if reader == nil then
+    for rd in pairs(self.up.readers) do
+      if rd.co == co then reader = rd end
+    end
+    if reader == nil then return nil end
+    self.by_co[co] = reader
+  end
+  local w = self.waiters[reader]
+  if not w then
+    w = { sema = semaphore.new(0), reader = reader, idle = false, waiting = false, until_t = 0 }
+    self.waiters[reader] = w
+  end
+  return w
+end
+
+--- What `Upstream:drive` does for a consumer inside nginx, in its reading coroutine: start the
+-- pump if it is not running, hand the consumer the failures kept for it, and say `"wait"`
+-- (nothing new: the driver then waits in `await`, in the consumer's own thread) or
+-- `"error", err`. It never waits here: an `ngx.semaphore` or `ngx.sleep` wait inside a plain
+-- coroutine is not cleaned up by ngx_lua when the request is killed (`ngx.exit` from
+-- `ngx.on_abort`), and its later wake-up touches freed memory (a worker crash, or "http lua
+-- fake request count is zero" alerts); waits in a request's entry thread or light threads are.
+function Pump:wait()
+  local up = self.up
+  if up.failure then return "error", up.failure end
+  if up.closed then return "error", closed_error() end
+  local started, failure = self:_start()
+  if not started then return "error", failure end
+  local w = self:_current()
+  if w then
+    self:_flush(w.reader)
+    w.idle, w.seen = true, up.batch_no
+  end
+  return "wait"
+end
+
+--- The driver's wait for a consumer `reader` (the subscription's private state) that has
+-- nothing new, in the thread that called `next()`: until the pump publishes a batch, the
+-- upstream fails, the consumer is closed (also from another light thread), or `seconds` pass.
+-- @param reader
+-- @tparam[opt] number seconds nil: as long as it takes (one wait is at most `max_wait`)
+function Pump:await(reader, seconds)
+  local up = self.up
+  local w = self.waiters[reader]
+  if not (w and w.idle) then return end
+  w.idle = false
+  if reader.closed or up.closed or up.failure or up.batch_no ~= w.seen then return end
+  local t = M.max_wait
+  if seconds ~= nil and seconds < t then t = seconds end
+  if not (t > 0) then -- luacheck: ignore 581 (NaN)
+    ngx.sleep(0) -- never spin without giving nginx its turn
+    return
+  end
+  w.waiting, w.until_t = true, clock.now() + t
+  w.sema:wait(t)
+  w.waiting = false
+end
+
+--- A consumer left (`Upstream:leave`): end its wait now, so that a `close()` from another light
+-- thread is seen at once.
+function Pump:left(reader)
+  self.pending[reader] = nil
+  local w = self.waiters[reader]
+  if w then
+    self.waiters[reader] = nil
+    if w.waiting then
+      w.waiting = false
+      w.sema:post(1)
+    end
+  end
+end
+
+--- Whether the pump's timer is running (for tests).
+function Pump:is_running()
+  return self.running
+end
+
+return M
