@@ -1,6 +1,7 @@
 -- sub:with_streams(): runs and the chunks of their realtime streams, against the local server
 -- (both stream framings), and what it does better than SDK 4.8.3 (shared/protocol/streams.md §3, §6).
 local helper = require "spec.helper"
+local cjson = require "cjson"
 local trigger = require "trigger"
 
 local function opts_for(srv, extra)
@@ -183,6 +184,32 @@ for _, version in ipairs { "v2", "v1" } do
         for _, obj in ipairs { objs[1], objs[3], late, alone[1], alone[2] } do obj:close() end
         srv:stream_config { version = version, timeout_s = 2, ping_ms = 300 }
       end)
+
+    -- Found writing the soak's with_streams readers: a resumed object reopened a stream only
+    -- when its run changed again, so the chunks of a quiet run never came.
+    it("resumes from a position: the streams go on at once, each chunk once", function()
+      local tag = helper.fresh_tag()
+      local id = srv:create_run { runTags = { tag }, status = "EXECUTING", metadata = '{"m":1}' }
+      srv:create_stream(id, "default")
+      srv:append_stream(id, "default", { "a", "b" })
+      local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
+      local items = items_until(obj, function(i) return i.chunk == "b" end)
+      local saved = cjson.decode(cjson.encode(obj:position()))
+      obj:close()
+      srv:append_stream(id, "default", { "c" }) -- the run itself does not change
+      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
+        :with_streams { resume = saved.streams }
+      local more = items_until(again, function(i) return i.chunk == "c" end)
+      srv:append_stream(id, "default", { "d" })
+      items_until(again, function(i) return i.chunk == "d" end, more)
+      again:close()
+      assert.are.same({ "a", "b" }, chunks_of(items, id, "default"))
+      assert.are.same({ "c", "d" }, chunks_of(more, id, "default"))
+      for _, item in ipairs(more) do
+        assert.are_not.equal("run", item.type) -- nothing changed: the run is not handed out again
+        assert.are.same({ m = 1 }, item.run.metadata) -- the run as last handed out
+      end
+    end)
 
     it("reports a stream that fails for good and keeps reading the others", function()
       local tag = helper.fresh_tag()

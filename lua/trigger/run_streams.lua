@@ -60,29 +60,6 @@ local function stream_keys(run)
   return type(run.realtimeStreams) == "table" and run.realtimeStreams or {}
 end
 
---- Make the object (called by `Subscription:with_streams`).
--- @param sub the subscription, owned from now on (closing this closes it)
--- @tparam table settings the subscription's settings
--- @tparam table opts `resume` (a `position().streams` table), `drain_timeout`
--- @local
-function M.new(sub, settings, opts)
-  local r = {
-    sub = sub,
-    settings = settings,
-    drain_timeout = opts.drain_timeout or M.drain_timeout,
-    resume = opts.resume or {},
-    streams = {}, -- run id -> key -> stream
-    order = {},   -- { run id, key, stream } in opening order (fair polling)
-    latest = {},  -- run id -> latest run object
-    finished_runs = {}, -- run id -> clock time the run was seen finished
-    queue = {}, head = 1, tail = 0, -- items ready: queue[head..tail]
-    closed = false, finished = false,
-  }
-  local obj = setmetatable({ closed = false, finished = false }, RunStreams)
-  private[obj] = r
-  return obj
-end
-
 local function report(r, err)
   if r.settings.on_error then
     r.settings.on_error(err)
@@ -104,6 +81,43 @@ local function open_stream(r, run, key)
   local stream = stream_share.open(run.id, key, o, r.settings.share ~= false)
   per_run[key] = stream
   r.order[#r.order + 1] = { run.id, key, stream }
+end
+
+--- Make the object (called by `Subscription:with_streams`).
+-- @param sub the subscription, owned from now on (closing this closes it)
+-- @tparam table settings the subscription's settings
+-- @tparam table opts `resume` (a `position().streams` table), `drain_timeout`
+-- @tparam function given_run the run of an id as the subscription last handed it out, or nil
+-- @local
+function M.new(sub, settings, opts, given_run)
+  local r = {
+    sub = sub,
+    settings = settings,
+    drain_timeout = opts.drain_timeout or M.drain_timeout,
+    resume = opts.resume or {},
+    streams = {}, -- run id -> key -> stream
+    order = {},   -- { run id, key, stream } in opening order (fair polling)
+    latest = {},  -- run id -> latest run object
+    finished_runs = {}, -- run id -> clock time the run was seen finished
+    queue = {}, head = 1, tail = 0, -- items ready: queue[head..tail]
+    closed = false, finished = false,
+  }
+  local obj = setmetatable({ closed = false, finished = false }, RunStreams)
+  private[obj] = r
+  -- Resumed: the streams of the position go on at once, not when their run next changes (a
+  -- finished run's only to their end); their items carry the run as last handed out.
+  for id, keys in pairs(r.resume) do
+    local run = given_run and given_run(id) or nil
+    r.latest[id] = run
+    for key in pairs(keys) do
+      if type(key) == "string" and key ~= "" then open_stream(r, { id = id }, key) end
+    end
+    if run and run_object.FINAL[run.status] then
+      r.finished_runs[id] = clock.now()
+      for _, stream in pairs(r.streams[id] or {}) do stream:settle() end
+    end
+  end
+  return obj
 end
 
 local function push(r, item)

@@ -298,7 +298,17 @@ function Subscription:with_streams(opts)
       .. "(nginx cosockets) cannot do: read each stream with trigger.streams.read in a light "
       .. "thread of its own", 2)
   end
-  local obj = require("trigger.run_streams").new(self, r.settings, opts)
+  -- The run `id` as this subscription last handed it out, built again from the rows given
+  -- (for the streams a resumed object reopens before the run changes again), or nil.
+  local function given_run(id)
+    for _, row in pairs(r.given:snapshot()) do
+      if row.friendlyId == id then
+        r.delivering_id = id
+        return run_object.build(row, r.fetch_for_run, r.warn_for_run)
+      end
+    end
+  end
+  local obj = require("trigger.run_streams").new(self, r.settings, opts, given_run)
   return obj, nil, nil, obj
 end
 
