@@ -69,9 +69,9 @@ function M.new(up)
       return nil, interrupted
     end
     local status, headers, body = base.perform(req)
-    if r.interrupt and not r.closed then
+    if r.interrupt and not r.closed then -- also when the answer is in (as trigger.request does)
       r.interrupt = nil
-      if not status then return nil, interrupted end
+      return nil, interrupted
     end
     return status, headers, body
   end
@@ -228,14 +228,22 @@ end
 function Pump:await(reader, seconds)
   local up = self.up
   local w = self.waiters[reader]
-  if not (w and w.idle) then return end
+  if not (w and w.idle) then -- its coroutine waited for something else: never spin
+    ngx.sleep(0.001)
+    return
+  end
   w.idle = false
   if reader.closed or up.closed or up.failure or up.batch_no ~= w.seen then return end
+  -- The driver's deadline bounds the wait (the subscription keeps it in `deadline`). A `seconds`
+  -- of 0 is not honoured: this reader has nothing to take (checked above), and the 0 comes from
+  -- the upstream's own readiness, which is the pump's business here (a native-feed refresh sets
+  -- it); waking at once would spin, and ngx.sleep(0) in a loop starves nginx's event loop.
   local t = M.max_wait
-  if seconds ~= nil and seconds < t then t = seconds end
-  if not (t > 0) then -- luacheck: ignore 581 (NaN)
-    ngx.sleep(0) -- never spin without giving nginx its turn
-    return
+  if seconds ~= nil and seconds > 0 and seconds < t then t = seconds end
+  if reader.deadline then
+    local left = reader.deadline - clock.now()
+    if left <= 0 then return end
+    if left < t then t = left end
   end
   w.waiting, w.until_t = true, clock.now() + t
   w.sema:wait(t)

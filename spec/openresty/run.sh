@@ -486,6 +486,44 @@ else
     "$(admin GET _emulator/stats | head -c 300)"
 fi
 
+# The same on the native runs feed: a late client makes the pump read the shape again (its live
+# read is interrupted), and gets the current state from that read; the others miss nothing.
+admin POST _emulator/backend '{"backend":"native"}' >/dev/null
+tag_nat="user:fan-native-$$-$RANDOM"
+tag_nat_q=$(printf '%s' "$tag_nat" | sed 's/:/%3A/g')
+run_n=$(create_run "{\"runTags\":[\"$tag_nat\"],\"status\":\"PENDING\"}")
+nat_pids=()
+for i in 1 2 3 4 5; do
+  curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_nat_q" >"$tmp/fan-$((100 + i)).out" 2>&1 &
+  nat_pids+=($!)
+  pids+=($!)
+done
+wait_for 15 fan_has 1 101 105
+patch_run "$run_n" EXECUTING
+wait_for 10 fan_has 2 101 105
+curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_nat_q" >"$tmp/fan-106.out" 2>&1 &
+nat_pids+=($!)
+pids+=($!)
+wait_for 10 fan_has 1 106 106
+patch_run "$run_n" COMPLETED_SUCCESSFULLY
+wait_for 10 fan_has 3 101 105
+wait_for 10 fan_has 2 106 106
+bad=""
+for i in 101 102 103 104 105; do
+  got=$(fan_events "$i")
+  [ "$got" = "$run_n=QUEUED $run_n=EXECUTING $run_n=COMPLETED" ] || bad="$bad client $i: $got;"
+done
+got=$(fan_events 106)
+[ "$got" = "$run_n=EXECUTING $run_n=COMPLETED" ] || bad="$bad late: $got;"
+upstreams=$(json_field "$(get /test/stats)" 'doc.upstreams')
+[ -z "$bad" ] && [ "$upstreams" = 1 ] &&
+  ok "native feed: 5 clients + a late one share one upstream; each gets every state once, the late one the current state first" ||
+  not_ok "native feed: clients sharing one upstream, and a late one" "$bad" "upstreams: $upstreams"
+for p in "${nat_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+wait "${nat_pids[@]}" 2>/dev/null
+wait_for 5 no_upstreams
+admin POST _emulator/backend '{"backend":"electric"}' >/dev/null
+
 # share = false still gives each subscription its own upstream inside nginx.
 tag_un="user:unshared-$$-$RANDOM"
 create_run "{\"runTags\":[\"$tag_un\"],\"status\":\"PENDING\"}" >/dev/null
