@@ -30,12 +30,19 @@ static int sink_said(parser *p, int rc) {
     return rc == 0 ? 0 : fail(p, TR_JSON_STOPPED, "stopped by the receiver");
 }
 
-static void skip_space(parser *p) {
+/* Called before every token; compact JSON (a shape log, a packet) has no white space at all, so
+ * the first look is inline. */
+static void skip_space_loop(parser *p) {
     while (p->i < p->n) {
         char c = p->s[p->i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
         p->i++;
     }
+}
+
+static inline void skip_space(parser *p) {
+    if (p->i < p->n && (unsigned char)p->s[p->i] > ' ') return;
+    skip_space_loop(p);
 }
 
 static int literal(parser *p, const char *word, size_t len) {
