@@ -14,7 +14,7 @@
 --   BENCH_FAN_CONSUMERS (1000), BENCH_FAN_UPDATES (100), BENCH_FAN_REPS (2)   fan-out (issue 17)
 --   BENCH_BURST_ROUNDS (5), BENCH_NATIVE_SCALE_REPS (2), BENCH_SYNC_BIG (100000)   issue 16
 --   BENCH_ONLY (all)         a comma list of tests: throughput,latency,memory,scale,streams,
---                            fanout,native,sync100k
+--                            fanout,native,sync100k,nginx_fanout (bench/nginx_fanout.lua's knobs)
 --   BENCH_OUT (bench/RESULTS.md)
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 package.cpath = "build/5.4/?.so;" .. package.cpath
@@ -693,6 +693,10 @@ if wanted("memory") then bench_memory() end
 if wanted("scale") then bench_scale_idle() end
 if wanted("streams") then bench_streams() end
 if wanted("fanout") then bench_fanout() end
+if wanted("nginx_fanout") then -- issue 17 inside nginx: the script measures and makes its rows
+  log("fan-out in nginx: bench/nginx_fanout.lua")
+  for _, r in ipairs(run_lua("bench/nginx_fanout.lua").rows) do row(r) end
+end
 if wanted("native") then
   bench_throughput { backend = "native", prefix = "Native: ", dir = "sync_native" }
   bench_burst("electric")
