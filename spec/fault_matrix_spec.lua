@@ -44,6 +44,7 @@ local PREFIX = "/realtime/v1/runs"
 local WAIT = 10 -- seconds any single wait may take before the case fails
 local CHUNK_ROWS = 3
 local HOLD_MS = 400
+local COMPANIONS = 2 -- subscriptions sharing each one's upstream (fan-out)
 
 local srv
 local native = false -- the backend of the server in use: the native runs feed
@@ -279,6 +280,7 @@ local function new_client(world)
     yielded = 0,
     subs = {},
     on_fault = nil,  -- called after each transient error is recorded
+    comps = {},      -- the companions of the subscription now open (fan-out), see Client:open
   }, Client)
 end
 
@@ -308,6 +310,12 @@ local function intercepting(hook)
   return wrapped
 end
 
+local function describe_state(e)
+  if not e then return "(none)" end
+  return ("seq %d, status %s, updatedAt %s"):format(e.seq, e.row and e.row.status or "-",
+    e.row and e.row.updatedAt or "-")
+end
+
 -- opts: token (default the secret key), resume (true: from the last saved position), hook
 function Client:open(opts)
   opts = opts or {}
@@ -328,17 +336,85 @@ function Client:open(opts)
   local sub = trigger.runs.subscribe_to_tag(self.world.tag, o)
   self.subs[#self.subs + 1] = sub
   self.sub, self.reached, self.committed, self.fatal = sub, nil, nil, nil
+  -- Two companions with the same settings share the subscription's upstream (fan-out): the
+  -- faults hit them too, and each must end with every run as the server has it, having moved
+  -- only forward (a resumed one starts where the subscription's position stands).
+  for _, comp in ipairs(self.comps) do comp.sub:close() end
+  self.comps = {}
+  for i = 1, COMPANIONS do
+    local comp = { errors = {}, last = {}, last_run = {} }
+    for id, at in pairs(self.last) do comp.last[id] = at end
+    local co = {}
+    for k, v in pairs(o) do co[k] = v end
+    co.on_error = function(e) comp.errors[#comp.errors + 1] = e end
+    comp.sub = trigger.runs.subscribe_to_tag(self.world.tag, co)
+    self.subs[#self.subs + 1] = comp.sub
+    self.comps[i] = comp
+  end
   return sub
+end
+
+-- What the companions have ready, each run checked as the subscription's are (a state the
+-- server had, in the shape, after the last one handed out); a fatal error is kept.
+function Client:poll_companions()
+  for n, comp in ipairs(self.comps) do
+    while not comp.fatal do
+      local ok, run = pcall(comp.sub.poll, comp.sub)
+      if not ok then
+        assert(errors.is(run) and run.fatal, "companion " .. n .. ": " .. tostring(run))
+        comp.fatal = run
+        break
+      end
+      if not run then break end
+      local h = self.world.hist[run.id]
+      assert(h, "companion " .. n .. " yielded an unknown run " .. tostring(run.id))
+      local at
+      for i = #h, 1, -1 do
+        if h[i].run and h[i].run.updatedAt == run.updatedAt and h[i].run.status == run.status then
+          at = i
+          break
+        end
+      end
+      assert(at, ("companion %d yielded run %s in a state the server never had"):format(n, run.id))
+      assert.are.same(h[at].run, run)
+      assert(h[at].in_shape, ("companion %d yielded run %s without the tag"):format(n, run.id))
+      local prev = comp.last[run.id]
+      assert(not prev or at > prev, ("companion %d: run %s yielded %s after %s"):format(n, run.id,
+        describe_state(h[at]), describe_state(prev and h[prev])))
+      comp.last[run.id], comp.last_run[run.id] = at, run
+    end
+  end
+end
+
+-- The end state of the companions: every run in the shape as the server has it (after the
+-- batches still waiting for them are taken), or the same fatal error as the subscription.
+function Client:check_companions(fatal_kind)
+  local w = self.world
+  local deadline = now() + WAIT
+  for n, comp in ipairs(self.comps) do
+    while true do
+      self:poll_companions()
+      if comp.fatal then
+        assert(fatal_kind, "companion " .. n .. " failed: " .. tostring(comp.fatal))
+        assert.are.equal(fatal_kind, comp.fatal.kind)
+        break
+      end
+      local missing
+      for _, id in ipairs(w.ids) do
+        local h = w.hist[id]
+        if h[#h].in_shape and comp.last[id] ~= #h then missing = id end
+      end
+      if not missing then break end
+      assert(now() < deadline, ("companion %d: run %s not at the server's state (%s; last %s)")
+        :format(n, missing, describe_state(w.hist[missing][#w.hist[missing]]),
+          describe_state(comp.last[missing] and w.hist[missing][comp.last[missing]])))
+      trigger.step(0.02)
+    end
+  end
 end
 
 function Client:close_all()
   for _, sub in ipairs(self.subs) do sub:close() end
-end
-
-local function describe_state(e)
-  if not e then return "(none)" end
-  return ("seq %d, status %s, updatedAt %s"):format(e.seq, e.row and e.row.status or "-",
-    e.row and e.row.updatedAt or "-")
 end
 
 -- The rows of a position are exactly the states handed out: each one is the last state
@@ -435,6 +511,7 @@ function Client:step(timeout)
     error(run, 0)
   end
   if run then self:on_run(run) end
+  self:poll_companions()
   self:check_boundary()
   if self.between then self.between() end
   return run
@@ -801,13 +878,24 @@ local function finish(case, ctx, hits)
     assert.is_false(again_ok)
     assert.are.equal(err, again)
     assert.are.same({}, c.errors) -- a fatal error is not retried
+    c:check_companions(err.kind) -- they share the upstream: the same error
     -- what a script does next: resume from its saved position with good credentials
     w:mutate()
     c.on_fault = nil
     c:open { resume = c.saved ~= nil }
     c:settle()
-  else
-    assert(not c.fatal, tostring(c.fatal))
+  end
+  assert(not c.fatal, tostring(c.fatal))
+  for _ = 1, 4 do -- a few live changes, each one seen through
+    w:mutate()
+    c:settle()
+  end
+  assert(not c.fatal, tostring(c.fatal))
+  if not case.fatal then
+    -- on_error saw exactly the injected faults. Checked after the live changes: a fault meant
+    -- for the long-poll that was already on its way when it was queued hits the next one (how
+    -- soon that request reaches the server depends on who moves the I/O on: with companions
+    -- polling, sooner).
     local kinds, want = {}, {}
     for _, e in ipairs(c.errors) do
       kinds[#kinds + 1] = e.kind
@@ -816,13 +904,8 @@ local function finish(case, ctx, hits)
     for _ = 1, hits do want[#want + 1] = case.kind end
     assert.are.same(want, kinds)
   end
-  assert(not c.fatal, tostring(c.fatal))
-  for _ = 1, 4 do -- a few live changes, each one seen through
-    w:mutate()
-    c:settle()
-  end
-  assert(not c.fatal, tostring(c.fatal))
   c:check_final()
+  c:check_companions(nil)
 end
 
 for _, backend in ipairs { "electric", "native" } do
