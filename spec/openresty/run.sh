@@ -432,8 +432,17 @@ fi
 
 patch_run "$run_f" EXECUTING
 wait_for 10 fan_has 2 1 $FAN
+# The shared live request is cut mid-body: the pump retries it, and the failure reaches every
+# client's on_error once, in that client's own request (not in the pump's timer).
+admin POST _emulator/faults '{"kind":"reset_mid_body","match":{"path_prefix":"/realtime/v1/runs","live":true},"count":1}' >/dev/null
+sleep 1.3
 patch_run "$run_f" COMPLETED_SUCCESSFULLY
 wait_for 10 fan_has 3 1 $FAN
+told() { # how many clients (connections) logged the cut from their own request's on_error
+  grep 'trigger-realtime: .*truncated' "$tmp/nginx/logs/error.log" | grep "request: \"GET /runs?tag=$tag_fan_q " |
+    sed -n 's/.*#[0-9]*: \*\([0-9]*\) .*/\1/p' | sort -u | wc -l
+}
+wait_for 5 eval '[ "$(told)" -ge $FAN ]'
 want_f="$run_f=QUEUED $run_f=EXECUTING $run_f=COMPLETED"
 bad=""
 for i in $(seq 1 $FAN); do
@@ -442,6 +451,11 @@ for i in $(seq 1 $FAN); do
 done
 [ -z "$bad" ] && ok "all $FAN clients get every change of the shared upstream, once each, in order ($want_f)" ||
   not_ok "all $FAN clients get every change of the shared upstream" "want: $want_f" "$bad"
+n_told=$(told)
+[ "$n_told" -eq $FAN ] &&
+  ok "the shared request cut mid-body reached the on_error of each of the $n_told clients in its own request, and every client went on" ||
+  not_ok "the shared request cut mid-body reached each client's on_error in its own request" "clients told: $n_told of $FAN" \
+    "$(grep 'truncated' "$tmp/nginx/logs/error.log" | tail -n 2 | cut -c1-300)"
 
 # A late client: the run as it is now first (COMPLETED), exactly what it would get alone.
 curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_fan_q" >"$tmp/fan-late.out" 2>&1 &

@@ -432,8 +432,24 @@ function M.open_stream(req)
   return reader
 end
 
---- Wait without blocking the worker.
+--- Wait without blocking the worker (at least a millisecond).
+-- The library sleeps (a retry's backoff) inside a subscription's or stream's reading coroutine,
+-- and a request can be killed while it sleeps there (`ngx.exit` from `ngx.on_abort` when a
+-- browser leaves). ngx_lua does not clean up an `ngx.sleep` of a plain coroutine when its request
+-- is killed: the sleep's timer fires later on freed memory ("http lua fake request count is
+-- zero" alerts, or a worker crash). So the wait is the read timeout of a UDP cosocket that
+-- nothing writes to (connected to 127.0.0.1:9, never sent on), which ngx_lua closes with its
+-- request. Like the other cosocket read timeouts, it is logged at error level unless
+-- `lua_socket_log_errors off` (see above).
 function M.sleep(seconds)
+  local u = ngx.socket.udp()
+  if u and u:setpeername("127.0.0.1", 9) then
+    u:settimeout(ms(seconds or 0))
+    u:receive()
+    u:close()
+    return
+  end
+  if u then u:close() end
   ngx.sleep(seconds)
 end
 
