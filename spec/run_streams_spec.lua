@@ -211,6 +211,30 @@ for _, version in ipairs { "v2", "v1" } do
       end
     end)
 
+    -- As the object it resumes: a run's stream stays open after the run leaves the shape.
+    it("resumes the stream of a run that left the shape after the position was saved", function()
+      local tag = helper.fresh_tag()
+      local id = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+      srv:create_stream(id, "default")
+      srv:append_stream(id, "default", { "a" })
+      local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
+      items_until(obj, function(i) return i.chunk == "a" end)
+      local saved = cjson.decode(cjson.encode(obj:position()))
+      obj:close()
+      srv:update_run(id, { runTags = { "elsewhere" } })
+      srv:append_stream(id, "default", { "b" })
+      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
+        :with_streams { resume = saved.streams }
+      local more = items_until(again, function(i) return i.chunk == "b" end)
+      assert.are.same({ tag }, more[#more].run.tags) -- the run as last handed out
+      srv:update_run(id, { runTags = { tag } })
+      items_until(again, function(i) return i.type == "run" end, more)
+      srv:append_stream(id, "default", { "c" })
+      items_until(again, function(i) return i.chunk == "c" end, more)
+      again:close()
+      assert.are.same({ "b", "c" }, chunks_of(more, id, "default")) -- from where it stood, once
+    end)
+
     it("reports a stream that fails for good and keeps reading the others", function()
       local tag = helper.fresh_tag()
       local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }

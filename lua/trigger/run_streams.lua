@@ -105,12 +105,13 @@ function M.new(sub, settings, opts, given_run)
   local obj = setmetatable({ closed = false, finished = false }, RunStreams)
   private[obj] = r
   -- Resumed: the streams of the position go on at once, not when their run next changes (a
-  -- finished run's only to their end); their items carry the run as last handed out.
+  -- finished run's only to their end); their items carry the run as last handed out. Those of
+  -- a run the subscription no longer holds (it left the shape) wait until it comes back.
   for id, keys in pairs(r.resume) do
     local run = given_run and given_run(id) or nil
     r.latest[id] = run
-    for key in pairs(keys) do
-      if type(key) == "string" and key ~= "" then open_stream(r, { id = id }, key) end
+    for key in pairs(run and keys or {}) do
+      if type(key) == "string" and key ~= "" then open_stream(r, run, key) end
     end
     if run and run_object.FINAL[run.status] then
       r.finished_runs[id] = clock.now()
