@@ -128,7 +128,8 @@ local last_flip = -1 -- when the backend last flipped
 local stats = { flip_repeats = 0, yields = 0, unverifiable = 0, rows_compared = 0, chunks = 0,
   checkpoints = 0,
   changes = 0, faults = {}, fault_total = 0, resumes = 0, late_joins = 0, fatal_resumes = 0,
-  restarts = 0, flips = 0, catchup_max = 0, finished_run_subs = 0 }
+  restarts = 0, flips = 0, catchup_max = 0, finished_run_subs = 0, watch_chunks = 0,
+  watch_resumes = 0 }
 
 local function fail(fmt, ...)
   local msg = fmt:format(...)
@@ -231,6 +232,7 @@ local runs = {}      -- friendlyId -> run record
 local run_list = {}  -- friendlyIds of live runs, in creation order
 local gone = {}      -- row keys of deleted runs (native positions may keep them)
 local streams = {}   -- list of stream records
+local streams_by = {} -- run id .. "\0" .. key -> stream record
 local world_seq = 0
 
 local function live_ids()
@@ -263,6 +265,11 @@ local function record(id)
   local state = { u = run.updatedAt, fp = fingerprint(run), tags = run.tags or {},
     status = run.status, final = run_object.FINAL[run.status] or false }
   rec.row, rec.cur = row, state
+  if state.final then -- with_streams reads a finished run's streams to their end, then stops
+    for _, st in ipairs(streams) do
+      if st.run == id then st.was_final = true end
+    end
+  end
   local h = rec.hist
   h[#h + 1] = state
   if #h > HIST_CAP then table.remove(h, 1) end
@@ -493,13 +500,24 @@ CHANGES = {
   end },
   { 3, function() -- stream chunks (a new stream now and then)
     if #streams < 6 and (chance(0.15) or #streams == 0) then
-      local id = some_run()
+      -- mostly on runs of the tags the with_streams watchers follow
+      local id
+      if chance(0.7) then
+        local tag, ids = pick { TAGS[1], TAGS[2] }, {}
+        for _, x in ipairs(live_ids()) do
+          if runs[x].cur and has_tag(runs[x].cur, tag) then ids[#ids + 1] = x end
+        end
+        id = #ids > 0 and pick(ids) or nil
+      end
+      id = id or some_run()
       if not id then return end
       local st = { run = id, key = "s" .. (#streams + 1), version = chance(0.5) and "v1" or "v2",
         stamps = {}, chunks = {}, readers = 0 }
       st.name = "st" .. (#streams + 1)
       srv:create_stream(id, st.key, { version = st.version })
       streams[#streams + 1] = st
+      streams_by[id .. "\0" .. st.key] = st
+      st.was_final = runs[id].cur and runs[id].cur.final or false
       runs[id].pins = runs[id].pins + 1
       record(id) -- realtimeStreams changed
       log_change("stream %s on %s %s", st.name, id, st.version)
@@ -522,6 +540,10 @@ end
 
 local subs = {}    -- open subscription records
 local readers = {} -- open stream reader records
+-- with_streams objects on tag subscriptions (several per tag: their upstream and streams are
+-- shared): { n, tag, obj, got = {[stream record] = chunks taken}, driver }
+local watchers = {}
+local watch_seq = 0
 local parked = {}  -- closed, to be resumed at `at`: { rec =, pos =, at = }
 local sub_seq = 0
 
@@ -721,6 +743,71 @@ local function drive_reader(r)
   end
 end
 
+local function new_watcher(tag, resume)
+  watch_seq = watch_seq + 1
+  local w = { n = watch_seq, tag = tag, got = resume and resume.got or {},
+    driver = weighted { { 1, "poll" }, { 1, "next" } } }
+  local sub = trigger.runs.subscribe_to_tag(tag, client_opts { resume = resume and resume.pos.subscription })
+  w.obj = sub:with_streams { resume = resume and resume.pos.streams }
+  watchers[#watchers + 1] = w
+  return w
+end
+
+-- The items of watcher w: every chunk of a stream is the next one appended to it.
+local function drive_watcher(w)
+  local obj = w.obj
+  while true do
+    local ok, item
+    if w.driver == "poll" then ok, item = pcall(obj.poll, obj) else ok, item = pcall(obj.next, obj, 0) end
+    if not ok then
+      if errors.is(item) and item.fatal then -- as a subscription's: resumed from its position
+        local pos = json.decode(json.encode(obj:position()))
+        obj:close()
+        remove(watchers, w)
+        stats.fatal_resumes = stats.fatal_resumes + 1
+        local again = new_watcher(w.tag, { pos = pos, got = w.got })
+        log("S", "watcher #%d fatal %s: resumed from its position as #%d", w.n,
+          tostring(item.kind), again.n)
+        return
+      end
+      fail("watcher #%d (tag %s) raised: %s", w.n, w.tag, tostring(item))
+    end
+    if item == nil then return end
+    if item.type ~= "run" then
+      stats.watch_chunks = stats.watch_chunks + 1
+      local st = item.run and streams_by[item.run.id .. "\0" .. item.stream]
+      if not st then
+        fail("watcher #%d (tag %s): a chunk of an unknown stream %s of %s", w.n, w.tag,
+          tostring(item.stream), tostring(item.run and item.run.id))
+      end
+      local chunk, want = item.chunk, (w.got[st] or 0) + 1
+      if type(chunk) ~= "table" or chunk.s ~= st.name or chunk.n ~= want then
+        fail("watcher #%d (tag %s), stream %s (%s): chunk %d expected, got %s (%s)", w.n, w.tag,
+          st.name, st.version, want, type(chunk) == "table" and tostring(chunk.n) or tostring(chunk),
+          type(chunk) == "table" and (chunk.n or 0) <= (w.got[st] or 0) and "repeated"
+            or "lost or out of order")
+      end
+      if chunk.pad ~= st.chunks[want].pad then
+        fail("watcher #%d stream %s chunk %d: other content than appended", w.n, st.name, want)
+      end
+      w.got[st] = want
+    end
+  end
+end
+
+-- nil when watcher w has every chunk of the streams it must be reading, else why not: those
+-- of runs in its tag now that were never finished (a finished run's streams end at its tail).
+local function watcher_behind(w)
+  for _, st in ipairs(streams) do
+    local rec = runs[st.run]
+    if rec and rec.cur and not rec.deleted and not st.was_final and has_tag(rec.cur, w.tag)
+        and (w.got[st] or 0) < #st.chunks then
+      return ("watcher #%d (tag %s): stream %s (%s) of %s: %d of %d chunks"):format(w.n, w.tag,
+        st.name, st.version, st.run, w.got[st] or 0, #st.chunks)
+    end
+  end
+end
+
 local function drive_all(block)
   local n = #subs
   -- the subscriptions driven by next(t): one of them waits a little (the hub moves everyone on)
@@ -730,6 +817,7 @@ local function drive_all(block)
     if s then drive_sub(s, s == waiter and s.driver == "next" and 0.005 or 0) end
   end
   for i = #readers, 1, -1 do drive_reader(readers[i]) end
+  for i = #watchers, 1, -1 do drive_watcher(watchers[i]) end
   if block and not (waiter and waiter.driver == "next") then trigger.step(0.005) end
 end
 
@@ -823,7 +911,7 @@ end
 
 local function churn()
   local what = weighted { { 3, "resume" }, { 2, "join" }, { 1, "stream_resume" },
-    { 1, "stream_join" } }
+    { 1, "stream_join" }, { 1, "watch_resume" }, { 1, "watch_join" } }
   if what == "resume" and #subs > 0 then
     local s = pick(subs)
     local pos = s.sub:position()
@@ -855,6 +943,18 @@ local function churn()
     stats.resumes = stats.resumes + 1
     new_reader(r.st, { pos = json.decode(json.encode(pos)), got = r.got })
     log("S", "reader of %s closed after %d chunks, resumed", r.st.name, r.got)
+  elseif what == "watch_resume" and #watchers > 0 then
+    local w = pick(watchers)
+    local pos = json.decode(json.encode(w.obj:position()))
+    w.obj:close()
+    remove(watchers, w)
+    stats.watch_resumes = stats.watch_resumes + 1
+    local again = new_watcher(w.tag, { pos = pos, got = w.got })
+    log("S", "watcher #%d (tag %s) closed, resumed as #%d", w.n, w.tag, again.n)
+  elseif what == "watch_join" and #watchers < 6 then
+    local w = new_watcher(pick { TAGS[1], TAGS[2] })
+    stats.late_joins = stats.late_joins + 1
+    log("S", "watcher #%d (tag %s) joins late, driven by %s", w.n, w.tag, w.driver)
   elseif what == "stream_join" and #streams > 0 then
     local st = pick(streams)
     if st.readers >= 4 then return end
@@ -963,6 +1063,12 @@ local function checkpoint(final)
       end
     end
     if not why then
+      for _, w in ipairs(watchers) do
+        why = watcher_behind(w)
+        if why then break end
+      end
+    end
+    if not why then
       for _, s in ipairs(subs) do
         why = behind(s, true)
         if why then
@@ -1013,8 +1119,13 @@ local function checkpoint(final)
   collectgarbage("collect")
   local heap = collectgarbage("count")
   local fds = count_fds()
-  -- fds per open request: each subscription and reader holds about one connection
-  local extra_fds = fds - #subs - #readers
+  -- fds per open request: each subscription and reader holds about one connection, and the
+  -- watchers of a tag (sharing) one for their subscription and one per stream
+  local watch_tags = {}
+  for _, w in ipairs(watchers) do watch_tags[w.tag] = true end
+  local n_watch_tags = 0
+  for _ in pairs(watch_tags) do n_watch_tags = n_watch_tags + 1 end
+  local extra_fds = fds - #subs - #readers - n_watch_tags * (1 + #streams)
   heaps[#heaps + 1] = heap
   log("Q", "checkpoint %d: caught up in %.2f s; heap %.0f KB, fds %d (%d beyond one per sub/reader)",
     stats.checkpoints, took, heap, fds, extra_fds)
@@ -1073,7 +1184,10 @@ local function main()
     CHANGES[10][2]() -- a stream or a few chunks
   end
   for _, st in ipairs(streams) do new_reader(st) end
-  log("S", "%d subscriptions open, %d readers", #subs, #readers)
+  -- with_streams: two on one tag (one upstream and one request per stream between them), one
+  -- on another
+  for _, tag in ipairs { TAGS[1], TAGS[1], TAGS[2] } do new_watcher(tag) end
+  log("S", "%d subscriptions open, %d readers, %d with_streams", #subs, #readers, #watchers)
 
   local segment = math.max(4, math.min(tonumber(opt.segment), SECONDS / 2))
   local t_end = now() + SECONDS
@@ -1112,18 +1226,21 @@ local function main()
 
   for _, s in ipairs(subs) do s.sub:close() end
   for _, r in ipairs(readers) do r.rd:close() end
+  for _, w in ipairs(watchers) do w.obj:close() end
   srv:stop()
   os.remove(state_file)
   local kinds = {}
   for k, v in pairs(stats.faults) do kinds[#kinds + 1] = k .. "=" .. v end
   table.sort(kinds)
   print(("soak ok: seed %d, %d faults (%s), %d changes, %d states compared (%d yields, %d rows "
-    .. "at checkpoints, %d too old to verify), %d stream chunks, %d checkpoints (catch-up max "
+    .. "at checkpoints, %d too old to verify), %d stream chunks, %d with_streams chunks (%d "
+    .. "resumes), %d checkpoints (catch-up max "
     .. "%.2f s), %d resumes, %d late joins, %d fatal->resume, %d restarts, %d flips, %d run subs "
     .. "finished; %d identical repeats after a flip (known client bug); heap %s KB")
     :format(SEED, stats.fault_total, table.concat(kinds, " "), stats.changes,
       stats.yields + stats.rows_compared, stats.yields, stats.rows_compared, stats.unverifiable,
-      stats.chunks, stats.checkpoints, stats.catchup_max, stats.resumes, stats.late_joins,
+      stats.chunks, stats.watch_chunks, stats.watch_resumes, stats.checkpoints, stats.catchup_max,
+      stats.resumes, stats.late_joins,
       stats.fatal_resumes, stats.restarts, stats.flips, stats.finished_run_subs, stats.flip_repeats,
       table.concat((function()
         local t = {}
