@@ -271,3 +271,33 @@ describe("with_streams", function()
     sub:close()
   end)
 end)
+
+describe("with_streams over time", function()
+  local srv
+  setup(function() srv = helper.start_server { hold_ms = 500 } end)
+  teardown(function() srv:stop() end)
+
+  -- Found by the soak (its heap bound): every run a tag ever had was kept, as a run object,
+  -- for the chunk items of streams it did not have.
+  it("keeps no run that has no stream of its own once it has left the shape", function()
+    local tag = helper.fresh_tag()
+    local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
+    assert.is_nil(obj:next(0.3))
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    local ids, pad = {}, ('{"pad":"%s"}'):format(("x"):rep(100000))
+    for i = 1, 60 do ids[i] = srv:create_run { runTags = { tag }, payload = pad } end
+    local runs = 0
+    items_until(obj, function(i)
+      if i.type == "run" then runs = runs + 1 end
+      return runs == 60
+    end)
+    for _, id in ipairs(ids) do srv:update_run(id, { runTags = { "elsewhere" } }) end
+    assert.is_nil(obj:next(1)) -- the Electric feed deletes them from the shape
+    collectgarbage("collect")
+    local grown_kb = collectgarbage("count") - before
+    obj:close()
+    -- 60 runs of 100 KB would be 6,000 KB
+    assert.is_true(grown_kb < 3000, ("the object still holds %.0f KB"):format(grown_kb))
+  end)
+end)

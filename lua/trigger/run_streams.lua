@@ -75,7 +75,7 @@ local function open_stream(r, run, key)
     per_run = {}
     r.streams[run.id] = per_run
   end
-  if per_run[key] ~= nil then return end
+  if per_run[key] ~= nil then return end -- open, or over (false): never read twice
   local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil }
   for _, name in ipairs(INHERITED) do o[name] = r.settings[name] end
   local stream = stream_share.open(run.id, key, o, r.settings.share ~= false)
@@ -121,6 +121,23 @@ function M.new(sub, settings, opts, given_run)
   return obj
 end
 
+-- A stream that is over (drained, failed, closed): only its position is kept, so that it is
+-- never read again (from its beginning) and a saved position still has it.
+local Over = {}
+Over.__index = Over
+function Over:position() return self.pos end
+function Over.settle() end
+function Over.close() end
+
+local function retire(r, id, key, stream)
+  local per_run = r.streams[id]
+  per_run[key] = setmetatable({ pos = stream:position(), over = true, closed = true }, Over)
+  for _, s in pairs(per_run) do
+    if not s.over then return end
+  end
+  r.latest[id], r.finished_runs[id] = nil, nil -- nothing of it is handed out any more
+end
+
 local function push(r, item)
   r.tail = r.tail + 1
   r.queue[r.tail] = item
@@ -129,9 +146,20 @@ end
 -- A run came from the subscription: hand it out, open the streams it lists, and when it is
 -- finished let its streams end at their tail.
 local function on_run(r, run)
-  r.latest[run.id] = run
   push(r, { type = "run", run = run })
-  for _, key in ipairs(stream_keys(run)) do
+  local keys = stream_keys(run)
+  -- Kept for the chunk items of its streams only: a tag's runs without streams, or whose
+  -- streams are over, are not held for ever.
+  local per_run, wanted = r.streams[run.id], false
+  for _, key in ipairs(keys) do
+    local s = per_run and per_run[key]
+    if not (s and s.over) then wanted = true end
+  end
+  for _, s in pairs(per_run or {}) do
+    if not s.over then wanted = true end
+  end
+  if wanted then r.latest[run.id] = run end
+  for _, key in ipairs(keys) do
     if type(key) == "string" and key ~= "" then open_stream(r, run, key) end
   end
   if run_object.FINAL[run.status] and not r.finished_runs[run.id] then
@@ -171,6 +199,11 @@ local function poll_round(self, r)
       else
         keep[#keep + 1] = entry
       end
+    end
+  end
+  if #keep < #r.order then
+    for _, entry in ipairs(r.order) do
+      if entry[3].closed then retire(r, entry[1], entry[2], entry[3]) end
     end
   end
   r.order = keep
