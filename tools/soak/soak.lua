@@ -266,6 +266,7 @@ local function record(id)
     status = run.status, final = run_object.FINAL[run.status] or false }
   rec.row, rec.cur = row, state
   if state.final then -- with_streams reads a finished run's streams to their end, then stops
+    rec.ever_final = true -- (the soak may move a run out of a final status; Trigger.dev never)
     for _, st in ipairs(streams) do
       if st.run == id then st.was_final = true end
     end
@@ -517,7 +518,7 @@ CHANGES = {
       srv:create_stream(id, st.key, { version = st.version })
       streams[#streams + 1] = st
       streams_by[id .. "\0" .. st.key] = st
-      st.was_final = runs[id].cur and runs[id].cur.final or false
+      st.was_final = runs[id].ever_final or false
       runs[id].pins = runs[id].pins + 1
       record(id) -- realtimeStreams changed
       log_change("stream %s on %s %s", st.name, id, st.version)
