@@ -107,10 +107,12 @@ function Pump:_flush(reader)
   for _, err in ipairs(list) do reader.settings.on_error(err) end
 end
 
+-- Post each waiting consumer's semaphore once. `waiting` stays set until the consumer's wait
+-- returns (in `await`): one whose thread was killed never comes back, which `_reap` notices.
 function Pump:_wake_all()
   for _, w in pairs(self.waiters) do
-    if w.waiting then
-      w.waiting = false
+    if w.waiting and not w.posted then
+      w.posted = true
       w.sema:post(1)
     end
   end
@@ -126,7 +128,7 @@ function Pump:_reap()
     if w.waiting and w.reader and now > w.until_t + M.dead_after then gone[#gone + 1] = w end
   end
   for _, w in ipairs(gone) do
-    w.waiting = false
+    w.waiting, w.posted = false, false
     w.reader.closed = true
     self.up:leave(w.reader)
   end
@@ -245,9 +247,9 @@ function Pump:await(reader, seconds)
     if left <= 0 then return end
     if left < t then t = left end
   end
-  w.waiting, w.until_t = true, clock.now() + t
+  w.waiting, w.posted, w.until_t = true, false, clock.now() + t
   w.sema:wait(t)
-  w.waiting = false
+  w.waiting, w.posted = false, false
 end
 
 --- A consumer left (`Upstream:leave`): end its wait now, so that a `close()` from another light
@@ -257,8 +259,8 @@ function Pump:left(reader)
   local w = self.waiters[reader]
   if w then
     self.waiters[reader] = nil
-    if w.waiting then
-      w.waiting = false
+    if w.waiting and not w.posted then
+      w.posted = true
       w.sema:post(1)
     end
   end

@@ -538,6 +538,30 @@ wait "${nat_pids[@]}" 2>/dev/null
 wait_for 5 no_upstreams
 admin POST _emulator/backend '{"backend":"electric"}' >/dev/null
 
+# A client killed without closing its subscription, next to one that stays: the one that stays
+# gets what comes next (the pump's wake-up of the killed one's wait harms nothing), the killed
+# one is made to leave once its wait is overdue, and when the other leaves the upstream closes.
+tag_k="user:killed-$$-$RANDOM"
+tag_k_q=$(printf '%s' "$tag_k" | sed 's/:/%3A/g')
+create_run "{\"runTags\":[\"$tag_k\"],\"status\":\"PENDING\"}" >/dev/null
+curl -sN --max-time 60 "http://127.0.0.1:$PORT/runs?tag=$tag_k_q" >"$tmp/fan-200.out" 2>&1 &
+stay_pid=$!
+pids+=("$stay_pid")
+wait_for 10 has_data "$tmp/fan-200.out" 1
+curl -sN --max-time 1.5 "http://127.0.0.1:$PORT/test/killed?tag=$tag_k_q" >"$tmp/killed.out" 2>&1
+run_k=$(create_run "{\"runTags\":[\"$tag_k\"],\"status\":\"PENDING\"}")
+wait_for 10 has_data "$tmp/fan-200.out" 2
+got=$(fan_events 200 | awk '{print $2}')
+kill -TERM "$stay_pid" 2>/dev/null
+wait "$stay_pid" 2>/dev/null
+if grep -q '^data: QUEUED' "$tmp/killed.out" && [ "${got%%=*}" = "$run_k" ] && wait_for 10 no_upstreams; then
+  ok "a client killed without close() while it waits: the other client gets the next run, the leftover reader is made to leave, the upstream closes"
+else
+  not_ok "a client killed without close() is made to leave" "killed client: $(tr '\n' ' ' <"$tmp/killed.out")" \
+    "the other's second event: $got (want $run_k=QUEUED)" "$(get /test/stats)"
+fi
+get /test/pump-defaults >/dev/null
+
 # share = false still gives each subscription its own upstream inside nginx.
 tag_un="user:unshared-$$-$RANDOM"
 create_run "{\"runTags\":[\"$tag_un\"],\"status\":\"PENDING\"}" >/dev/null
