@@ -12,8 +12,8 @@
 -- from another light thread, as `ngx.on_abort` does) only wakes its own wait and leaves the
 -- upstream; the last one to leave closes it, and the pump ends as soon as its read wakes
 -- (within `trigger.transport.ngx.cancel_check_s`). A consumer's thread killed without `close()`
--- (an `ngx.exit` elsewhere) is noticed when its bounded wait does not come back, and it is made
--- to leave then.
+-- while it waits (an `ngx.exit` elsewhere) is noticed when its bounded wait does not come back,
+-- and it is made to leave then; one killed elsewhere stays a reader (close subscriptions).
 --
 -- Transient failures of the shared loop are handed to each consumer's `on_error` in that
 -- consumer's own light thread (never in the pump's timer, where request APIs such as `ngx.print`
