@@ -52,4 +52,12 @@ describe("transport.ngx", function()
     assert.is_nil(t.timeout())
     assert.equal(0, t.active())
   end)
+
+  -- The sharing itself runs in nginx (make test-openresty counts the upstreams at the server).
+  it("shares upstreams through a pump of its own, having no background requests", function()
+    assert.is_false(t.background)
+    assert.equal(require("trigger.upstream_ngx"), t.pump)
+    assert.is_function(t.pump.new)
+    assert.is_true(t.pump.max_wait > 0 and t.pump.dead_after > 0)
+  end)
 end)
