@@ -235,6 +235,38 @@ for _, version in ipairs { "v2", "v1" } do
       assert.are.same({ "b", "c" }, chunks_of(more, id, "default")) -- from where it stood, once
     end)
 
+    -- Soak seed 14: an object resumed while its run was out of the shape did not reopen the
+    -- run's stream (right: no run to hand with its chunks), but its position lost the stream,
+    -- so the object resumed from that read it again from the start once the run came back.
+    it("keeps the place of a stream whose run is out of the shape across resumes", function()
+      local tag = helper.fresh_tag()
+      local id = srv:create_run { runTags = { tag }, status = "EXECUTING" }
+      srv:create_stream(id, "default")
+      srv:append_stream(id, "default", { "a" })
+      local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
+      items_until(obj, function(i) return i.chunk == "a" end)
+      srv:update_run(id, { runTags = { "elsewhere" } }) -- Electric: the position drops the run
+      srv:append_stream(id, "default", { "b" })
+      items_until(obj, function(i) return i.chunk == "b" end) -- its stream is still read
+      assert.is_nil(obj:next(0.3))
+      local saved = cjson.decode(cjson.encode(obj:position()))
+      obj:close()
+      local between = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
+        :with_streams { resume = saved.streams }
+      assert.is_nil(between:next(0.3)) -- neither the run nor its stream: it is out of the shape
+      saved = cjson.decode(cjson.encode(between:position()))
+      between:close()
+      assert.is_table(saved.streams[id] and saved.streams[id].default)
+      srv:update_run(id, { runTags = { tag } })
+      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
+        :with_streams { resume = saved.streams }
+      local more = items_until(again, function(i) return i.type == "run" end)
+      srv:append_stream(id, "default", { "c" })
+      items_until(again, function(i) return i.chunk == "c" end, more)
+      again:close()
+      assert.are.same({ "c" }, chunks_of(more, id, "default")) -- neither a nor b again
+    end)
+
     it("reports a stream that fails for good and keeps reading the others", function()
       local tag = helper.fresh_tag()
       local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }

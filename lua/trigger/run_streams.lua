@@ -315,6 +315,13 @@ end
 function RunStreams:position()
   local r = state(self, "position")
   local out = {}
+  -- A resumed object's streams not reopened yet (their run is not back) stand where they were.
+  for id, keys in pairs(r.resume) do
+    for key, pos in pairs(keys) do
+      out[id] = out[id] or {}
+      out[id][key] = pos
+    end
+  end
   for id, per_run in pairs(r.streams) do
     for key, stream in pairs(per_run) do
       out[id] = out[id] or {}
