@@ -15,11 +15,13 @@
 --    `step(seconds)` moves every background request on, waiting at most `seconds` for
 --    something to happen (0, less or NaN: not at all); `pollfd()` and `timeout()` for event
 --    loops; and `steps()`, how many times `step` ran (so a round of polls looks at the
---    network once). Only a background transport can serve `poll()`, `pollfd()`,
---    `sub:with_streams()` and fan-out (the `share` option).
+--    network once). Only a background transport can serve `poll()`, `pollfd()` and
+--    `sub:with_streams()`.
 --  * When `background` is false it has `perform(req)`, which runs the request in the caller
 --    (yielding to its scheduler, as cosockets do) and returns the answer, and optionally
---    `sleep(seconds)` (a backoff that yields too).
+--    `sleep(seconds)` (a backoff that yields too), and `pump`, the means to run a shared
+--    upstream on its own (`trigger.upstream_ngx`: an nginx timer) so that fan-out (the `share`
+--    option) works without background requests too.
 --  * A request `req`: `url`, `method` (default GET), `headers` (a list of "Name: value"),
 --    `body`, `timeout`, `connect_timeout` (seconds), `ca_file`, `max_body` (bytes), and for
 --    non-background transports `cancelled` (a function: true once the caller gave up).
