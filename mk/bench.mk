@@ -1,4 +1,5 @@
-# make bench: the performance measurements of issues 8, 15, 16 and 17, each against a baseline
+# make bench: the performance measurements of issues 8, 15, 16 and 17 (fan-out in one process and
+# in nginx), each against a baseline
 # measured in the same run (local server in its own process; curl, luasocket, plain cjson, or the
 # unshared case). Prints the table and writes bench/RESULTS.md; about 9 minutes. Not part of
 # make test or CI. See bench/README.md.
