@@ -24,9 +24,7 @@ local helper = require "spec.helper"
 local rows = require "rows"
 local util = require "util"
 
-local function env_num(name, default)
-  return tonumber(os.getenv(name) or "") or default
-end
+local env_num = util.env_num
 
 local CONSUMERS = tonumber(arg[1] or "") or env_num("BENCH_NGINX_CONSUMERS", 1000)
 local WORKERS = tonumber(arg[2] or "") or env_num("BENCH_NGINX_WORKERS", 2)
@@ -46,13 +44,7 @@ local function sh(cmd)
   assert(os.execute(cmd), "failed: " .. cmd)
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = util.read_file
 
 local function free_port()
   local l = assert(socket.listen { host = "127.0.0.1", port = 0 })

@@ -23,13 +23,7 @@ package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 package.cpath = "build/5.4/?.so;" .. package.cpath
 local util = require "util"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = util.read_file
 
 if mode == "save" then
   local n, chunk_rows, backend = tonumber(arg[3] or "20000"), tonumber(arg[4] or "5000"), arg[5]

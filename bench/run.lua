@@ -24,9 +24,7 @@ local helper = require "spec.helper"
 local rows = require "rows"
 local util = require "util"
 
-local function env_num(name, default)
-  return tonumber(os.getenv(name) or "") or default
-end
+local env_num = util.env_num
 
 local REPS = env_num("BENCH_REPS", 5)
 local LAT_REPS = env_num("BENCH_LAT_REPS", 3)
@@ -71,13 +69,7 @@ local function sh(cmd)
   assert(ok, "failed: " .. cmd)
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = util.read_file
 
 local function write_file(path, text)
   local f = assert(io.open(path, "wb"))

@@ -3,6 +3,20 @@ local cjson = require "cjson"
 
 local M = {}
 
+--- A file's whole text, or nil when it cannot be opened.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- A number from the environment (a bench knob), or `default`.
+function M.env_num(name, default)
+  return tonumber(os.getenv(name) or "") or default
+end
+
 -- CLOCK_MONOTONIC seconds: the same clock in every process of the machine (cqueues.monotime in
 -- the server reads it too), so a time stamped by the server can be compared here.
 do
@@ -16,10 +30,8 @@ end
 
 -- A field of /proc/<pid>/status in kB (VmRSS, VmHWM, ...).
 function M.status_kb(field, pid)
-  local f = io.open("/proc/" .. (pid or "self") .. "/status")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
+  local text = M.read_file("/proc/" .. (pid or "self") .. "/status")
+  if not text then return nil end
   return tonumber(text:match(field .. ":%s*(%d+)"))
 end
 
@@ -27,10 +39,8 @@ local TICKS = 100 -- sysconf(_SC_CLK_TCK) on Linux
 
 -- utime + stime of a process in seconds (10 ms resolution).
 function M.cpu_seconds(pid)
-  local f = io.open("/proc/" .. (pid or "self") .. "/stat")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
+  local text = M.read_file("/proc/" .. (pid or "self") .. "/stat")
+  if not text then return nil end
   local rest = text:match("%) (.*)$")
   local fields = {}
   for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
