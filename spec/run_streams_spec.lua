@@ -25,6 +25,16 @@ local function items_until(obj, pred, out)
   end
 end
 
+-- A position as a script keeps it (through JSON), and a tag's object resumed from one.
+local function saved_position(obj)
+  return cjson.decode(cjson.encode(obj:position()))
+end
+
+local function resumed(srv, tag, saved)
+  return trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
+    :with_streams { resume = saved.streams }
+end
+
 local function chunks_of(items, run_id, key)
   local out = {}
   for _, item in ipairs(items) do
@@ -194,11 +204,10 @@ for _, version in ipairs { "v2", "v1" } do
       srv:append_stream(id, "default", { "a", "b" })
       local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
       local items = items_until(obj, function(i) return i.chunk == "b" end)
-      local saved = cjson.decode(cjson.encode(obj:position()))
+      local saved = saved_position(obj)
       obj:close()
       srv:append_stream(id, "default", { "c" }) -- the run itself does not change
-      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
-        :with_streams { resume = saved.streams }
+      local again = resumed(srv, tag, saved)
       local more = items_until(again, function(i) return i.chunk == "c" end)
       srv:append_stream(id, "default", { "d" })
       items_until(again, function(i) return i.chunk == "d" end, more)
@@ -219,12 +228,11 @@ for _, version in ipairs { "v2", "v1" } do
       srv:append_stream(id, "default", { "a" })
       local obj = trigger.runs.subscribe_to_tag(tag, opts_for(srv)):with_streams()
       items_until(obj, function(i) return i.chunk == "a" end)
-      local saved = cjson.decode(cjson.encode(obj:position()))
+      local saved = saved_position(obj)
       obj:close()
       srv:update_run(id, { runTags = { "elsewhere" } })
       srv:append_stream(id, "default", { "b" })
-      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
-        :with_streams { resume = saved.streams }
+      local again = resumed(srv, tag, saved)
       local more = items_until(again, function(i) return i.chunk == "b" end)
       assert.are.same({ tag }, more[#more].run.tags) -- the run as last handed out
       srv:update_run(id, { runTags = { tag } })
@@ -249,17 +257,15 @@ for _, version in ipairs { "v2", "v1" } do
       srv:append_stream(id, "default", { "b" })
       items_until(obj, function(i) return i.chunk == "b" end) -- its stream is still read
       assert.is_nil(obj:next(0.3))
-      local saved = cjson.decode(cjson.encode(obj:position()))
+      local saved = saved_position(obj)
       obj:close()
-      local between = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
-        :with_streams { resume = saved.streams }
+      local between = resumed(srv, tag, saved)
       assert.is_nil(between:next(0.3)) -- neither the run nor its stream: it is out of the shape
-      saved = cjson.decode(cjson.encode(between:position()))
+      saved = saved_position(between)
       between:close()
       assert.is_table(saved.streams[id] and saved.streams[id].default)
       srv:update_run(id, { runTags = { tag } })
-      local again = trigger.runs.subscribe_to_tag(tag, opts_for(srv, { resume = saved.subscription }))
-        :with_streams { resume = saved.streams }
+      local again = resumed(srv, tag, saved)
       local more = items_until(again, function(i) return i.type == "run" end)
       srv:append_stream(id, "default", { "c" })
       items_until(again, function(i) return i.chunk == "c" end, more)
