@@ -62,7 +62,8 @@ function M.open(run_id, key, o, share)
   return tap_on(src)
 end
 
--- A chunk was dropped: a tap joining now could not start at the beginning.
+-- A chunk was dropped (a tap joining now could not start at the beginning), or the last tap
+-- left: the stream is no longer open to taps.
 local function no_joining(src)
   if src.key and open[src.key] == src then open[src.key] = nil end
 end
@@ -75,10 +76,8 @@ local function trim(src)
   end
   if low == math.huge then return end
   local chunks, positions = src.chunks, src.positions
-  for i = src.first, low - 1 do
-    if i == low - 1 then src.trimmed_position = positions[i] end
-    chunks[i], positions[i] = nil, nil
-  end
+  if low > src.first then src.trimmed_position = positions[low - 1] end
+  for i = src.first, low - 1 do chunks[i], positions[i] = nil, nil end
   if low > src.first then
     src.first = low
     no_joining(src)
@@ -173,19 +172,11 @@ function Tap:close()
   src.taps[self] = nil
   src.n_taps = src.n_taps - 1
   if src.n_taps == 0 then
-    if src.key and open[src.key] == src then open[src.key] = nil end
+    no_joining(src)
     src.stream:close()
   else
     trim(src)
   end
-end
-
---- How many shared streams are open to taps that could still join (for tests).
--- @treturn integer
-function M.joinable()
-  local n = 0
-  for _ in pairs(open) do n = n + 1 end
-  return n
 end
 
 return M
