@@ -4,6 +4,18 @@ local socket = require "socket"
 
 local M = {}
 
+-- What a bare realtime request to the local server carries (its default secret key).
+M.REALTIME_HEADERS = {
+  "Authorization: Bearer tr_dev_local_emulator_secret_key",
+  "x-trigger-electric-version: 1.0.0-beta.1",
+  "x-trigger-api-version: 2025-07-16",
+}
+
+-- The shape path of a tag subscription, the tag URL-encoded as the bench's tags need.
+function M.tag_path(tag)
+  return "/realtime/v1/runs?tags=" .. tag:gsub(":", "%%3A")
+end
+
 local Conn = {}
 Conn.__index = Conn
 

@@ -7,12 +7,8 @@ local util = require "util"
 local http = require "http_min"
 local port, tag = tonumber(arg[1]), arg[2]
 
-local headers = {
-  "Authorization: Bearer tr_dev_local_emulator_secret_key",
-  "x-trigger-electric-version: 1.0.0-beta.1",
-  "x-trigger-api-version: 2025-07-16",
-}
-local path = "/realtime/v1/runs?tags=" .. tag:gsub(":", "%%3A")
+local headers = http.REALTIME_HEADERS
+local path = http.tag_path(tag)
 local conn = http.connect("127.0.0.1", port)
 local handle, offset, cursor, live = nil, "-1", "", false
 local latencies, started, done = {}, false, false
