@@ -196,15 +196,9 @@ local function poll_round(self, r)
       local since = r.finished_runs[id]
       if since and clock.now() - since > r.drain_timeout then
         stream:close() -- a finished run's stream that never showed its end
-      else
-        keep[#keep + 1] = entry
       end
     end
-  end
-  if #keep < #r.order then
-    for _, entry in ipairs(r.order) do
-      if entry[3].closed then retire(r, entry[1], entry[2], entry[3]) end
-    end
+    if stream.closed then retire(r, id, key, stream) else keep[#keep + 1] = entry end
   end
   r.order = keep
   -- Over when the subscription ended by itself (a finished run) and every stream is drained.

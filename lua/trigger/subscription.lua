@@ -300,13 +300,16 @@ function Subscription:with_streams(opts)
   end
   -- The run `id` as this subscription last handed it out, built again from the rows given
   -- (for the streams a resumed object reopens before the run changes again), or nil.
+  local by_id -- friendlyId -> row given, made at the first call (one snapshot for every id)
   local function given_run(id)
-    for _, row in pairs(r.given:snapshot()) do
-      if row.friendlyId == id then
-        r.delivering_id = id
-        return run_object.build(row, r.fetch_for_run, r.warn_for_run)
-      end
+    if not by_id then
+      by_id = {}
+      for _, row in pairs(r.given:snapshot()) do by_id[row.friendlyId] = row end
     end
+    local row = by_id[id]
+    if row == nil then return nil end
+    r.delivering_id = id
+    return run_object.build(row, r.fetch_for_run, r.warn_for_run)
   end
   local obj = require("trigger.run_streams").new(self, r.settings, opts, given_run)
   return obj, nil, nil, obj
