@@ -316,6 +316,30 @@ local function describe_state(e)
     e.row and e.row.updatedAt or "-")
 end
 
+-- A run handed out by `who` ("" for the subscription, "companion n " for one of its
+-- companions) whose last state handed out is history index `prev`: a state the server had,
+-- the whole object (every column merged right), in the shape, after `prev`. -> its index
+local function check_yield(world, who, run, prev)
+  local h = world.hist[run.id]
+  assert(h, who .. "yielded an unknown run " .. tostring(run.id))
+  local at
+  for i = #h, 1, -1 do
+    local e = h[i]
+    if e.run and e.run.updatedAt == run.updatedAt and e.run.status == run.status then
+      at = i
+      break
+    end
+  end
+  assert(at, ("%syielded run %s with status %s, updatedAt %s: a state the server never had")
+    :format(who, run.id, tostring(run.status), tostring(run.updatedAt)))
+  assert.are.same(h[at].run, run)
+  assert(h[at].in_shape, who .. "yielded run " .. run.id .. " in a state without the tag")
+  assert(not prev or at > prev, ("%srun %s yielded %s after %s: %s"):format(who, run.id,
+    describe_state(h[at]), describe_state(prev and h[prev]),
+    at == prev and "the same state twice" or "an older state"))
+  return at
+end
+
 -- opts: token (default the secret key), resume (true: from the last saved position), hook
 function Client:open(opts)
   opts = opts or {}
@@ -354,8 +378,8 @@ function Client:open(opts)
   return sub
 end
 
--- What the companions have ready, each run checked as the subscription's are (a state the
--- server had, in the shape, after the last one handed out); a fatal error is kept.
+-- What the companions have ready, each run checked as the subscription's are
+-- (`check_yield`); a fatal error is kept.
 function Client:poll_companions()
   for n, comp in ipairs(self.comps) do
     while not comp.fatal do
@@ -366,21 +390,7 @@ function Client:poll_companions()
         break
       end
       if not run then break end
-      local h = self.world.hist[run.id]
-      assert(h, "companion " .. n .. " yielded an unknown run " .. tostring(run.id))
-      local at
-      for i = #h, 1, -1 do
-        if h[i].run and h[i].run.updatedAt == run.updatedAt and h[i].run.status == run.status then
-          at = i
-          break
-        end
-      end
-      assert(at, ("companion %d yielded run %s in a state the server never had"):format(n, run.id))
-      assert.are.same(h[at].run, run)
-      assert(h[at].in_shape, ("companion %d yielded run %s without the tag"):format(n, run.id))
-      local prev = comp.last[run.id]
-      assert(not prev or at > prev, ("companion %d: run %s yielded %s after %s"):format(n, run.id,
-        describe_state(h[at]), describe_state(prev and h[prev])))
+      local at = check_yield(self.world, "companion " .. n .. " ", run, comp.last[run.id])
       comp.last[run.id], comp.last_run[run.id] = at, run
     end
   end
@@ -440,24 +450,7 @@ function Client:check_saved_rows(pos)
 end
 
 function Client:on_run(run)
-  local h = self.world.hist[run.id]
-  assert(h, "yielded an unknown run " .. tostring(run.id))
-  local at
-  for i = #h, 1, -1 do
-    local e = h[i]
-    if e.run and e.run.updatedAt == run.updatedAt and e.run.status == run.status then
-      at = i
-      break
-    end
-  end
-  assert(at, ("yielded run %s with status %s, updatedAt %s: a state the server never had")
-    :format(run.id, tostring(run.status), tostring(run.updatedAt)))
-  assert.are.same(h[at].run, run) -- the whole object: every column merged right
-  assert(h[at].in_shape, "yielded run " .. run.id .. " in a state without the tag")
-  local prev = self.last[run.id]
-  assert(not prev or at > prev, ("run %s yielded %s after %s: %s"):format(run.id,
-    describe_state(h[at]), describe_state(prev and h[prev]),
-    at == prev and "the same state twice" or "an older state"))
+  local at = check_yield(self.world, "", run, self.last[run.id])
   self.last[run.id], self.last_run[run.id] = at, run
   self.seen[run.id] = self.seen[run.id] or {}
   self.seen[run.id][at] = true
