@@ -722,6 +722,21 @@ local function new_reader(st, resume)
   return r
 end
 
+-- A chunk `who` read from stream st after `got` of them: the next one appended, with the
+-- content appended. -> the new count
+local function next_chunk(who, st, got, chunk)
+  local want = got + 1
+  if type(chunk) ~= "table" or chunk.s ~= st.name or chunk.n ~= want then
+    fail("%sstream %s (%s): chunk %d expected, got %s (%s)", who, st.name, st.version, want,
+      type(chunk) == "table" and tostring(chunk.n) or tostring(chunk),
+      type(chunk) == "table" and (chunk.n or 0) <= got and "repeated" or "lost or out of order")
+  end
+  if chunk.pad ~= st.chunks[want].pad then
+    fail("%sstream %s chunk %d: other content than appended", who, st.name, want)
+  end
+  return want
+end
+
 local function drive_reader(r)
   local rd = r.rd
   while true do
@@ -730,17 +745,7 @@ local function drive_reader(r)
     if not ok then fail("stream reader of %s raised: %s", r.st.name, tostring(chunk)) end
     if chunk == nil then return end
     stats.chunks = stats.chunks + 1
-    local want = r.got + 1
-    if type(chunk) ~= "table" or chunk.s ~= r.st.name or chunk.n ~= want then
-      fail("stream %s (%s): chunk %d expected, got %s (%s)", r.st.name, r.st.version, want,
-        type(chunk) == "table" and tostring(chunk.n) or tostring(chunk),
-        type(chunk) == "table" and (chunk.n or 0) <= r.got and "repeated" or "lost or out of order")
-    end
-    local stored = r.st.chunks[want]
-    if chunk.pad ~= stored.pad then
-      fail("stream %s chunk %d: other content than appended", r.st.name, want)
-    end
-    r.got = want
+    r.got = next_chunk("", r.st, r.got, chunk)
   end
 end
 
@@ -781,17 +786,8 @@ local function drive_watcher(w)
         fail("watcher #%d (tag %s): a chunk of an unknown stream %s of %s", w.n, w.tag,
           tostring(item.stream), tostring(item.run and item.run.id))
       end
-      local chunk, want = item.chunk, (w.got[st] or 0) + 1
-      if type(chunk) ~= "table" or chunk.s ~= st.name or chunk.n ~= want then
-        fail("watcher #%d (tag %s), stream %s (%s): chunk %d expected, got %s (%s)", w.n, w.tag,
-          st.name, st.version, want, type(chunk) == "table" and tostring(chunk.n) or tostring(chunk),
-          type(chunk) == "table" and (chunk.n or 0) <= (w.got[st] or 0) and "repeated"
-            or "lost or out of order")
-      end
-      if chunk.pad ~= st.chunks[want].pad then
-        fail("watcher #%d stream %s chunk %d: other content than appended", w.n, st.name, want)
-      end
-      w.got[st] = want
+      w.got[st] = next_chunk(("watcher #%d (tag %s), "):format(w.n, w.tag), st, w.got[st] or 0,
+        item.chunk)
     end
   end
 end
