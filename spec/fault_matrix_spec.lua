@@ -359,7 +359,11 @@ function Client:open(opts)
   if opts.hook then o.transport = intercepting(opts.hook) end
   local sub = trigger.runs.subscribe_to_tag(self.world.tag, o)
   self.subs[#self.subs + 1] = sub
-  self.sub, self.reached, self.committed, self.fatal = sub, nil, nil, nil
+  -- A resumed subscription starts at its saved boundary: it has reached something only once
+  -- its position moves past it (the hooks stop striking once `reached` is set, which must not
+  -- depend on whether the first catch-up answer came before the first wait timed out).
+  self.sub, self.reached, self.fatal = sub, nil, nil
+  self.committed = o.resume and o.resume.offset or nil
   -- Two companions with the same settings share the subscription's upstream (fan-out): the
   -- faults hit them too, and each must end with every run as the server has it, having moved
   -- only forward (a resumed one starts where the subscription's position stands).
