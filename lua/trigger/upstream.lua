@@ -34,14 +34,17 @@ local shared = {}
 local KEYED = { "base_url", "access_token", "read_timeout", "connect_timeout", "retry_base",
   "retry_cap", "max_retries", "max_body", "ca_file" }
 
+-- -> the key within this Lua state (the transport's identity among it), and the same key
+-- without the transport's identity (what nginx workers compare: `trigger.upstream_shm`)
 local function sharing_key(settings, path, params, transport)
-  local parts = { path, tostring(transport) }
+  local parts = { path }
   local names = {}
   for k in pairs(params) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. tostring(params[k]) end
   for _, k in ipairs(KEYED) do parts[#parts + 1] = tostring(settings[k]) end
-  return table.concat(parts, "\0")
+  local portable = table.concat(parts, "\0")
+  return tostring(transport) .. "\0" .. portable, portable
 end
 
 -- Transient failures go to every reader's on_error; the default (one warning per streak) when
@@ -106,10 +109,12 @@ function M.acquire(spec, resume)
   local s = spec.settings
   -- A transport without background requests shares through its pump (nginx: trigger.upstream_ngx).
   local share = s.share ~= false and (spec.transport.background or spec.transport.pump ~= nil)
-  local key = share and sharing_key(s, spec.path, spec.params or {}, spec.transport) or nil
+  local key, portable
+  if share then key, portable = sharing_key(s, spec.path, spec.params or {}, spec.transport) end
   local up = key and shared[key]
   if up and not up.closed and not up.failure then return up, false end
   up = new_upstream(spec, resume, key)
+  up.portable_key = portable
   if key then shared[key] = up end
   if key and not spec.transport.background then up.pump = spec.transport.pump.new(up) end
   return up, true
@@ -233,12 +238,23 @@ function Upstream:close()
   r.inflight = {}
   r.shape:close()
   if self.key and shared[self.key] == self then shared[self.key] = nil end
+  if self.pump then self.pump:closed() end
 end
 
 --- How many upstreams are shared right now (for tests and the bench).
 function M.count()
   local n = 0
   for _ in pairs(shared) do n = n + 1 end
+  return n
+end
+
+--- How many of them ask the server from this Lua state (inside nginx with sharing across
+-- workers, the others follow another worker's; for tests).
+function M.owned()
+  local n = 0
+  for _, up in pairs(shared) do
+    if not up.pump or up.pump:is_owner() then n = n + 1 end
+  end
   return n
 end
 

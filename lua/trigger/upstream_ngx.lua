@@ -21,12 +21,15 @@
 --
 -- Used through the `pump` field of `trigger.transport.ngx`: `trigger.upstream` shares an
 -- upstream on a transport without background requests only when the transport has one. Every
--- worker has its own upstreams: consumers of one filter in W workers make at most W upstreams
--- (see the README, Fan-out).
+-- worker has its own upstreams; with a `lua_shared_dict trigger_realtime` and more than one
+-- worker, only one of them asks the server and the others follow it through the dict
+-- (`trigger.upstream_shm`); without it, consumers of one filter in W workers make at most W
+-- upstreams (see the README, Fan-out).
 -- @module trigger.upstream_ngx
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
 local shape_loop = require "trigger.shape_loop"
+local upstream_shm = require "trigger.upstream_shm"
 
 local ngx = ngx -- luacheck: ignore
 
@@ -59,11 +62,16 @@ function M.new(up)
   r.ready = false -- a consumer's timeout() looks at it: the pump, not the consumer, moves the loop
   -- A reader joining a native feed asks for a fresh read (`Upstream:refresh` sets r.interrupt):
   -- the read in flight wakes within cancel_check_s to see it and is given up as "interrupted".
-  r.is_closed = function() return r.closed or r.interrupt == true end
+  -- The owner of an upstream shared across workers renews its lease from here as well.
+  r.is_closed = function()
+    if self.relay then self.relay:tick() end
+    return r.closed or r.interrupt == true
+  end
   local base = r.transport
   local transport = setmetatable({}, { __index = base })
   transport.perform = function(req)
     local interrupted = { kind = "interrupted", permanent = false, message = "asked again afresh" }
+    if self.relay then self.relay:before_request() end -- leaves here once another worker owns it
     if r.interrupt then
       r.interrupt = nil
       return nil, interrupted
@@ -78,6 +86,8 @@ function M.new(up)
   r.transport = transport
   -- Failures reach each consumer's on_error in its own thread (see `Pump:_flush`).
   r.settings.on_error = function(err) self:_on_error(err) end
+  local dict = upstream_shm.dict()
+  if dict then self.relay = upstream_shm.new(up, dict) end
   return self
 end
 
@@ -147,7 +157,11 @@ local function pump(premature, self)
   -- The loop's coroutine must belong to this timer: a coroutine made in a request can only be
   -- resumed from that request (ngx_lua), and the request that made the upstream may end first.
   local r = up.r
-  r.co = coroutine.create(function() return shape_loop.run(r) end)
+  local relay = self.relay
+  r.co = coroutine.create(function()
+    if relay then return relay:run() end
+    return shape_loop.run(r)
+  end)
   local ok, err = pcall(function()
     while not up.closed do
       local what = up:step(nil)
@@ -264,6 +278,17 @@ function Pump:left(reader)
       w.sema:post(1)
     end
   end
+end
+
+--- The upstream closed (its last consumer left, or it failed): another worker may take over.
+function Pump:closed()
+  if self.relay then self.relay:release() end
+end
+
+--- Whether this worker asks the server for the upstream (false: it follows another worker's
+-- through the shared dict; for tests).
+function Pump:is_owner()
+  return not self.relay or self.relay:is_owner()
 end
 
 --- Whether the pump's timer is running (for tests).

@@ -570,6 +570,135 @@ answer=$(get "/test/unshared?tag=$(printf '%s' "$tag_un" | sed 's/:/%3A/g')" 20)
   ok "share = false inside nginx: each subscription reads alone (no shared upstream); two shared ones make one" ||
   not_ok "share = false inside nginx: each subscription reads alone" "$answer"
 
+# --- fan-out across nginx workers: one upstream per tag for the whole nginx (issue 17) ---------
+# A second nginx from the example with 2 workers (reuseport: the kernel spreads the clients over
+# them) and the example's lua_shared_dict trigger_realtime: one worker asks the server, the other
+# follows it through the dict. Its owner killed (kill -9): the other takes over from the
+# position of the last batch, and its clients miss nothing and get nothing twice.
+start_nginx_workers() {
+  read -r XPORT <<<"$(free_ports 1)"
+  mkdir -p "$tmp/nginx2/logs" "$tmp/nginx2/conf"
+  echo "lua_shared_dict trigger_test 1m;" >"$tmp/nginx2/conf/test-servers.conf"
+  sed -e "s|^\( *\)listen 127.0.0.1:8080;|\1listen 127.0.0.1:$XPORT reuseport;\n\1include $tmp/nginx/conf/test-locations.conf;|" \
+      -e "s|^http {|http {\n    include $tmp/nginx2/conf/test-servers.conf;|" \
+      -e "s|^worker_processes 1;|worker_processes 2;|" \
+      -e "s|^pid logs/nginx.pid;|pid $tmp/nginx2/logs/nginx.pid;|" \
+      -e "s|lua_ssl_trusted_certificate [^;]*;|lua_ssl_trusted_certificate $tmp/tls/ca.crt;|" \
+      examples/openresty/nginx.conf >"$tmp/nginx2/conf/nginx.conf"
+  [ "$have_tls" = 1 ] || sed -i '/lua_ssl_trusted_certificate/d' "$tmp/nginx2/conf/nginx.conf"
+  TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
+    nginx -p "$tmp/nginx2" -c "$tmp/nginx2/conf/nginx.conf" -e "$tmp/nginx2/logs/error.log" \
+    >"$tmp/nginx2/start.err" 2>&1 &
+  NGINX2_PID=$!
+  if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$XPORT/ping"; then
+    pids+=("$NGINX2_PID")
+    return 0
+  fi
+  kill -TERM "$NGINX2_PID" 2>/dev/null
+  wait "$NGINX2_PID" 2>/dev/null
+  return 1
+}
+xget() { curl -sS --max-time 5 "http://127.0.0.1:$XPORT$1"; }
+x_sample_live() { # most_live: the most live long-polls at the server (either feed) seen so far
+  local a
+  a=$(json_field "$(admin GET _emulator/stats)" '(doc.active_realtime or 0) + (doc.active_native or 0)')
+  [ "${a:-0}" -gt "$most_live" ] 2>/dev/null && most_live=$a
+}
+x_owners() { json_field "$(xget /test/owners)" 'table.concat(doc.pids, " ")'; }
+x_worker_of() { sed -n '1s/^: following .* (nginx worker \([0-9]*\)).*/\1/p' "$tmp/fan-$1.out"; }
+# x_clients BACKEND FIRST LAST TAG: SSE clients FIRST..LAST of TAG on the 2-worker nginx
+x_clients() {
+  local tag_q i
+  tag_q=$(printf '%s' "$4" | sed 's/:/%3A/g')
+  for i in $(seq "$2" "$3"); do
+    curl -sN --max-time 90 "http://127.0.0.1:$XPORT/runs?tag=$tag_q" >"$tmp/fan-$i.out" 2>&1 &
+    x_pids[i]=$!
+    pids+=($!)
+  done
+}
+# cross_workers BACKEND BASE: the whole scenario on one backend, clients BASE+1..BASE+12
+cross_workers() {
+  local backend=$1 base=$2 first=$(($2 + 1)) last=$(($2 + 12)) late=$(($2 + 13))
+  admin POST _emulator/backend "{\"backend\":\"$backend\"}" >/dev/null
+  tag_fan="user:workers-$backend-$$-$RANDOM"
+  local run_x owner workers i w got want bad="" survivors=() initial live owners_now
+  run_x=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+  x_pids=()
+  most_live=0
+  x_clients "$backend" "$first" "$last" "$tag_fan"
+  wait_for 20 fan_has 1 "$first" "$last"
+  for _ in 1 2 3 4 5; do x_sample_live; sleep 0.2; done
+  patch_run "$run_x" EXECUTING
+  wait_for 10 fan_has 2 "$first" "$last"
+  for _ in 1 2 3 4 5; do x_sample_live; sleep 0.2; done
+  workers=$(for i in $(seq "$first" "$last"); do x_worker_of "$i"; done | sort -u | wc -l)
+  read -r initial live <<<"$(fan_reads)"
+  owner=$(x_owners)
+  if fan_has 2 "$first" "$last" && [ "$workers" = 2 ] && [ "$initial" = 1 ] && [ "$most_live" -le 1 ] &&
+    [ -n "$owner" ] && [ "${owner// /}" = "$owner" ]; then
+    ok "$backend: 12 SSE clients of one tag on 2 nginx workers share one upstream (initial reads at the server: $initial, live long-polls at once: at most $most_live; owner worker $owner)"
+  else
+    not_ok "$backend: SSE clients of one tag on 2 nginx workers share one upstream" "workers with clients: $workers (want 2)" \
+      "initial reads: $initial (want 1)" "most live at once: $most_live (want <= 1)" "owners: '$owner' (want one)" \
+      "clients with 2 events: $(for i in $(seq "$first" "$last"); do has_data "$tmp/fan-$i.out" 2 && printf '%s ' "$i"; done)"
+  fi
+  # The owner dies: its clients' connections go with it; a change made before the lease runs
+  # out and one after reach every other client once each, in order, with no new initial read.
+  kill -9 "$owner" 2>/dev/null
+  patch_run "$run_x" WAITING_TO_RESUME
+  for i in $(seq "$first" "$last"); do
+    [ "$(x_worker_of "$i")" = "$owner" ] || survivors+=("$i")
+  done
+  wait_for 20 fan_has 3 "${survivors[0]}" "${survivors[0]}"
+  patch_run "$run_x" COMPLETED_SUCCESSFULLY
+  want="$run_x=QUEUED $run_x=EXECUTING $run_x=WAITING $run_x=COMPLETED"
+  for i in "${survivors[@]}"; do wait_for 10 has_data "$tmp/fan-$i.out" 4; done
+  for i in "${survivors[@]}"; do
+    got=$(fan_events "$i")
+    [ "$got" = "$want" ] || bad="$bad client $i: $got;"
+  done
+  read -r initial live <<<"$(fan_reads)"
+  owners_now=$(x_owners)
+  if [ -z "$bad" ] && [ "${#survivors[@]}" -gt 0 ] && [ "$initial" = 1 ] && [ -n "$owners_now" ] &&
+    [ "$owners_now" != "$owner" ]; then
+    ok "$backend: the owner worker killed (kill -9): worker $owners_now takes over, its ${#survivors[@]} clients get every change once, in order, with no new initial read ($want)"
+  else
+    not_ok "$backend: another worker takes over from a killed owner without loss" "$bad" \
+      "survivors: ${#survivors[@]}" "initial reads: $initial (want 1)" "owner now: '$owners_now' (was $owner)"
+  fi
+  # A late client (on either worker, the respawned one among them) gets the current state.
+  curl -sN --max-time 30 "http://127.0.0.1:$XPORT/runs?tag=$(printf '%s' "$tag_fan" | sed 's/:/%3A/g')" \
+    >"$tmp/fan-$late.out" 2>&1 &
+  x_pids[late]=$!
+  wait_for 10 has_data "$tmp/fan-$late.out" 1
+  got=$(fan_events "$late")
+  [ "$got" = "$run_x=COMPLETED" ] &&
+    ok "$backend: a late client of the upstream shared across workers first gets the current state ($got)" ||
+    not_ok "$backend: a late client of the upstream shared across workers gets the current state" "got: $got"
+  # Everyone leaves: the upstream closes in every worker and the owner gives its lease up.
+  for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait "${x_pids[@]}" 2>/dev/null
+  if wait_for 10 test -z "$(x_owners)"; then
+    ok "$backend: when every client has left, no worker owns the upstream any more"
+  else
+    not_ok "$backend: the owner gives its lease up when every client has left" "owners: $(x_owners)"
+  fi
+}
+if start_nginx_workers; then
+  ok "a second nginx (worker_processes 2, reuseport, lua_shared_dict trigger_realtime) serves on 127.0.0.1:$XPORT"
+  cross_workers electric 300
+  cross_workers native 400
+  admin POST _emulator/backend '{"backend":"electric"}' >/dev/null
+  alerts=$(grep -c '\[alert\]\|\[crit\]\|\[emerg\]' "$tmp/nginx2/logs/error.log")
+  lua_errors=$(grep -c 'lua entry thread aborted\|runtime error' "$tmp/nginx2/logs/error.log")
+  [ "$alerts" -le 2 ] && [ "$lua_errors" = 0 ] &&
+    ok "the 2-worker nginx logged no Lua error ($alerts alert lines: the killed workers)" ||
+    not_ok "the 2-worker nginx logged no Lua error" "$(grep '\[alert\]\|\[crit\]\|\[emerg\]\|lua entry thread aborted\|runtime error' "$tmp/nginx2/logs/error.log" | head -5)"
+  kill -QUIT "$NGINX2_PID" 2>/dev/null
+else
+  not_ok "a second nginx with 2 workers starts" "$(cat "$tmp/nginx2/start.err"; tail -n 20 "$tmp/nginx2/logs/error.log")"
+fi
+
 # --- a subscription inside ngx.timer ------------------------------------------------------------
 
 tag2="user:timer-$$-$RANDOM"

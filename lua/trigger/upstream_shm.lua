@@ -1,0 +1,427 @@
+--- Fan-out across nginx workers: one upstream per filter per nginx instance, fed to the other
+-- workers through an `ngx.shared` dict (`lua_shared_dict trigger_realtime 16m;`).
+--
+-- Every worker with consumers of a filter has its own shared upstream (`trigger.upstream`,
+-- driven by its pump, `trigger.upstream_ngx`), but only one of them, the owner, asks the
+-- server. The owner holds a lease in the dict (renewed at least every
+-- `trigger.transport.ngx.cancel_check_s` while it waits in a long-poll) and writes every batch
+-- it publishes to a log there: the rows that changed, whole, and the position reached. The other
+-- workers' upstreams (followers) read the log and publish the same batches to their own
+-- consumers, so each consumer sees exactly what it would alone. A follower that starts, or
+-- falls behind what the log keeps, asks the owner for a snapshot of every row and starts from
+-- it (as a resync: what it already handed out and did not change is not handed out again).
+--
+-- Takeover: when the owner's last consumer leaves, or its worker exits, it gives the lease up;
+-- when its worker dies (kill -9, a crash), the lease runs out after `lease_s`. A follower then
+-- takes the lease and goes on from its copy of the rows and the position of the last batch of
+-- the log, with the same handle and offset: nothing is lost or handed out twice; changes made
+-- meanwhile come with the next read. An owner that cannot renew in time (its worker was stuck
+-- for `lease_s`) finds the lease taken at its next look, stops asking the server and follows.
+--
+-- Transient failures of the owner's requests reach every worker's consumers (through the log's
+-- error list); a fatal one ends every worker's consumers with the same error.
+--
+-- Keys in the dict are a SHA-1 of the sharing key: credentials are never stored in it.
+-- @module trigger.upstream_shm
+local core = require "trigger.core"
+local errors = require "trigger.errors"
+local json = require "trigger.json"
+local shape_loop = require "trigger.shape_loop"
+
+local ngx = ngx -- luacheck: ignore
+
+local M = {}
+
+--- Name of the `lua_shared_dict` that turns sharing across workers on (when nginx has it and
+-- runs more than one worker).
+M.dict_name = "trigger_realtime"
+--- Seconds an owner's lease lasts without renewal: how long the consumers of a worker that
+-- died wait before another worker takes over.
+M.lease_s = 5
+--- Seconds the log keeps a batch (and a snapshot): a follower further behind than this starts
+-- from a snapshot.
+M.keep_s = 120
+
+local Relay = {}
+Relay.__index = Relay
+
+--- The dict to relay through, or nil when sharing across workers is off.
+function M.dict()
+  local dict = ngx.shared and ngx.shared[M.dict_name]
+  if dict and ngx.worker.count() > 1 then return dict end
+  return nil
+end
+
+--- The relay of shared upstream `up` (its pump drives `Relay:run` as the upstream's loop).
+function M.new(up, dict)
+  local self = setmetatable({
+    up = up, dict = dict,
+    prefix = "trigger-realtime:" .. ngx.encode_base64(ngx.sha1_bin(up.portable_key)) .. ":",
+    seen = 0,             -- the last batch of the log applied to up.r.rows (0: none)
+    owning = false,
+    lost = false,         -- the lease went to another worker while this one owned it
+    asked = {},           -- follower: {ticket, value} refreshes asked of the owner
+    refresh_seen = 0,     -- owner: the refresh counter acted on
+    refresh_for = {},     -- owner: local refresh ticket → the counter value it answers
+    snapshot_served = 0,  -- owner: the snapshot requests answered
+    errors_seen = nil,    -- the last error of the log handed to the consumers
+    snapshot_asked_at = nil,
+  }, Relay)
+  self.id = ngx.worker.pid() .. ":" .. tostring(self):match("0x%x+$")
+  local r = up.r
+  local publish_local = r.publish
+  r.publish = function(batch)
+    if self.owning then self:_record(batch) end
+    publish_local(batch)
+  end
+  local tell = r.settings.on_error
+  self.tell = tell
+  r.settings.on_error = function(err)
+    if self.owning then self:_record_error(err) end
+    tell(err)
+  end
+  return self
+end
+
+function Relay:_key(name)
+  return self.prefix .. name
+end
+
+function Relay:_get_json(name)
+  local text = self.dict:get(self:_key(name))
+  if type(text) ~= "string" then return nil end
+  local value = json.decode(text)
+  return value
+end
+
+-- Write `value` as JSON without evicting anything (a full dict fails the write instead).
+function Relay:_put(name, value, exptime)
+  local ok, err = self.dict:safe_set(self:_key(name), json.encode(value), exptime or M.keep_s)
+  if not ok and not self.told_full then
+    self.told_full = true
+    ngx.log(ngx.ERR, "trigger-realtime: lua_shared_dict ", M.dict_name, ": ", tostring(err),
+      " (raise its size: the other workers' consumers of this subscription cannot follow it)")
+  end
+  return ok
+end
+
+---------------------------------------------------------------------------------------------------
+-- The lease
+
+function Relay:_owner()
+  return self.dict:get(self:_key("owner"))
+end
+
+function Relay:_take_lease()
+  local ok = self.dict:add(self:_key("owner"), self.id, M.lease_s)
+  return ok or self:_owner() == self.id
+end
+
+--- The owner's periodic look (from the pump's loop, and every `cancel_check_s` while its read
+-- waits): renew the lease, pass on the refreshes and snapshots the followers asked for.
+-- Sets `lost` (and interrupts the read) once the lease is another worker's.
+function Relay:tick()
+  if not self.owning or self.lost then return end
+  local dict, r = self.dict, self.up.r
+  if self:_owner() ~= self.id then
+    self.lost = true
+    r.interrupt = true
+    return
+  end
+  dict:set(self:_key("owner"), self.id, M.lease_s)
+  dict:expire(self:_key("head"), M.keep_s)
+  local asked = dict:get(self:_key("refresh")) or 0
+  if asked > self.refresh_seen then
+    self.refresh_seen = asked
+    local ticket = self.up:refresh()
+    if ticket then
+      self.refresh_for[ticket] = asked
+    else -- not the native feed: nothing to read again, the next batch answers it
+      self.refresh_answer = asked
+    end
+  end
+  local wanted = dict:get(self:_key("want_snapshot")) or 0
+  if wanted > self.snapshot_served and self.seen > 0 and not r.mid_sync then
+    self.snapshot_served = wanted
+    self:_write_snapshot()
+  end
+end
+
+--- Give the lease up (the upstream closed: its last consumer left, or the worker exits).
+function Relay:release()
+  if self.owning and not self.lost and self:_owner() == self.id then
+    self.dict:delete(self:_key("owner"))
+  end
+  self.owning = false
+end
+
+---------------------------------------------------------------------------------------------------
+-- The owner writes
+
+local function row_list(r)
+  local keys = r.rows:keys()
+  local rows = {}
+  for _, key in ipairs(keys) do rows[key] = r.rows:get(key) end
+  return keys, rows
+end
+
+local function state_of(r, position)
+  return { position = { handle = position[1], offset = position[2], cursor = position[3] },
+    schema = r.schema, native = r.native_dialect or false }
+end
+
+function Relay:_write_snapshot()
+  local r = self.up.r
+  local snap = state_of(r, self.up.position)
+  snap.n = self.seen
+  snap.keys, snap.rows = row_list(r)
+  self:_put("snapshot", snap)
+end
+
+-- A batch the owner publishes goes to the log first.
+function Relay:_record(batch)
+  local r = self.up.r
+  if (self.dict:get(self:_key("head")) or 0) ~= self.seen then
+    -- Another worker wrote since: this one's lease has gone (it stops at its next request).
+    self.lost = true
+    return
+  end
+  local entry = state_of(r, batch.position)
+  entry.keys, entry.rows, entry.dropped, entry.resync = batch.keys, {}, {}, batch.resync
+  entry.url = batch.url
+  for _, key in ipairs(batch.keys) do entry.rows[key] = r.rows:get(key) or false end
+  for key in pairs(batch.dropped) do entry.dropped[#entry.dropped + 1] = key end
+  local answered = self.refresh_answer
+  self.refresh_answer = nil
+  if batch.refreshed then
+    for ticket, asked in pairs(self.refresh_for) do
+      if ticket <= batch.refreshed then
+        if asked > (answered or 0) then answered = asked end
+        self.refresh_for[ticket] = nil
+      end
+    end
+  end
+  entry.refreshed = answered
+  local n = self.seen + 1
+  self:_put("b:" .. n, entry)
+  self.dict:set(self:_key("head"), n, M.keep_s)
+  self.seen = n
+  local wanted = self.dict:get(self:_key("want_snapshot")) or 0
+  if wanted > self.snapshot_served then
+    self.snapshot_served = wanted
+    self:_write_snapshot()
+  end
+end
+
+function Relay:_record_error(err)
+  local i = self.dict:incr(self:_key("errors"), 1, 0, M.keep_s)
+  if not i then return end
+  self.errors_seen = i
+  self:_put("e:" .. i, { kind = err.kind, message = err.message, status = err.status,
+    request = err.request, retry_after = err.retry_after, fatal = err.fatal })
+end
+
+---------------------------------------------------------------------------------------------------
+-- The followers read
+
+-- Hand the errors the owner logged since the last look to this worker's consumers.
+function Relay:_relay_errors()
+  local last = self.dict:get(self:_key("errors")) or 0
+  if self.errors_seen == nil or last < self.errors_seen then self.errors_seen = last end
+  for i = self.errors_seen + 1, last do
+    local e = self:_get_json("e:" .. i)
+    if e and not e.fatal then
+      self.tell(errors.new(e.kind, e.message, { status = e.status, request = e.request,
+        retry_after = e.retry_after, fatal = false }))
+    end
+  end
+  self.errors_seen = last
+end
+
+-- Apply one entry of the log (or a snapshot, `whole`) to the rows and publish its batch here.
+function Relay:_apply(entry, whole)
+  if entry.fatal then
+    local f = entry.fatal
+    error(errors.new(f.kind, f.message, { status = f.status, request = f.request,
+      fatal = true }), 0)
+  end
+  local r = self.up.r
+  if whole or entry.resync then r.rows:reset() end
+  local list, n = {}, 0
+  local function op(name, key, row)
+    list[n + 1], list[n + 2], list[n + 3] = name, key, row
+    n = n + 3
+  end
+  for _, key in ipairs(entry.dropped or {}) do op("delete", key, false) end
+  for _, key in ipairs(entry.keys) do
+    local row = entry.rows[key]
+    if row then op("insert", key, row) else op("delete", key, false) end
+  end
+  r.rows:apply(list)
+  r.schema, r.native_dialect = entry.schema, entry.native or nil
+  local batch = r.rows:publish()
+  local p = entry.position
+  batch.position = { p.handle, p.offset, p.cursor }
+  batch.url = entry.url
+  if entry.refreshed then
+    local keep = {}
+    for _, a in ipairs(self.asked) do
+      if a.value <= entry.refreshed then
+        if a.ticket > (batch.refreshed or 0) then batch.refreshed = a.ticket end
+      else
+        keep[#keep + 1] = a
+      end
+    end
+    self.asked = keep
+  end
+  self.up:_publish(batch)
+end
+
+-- Catch up with the log: apply what it has after `seen`. -> true when up to date with its head,
+-- false when a batch is missing (too far behind, or nothing applied yet): a snapshot is needed.
+function Relay:_catch_up()
+  local head = self.dict:get(self:_key("head")) or 0
+  if self.seen == 0 or head < self.seen then return head == 0 and self.seen == 0 end
+  for n = self.seen + 1, head do
+    local entry = self:_get_json("b:" .. n)
+    if not entry then return false end
+    self:_apply(entry)
+    self.seen = n
+  end
+  return true
+end
+
+-- Start from the owner's snapshot, then the log after it. -> true once done; false while the
+-- snapshot is awaited (asked of the owner once per lease period).
+function Relay:_from_snapshot()
+  local snap = self:_get_json("snapshot")
+  local head = self.dict:get(self:_key("head")) or 0
+  if snap and snap.n <= head then
+    local complete = true
+    for n = snap.n + 1, head do
+      if not self.dict:get(self:_key("b:" .. n)) then complete = false end
+    end
+    if complete then
+      snap.resync = true
+      self:_apply(snap, true)
+      self.seen = snap.n
+      self.snapshot_asked_at = nil
+      return self:_catch_up()
+    end
+  end
+  local now = ngx.now()
+  if not self.snapshot_asked_at or now - self.snapshot_asked_at > M.lease_s then
+    self.snapshot_asked_at = now
+    self.dict:incr(self:_key("want_snapshot"), 1, 0, M.keep_s)
+  end
+  return false
+end
+
+-- A reader joined here on the native feed (`Upstream:refresh` set r.interrupt): ask the owner.
+function Relay:_pass_refresh()
+  local r = self.up.r
+  if not r.interrupt then return end
+  r.interrupt = nil
+  local value = self.dict:incr(self:_key("refresh"), 1, 0, M.keep_s)
+  if value and r.refresh_ticket then
+    self.asked[#self.asked + 1] = { ticket = r.refresh_ticket, value = value }
+  end
+end
+
+-- One look as a follower: publish what the log has new. -> "batch" | "wait"
+function Relay:_follow()
+  self:_relay_errors()
+  self:_pass_refresh()
+  local before = self.up.batch_no
+  if not self:_catch_up() then self:_from_snapshot() end
+  return self.up.batch_no > before and "batch" or "wait"
+end
+
+---------------------------------------------------------------------------------------------------
+-- Taking over and owning
+
+-- The state to go on from when this worker takes the lease: its copy of the log (brought up to
+-- date), else the snapshot, else (nothing usable) the upstream as it was made (its own resume
+-- position, or a fresh read). A fresh read after a log exists is published as a resync.
+function Relay:_adopt()
+  local r = self.up.r
+  local usable = self:_catch_up()
+  if not usable then usable = self:_from_snapshot() end
+  if (self.dict:get(self:_key("head")) or 0) == 0 then
+    self.seen = 0
+    return
+  end
+  if usable and self.seen > 0 and self.up.position then
+    local p = self.up.position
+    local shape = core.shape()
+    if p[2] ~= nil and shape:restore(p[1], p[2], p[3]) then
+      r.shape:close()
+      r.shape = shape
+      return
+    end
+    shape:close()
+  end
+  -- Nothing to go on from: read the shape again; its first batch is a resync for everyone.
+  r.shape:close()
+  r.shape = core.shape()
+  r.rows:reset()
+  self.seen = self.dict:get(self:_key("head")) or 0
+end
+
+-- Own the upstream: run the protocol loop in a coroutine of its own, passing its yields on,
+-- until the lease is lost. A fatal failure goes to the log (for the other workers) and up.
+function Relay:_own()
+  local r = self.up.r
+  self:_adopt()
+  self.owning, self.lost = true, false
+  self.errors_seen = self.dict:get(self:_key("errors")) or 0
+  local loop = coroutine.create(function() return shape_loop.run(r) end)
+  while true do
+    self:tick()
+    if self.lost then break end
+    local ok, what = coroutine.resume(loop)
+    if not ok then
+      if errors.is(what) and what.fatal then
+        local n = self.seen + 1
+        self:_put("b:" .. n, { fatal = { kind = what.kind, message = what.message,
+          status = what.status, request = what.request } })
+        self.dict:set(self:_key("head"), n, M.keep_s)
+      end
+      self:release()
+      error(what, 0)
+    end
+    if what == "lost" or self.lost then break end
+    coroutine.yield(what)
+  end
+  -- Another worker owns it now: drop what this one was reading and follow from a snapshot
+  -- (its rows may hold a read the log never got).
+  for handle in pairs(r.inflight) do handle:close() end
+  r.inflight = {}
+  r.interrupt, r.rebuild_next, r.mid_sync = nil, nil, false
+  self.owning, self.lost, self.seen = false, false, 0
+end
+
+--- The upstream's loop inside nginx when sharing across workers (the pump's coroutine body):
+-- own it when the lease is free, else follow the log. Never returns.
+function Relay:run()
+  while true do
+    if self:_take_lease() then
+      self:_own()
+    else
+      coroutine.yield(self:_follow())
+    end
+  end
+end
+
+--- Called by the pump's transport before each request of the owner's loop: once the lease is
+-- lost, the loop is left there (its coroutine is dropped, never resumed).
+function Relay:before_request()
+  if self.lost then coroutine.yield("lost") end
+end
+
+--- Whether this worker asks the server for the upstream now (for tests).
+function Relay:is_owner()
+  return self.owning and not self.lost
+end
+
+return M
