@@ -14,6 +14,80 @@
  * at that size, then takes the rest FLUSH_AT at a time. */
 #define FLUSH_AT 128
 
+/* Short strings through a cache. Lua interns every short string it is given: it hashes the
+ * bytes and searches its string table, ~200 instructions a string, and a shape log hands it
+ * the same 27 column names for every row and the same keys for every packet (a third of the
+ * strings of an initial sync). The cache is direct-mapped: a slot keeps the bytes of the last
+ * string that fell there (in C, to compare) and the Lua string itself (in a table, which
+ * keeps it alive); a string equal to its slot's bytes is that Lua string. Keys and values
+ * have separate halves, so that the values that differ row by row (ids, timestamps) do not
+ * push the column names out. One cache per Lua state, in the registry; its strings are at
+ * most INTERN_SLOTS of at most INTERN_MAX bytes. */
+#define INTERN_SLOTS 512 /* a power of two */
+#define INTERN_MAX 31
+
+struct tr_ljson_intern {
+    struct {
+        unsigned char len; /* 0: empty */
+        char bytes[INTERN_MAX];
+    } slot[INTERN_SLOTS];
+};
+
+static const char intern_key = 0; /* its address is the registry key */
+
+tr_ljson_intern *tr_ljson_push_intern(lua_State *L) {
+    lua_pushlightuserdata(L, (void *)&intern_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        /* The table with a slot for every string, each false until used: storing a string
+         * later never allocates (so a failed allocation never leaves a slot's bytes naming a
+         * string that is not there). */
+        lua_createtable(L, INTERN_SLOTS, 1);
+        for (int i = 1; i <= INTERN_SLOTS; i++) {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, -2, i);
+        }
+        tr_ljson_intern *c = lua_newuserdata(L, sizeof *c);
+        memset(c, 0, sizeof *c);
+        lua_rawseti(L, -2, 0);
+        lua_pushlightuserdata(L, (void *)&intern_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, -1, 0);
+    tr_ljson_intern *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return c;
+}
+
+void tr_ljson_push_cached(lua_State *L, tr_ljson_intern *c, int index, const char *s, size_t n,
+                          int key) {
+    unsigned half = key ? 0 : INTERN_SLOTS / 2;
+    if (c == NULL || n == 0 || n > INTERN_MAX) {
+        lua_pushlstring(L, s, n);
+        return;
+    }
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned h = (unsigned)n * 40503u ^ u[0] * 31u ^ u[n - 1] * 131u ^ u[n >> 1] * 7u ^
+                 u[(n * 3) >> 2] * 1031u;
+    h = (h ^ h >> 9) & (INTERN_SLOTS / 2 - 1);
+    h |= half;
+    if (c->slot[h].len == n && memcmp(c->slot[h].bytes, s, n) == 0) {
+        lua_rawgeti(L, index, (int)h + 1);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, index, (int)h + 1);
+    c->slot[h].len = (unsigned char)n;
+    memcpy(c->slot[h].bytes, s, n);
+}
+
+static void push_string(tr_ljson_builder *b, const char *s, size_t n, int key) {
+    tr_ljson_push_cached(b->L, b->intern, b->intern_index, s, n, key);
+}
+
 /* Move the waiting values of the innermost container into its table (made now if needed). */
 static void flush(tr_ljson_builder *b) {
     lua_State *L = b->L;
@@ -84,13 +158,13 @@ int tr_ljson_number(void *ud, double v) {
 
 int tr_ljson_string(void *ud, const char *s, size_t n) {
     tr_ljson_builder *b = ud;
-    lua_pushlstring(b->L, s, n);
+    push_string(b, s, n, 0);
     return place(b);
 }
 
 int tr_ljson_key(void *ud, const char *s, size_t n) {
     tr_ljson_builder *b = ud;
-    lua_pushlstring(b->L, s, n);
+    push_string(b, s, n, 1);
     return 0;
 }
 
@@ -147,6 +221,8 @@ static int json_decode(lua_State *L) {
     b->null_index = 2;
     b->array_mt_index = marked ? 4 : 0;
     b->depth = 0;
+    b->intern = tr_ljson_push_intern(L); /* 6 */
+    b->intern_index = 6;
     int base = lua_gettop(L);
     tr_json_sink sink = {tr_ljson_null,
                          tr_ljson_boolean,

@@ -21,11 +21,16 @@ typedef struct tr_ljson_level {
     lua_Integer count; /* array elements already in the table */
 } tr_ljson_level;
 
+/* The short-string cache of the builders (ljson.c): one per Lua state. */
+typedef struct tr_ljson_intern tr_ljson_intern;
+
 typedef struct tr_ljson_builder {
     lua_State *L;
     int null_index;     /* stack index of the value that stands for null */
     int array_mt_index; /* stack index of the metatable arrays get; 0: none (memset builders) */
     int depth;
+    tr_ljson_intern *intern; /* NULL: strings pushed as they come (memset builders) */
+    int intern_index;        /* stack index of the cache's string table */
     tr_ljson_level levels[TR_LJSON_MAX_DEPTH + 1];
 } tr_ljson_builder;
 
@@ -38,6 +43,16 @@ int tr_ljson_key(void *ud, const char *s, size_t n);
 /* A container starts (object: 1) or ends (the value then goes where tr_ljson_string's would). */
 int tr_ljson_begin(tr_ljson_builder *b, int object);
 int tr_ljson_end(tr_ljson_builder *b);
+
+/* Push the short-string cache's table (one value) and return the cache: a builder given both
+ * (intern, and intern_index where that value stays) takes keys and short strings a decode has
+ * seen recently (the column names of every row, the packets' keys, values such as
+ * "application/json") from the cache instead of hashing and interning them again. */
+tr_ljson_intern *tr_ljson_push_intern(lua_State *L);
+/* Push s[0..n) as a Lua string through cache c (its table at stack index `index`; c NULL: as
+ * lua_pushlstring does); key: 1 for object keys and names, 0 for values (separate halves). */
+void tr_ljson_push_cached(lua_State *L, tr_ljson_intern *c, int index, const char *s, size_t n,
+                          int key);
 
 /* A failed parse: the stack back to `base`, then nil and what went wrong where (2 results). */
 int tr_ljson_failed(lua_State *L, int base, tr_json_status st, size_t at, const char *what);

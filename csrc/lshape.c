@@ -1,5 +1,6 @@
 /* trigger.core bindings of the shape protocol (csrc/shape.c): the shape userdata, the tail check
  * of a body, and shape_messages, the shape-log body decoder built on ljson.c's value builder. */
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -457,8 +458,11 @@ static int whole_messages(lua_State *L, const char *s, size_t n, int null_index)
     tr_buf *scratch = tr_scratch_take(L);
     messages mm;
     messages *m = &mm;
+    tr_ljson_intern *intern = tr_ljson_push_intern(L); /* box + 1 */
     lua_newtable(L);
-    messages_start(L, m, null_index, box + 1);
+    messages_start(L, m, null_index, box + 2);
+    m->b.intern = intern;
+    m->b.intern_index = box + 1;
     tr_json_sink sink = sink_of(m);
     size_t at = 0;
     const char *what = NULL;
@@ -523,7 +527,7 @@ enum {
     R_CLOSED
 };
 enum { K_CONTAINER, K_STRING, K_OTHER };
-enum { UV_LIST = 1, UV_NULL, UV_PROBLEM };
+enum { UV_LIST = 1, UV_NULL, UV_PROBLEM, UV_BODY };
 
 typedef struct reader {
     int state;
@@ -540,7 +544,17 @@ typedef struct reader {
     size_t fed;      /* body bytes so far */
     char last[LAST_KEEP];
     size_t last_len;
+    int borrowed; /* reader:parse: tail is the bytes of the body string at UV_BODY, not ours */
+    int budget;   /* messages advance() may still parse in this call; < 0: no limit */
 } reader;
+
+/* The tail is given up (freed unless borrowed). */
+static void drop_tail(reader *r) {
+    if (r->borrowed)
+        tr_buf_init(&r->tail);
+    else
+        tr_buf_free(&r->tail);
+}
 
 static reader *check_reader(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
@@ -570,6 +584,8 @@ static int reader_new(lua_State *L) {
     r->out = 0;
     r->fed = 0;
     r->last_len = 0;
+    r->borrowed = 0;
+    r->budget = -1;
     r->state = R_START;
     return 1;
 }
@@ -577,7 +593,7 @@ static int reader_new(lua_State *L) {
 /* __gc, __close and close(): safe to call more than once. */
 static int reader_close(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
-    tr_buf_free(&r->tail);
+    drop_tail(r);
     r->state = R_CLOSED;
     return 0;
 }
@@ -704,12 +720,15 @@ static void skip_space_at(reader *r) {
  * value is at `uv`. */
 static void advance(lua_State *L, reader *r, int uv, int final) {
     int base = lua_gettop(L);
-    lua_rawgeti(L, uv, UV_NULL);          /* base + 1 */
-    tr_buf *scratch = tr_scratch_take(L); /* base + 2 */
-    lua_rawgeti(L, uv, UV_LIST);          /* base + 3 */
+    lua_rawgeti(L, uv, UV_NULL);                       /* base + 1 */
+    tr_buf *scratch = tr_scratch_take(L);              /* base + 2 */
+    tr_ljson_intern *intern = tr_ljson_push_intern(L); /* base + 3 */
+    lua_rawgeti(L, uv, UV_LIST);                       /* base + 4 */
     messages mm;
     messages *m = &mm;
-    messages_start(L, m, base + 1, base + 3);
+    messages_start(L, m, base + 1, base + 4);
+    m->b.intern = intern;
+    m->b.intern_index = base + 3;
     int state = r->state;
     r->state = R_BUSY;
     for (;;) {
@@ -741,13 +760,15 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
             start_message(r);
             state = R_ELEMENT;
         } else if (state == R_ELEMENT) {
-            int found = r->end != 0 || scan_message(r);
+            if (r->budget == 0) break; /* reader:parse: enough for this call */
+            int found = r->borrowed || r->end != 0 || scan_message(r);
             if (!final && (!found || r->tail.len - r->end < LOOKAHEAD)) break;
             r->state = state;
             if (parse_message(L, r, m, uv, scratch) != 0) {
                 state = R_FAILED;
                 break;
             }
+            if (r->budget > 0) r->budget--;
             state = R_AFTER;
         } else if (state == R_AFTER) {
             r->pos++;
@@ -774,12 +795,12 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
     lua_settop(L, base);
     r->state = state;
     if (state == R_FAILED) {
-        tr_buf_free(&r->tail);
+        drop_tail(r);
         r->pos = r->scan = r->end = 0;
         return;
     }
-    /* Forget what is consumed (a body kept whole stays whole). */
-    if (state != R_START && state != R_WHOLE && r->pos > 0) {
+    /* Forget what is consumed (a body kept whole stays whole, a borrowed one as it is). */
+    if (state != R_START && state != R_WHOLE && r->pos > 0 && !r->borrowed) {
         size_t k = r->pos;
         memmove(r->tail.data, r->tail.data + k, r->tail.len - k);
         r->tail.len -= k;
@@ -804,6 +825,7 @@ static int reader_feed(lua_State *L) {
     lua_settop(L, 2);
     tr_getuservalue(L, 1); /* 3 */
     if (r->state == R_FAILED) return push_problem(L, 3);
+    if (r->borrowed) return luaL_error(L, "shape reader: feed after parse");
     size_t keep = n < LAST_KEEP ? n : LAST_KEEP;
     size_t old = r->last_len + keep > LAST_KEEP ? LAST_KEEP - keep : r->last_len;
     memmove(r->last, r->last + r->last_len - old, old);
@@ -817,11 +839,53 @@ static int reader_feed(lua_State *L) {
     return 1;
 }
 
+/* reader:parse(body, max) -> done | nil, problem
+ * The whole body at once, read at most `max` messages per call (the caller does other work in
+ * between: a sync's next page keeps coming off the network while this one is decoded), with
+ * no copy of it and no scan: its end is known. Each call takes the same body string; once
+ * done is true (or at any time) finish() reads what is left and gives the list, exactly
+ * shape_messages' answer for the body. A reader fed pieces takes no parse, nor the other way. */
+static int reader_parse(lua_State *L) {
+    reader *r = check_reader(L);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    lua_Integer max = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, max >= 1, 3, "at least one message");
+    lua_settop(L, 3);
+    tr_getuservalue(L, 1); /* 4 */
+    if (r->state == R_FAILED) return push_problem(L, 4);
+    if (!r->borrowed) {
+        if (r->fed != 0 || r->state != R_START)
+            return luaL_error(L, "shape reader: parse after feed");
+        lua_pushvalue(L, 2);
+        lua_rawseti(L, 4, UV_BODY); /* keeps the bytes the tail points at */
+        size_t keep = n < LAST_KEEP ? n : LAST_KEEP;
+        memcpy(r->last, s + n - keep, keep);
+        r->last_len = keep;
+        r->fed = n;
+        r->tail.data = (char *)s; /* (never written: a borrowed tail is not moved or freed) */
+        r->tail.len = n;
+        r->tail.cap = 0;
+        r->borrowed = 1;
+    } else {
+        lua_rawgeti(L, 4, UV_BODY);
+        if (!lua_rawequal(L, -1, 2)) return luaL_error(L, "shape reader: parse of another body");
+        lua_pop(L, 1);
+    }
+    r->budget = max > INT_MAX ? INT_MAX : (int)max;
+    if (r->state != R_WHOLE) advance(L, r, 4, 1);
+    r->budget = -1;
+    if (r->state == R_FAILED) return push_problem(L, 4);
+    lua_pushboolean(L, r->state == R_END || r->state == R_WHOLE);
+    return 1;
+}
+
 /* reader:finish() -> list | nil, problem: the end of the body. The reader is closed after. */
 static int reader_finish(lua_State *L) {
     reader *r = check_reader(L);
     lua_settop(L, 1);
     tr_getuservalue(L, 1); /* 2 */
+    r->budget = -1;
     if (r->state != R_FAILED && r->state != R_WHOLE) advance(L, r, 2, 1);
     if (r->state == R_WHOLE) {
         lua_rawgeti(L, 2, UV_NULL); /* 3 */
@@ -837,7 +901,11 @@ static int reader_finish(lua_State *L) {
         lua_rawgeti(L, 2, UV_LIST);
         k = 1;
     }
-    tr_buf_free(&r->tail);
+    if (r->borrowed) { /* the body is no longer held (the key is there: no allocation) */
+        lua_pushnil(L);
+        lua_rawseti(L, 2, UV_BODY);
+    }
+    drop_tail(r);
     r->state = R_CLOSED;
     return k;
 }
@@ -857,9 +925,13 @@ static int reader_bytes(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg reader_methods[] = {
-    {"feed", reader_feed},   {"finish", reader_finish}, {"ends_up_to_date", reader_ends_up_to_date},
-    {"bytes", reader_bytes}, {"close", reader_close},   {NULL, NULL}};
+static const luaL_Reg reader_methods[] = {{"feed", reader_feed},
+                                          {"parse", reader_parse},
+                                          {"finish", reader_finish},
+                                          {"ends_up_to_date", reader_ends_up_to_date},
+                                          {"bytes", reader_bytes},
+                                          {"close", reader_close},
+                                          {NULL, NULL}};
 
 static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {"response", shape_response},

@@ -15,7 +15,8 @@
  *     or leaves the value untouched, and never raises;
  *   - core.shape_reader, fed the body in pieces (one byte at a time for short bodies, else at
  *     split points drawn from the body itself), gives exactly what shape_messages gives: the
- *     same list (value for value) or the same refusal text;
+ *     same list (value for value) or the same refusal text; and so does reader:parse, given
+ *     the whole body 1 to 3 messages at a time;
  *   - the Lua stack is back where it was after every call. */
 #include <stdint.h>
 #include <stdio.h>
@@ -169,6 +170,34 @@ static void read_in_pieces(lua_State *L, const uint8_t *data, size_t size, const
     lua_remove(L, r);
 }
 
+/* core.shape_reader given the whole body by reader:parse(body, max) until it is done (at most
+ * `max` messages a call), finished; leaves its two results on the stack. */
+static void read_in_slices(lua_State *L, const uint8_t *data, size_t size, int max) {
+    lua_getfield(L, 1, "shape_reader");
+    lua_pushlightuserdata(L, NULL);
+    FUZZ_ASSERT(lua_pcall(L, 1, 1, 0) == LUA_OK, "shape_reader raised");
+    int r = lua_gettop(L);
+    lua_pushlstring(L, (const char *)data, size); /* the same string every call */
+    int body = lua_gettop(L);
+    for (size_t calls = 0;; calls++) {
+        FUZZ_ASSERT(calls <= size + 1, "reader:parse never gets done");
+        lua_getfield(L, r, "parse");
+        lua_pushvalue(L, r);
+        lua_pushvalue(L, body);
+        lua_pushinteger(L, max);
+        FUZZ_ASSERT(lua_pcall(L, 3, 2, 0) == LUA_OK, "reader:parse raised");
+        int more = lua_isboolean(L, -2) && !lua_toboolean(L, -2);
+        FUZZ_ASSERT(lua_isboolean(L, -2) || lua_isstring(L, -1), "reader:parse: no reason");
+        lua_pop(L, 2);
+        if (!more) break; /* done, or refused: finish() says why */
+    }
+    lua_getfield(L, r, "finish");
+    lua_pushvalue(L, r);
+    FUZZ_ASSERT(lua_pcall(L, 1, 2, 0) == LUA_OK, "reader:finish raised");
+    lua_remove(L, body);
+    lua_remove(L, r);
+}
+
 /* The reader against shape_messages' results at whole (list or nil, message at whole+1). */
 static void check_reader(lua_State *L, const uint8_t *data, size_t size, int whole) {
     size_t cuts[256];
@@ -190,6 +219,10 @@ static void check_reader(lua_State *L, const uint8_t *data, size_t size, int who
                                                          "on whether the body is good");
     FUZZ_ASSERT(same_value(L, -2, whole), "the reader's list is not shape_messages' list");
     FUZZ_ASSERT(same_value(L, -1, whole + 1), "the reader refuses in other words");
+    lua_pop(L, 2);
+    read_in_slices(L, data, size, size > 0 ? 1 + data[size - 1] % 3 : 1);
+    FUZZ_ASSERT(same_value(L, -2, whole), "reader:parse's list is not shape_messages' list");
+    FUZZ_ASSERT(same_value(L, -1, whole + 1), "reader:parse refuses in other words");
     lua_pop(L, 2);
 }
 

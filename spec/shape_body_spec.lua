@@ -86,6 +86,68 @@ describe("core.shape_reader", function()
     assert.same({ "up-to-date", false, false }, r:finish())
   end)
 
+  it("reader:parse gives shape_messages' list or words, a few messages per call", function()
+    local checked = 0
+    for _, body in ipairs(BODIES) do
+      local list, why = core.shape_messages(body, null)
+      for max = 1, 3 do
+        local r = core.shape_reader(null)
+        local calls = 0
+        while true do
+          local done, problem = r:parse(body, max)
+          calls = calls + 1
+          assert.is_true(calls <= #body + 2)
+          if done == nil then
+            assert.equal(why, problem)
+            break
+          end
+          if done then break end
+        end
+        local l2, w2 = r:finish()
+        if not (same(list, l2) and why == w2) then
+          error(("body %q, %d a call: %s / %s, whole: %s"):format(body, max, tostring(l2),
+            tostring(w2), tostring(why)))
+        end
+        checked = checked + 1
+      end
+    end
+    assert.equal(3 * #BODIES, checked)
+    -- the same body every call; not after feed, nor feed after it
+    local two = '[{"headers":{"control":"up-to-date"}},{"headers":{"control":"up-to-date"}}]'
+    local r = core.shape_reader(null)
+    assert.is_false(r:parse(two, 1))
+    assert.has_error(function() r:parse(two:sub(1, -2) .. " ]", 1) end)
+    assert.is_true(r:parse(two, 1))
+    assert.same(core.shape_messages(two, null), r:finish())
+    assert.has_error(function() r:feed("x") end)
+    r = core.shape_reader(null)
+    r:feed("[")
+    assert.has_error(function() r:parse("[]", 1) end)
+    assert.has_error(function() core.shape_reader(null):parse("[]", 0) end)
+  end)
+
+  it("shape_rows.parse with `between`: the same list, `between` called between slices", function()
+    local shape_rows = require "trigger.shape_rows"
+    local parts = {}
+    for i = 1, 1000 do
+      parts[i] = ('{"headers":{"operation":"insert"},"key":"k%d","value":{"id":"%d","p":"%s"}}')
+        :format(i, i, ("x"):rep(100))
+    end
+    local body = "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
+    local calls = 0
+    local list = assert(shape_rows.parse(body, function() calls = calls + 1 end))
+    assert.is_true(same(assert(core.shape_messages(body, null)), list))
+    assert.equal(math.floor(1001 / shape_rows.SLICE), calls)
+    local bad = body:sub(1, 60000) .. "x" .. body:sub(60002)
+    local l2, why = shape_rows.parse(bad, function() end)
+    assert.is_nil(l2)
+    assert.same({ core.shape_messages(bad, null) }, { nil, why })
+    calls = 0
+    assert.is_true(same(core.shape_messages("[]", null),
+      shape_rows.parse("[]", function() calls = calls + 1 end)))
+    assert.equal(0, calls) -- a small body is read at once
+  end)
+
   it("holds only the unfinished tail: a large page in small pieces", function()
     local parts = {}
     for i = 1, 3000 do

@@ -86,8 +86,9 @@ local function publish(r, url)
 end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
--- out, false otherwise (applied, retried after a backoff, or to be fetched again).
-local function handle(r, url, status, headers, body)
+-- out, false otherwise (applied, retried after a backoff, or to be fetched again). `between`:
+-- for `shape_rows.parse`.
+local function handle(r, url, status, headers, body, between)
   local where = "GET " .. url
   if not status and type(headers) == "table" and headers.kind == "interrupted" then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
@@ -103,7 +104,7 @@ local function handle(r, url, status, headers, body)
     return false
   end
   local messages, problem
-  if status == 200 then messages, problem = shape_rows.parse(body) end
+  if status == 200 then messages, problem = shape_rows.parse(body, between) end
   if problem then
     r.shape:interrupted()
     M.transient(r, errors.new("protocol", "bad response body: " .. problem,
@@ -175,6 +176,8 @@ end
 function M.run(r)
   local base = r.settings.base_url .. r.path .. "?"
   local started -- a request begun early: { url =, pending = }
+  -- While a large page is decoded, the one begun early goes on arriving (a non-blocking step).
+  local function step_network() r.transport.step(0) end
   -- The pending request for `url`: the one begun early if it asked for the same, else a new one.
   local function request_for(url)
     local p
@@ -192,7 +195,7 @@ function M.run(r)
     local was_live = select(4, r.shape:position())
     local status, headers, body = request.await(r, request_for(url))
     started = request_ahead(r, base, was_live, status, headers, body)
-    local batch = handle(r, url, status, headers, body)
+    local batch = handle(r, url, status, headers, body, started and step_network)
     body = nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work

@@ -7,8 +7,10 @@
 -- was given can be compared with the current one by reference first, then by value.
 -- @module trigger.shape_rows
 
-local shape_messages = require("trigger.core").shape_messages
+local core = require "trigger.core"
 local null = require("trigger.json").null
+
+local shape_messages, shape_reader = core.shape_messages, core.shape_reader
 
 local M = {}
 local Rows = {}
@@ -43,15 +45,34 @@ function Rows:_store(key, row)
   end
 end
 
+--- Messages read between two calls of `between` in `parse` (~1.4 KB each in a sync: ~350 KB).
+M.SLICE = 256
+
 --- Read a response body of the shape log: the messages as a flat list (operation, key, value
 -- for each row message; control, false, false for each control message), checked before
 -- anything of it is applied, so a bad response leaves the store as it was.
 -- @function parse
 -- @tparam string body
+-- @tparam[opt] function between called after every `SLICE` messages of a larger body (the shape
+--   loop moves the network on there, so that the next page of a sync, asked for already, keeps
+--   coming in while this one is decoded: a socket nobody reads stops its sender)
 -- @treturn[1] table the list
 -- @treturn[2] nil
 -- @treturn[2] string what is wrong
-M.parse = function(body) return shape_messages(body, null) end
+M.parse = function(body, between)
+  if between == nil or #body < 64 * M.SLICE then return shape_messages(body, null) end
+  local reader = shape_reader(null)
+  while true do
+    local done, problem = reader:parse(body, M.SLICE)
+    if done == nil then
+      reader:close()
+      return nil, problem
+    end
+    if done then break end
+    between()
+  end
+  return reader:finish()
+end
 
 --- Apply a list from `parse`.
 -- @treturn boolean an up-to-date control message was seen
