@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "json.h"
 #include "lcore.h"
+#include "ljson.h"
 #include "pgtext.h"
 
 /* Database status -> public status (the SDK's mapping); anything else is QUEUED. */
@@ -43,31 +44,78 @@ static int one_of(const char *s, const char *const *set) {
     return 0;
 }
 
+/* The names run_fields reads and writes, made once as the upvalues of the function: a field is
+ * read and set with lua_rawget/lua_rawset of a string already made, not by a C string that
+ * lua_getfield/lua_setfield turn into a Lua string (hash and look-up) each time. */
+#define NAMES(X)                                                                                   \
+    X(C_FRIENDLY_ID, "friendlyId")                                                                 \
+    X(C_TASK, "taskIdentifier")                                                                    \
+    X(C_STATUS, "status")                                                                          \
+    X(C_CREATED_AT, "createdAt")                                                                   \
+    X(C_UPDATED_AT, "updatedAt")                                                                   \
+    X(C_STARTED_AT, "startedAt")                                                                   \
+    X(C_QUEUED_AT, "queuedAt")                                                                     \
+    X(C_EXPIRED_AT, "expiredAt")                                                                   \
+    X(C_COMPLETED_AT, "completedAt")                                                               \
+    X(C_DELAY_UNTIL, "delayUntil")                                                                 \
+    X(C_NUMBER, "number")                                                                          \
+    X(C_USAGE, "usageDurationMs")                                                                  \
+    X(C_COST, "costInCents")                                                                       \
+    X(C_BASE_COST, "baseCostInCents")                                                              \
+    X(C_RUN_TAGS, "runTags")                                                                       \
+    X(C_STREAMS, "realtimeStreams")                                                                \
+    X(C_IS_TEST, "isTest")                                                                         \
+    X(C_TTL, "ttl")                                                                                \
+    X(C_IDEMPOTENCY, "idempotencyKey")                                                             \
+    X(F_ID, "id")                                                                                  \
+    X(F_FINISHED_AT, "finishedAt")                                                                 \
+    X(F_DELAYED_UNTIL, "delayedUntil")                                                             \
+    X(F_DURATION, "durationMs")                                                                    \
+    X(F_TAGS, "tags")                                                                              \
+    X(F_IS_QUEUED, "isQueued")                                                                     \
+    X(F_IS_EXECUTING, "isExecuting")                                                               \
+    X(F_IS_WAITING, "isWaiting")                                                                   \
+    X(F_IS_SUCCESS, "isSuccess")                                                                   \
+    X(F_IS_FAILED, "isFailed")                                                                     \
+    X(F_IS_COMPLETED, "isCompleted")                                                               \
+    X(F_IS_CANCELLED, "isCancelled")
+
+#define NAME_ENUM(id, text) id,
+#define NAME_TEXT(id, text) text,
+enum { NAMES(NAME_ENUM) N_NAMES };
+static const char *const name_text[] = {NAMES(NAME_TEXT)};
+
+/* The upvalue holding name k. */
+#define NAME(k) lua_upvalueindex((k) + 1)
+
 typedef struct run_builder {
     lua_State *L;
     int row, null_index, run, problems; /* stack indices; problems holds nil until the first */
     int array_mt;                       /* stack index of the arrays' metatable, 0: none */
+    tr_ljson_intern *intern;            /* the short-string cache (ljson.c), its table at: */
+    int intern_index;
 } run_builder;
 
-/* Note a problem with column `name` (its message is on top of the stack: popped). The list
+/* Note a problem with column `col` (its message is on top of the stack: popped). The list
  * lives in a stack slot reserved for it, made on the first problem only. */
-static void problem(run_builder *rb, const char *name) {
+static void problem(run_builder *rb, int col) {
     lua_State *L = rb->L;
     if (lua_isnil(L, rb->problems)) {
         lua_newtable(L);
         lua_replace(L, rb->problems);
     }
-    lua_pushfstring(L, "%s %s", name, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s %s", name_text[col], lua_tostring(L, -1));
     lua_rawseti(L, rb->problems, (int)tr_rawlen(L, rb->problems) + 1);
     lua_pop(L, 1);
 }
 
-/* Push column `name` of the row; returns its text, or NULL (nothing pushed) when NULL/absent
+/* Push column `col` of the row; returns its text, or NULL (nothing pushed) when NULL/absent
  * or not a string or holding a NUL byte (then a problem is noted). The text returned has no
  * NUL inside, so C string functions see all of it. */
-static const char *column(run_builder *rb, const char *name, size_t *len) {
+static const char *column(run_builder *rb, int col, size_t *len) {
     lua_State *L = rb->L;
-    lua_getfield(L, rb->row, name);
+    lua_pushvalue(L, NAME(col));
+    lua_rawget(L, rb->row);
     if (lua_type(L, -1) == LUA_TSTRING) {
         const char *v = lua_tolstring(L, -1, len);
         if (memchr(v, '\0', *len) == NULL) return v; /* the C string is the whole value */
@@ -75,28 +123,36 @@ static const char *column(run_builder *rb, const char *name, size_t *len) {
          * other malformed value. */
         lua_pop(L, 1);
         lua_pushliteral(L, "holds a NUL byte");
-        problem(rb, name);
+        problem(rb, col);
         return NULL;
     }
     int missing = lua_isnil(L, -1) || lua_rawequal(L, -1, rb->null_index);
     lua_pop(L, 1);
     if (!missing) {
         lua_pushliteral(L, "is not a text value");
-        problem(rb, name);
+        problem(rb, col);
     }
     return NULL;
 }
 
-static void set(run_builder *rb, const char *field) { lua_setfield(rb->L, rb->run, field); }
+/* The value on top of the stack is field `field` of the run (popped). */
+static void set(run_builder *rb, int field) {
+    lua_State *L = rb->L;
+    lua_pushvalue(L, NAME(field));
+    lua_insert(L, -2);
+    lua_rawset(L, rb->run);
+}
 
-static void timestamp_field(run_builder *rb, const char *col, const char *field) {
+static void timestamp_field(run_builder *rb, int col, int field) {
     size_t n;
     const char *v = column(rb, col, &n);
     if (v == NULL) return;
     char out[TR_PG_ISO_LEN + 1];
     if (tr_pg_timestamp_iso(v, n, out) == 0) {
         lua_pop(rb->L, 1);
-        lua_pushlstring(rb->L, out, TR_PG_ISO_LEN);
+        /* (most rows share some of their dates: createdAt, updatedAt and queuedAt are often
+         * one instant; the cache makes those one string) */
+        tr_ljson_push_cached(rb->L, rb->intern, rb->intern_index, out, TR_PG_ISO_LEN, 0);
     } else {
         lua_pushfstring(rb->L, "is not a timestamp: %s", v);
         problem(rb, col); /* the server's text is passed on as it is */
@@ -132,7 +188,7 @@ static int push_numeral(lua_State *L, const char *v, size_t n) {
     return 1;
 }
 
-static void number_field(run_builder *rb, const char *col, const char *field, int zero) {
+static void number_field(run_builder *rb, int col, int field, int zero) {
     lua_State *L = rb->L;
     size_t n;
     const char *v = column(rb, col, &n);
@@ -153,32 +209,79 @@ static void number_field(run_builder *rb, const char *col, const char *field, in
     }
 }
 
-static void array_field(run_builder *rb, const char *col, const char *field) {
+/* An empty array with the arrays' metatable, room for n elements. */
+static void new_array(run_builder *rb, int n) {
+    lua_createtable(rb->L, n, 0);
+    if (rb->array_mt != 0) {
+        lua_pushvalue(rb->L, rb->array_mt);
+        lua_setmetatable(rb->L, -2);
+    }
+}
+
+/* The common array literal, "{}" or "{a,b,c}" with elements of nothing but plain bytes (no
+ * quote, backslash, brace, white space or control byte, not NULL): pushed as tr_push_pg_array
+ * would push it, without its parser; 0 (nothing pushed) for any other text. */
+static int plain_array(run_builder *rb, const char *v, size_t n) {
+    if (n < 2 || v[0] != '{' || v[n - 1] != '}') return 0;
+    int count = 0;
+    size_t start = 1;
+    for (size_t i = 1; i < n - 1; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == ',') {
+            if (i == start) return 0; /* an empty element */
+            count++;
+            start = i + 1;
+        } else if (c <= ' ' || c == '"' || c == '\\' || c == '{' || c == '}') {
+            return 0;
+        }
+    }
+    if (n > 2) {
+        if (start == n - 1) return 0; /* a trailing comma */
+        count++;
+    }
+    if (count > 64) return 0; /* (the parser's way for long lists: no counting twice) */
+    new_array(rb, count);
+    start = 1;
+    for (int k = 1; k <= count; k++) {
+        size_t end = start;
+        while (v[end] != ',' && v[end] != '}')
+            end++;
+        if (end - start == 4 && memcmp(v + start, "NULL", 4) == 0) {
+            lua_pop(rb->L, 1); /* the null value: the parser's business */
+            return 0;
+        }
+        tr_ljson_push_cached(rb->L, rb->intern, rb->intern_index, v + start, end - start, 0);
+        lua_rawseti(rb->L, -2, k);
+        start = end + 1;
+    }
+    return 1;
+}
+
+static void array_field(run_builder *rb, int col, int field) {
     lua_State *L = rb->L;
     size_t n, at = 0;
     const char *v = column(rb, col, &n);
+    if (v != NULL && plain_array(rb, v, n)) {
+        lua_remove(L, -2); /* the column's text */
+        set(rb, field);
+        return;
+    }
     int rc = v == NULL ? 1 : tr_push_pg_array(L, v, n, rb->null_index, rb->array_mt, &at);
     if (v != NULL) lua_remove(L, rc == 0 ? -2 : -1); /* the column's text */
     if (v != NULL && rc != 0) {
         tr_pg_array_problem(L, rc, at);
         problem(rb, col);
     }
-    if (rc != 0) {
-        lua_newtable(L);
-        if (rb->array_mt != 0) {
-            lua_pushvalue(L, rb->array_mt);
-            lua_setmetatable(L, -2);
-        }
-    }
+    if (rc != 0) new_array(rb, 0);
     set(rb, field);
 }
 
-static void text_field(run_builder *rb, const char *col, const char *field) {
+static void text_field(run_builder *rb, int col, int field) {
     size_t n;
     if (column(rb, col, &n) != NULL) set(rb, field);
 }
 
-static void flag(run_builder *rb, const char *field, int value) {
+static void flag(run_builder *rb, int field, int value) {
     lua_pushboolean(rb->L, value);
     set(rb, field);
 }
@@ -195,57 +298,61 @@ static int run_fields(lua_State *L) {
     lua_settop(L, 3);          /* 3: the metatable of tags and realtimeStreams (nil: none) */
     lua_createtable(L, 0, 32); /* 4: the run */
     lua_pushnil(L);            /* 5: the problems, if any */
-    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0};
-    text_field(&rb, "friendlyId", "id");
-    text_field(&rb, "taskIdentifier", "taskIdentifier");
+    tr_ljson_intern *intern = tr_ljson_push_intern(L); /* 6 */
+    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0, intern, 6};
+    text_field(&rb, C_FRIENDLY_ID, F_ID);
+    text_field(&rb, C_TASK, C_TASK);
     size_t n;
-    const char *db = column(&rb, "status", &n);
+    const char *db = column(&rb, C_STATUS, &n);
     const char *status = public_status(db);
     if (db != NULL) lua_pop(L, 1);
     lua_pushstring(L, status);
-    set(&rb, "status");
-    timestamp_field(&rb, "createdAt", "createdAt");
-    timestamp_field(&rb, "updatedAt", "updatedAt");
-    timestamp_field(&rb, "startedAt", "startedAt");
-    timestamp_field(&rb, "queuedAt", "queuedAt");
-    timestamp_field(&rb, "expiredAt", "expiredAt");
-    timestamp_field(&rb, "completedAt", "finishedAt");
-    timestamp_field(&rb, "delayUntil", "delayedUntil");
-    number_field(&rb, "number", "number", 0);
-    number_field(&rb, "usageDurationMs", "durationMs", 1);
-    number_field(&rb, "costInCents", "costInCents", 1);
-    number_field(&rb, "baseCostInCents", "baseCostInCents", 1);
-    array_field(&rb, "runTags", "tags");
-    array_field(&rb, "realtimeStreams", "realtimeStreams");
-    const char *t = column(&rb, "isTest", &n);
+    set(&rb, C_STATUS);
+    timestamp_field(&rb, C_CREATED_AT, C_CREATED_AT);
+    timestamp_field(&rb, C_UPDATED_AT, C_UPDATED_AT);
+    timestamp_field(&rb, C_STARTED_AT, C_STARTED_AT);
+    timestamp_field(&rb, C_QUEUED_AT, C_QUEUED_AT);
+    timestamp_field(&rb, C_EXPIRED_AT, C_EXPIRED_AT);
+    timestamp_field(&rb, C_COMPLETED_AT, F_FINISHED_AT);
+    timestamp_field(&rb, C_DELAY_UNTIL, F_DELAYED_UNTIL);
+    number_field(&rb, C_NUMBER, C_NUMBER, 0);
+    number_field(&rb, C_USAGE, F_DURATION, 1);
+    number_field(&rb, C_COST, C_COST, 1);
+    number_field(&rb, C_BASE_COST, C_BASE_COST, 1);
+    array_field(&rb, C_RUN_TAGS, F_TAGS);
+    array_field(&rb, C_STREAMS, C_STREAMS);
+    const char *t = column(&rb, C_IS_TEST, &n);
     int is_test = 0;
     if (t != NULL) {
         is_test = strcmp(t, "t") == 0 || strcmp(t, "true") == 0;
         if (!is_test && strcmp(t, "f") != 0 && strcmp(t, "false") != 0) {
             lua_pushfstring(L, "is not a boolean: %s", t);
-            problem(&rb, "isTest");
+            problem(&rb, C_IS_TEST);
         }
         lua_pop(L, 1);
     }
-    flag(&rb, "isTest", is_test);
-    text_field(&rb, "ttl", "ttl");
-    text_field(&rb, "idempotencyKey", "idempotencyKey");
+    flag(&rb, C_IS_TEST, is_test);
+    text_field(&rb, C_TTL, C_TTL);
+    text_field(&rb, C_IDEMPOTENCY, C_IDEMPOTENCY);
     static const char *const queued[] = {"PENDING_VERSION", "QUEUED", "DELAYED", NULL};
     static const char *const executing[] = {"DEQUEUED", "EXECUTING", NULL};
     static const char *const failed[] = {"FAILED",  "CRASHED",   "SYSTEM_FAILURE",
                                          "EXPIRED", "TIMED_OUT", NULL};
     int success = strcmp(status, "COMPLETED") == 0, is_failed = one_of(status, failed);
-    flag(&rb, "isQueued", one_of(status, queued));
-    flag(&rb, "isExecuting", one_of(status, executing));
-    flag(&rb, "isWaiting", strcmp(status, "WAITING") == 0);
-    flag(&rb, "isSuccess", success);
-    flag(&rb, "isFailed", is_failed);
-    flag(&rb, "isCompleted", success || is_failed);
-    flag(&rb, "isCancelled", strcmp(status, "CANCELED") == 0);
+    flag(&rb, F_IS_QUEUED, one_of(status, queued));
+    flag(&rb, F_IS_EXECUTING, one_of(status, executing));
+    flag(&rb, F_IS_WAITING, strcmp(status, "WAITING") == 0);
+    flag(&rb, F_IS_SUCCESS, success);
+    flag(&rb, F_IS_FAILED, is_failed);
+    flag(&rb, F_IS_COMPLETED, success || is_failed);
+    flag(&rb, F_IS_CANCELLED, strcmp(status, "CANCELED") == 0);
     lua_settop(L, rb.problems); /* the run, then the problems (nil when none) */
     return 2;
 }
 void tr_open_runfields(lua_State *L) {
-    lua_pushcfunction(L, run_fields);
+    luaL_checkstack(L, N_NAMES, "run_fields names");
+    for (int k = 0; k < N_NAMES; k++)
+        lua_pushstring(L, name_text[k]);
+    lua_pushcclosure(L, run_fields, N_NAMES);
     lua_setfield(L, -2, "run_fields");
 }

@@ -166,6 +166,46 @@ end)
 describe("run_object.build arrays", function()
   local function array_mt_of(t) return getmetatable(t) == json.array_mt end
 
+  it("reads tags and realtimeStreams as core.pg_array does, for every form of array text", function()
+    local core = require "trigger.core"
+    local pieces = { "a", "user:1", "NULL", "null", '"b c"', "x y", " ", "", ",", "{", "}", '"',
+      "\\", "\\,", "[1:1]=", "é", "{a}", "NULLx" }
+    local texts, seen = {}, {}
+    local function add(t)
+      if not seen[t] then
+        seen[t] = true
+        texts[#texts + 1] = t
+      end
+    end
+    for _, p in ipairs(pieces) do
+      for _, q in ipairs(pieces) do
+        add("{" .. p .. "}")
+        add("{" .. p .. "," .. q .. "}")
+        add("{" .. p .. "," .. q .. ",c}")
+        add(p .. "{" .. q .. "}")
+        add("{" .. p .. "}" .. q)
+      end
+    end
+    local many = {}
+    for i = 1, 70 do many[i] = "t" .. i end
+    add("{" .. table.concat(many, ",") .. "}")
+    for _, t in ipairs(texts) do
+      local run, problems = core.run_fields(row { runTags = t, realtimeStreams = t }, null,
+        json.array_mt)
+      local want, why = core.pg_array(t, null, json.array_mt)
+      for _, got in ipairs { run.tags, run.realtimeStreams } do
+        assert.is_true(getmetatable(got) == json.array_mt, t)
+        assert.are.same(want or {}, got, t)
+      end
+      if want then
+        assert.is_nil(problems, t)
+      else
+        assert.are.same({ "runTags " .. why, "realtimeStreams " .. why }, problems, t)
+      end
+    end
+    assert.is_true(#texts > 1000)
+  end)
+
   it("marks tags and realtimeStreams as arrays, so a run with none encodes them as []", function()
     local absent = row()
     absent.runTags, absent.realtimeStreams = nil, nil
