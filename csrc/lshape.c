@@ -502,22 +502,23 @@ static int shape_messages(lua_State *L) {
  *
  * The top level (the array's brackets, commas and white space) is followed here, each message
  * by the JSON parser with the sink above (stopping right after the message's closing brace).
- * A message is handed to the parser once a quick scan (strings, escapes, bracket depth) has
- * seen its end and LOOKAHEAD more bytes: the parser then sees the same bytes as it would in the
- * whole body up to wherever it stops or fails (the scan and the parser agree on where a valid
- * message ends, and the parser fails no later than the scan's end on an invalid one; its
- * look-aheads, \uXXXX and surrogate pairs, need at most 6 bytes). At finish() everything left
- * is parsed with the true end. A body that does not start with '[' is kept whole and decoded
- * by shape_messages' own path at finish() (it is refused anyway). */
+ * A message that is an object is parsed with the bytes there are, no scan for its end first
+ * (a scan cost a quarter of the parse): the parser sees a prefix of what it would see in the
+ * whole body, so when it gets to the message's closing brace (or the sink refuses the message,
+ * which it does only at a brace) the result is the whole body's; when it fails instead, the
+ * bytes may not all be in yet, and the message is parsed again once the tail has doubled
+ * (so a long message costs a bounded number of tries), or at finish() with the true end. Any
+ * other message is refused, once the parser has read it to a byte after it ("5" may be "5x":
+ * bad JSON first). A body that does not start with '[' is kept whole and decoded by
+ * shape_messages' own path at finish() (it is refused anyway). */
 
 #define READER_MT "trigger.shape_reader"
-#define LOOKAHEAD 8
 #define LAST_KEEP 512 /* body bytes kept for reader:ends_up_to_date() */
 
 enum {
     R_START,   /* before the array: white space */
     R_FIRST,   /* after '[': a message or ']' */
-    R_ELEMENT, /* in a message (scanning for its end) */
+    R_ELEMENT, /* in a message (not all of it in yet) */
     R_AFTER,   /* after a message: ',' or ']' */
     R_VALUE,   /* after ',': a message */
     R_END,     /* after ']': white space only */
@@ -526,7 +527,6 @@ enum {
     R_BUSY,    /* inside a call (a call a Lua error unwound leaves it so) */
     R_CLOSED
 };
-enum { K_CONTAINER, K_STRING, K_OTHER };
 enum { UV_LIST = 1, UV_NULL, UV_PROBLEM, UV_BODY };
 
 typedef struct reader {
@@ -534,11 +534,8 @@ typedef struct reader {
     tr_buf tail;     /* the bytes not consumed yet; tail.data[0] is body byte `base` */
     size_t base;     /* body offset of tail.data[0] */
     size_t pos;      /* the next byte of the top level (in tail) */
-    size_t scan;     /* the next byte the scan of the current message looks at (in tail) */
-    size_t end;      /* one past the current message's last byte, once found (0: not yet) */
-    int kind;        /* of the current message's first byte: K_* */
-    int in_string;   /* the scan is inside a string */
-    long depth;      /* the scan's bracket depth */
+    size_t retry;    /* parse the current message again once the tail holds this many bytes
+                        from pos (0: at once) */
     int count;       /* messages so far */
     lua_Integer out; /* entries in the list */
     size_t fed;      /* body bytes so far */
@@ -576,10 +573,7 @@ static int reader_new(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, UV_NULL);
     tr_setuservalue(L, 2);
-    r->base = r->pos = r->scan = r->end = 0;
-    r->kind = K_OTHER;
-    r->in_string = 0;
-    r->depth = 0;
+    r->base = r->pos = r->retry = 0;
     r->count = 0;
     r->out = 0;
     r->fed = 0;
@@ -600,71 +594,6 @@ static int reader_close(lua_State *L) {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Bytes that end a message that is neither an object, an array nor a string (it is refused,
- * but only once the parser has read it: it may be bad JSON first). */
-static int ends_other(char c) {
-    return is_space(c) || c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '"' ||
-           c == ':';
-}
-
-/* Look for the end of the current message; returns 1 once it is known (r->end). */
-static int scan_message(reader *r) {
-    const char *s = r->tail.data;
-    size_t n = r->tail.len, i = r->scan;
-    if (r->kind == K_OTHER) {
-        while (i < n && !ends_other(s[i]))
-            i++;
-        r->scan = i;
-        if (i < n) r->end = i;
-        return i < n;
-    }
-    while (i < n) {
-        if (r->in_string) {
-            /* The next quote not escaped: one preceded by an even run of backslashes (the run
-             * is inside the string, and the tail holds the whole string so far). */
-            const char *q = memchr(s + i, '"', n - i);
-            if (q == NULL) {
-                i = n;
-                break;
-            }
-            size_t j = (size_t)(q - s), k = j;
-            while (k > r->pos && s[k - 1] == '\\')
-                k--;
-            i = j + 1;
-            if ((j - k) % 2 == 1) continue; /* an escaped quote */
-            r->in_string = 0;
-            if (r->kind == K_STRING) {
-                r->scan = r->end = i;
-                return 1;
-            }
-            continue;
-        }
-        char c = s[i++];
-        if (c == '"') {
-            r->in_string = 1;
-        } else if (c == '{' || c == '[') {
-            r->depth++;
-        } else if (c == '}' || c == ']') {
-            if (--r->depth <= 0) {
-                r->scan = r->end = i;
-                return 1;
-            }
-        }
-    }
-    r->scan = i;
-    return 0;
-}
-
-static void start_message(reader *r) {
-    char c = r->tail.data[r->pos];
-    r->kind = c == '{' || c == '[' ? K_CONTAINER : c == '"' ? K_STRING : K_OTHER;
-    r->scan = r->pos;
-    r->end = 0;
-    r->in_string = 0;
-    r->depth = 0;
-    r->state = R_ELEMENT;
-}
-
 /* A failure at body byte `at` (0-based), as tr_ljson_failed words it. */
 static void fail_at(lua_State *L, reader *r, int uv, const char *what, size_t at) {
     lua_pushfstring(L, "%s at byte %d", what, (int)at + 1);
@@ -672,9 +601,14 @@ static void fail_at(lua_State *L, reader *r, int uv, const char *what, size_t at
     r->state = R_FAILED;
 }
 
-/* Parse the message at r->pos with the bytes there are; 0: it is in the list (r->pos after
- * it), -1: refused (r->state R_FAILED). */
-static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *scratch) {
+/* Parse the message at r->pos with the bytes there are (final: all of them); 0: it is in the
+ * list (r->pos after it), -1: refused (r->state R_FAILED), 1 (not final only): it did not
+ * parse, the rest of it may be still to come (nothing changed). */
+static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *scratch, int final) {
+    int count = r->count;
+    lua_Integer out = r->out;
+    size_t avail = r->tail.len - r->pos;
+    int object = r->tail.data[r->pos] == '{';
     m->count = r->count;
     m->out = r->out;
     m->depth = 1; /* inside the array */
@@ -695,6 +629,13 @@ static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *s
         r->pos += at;
         r->state = R_AFTER;
         return 0;
+    }
+    /* Not all in yet, maybe: a parse that failed, or a refusal of a message that is not an
+     * object which read to the end of the bytes ("5" may be "5x", bad JSON first). */
+    if (!final && ((!m->problem && st != TR_JSON_STOPPED) || (!object && at >= avail))) {
+        r->count = count; /* (a message goes into the list only once complete) */
+        r->out = out;
+        return 1;
     }
     if (m->problem) {
         push_refusal(L, m);
@@ -757,14 +698,19 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
             r->pos++;
             state = R_END;
         } else if (state == R_FIRST || state == R_VALUE) {
-            start_message(r);
+            r->retry = 0;
             state = R_ELEMENT;
         } else if (state == R_ELEMENT) {
             if (r->budget == 0) break; /* reader:parse: enough for this call */
-            int found = r->borrowed || r->end != 0 || scan_message(r);
-            if (!final && (!found || r->tail.len - r->end < LOOKAHEAD)) break;
+            int whole = final || r->borrowed;
+            if (!whole && r->tail.len - r->pos < r->retry) break;
             r->state = state;
-            if (parse_message(L, r, m, uv, scratch) != 0) {
+            int rc = parse_message(L, r, m, uv, scratch, whole);
+            if (rc > 0) { /* try again once the tail has doubled */
+                r->retry = 2 * (r->tail.len - r->pos);
+                break;
+            }
+            if (rc != 0) {
                 state = R_FAILED;
                 break;
             }
@@ -796,7 +742,7 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
     r->state = state;
     if (state == R_FAILED) {
         drop_tail(r);
-        r->pos = r->scan = r->end = 0;
+        r->pos = r->retry = 0;
         return;
     }
     /* Forget what is consumed (a body kept whole stays whole, a borrowed one as it is). */
@@ -806,8 +752,6 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
         r->tail.len -= k;
         r->base += k;
         r->pos = 0;
-        r->scan = r->scan > k ? r->scan - k : 0;
-        if (r->end) r->end -= k;
     }
 }
 

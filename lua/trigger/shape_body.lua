@@ -85,14 +85,23 @@ function M.read(owner, p, opts)
   end
   local transport = owner.transport
   local function ended()
-    owner.awaiting = nil
+    owner.awaiting, owner.awaited = nil, nil
     owner.inflight[h] = nil
     h:close()
   end
+  -- A reader asked for a fresh read (`Upstream:refresh` sets owner.interrupt): this request is
+  -- given up, as `request.await` gives it up, even when its answer is in.
+  local function interrupted()
+    owner.interrupt = nil
+    ended()
+    return { status = nil, headers = { kind = "interrupted", permanent = false,
+      message = "asked again afresh" } }
+  end
   -- the head
-  owner.awaiting = head_watch(h)
+  owner.awaiting, owner.awaited = head_watch(h), p
   local status, headers = h:head()
   while not status do
+    if owner.interrupt then return interrupted() end
     if h:done() then
       local st, hd, body = transport.result(h)
       ended()
@@ -119,6 +128,10 @@ function M.read(owner, p, opts)
     return true
   end
   while true do
+    if owner.interrupt then
+      if reader then reader:close() end
+      return interrupted()
+    end
     local bytes = h:take()
     if bytes then
       if not take(bytes) then

@@ -15,6 +15,7 @@
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
+local shape_body = require "trigger.shape_body"
 local shape_rows = require "trigger.shape_rows"
 
 local ends_up_to_date = core.ends_up_to_date
@@ -87,8 +88,8 @@ end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
 -- out, false otherwise (applied, retried after a backoff, or to be fetched again). `between`:
--- for `shape_rows.parse`.
-local function handle(r, url, status, headers, body, between)
+-- for `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body).
+local function handle(r, url, status, headers, body, between, parsed)
   local where = "GET " .. url
   if not status and type(headers) == "table" and headers.kind == "interrupted" then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
@@ -104,7 +105,11 @@ local function handle(r, url, status, headers, body, between)
     return false
   end
   local messages, problem
-  if status == 200 then messages, problem = shape_rows.parse(body, between) end
+  if parsed then
+    messages, problem = parsed.list, parsed.problem
+  elseif status == 200 then
+    messages, problem = shape_rows.parse(body, between)
+  end
   if problem then
     r.shape:interrupted()
     M.transient(r, errors.new("protocol", "bad response body: " .. problem,
@@ -160,9 +165,9 @@ end
 -- reset what the server records as sent to this handle. Never after a live request (whose body,
 -- when good, always ends up to date). Asked of a copy of the shape state; if
 -- the body then turns out bad or says must-refetch, the loop wants another URL and aborts it.
-local function request_ahead(r, base, was_live, status, headers, body)
+local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
   if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
-      or type(body) ~= "string" or ends_up_to_date(body) then
+      or body_up_to_date ~= false then
     return nil
   end
   local peek = r.shape:clone()
@@ -185,7 +190,7 @@ function M.run(r)
       p = started.pending
     else
       if started then request.abort(r, started.pending) end
-      p = request.begin(r, { url = url, headers = r.headers })
+      p = shape_body.begin(r, { url = url, headers = r.headers })
     end
     started = nil
     return p
@@ -193,10 +198,23 @@ function M.run(r)
   while true do
     local url = base .. r.shape:query(r.params)
     local was_live = select(4, r.shape:position())
-    local status, headers, body = request.await(r, request_for(url))
-    started = request_ahead(r, base, was_live, status, headers, body)
-    local batch = handle(r, url, status, headers, body, started and step_network)
-    body = nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
+    local fresh = not (started and started.url == url)
+    local p = request_for(url)
+    local status, headers, body, parsed
+    if fresh and r.transport.background then
+      -- Nothing was begun ahead for it (the first page of a sync, the native feed's one
+      -- snapshot): read as it arrives, decoded while the rest is on the wire, never held whole.
+      parsed = shape_body.read(r, p, { on_complete = function(st, hd, up_to_date)
+        started = request_ahead(r, base, was_live, st, hd, up_to_date)
+      end })
+      status, headers, body = parsed.status, parsed.headers, parsed.body
+    else
+      status, headers, body = request.await(r, p)
+      started = request_ahead(r, base, was_live, status, headers,
+        type(body) ~= "string" or ends_up_to_date(body))
+    end
+    local batch = handle(r, url, status, headers, body, started and step_network, parsed)
+    body, parsed = nil, nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work
       -- overlaps the next long-poll and closing the subscription aborts a live request.
