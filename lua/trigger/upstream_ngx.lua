@@ -168,7 +168,7 @@ local function pump(premature, self)
       r.ready = false
       if what == "batch" or what == "error" then self:_wake_all() end
       if what == "error" then break end
-      if what == "wait" then ngx.sleep(0.01) end
+      if what == "wait" then ngx.sleep(relay and relay:wait_s() or 0.01) end
       self:_reap()
     end
   end)
@@ -297,3 +297,4 @@ function Pump:is_running()
 end
 
 return M
+

@@ -41,6 +41,11 @@ M.lease_s = 5
 --- Seconds the log keeps a batch (and a snapshot): a follower further behind than this starts
 -- from a snapshot.
 M.keep_s = 120
+--- Batches (and errors) the log keeps at most, whatever their age.
+M.keep_batches = 256
+--- Seconds between a follower's looks at the log while batches come, and once none came for
+-- `idle_after_s` (what a change waits at most, on top of the owner's, to reach its consumers).
+M.poll_s, M.idle_poll_s, M.idle_after_s = 0.01, 0.05, 1
 
 local Relay = {}
 Relay.__index = Relay
@@ -71,7 +76,12 @@ function M.new(up, dict)
   local r = up.r
   local publish_local = r.publish
   r.publish = function(batch)
-    if self.owning then self:_record(batch) end
+    if self.owning then
+      self:_record(batch)
+      -- Not in the log: this worker's consumers must not get it either (they follow the log
+      -- from here on, which another worker writes).
+      if self.lost then return end
+    end
     publish_local(batch)
   end
   local tell = r.settings.on_error
@@ -94,15 +104,17 @@ function Relay:_get_json(name)
   return value
 end
 
--- Write `value` as JSON without evicting anything (a full dict fails the write instead).
-function Relay:_put(name, value, exptime)
-  local ok, err = self.dict:safe_set(self:_key(name), json.encode(value), exptime or M.keep_s)
-  if not ok and not self.told_full then
+-- Write `value` as JSON without evicting anything (a full dict fails the write instead);
+-- `once`: only if the key is not there yet (-> false, "exists" when it is).
+function Relay:_put(name, value, once)
+  local write = once and self.dict.safe_add or self.dict.safe_set
+  local ok, err = write(self.dict, self:_key(name), json.encode(value), M.keep_s)
+  if not ok and err ~= "exists" and not self.told_full then
     self.told_full = true
     ngx.log(ngx.ERR, "trigger-realtime: lua_shared_dict ", M.dict_name, ": ", tostring(err),
       " (raise its size: the other workers' consumers of this subscription cannot follow it)")
   end
-  return ok
+  return ok, err
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -203,8 +215,15 @@ function Relay:_record(batch)
   end
   entry.refreshed = answered
   local n = self.seen + 1
-  self:_put("b:" .. n, entry)
+  -- Added, not set: of two workers that both think they own it (one was stuck past its lease),
+  -- only one writes batch n; the other finds it there and follows.
+  local _, err = self:_put("b:" .. n, entry, true)
+  if err == "exists" then
+    self.lost = true
+    return
+  end
   self.dict:set(self:_key("head"), n, M.keep_s)
+  self.dict:delete(self:_key("b:" .. (n - M.keep_batches)))
   self.seen = n
   local wanted = self.dict:get(self:_key("want_snapshot")) or 0
   if wanted > self.snapshot_served then
@@ -217,6 +236,7 @@ function Relay:_record_error(err)
   local i = self.dict:incr(self:_key("errors"), 1, 0, M.keep_s)
   if not i then return end
   self.errors_seen = i
+  self.dict:delete(self:_key("e:" .. (i - M.keep_batches)))
   self:_put("e:" .. i, { kind = err.kind, message = err.message, status = err.status,
     request = err.request, retry_after = err.retry_after, fatal = err.fatal })
 end
@@ -334,7 +354,19 @@ function Relay:_follow()
   self:_pass_refresh()
   local before = self.up.batch_no
   if not self:_catch_up() then self:_from_snapshot() end
-  return self.up.batch_no > before and "batch" or "wait"
+  if self.up.batch_no > before then
+    self.last_batch_at = ngx.now()
+    return "batch"
+  end
+  return "wait"
+end
+
+--- Seconds the pump sleeps before the next look when `run` said "wait" (a follower polls the
+-- log; an owner's loop waits for nothing but its own I/O).
+function Relay:wait_s()
+  if self.owning then return M.poll_s end
+  local idle = ngx.now() - (self.last_batch_at or 0)
+  return idle > M.idle_after_s and M.idle_poll_s or M.poll_s
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -351,7 +383,12 @@ function Relay:_adopt()
     self.seen = 0
     return
   end
-  if usable and self.seen > 0 and self.up.position then
+  -- The native feed keeps what it sent per handle on the server: the last owner's long-poll may
+  -- still be held there (a worker that gave the lease up ends it within cancel_check_s; one
+  -- killed, when the server sees the connection close), and a change it takes is marked sent
+  -- for that handle, so a read with the same handle would never get it. A new read from the
+  -- start has a handle of its own; the readers get the runs whose state differs (a resync).
+  if usable and self.seen > 0 and self.up.position and not r.native_dialect then
     local p = self.up.position
     local shape = core.shape()
     if p[2] ~= nil and shape:restore(p[1], p[2], p[3]) then
@@ -372,10 +409,15 @@ end
 -- until the lease is lost. A fatal failure goes to the log (for the other workers) and up.
 function Relay:_own()
   local r = self.up.r
+  local before = self.up.batch_no
   self:_adopt()
   self.owning, self.lost = true, false
+  ngx.log(ngx.NOTICE, "trigger-realtime: this worker asks the server for shared upstream ",
+    self.prefix, " (from batch ", self.seen, ")")
   self.errors_seen = self.dict:get(self:_key("errors")) or 0
   local loop = coroutine.create(function() return shape_loop.run(r) end)
+  -- What the log had that this worker's consumers have not been woken for yet.
+  if self.up.batch_no > before then coroutine.yield("batch") end
   while true do
     self:tick()
     if self.lost then break end
@@ -395,6 +437,8 @@ function Relay:_own()
   end
   -- Another worker owns it now: drop what this one was reading and follow from a snapshot
   -- (its rows may hold a read the log never got).
+  ngx.log(ngx.NOTICE, "trigger-realtime: another worker owns shared upstream ", self.prefix,
+    " now: this one follows it")
   for handle in pairs(r.inflight) do handle:close() end
   r.inflight = {}
   r.interrupt, r.rebuild_next, r.mid_sync = nil, nil, false
@@ -425,3 +469,4 @@ function Relay:is_owner()
 end
 
 return M
+

@@ -44,7 +44,7 @@ cleanup() {
   if [ "${KEEP_TMP:-0}" = 1 ]; then echo "# kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
-LIMIT=${TEST_TIME_LIMIT:-120}
+LIMIT=${TEST_TIME_LIMIT:-240}
 trap 'not_ok "interrupted, or over the time limit of $LIMIT s"; finish' INT TERM
 # A watchdog: whatever hangs, the run ends within LIMIT seconds (and it goes when we go).
 (for ((i = 0; i < LIMIT; i++)); do sleep 1; kill -0 $$ 2>/dev/null || exit 0; done
@@ -605,6 +605,9 @@ x_sample_live() { # most_live: the most live long-polls at the server (either fe
   [ "${a:-0}" -gt "$most_live" ] 2>/dev/null && most_live=$a
 }
 x_owners() { json_field "$(xget /test/owners)" 'table.concat(doc.pids, " ")'; }
+x_owner_not() { [ "$(x_owners)" != "$1" ]; }        # x_owner_not OWNERS: the owners changed
+x_no_owner() { [ -z "$(x_owners)" ]; }
+x_events_are() { [ "$(fan_events "$1")" = "$2" ]; } # x_events_are I WANT
 x_worker_of() { sed -n '1s/^: following .* (nginx worker \([0-9]*\)).*/\1/p' "$tmp/fan-$1.out"; }
 # x_clients BACKEND FIRST LAST TAG: SSE clients FIRST..LAST of TAG on the 2-worker nginx
 x_clients() {
@@ -622,6 +625,12 @@ cross_workers() {
   admin POST _emulator/backend "{\"backend\":\"$backend\"}" >/dev/null
   tag_fan="user:workers-$backend-$$-$RANDOM"
   local run_x owner workers i w got want bad="" survivors=() initial live owners_now
+  # Initial reads (offset=-1) at the server: one, and on the native feed one more per takeover
+  # (the new owner reads the shape afresh: the server keeps what it sent per handle, and the
+  # last owner's long-poll may still take a change for the old one). Electric goes on from the
+  # position.
+  local want_initial=1 per_takeover=0
+  [ "$backend" = native ] && per_takeover=1
   run_x=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
   x_pids=()
   most_live=0
@@ -643,8 +652,9 @@ cross_workers() {
       "clients with 2 events: $(for i in $(seq "$first" "$last"); do has_data "$tmp/fan-$i.out" 2 && printf '%s ' "$i"; done)"
   fi
   # The owner dies: its clients' connections go with it; a change made before the lease runs
-  # out and one after reach every other client once each, in order, with no new initial read.
+  # out and one after reach every other client once each, in order.
   kill -9 "$owner" 2>/dev/null
+  want_initial=$((want_initial + per_takeover))
   patch_run "$run_x" WAITING_TO_RESUME
   for i in $(seq "$first" "$last"); do
     [ "$(x_worker_of "$i")" = "$owner" ] || survivors+=("$i")
@@ -659,12 +669,12 @@ cross_workers() {
   done
   read -r initial live <<<"$(fan_reads)"
   owners_now=$(x_owners)
-  if [ -z "$bad" ] && [ "${#survivors[@]}" -gt 0 ] && [ "$initial" = 1 ] && [ -n "$owners_now" ] &&
+  if [ -z "$bad" ] && [ "${#survivors[@]}" -gt 0 ] && [ "$initial" = "$want_initial" ] && [ -n "$owners_now" ] &&
     [ "$owners_now" != "$owner" ]; then
-    ok "$backend: the owner worker killed (kill -9): worker $owners_now takes over, its ${#survivors[@]} clients get every change once, in order, with no new initial read ($want)"
+    ok "$backend: the owner worker killed (kill -9): worker $owners_now takes over, its ${#survivors[@]} clients get every change once, in order, initial reads at the server: $initial ($want)"
   else
     not_ok "$backend: another worker takes over from a killed owner without loss" "$bad" \
-      "survivors: ${#survivors[@]}" "initial reads: $initial (want 1)" "owner now: '$owners_now' (was $owner)"
+      "survivors: ${#survivors[@]}" "initial reads: $initial (want $want_initial)" "owner now: '$owners_now' (was $owner)"
   fi
   # A late client (on either worker, the respawned one among them) gets the current state.
   curl -sN --max-time 30 "http://127.0.0.1:$XPORT/runs?tag=$(printf '%s' "$tag_fan" | sed 's/:/%3A/g')" \
@@ -675,10 +685,72 @@ cross_workers() {
   [ "$got" = "$run_x=COMPLETED" ] &&
     ok "$backend: a late client of the upstream shared across workers first gets the current state ($got)" ||
     not_ok "$backend: a late client of the upstream shared across workers gets the current state" "got: $got"
+  # An owner stuck past its lease (SIGSTOP): the other worker takes over; when it runs again it
+  # finds the lease gone, drops its own read and follows. Clients on both workers get the new
+  # run and its change once each; those on the stuck worker once it runs again.
+  local more_first=$((base + 20)) more_last=$((base + 27)) run_y stuck others=() leavers=()
+  x_clients "$backend" "$more_first" "$more_last" "$tag_fan"
+  wait_for 10 fan_has 1 "$more_first" "$more_last"
+  stuck=$(x_owners)
+  kill -STOP "$stuck" 2>/dev/null
+  want_initial=$((want_initial + per_takeover))
+  run_y=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+  for i in $(seq "$more_first" "$more_last") "${survivors[@]}"; do
+    if [ "$(x_worker_of "$i")" = "$stuck" ]; then leavers+=("$i"); else others+=("$i"); fi
+  done
+  wait_for 20 has_data "$tmp/fan-${others[0]:-0}.out" 2
+  kill -CONT "$stuck" 2>/dev/null
+  patch_run "$run_y" EXECUTING
+  bad=""
+  for i in $(seq "$more_first" "$more_last") "${survivors[@]}"; do
+    want="$run_y=QUEUED $run_y=EXECUTING"
+    [ "$i" -gt "$last" ] && want="$run_x=COMPLETED $want"
+    [ "$i" -le "$last" ] && want="$run_x=QUEUED $run_x=EXECUTING $run_x=WAITING $run_x=COMPLETED $want"
+    wait_for 10 x_events_are "$i" "$want"
+    got=$(fan_events "$i")
+    [ "$got" = "$want" ] || bad="$bad client $i: $got;"
+  done
+  read -r initial live <<<"$(fan_reads)"
+  owners_now=$(x_owners)
+  if [ -z "$bad" ] && [ "${#others[@]}" -gt 0 ] && [ "${#leavers[@]}" -gt 0 ] && [ "$initial" = "$want_initial" ] &&
+    [ "$owners_now" != "$stuck" ] && [ -n "$owners_now" ]; then
+    ok "$backend: an owner stopped past its lease (SIGSTOP): worker $owners_now takes over; the stopped one follows when it runs again; all $(( ${#others[@]} + ${#leavers[@]} )) clients get each state once ($initial initial reads at the server)"
+  else
+    not_ok "$backend: an owner stopped past its lease hands over without loss" "$bad" \
+      "clients on the stopped worker: ${#leavers[@]}, on the other: ${#others[@]}" \
+      "initial reads: $initial (want $want_initial)" "owner now: '$owners_now' (stopped: $stuck)"
+  fi
+  # The owner's clients all leave while the other worker has some: that one takes over at once.
+  owner=$(x_owners)
+  others=()
+  want_initial=$((want_initial + per_takeover))
+  for i in $(seq "$more_first" "$more_last") "${survivors[@]}" "$late"; do
+    if [ "$(x_worker_of "$i")" = "$owner" ]; then kill -TERM "${x_pids[i]}" 2>/dev/null
+    else others+=("$i"); fi
+  done
+  wait_for 10 x_owner_not "$owner"
+  local had=()
+  for i in "${others[@]}"; do had[i]=$(grep -c '^data: ' "$tmp/fan-$i.out"); done
+  patch_run "$run_y" COMPLETED_SUCCESSFULLY
+  bad=""
+  for i in "${others[@]}"; do
+    wait_for 10 has_data "$tmp/fan-$i.out" $((had[i] + 1))
+    got=$(fan_events "$i")
+    [ "${got##* }" = "$run_y=COMPLETED" ] || bad="$bad client $i: $got;"
+    [ "$(printf '%s\n' $got | grep -c "^$run_y=COMPLETED$")" = 1 ] || bad="$bad client $i twice: $got;"
+  done
+  read -r initial live <<<"$(fan_reads)"
+  owners_now=$(x_owners)
+  if [ -z "$bad" ] && [ "${#others[@]}" -gt 0 ] && [ "$initial" = "$want_initial" ] && [ -n "$owners_now" ] && [ "$owners_now" != "$owner" ]; then
+    ok "$backend: the owner's clients all leave: worker $owners_now takes over, its ${#others[@]} clients get the next change once ($initial initial reads at the server)"
+  else
+    not_ok "$backend: the owner's clients all leave: another worker takes over" "$bad" \
+      "clients left: ${#others[@]}" "initial reads: $initial (want $want_initial)" "owner now: '$owners_now' (was $owner)"
+  fi
   # Everyone leaves: the upstream closes in every worker and the owner gives its lease up.
   for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait "${x_pids[@]}" 2>/dev/null
-  if wait_for 10 test -z "$(x_owners)"; then
+  if wait_for 10 x_no_owner; then
     ok "$backend: when every client has left, no worker owns the upstream any more"
   else
     not_ok "$backend: the owner gives its lease up when every client has left" "owners: $(x_owners)"
