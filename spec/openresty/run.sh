@@ -607,6 +607,23 @@ x_sample_live() { # most_live: the most live long-polls at the server (either fe
 x_owners() { json_field "$(xget /test/owners)" 'table.concat(doc.pids, " ")'; }
 x_owner_not() { [ "$(x_owners)" != "$1" ]; }        # x_owner_not OWNERS: the owners changed
 x_no_owner() { [ -z "$(x_owners)" ]; }
+x_workers() { # the 2-worker nginx's worker pids (its master's children), on one line
+  local f
+  for f in /proc/[0-9]*/status; do
+    grep -q "^PPid:[[:space:]]*$NGINX2_PID\$" "$f" 2>/dev/null && basename "$(dirname "$f")"
+  done | sort -n | tr '\n' ' '
+}
+x_reloaded() { # x_reloaded " OLD PIDS ": two workers answer that are not among them
+  local p n=0
+  for p in $(x_workers); do case "$1" in *" $p "*) ;; *) n=$((n + 1)) ;; esac; done
+  [ "$n" -ge 2 ]
+}
+x_owner_in_new() { # x_owner_in_new " OLD PIDS ": one owner, not an old worker
+  local o
+  o=$(x_owners)
+  [ -n "$o" ] && case "$1" in *" $o "*) false ;; *) true ;; esac
+}
+x_last_is() { local got; got=$(fan_events "$1"); [ "${got##* }" = "$2" ]; }
 x_events_are() { [ "$(fan_events "$1")" = "$2" ]; } # x_events_are I WANT
 x_worker_of() { sed -n '1s/^: following .* (nginx worker \([0-9]*\)).*/\1/p' "$tmp/fan-$1.out"; }
 # x_clients BACKEND FIRST LAST TAG: SSE clients FIRST..LAST of TAG on the 2-worker nginx
@@ -746,6 +763,44 @@ cross_workers() {
   else
     not_ok "$backend: the owner's clients all leave: another worker takes over" "$bad" \
       "clients left: ${#others[@]}" "initial reads: $initial (want $want_initial)" "owner now: '$owners_now' (was $owner)"
+  fi
+  # A reload (SIGHUP): new workers start and the old ones keep their clients until they leave.
+  # The new workers' clients follow the old owner; once the old workers are gone a new one
+  # takes over. Every client gets each state once.
+  local old_workers new_first=$((base + 40)) new_last=$((base + 43)) run_z reload_bad=""
+  old_workers=" $(x_workers) "
+  kill -HUP "$NGINX2_PID"
+  wait_for 10 x_reloaded "$old_workers"
+  x_clients "$backend" "$new_first" "$new_last" "$tag_fan"
+  wait_for 10 fan_has 2 "$new_first" "$new_last"
+  for i in $(seq "$new_first" "$new_last"); do
+    case "$old_workers" in *" $(x_worker_of "$i") "*) reload_bad="$reload_bad client $i on an old worker;" ;; esac
+  done
+  run_z=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+  for i in $(seq "$new_first" "$new_last"); do wait_for 10 fan_has 3 "$i" "$i"; done
+  for i in "${others[@]}"; do wait_for 10 x_last_is "$i" "$run_z=QUEUED"; done
+  for i in "${others[@]}"; do
+    x_last_is "$i" "$run_z=QUEUED" || reload_bad="$reload_bad old client $i: $(fan_events "$i");"
+    kill -TERM "${x_pids[i]}" 2>/dev/null
+  done
+  wait_for 15 x_owner_in_new "$old_workers"
+  want_initial=$((want_initial + per_takeover))
+  patch_run "$run_z" EXECUTING
+  for i in $(seq "$new_first" "$new_last"); do
+    wait_for 10 fan_has 4 "$i" "$i"
+    got=$(fan_events "$i")
+    case "$got" in
+      "$run_x=COMPLETED $run_y=COMPLETED $run_z=QUEUED $run_z=EXECUTING" | \
+      "$run_y=COMPLETED $run_x=COMPLETED $run_z=QUEUED $run_z=EXECUTING") ;;
+      *) reload_bad="$reload_bad new client $i: $got;" ;;
+    esac
+  done
+  read -r initial live <<<"$(fan_reads)"
+  if [ -z "$reload_bad" ] && x_owner_in_new "$old_workers" && [ "$initial" = "$want_initial" ]; then
+    ok "$backend: nginx reloaded (SIGHUP): the new workers' clients follow the old owner, a new worker takes over when the old ones leave, each client gets each state once ($initial initial reads at the server)"
+  else
+    not_ok "$backend: a reload hands the upstream over without loss" "$reload_bad" \
+      "owner: $(x_owners) (old workers:$old_workers)" "initial reads: $initial (want $want_initial)"
   fi
   # Everyone leaves: the upstream closes in every worker and the owner gives its lease up.
   for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
