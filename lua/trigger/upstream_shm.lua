@@ -325,14 +325,23 @@ function Relay:_from_snapshot()
       snap.resync = true
       self:_apply(snap, true)
       self.seen = snap.n
-      self.snapshot_asked_at = nil
+      self.snapshot_asked_at, self.waiting_since, self.told_waiting = nil, nil, nil
       return self:_catch_up()
     end
   end
   local now = ngx.now()
+  self.waiting_since = self.waiting_since or now
   if not self.snapshot_asked_at or now - self.snapshot_asked_at > M.lease_s then
     self.snapshot_asked_at = now
     self.dict:incr(self:_key("want_snapshot"), 1, 0, M.keep_s)
+  end
+  if now - self.waiting_since > 2 * M.lease_s and not self.told_waiting then
+    -- The owner writes a snapshot within a second of being asked: a dict too small for it, or
+    -- an owner that cannot reach the server yet. Said once per wait, and the wait goes on.
+    self.told_waiting = true
+    self.tell(errors.new("protocol", ("no snapshot of the shared upstream in lua_shared_dict %s "
+      .. "after %d s (is the dict large enough for the runs followed? the owner worker's "
+      .. "error.log says so if not)"):format(M.dict_name, 2 * M.lease_s), { fatal = false }))
   end
   return false
 end
