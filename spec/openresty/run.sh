@@ -575,20 +575,23 @@ answer=$(get "/test/unshared?tag=$(printf '%s' "$tag_un" | sed 's/:/%3A/g')" 20)
 # them) and the example's lua_shared_dict trigger_realtime: one worker asks the server, the other
 # follows it through the dict. Its owner killed (kill -9): the other takes over from the
 # position of the last batch, and its clients miss nothing and get nothing twice.
-start_nginx_workers() {
+start_nginx_workers() { # start_nginx_workers DIR DICT_SIZE: sets XPORT, NGINX2_PID, NGINX2_DIR
+  local d="$tmp/$1"
+  NGINX2_DIR=$d
   read -r XPORT <<<"$(free_ports 1)"
-  mkdir -p "$tmp/nginx2/logs" "$tmp/nginx2/conf"
-  echo "lua_shared_dict trigger_test 1m;" >"$tmp/nginx2/conf/test-servers.conf"
+  mkdir -p "$d/logs" "$d/conf"
+  echo "lua_shared_dict trigger_test 1m;" >"$d/conf/test-servers.conf"
   sed -e "s|^\( *\)listen 127.0.0.1:8080;|\1listen 127.0.0.1:$XPORT reuseport;\n\1include $tmp/nginx/conf/test-locations.conf;|" \
-      -e "s|^http {|http {\n    include $tmp/nginx2/conf/test-servers.conf;|" \
+      -e "s|^http {|http {\n    include $d/conf/test-servers.conf;|" \
       -e "s|^worker_processes 1;|worker_processes 2;|" \
-      -e "s|^pid logs/nginx.pid;|pid $tmp/nginx2/logs/nginx.pid;|" \
+      -e "s|lua_shared_dict trigger_realtime [^;]*;|lua_shared_dict trigger_realtime $2;|" \
+      -e "s|^pid logs/nginx.pid;|pid $d/logs/nginx.pid;|" \
       -e "s|lua_ssl_trusted_certificate [^;]*;|lua_ssl_trusted_certificate $tmp/tls/ca.crt;|" \
-      examples/openresty/nginx.conf >"$tmp/nginx2/conf/nginx.conf"
-  [ "$have_tls" = 1 ] || sed -i '/lua_ssl_trusted_certificate/d' "$tmp/nginx2/conf/nginx.conf"
+      examples/openresty/nginx.conf >"$d/conf/nginx.conf"
+  [ "$have_tls" = 1 ] || sed -i '/lua_ssl_trusted_certificate/d' "$d/conf/nginx.conf"
   TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
-    nginx -p "$tmp/nginx2" -c "$tmp/nginx2/conf/nginx.conf" -e "$tmp/nginx2/logs/error.log" \
-    >"$tmp/nginx2/start.err" 2>&1 &
+    nginx -p "$d" -c "$d/conf/nginx.conf" -e "$d/logs/error.log" \
+    >"$d/start.err" 2>&1 &
   NGINX2_PID=$!
   if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$XPORT/ping"; then
     pids+=("$NGINX2_PID")
@@ -811,19 +814,60 @@ cross_workers() {
     not_ok "$backend: the owner gives its lease up when every client has left" "owners: $(x_owners)"
   fi
 }
-if start_nginx_workers; then
+if start_nginx_workers nginx2 16m; then
   ok "a second nginx (worker_processes 2, reuseport, lua_shared_dict trigger_realtime) serves on 127.0.0.1:$XPORT"
   cross_workers electric 300
   cross_workers native 400
   admin POST _emulator/backend '{"backend":"electric"}' >/dev/null
-  alerts=$(grep -c '\[alert\]\|\[crit\]\|\[emerg\]' "$tmp/nginx2/logs/error.log")
-  lua_errors=$(grep -c 'lua entry thread aborted\|runtime error' "$tmp/nginx2/logs/error.log")
+  alerts=$(grep -c '\[alert\]\|\[crit\]\|\[emerg\]' "$NGINX2_DIR/logs/error.log")
+  lua_errors=$(grep -c 'lua entry thread aborted\|runtime error' "$NGINX2_DIR/logs/error.log")
   [ "$alerts" -le 2 ] && [ "$lua_errors" = 0 ] &&
     ok "the 2-worker nginx logged no Lua error ($alerts alert lines: the killed workers)" ||
-    not_ok "the 2-worker nginx logged no Lua error" "$(grep '\[alert\]\|\[crit\]\|\[emerg\]\|lua entry thread aborted\|runtime error' "$tmp/nginx2/logs/error.log" | head -5)"
+    not_ok "the 2-worker nginx logged no Lua error" "$(grep '\[alert\]\|\[crit\]\|\[emerg\]\|lua entry thread aborted\|runtime error' "$NGINX2_DIR/logs/error.log" | head -5)"
   kill -QUIT "$NGINX2_PID" 2>/dev/null
 else
-  not_ok "a second nginx with 2 workers starts" "$(cat "$tmp/nginx2/start.err"; tail -n 20 "$tmp/nginx2/logs/error.log")"
+  not_ok "a second nginx with 2 workers starts" "$(cat "$tmp/nginx2/start.err"; tail -n 20 "$NGINX2_DIR/logs/error.log")"
+fi
+
+# A dict too small for the shape (64 KB, 40 runs of 3 KB): the owner's clients get every run;
+# the owner logs the failed write once, naming the directive; the other worker's clients are
+# told through on_error (the example logs it at WARN) instead of waiting in silence.
+if start_nginx_workers nginx3 64k; then
+  tag_fan="user:small-dict-$$-$RANDOM"
+  big=$(printf 'x%.0s' $(seq 1 3000))
+  for _ in $(seq 1 40); do
+    create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\",\"payload\":\"\\\"$big\\\"\"}" >/dev/null
+  done
+  x_pids=()
+  x_clients electric 501 510 "$tag_fan"
+  wait_for 15 fan_has 1 501 510
+  small_owner=$(x_owners)
+  owner_clients=0 owner_full=0 follower_clients=0
+  for i in $(seq 501 510); do
+    if [ "$(x_worker_of "$i")" = "$small_owner" ]; then
+      owner_clients=$((owner_clients + 1))
+      wait_for 10 has_data "$tmp/fan-$i.out" 40 && owner_full=$((owner_full + 1))
+    else
+      follower_clients=$((follower_clients + 1))
+    fi
+  done
+  told() { grep -q 'trigger-realtime: .*no snapshot of the shared upstream in lua_shared_dict trigger_realtime' "$NGINX2_DIR/logs/error.log"; }
+  wait_for 20 told
+  full_logged=$(grep -c 'lua_shared_dict trigger_realtime: no memory (raise its size' "$NGINX2_DIR/logs/error.log")
+  if [ "$owner_clients" -gt 0 ] && [ "$owner_full" = "$owner_clients" ] && [ "$follower_clients" -gt 0 ] && told &&
+    [ "$full_logged" = 1 ] && ! grep -q 'lua entry thread aborted\|runtime error\|\[alert\]' "$NGINX2_DIR/logs/error.log"; then
+    ok "a lua_shared_dict too small for the shape: the owner's $owner_clients clients get all 40 runs, the failed write is logged once, the other worker's $follower_clients clients are told through on_error"
+  else
+    not_ok "a lua_shared_dict too small for the shape is reported, not silent" \
+      "owner's clients: $owner_full of $owner_clients with all 40 runs; others: $follower_clients" \
+      "told: $(told && echo yes || echo no); 'no memory' lines: $full_logged" \
+      "$(grep 'trigger-realtime\|alert\|runtime error' "$NGINX2_DIR/logs/error.log" | tail -n 5 | cut -c1-300)"
+  fi
+  for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait "${x_pids[@]}" 2>/dev/null
+  kill -QUIT "$NGINX2_PID" 2>/dev/null
+else
+  not_ok "a third nginx with 2 workers and a small dict starts" "$(cat "$tmp/nginx3/start.err"; tail -n 20 "$tmp/nginx3/logs/error.log")"
 fi
 
 # --- a subscription inside ngx.timer ------------------------------------------------------------
