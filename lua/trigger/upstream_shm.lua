@@ -214,6 +214,10 @@ function Relay:_record(batch)
     end
   end
   entry.refreshed = answered
+  -- A batch that holds every row (the first after a read from nothing, a resync) is where a
+  -- worker that starts following can begin without asking for a snapshot.
+  local whole = self.first_whole or batch.resync
+  self.first_whole = false
   local n = self.seen + 1
   -- Added, not set: of two workers that both think they own it (one was stuck past its lease),
   -- only one writes batch n; the other finds it there and follows.
@@ -223,6 +227,7 @@ function Relay:_record(batch)
     return
   end
   self.dict:set(self:_key("head"), n, M.keep_s)
+  if whole then self.dict:set(self:_key("whole"), n, M.keep_s) end
   self.dict:delete(self:_key("b:" .. (n - M.keep_batches)))
   self.seen = n
   local wanted = self.dict:get(self:_key("want_snapshot")) or 0
@@ -311,17 +316,32 @@ function Relay:_catch_up()
   return true
 end
 
--- Start from the owner's snapshot, then the log after it. -> true once done; false while the
--- snapshot is awaited (asked of the owner once per lease period).
+-- Whether batches from..to are all in the log.
+function Relay:_have(from, to)
+  for n = from, to do
+    if not self.dict:get(self:_key("b:" .. n)) then return false end
+  end
+  return true
+end
+
+-- Start from the owner's snapshot, or from the log's last batch that holds every row, then the
+-- log after it. -> true once done; false while a snapshot is awaited (asked of the owner once
+-- per lease period).
 function Relay:_from_snapshot()
-  local snap = self:_get_json("snapshot")
   local head = self.dict:get(self:_key("head")) or 0
-  if snap and snap.n <= head then
-    local complete = true
-    for n = snap.n + 1, head do
-      if not self.dict:get(self:_key("b:" .. n)) then complete = false end
+  local whole = self.dict:get(self:_key("whole"))
+  if whole and whole <= head and self:_have(whole, head) then
+    local entry = self:_get_json("b:" .. whole)
+    if entry and not entry.fatal then
+      self:_apply(entry, true)
+      self.seen = whole
+      self.snapshot_asked_at, self.waiting_since, self.told_waiting = nil, nil, nil
+      return self:_catch_up()
     end
-    if complete then
+  end
+  local snap = self:_get_json("snapshot")
+  if snap and snap.n <= head then
+    if self:_have(snap.n + 1, head) then
       snap.resync = true
       self:_apply(snap, true)
       self.seen = snap.n
@@ -424,6 +444,7 @@ function Relay:_own()
   ngx.log(ngx.NOTICE, "trigger-realtime: this worker asks the server for shared upstream ",
     self.prefix, " (from batch ", self.seen, ")")
   self.errors_seen = self.dict:get(self:_key("errors")) or 0
+  self.first_whole = #r.rows:keys() == 0 -- nothing yet: the first batch holds every row
   local loop = coroutine.create(function() return shape_loop.run(r) end)
   -- What the log had that this worker's consumers have not been woken for yet.
   if self.up.batch_no > before then coroutine.yield("batch") end

@@ -602,9 +602,17 @@ start_nginx_workers() { # start_nginx_workers DIR DICT_SIZE: sets XPORT, NGINX2_
   return 1
 }
 xget() { curl -sS --max-time 5 "http://127.0.0.1:$XPORT$1"; }
-x_sample_live() { # most_live: the most live long-polls at the server (either feed) seen so far
+x_sample_live() { # most_live: the most live long-polls for $tag_fan in flight at the server so far
   local a
-  a=$(json_field "$(admin GET _emulator/stats)" '(doc.active_realtime or 0) + (doc.active_native or 0)')
+  a=$(JSON_DOC=$(admin GET _emulator/stats) TAG=$tag_fan luajit -e '
+    local doc = require("cjson").decode(os.getenv("JSON_DOC"))
+    local tag = os.getenv("TAG"):gsub(":", "%%3A")
+    local n = 0
+    for _, e in ipairs(doc.in_flight or {}) do
+      local q = tostring(e.query)
+      if q:find(tag, 1, true) and q:find("live=true", 1, true) then n = n + 1 end
+    end
+    print(n)' 2>&1)
   [ "${a:-0}" -gt "$most_live" ] 2>/dev/null && most_live=$a
 }
 x_owners() { json_field "$(xget /test/owners)" 'table.concat(doc.pids, " ")'; }
