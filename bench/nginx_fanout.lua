@@ -239,8 +239,8 @@ util.emit { shared = s, unshared = u, rows = {
     ratio = s.requests / u.requests, target = "—",
     detail = ("medians of %d repetitions; examples/openresty/nginx.conf's /runs; live long-polls "
       .. "at one time at most %.0f vs %.0f (the plan's concurrency limit counts these); live "
-      .. "requests %.0f vs %.0f; %d changes, one every %.0f ms, each to %d clients; at most one "
-      .. "upstream per tag per worker")
+      .. "requests %.0f vs %.0f; %d changes, one every %.0f ms, each to %d clients; one "
+      .. "upstream per tag for the whole nginx (the example's lua_shared_dict trigger_realtime)")
       :format(REPS, s.most_live, u.most_live, s.live, u.live, UPDATES, INTERVAL * 1000,
       CONSUMERS // NTAGS) },
   { name = "Fan-out in nginx: latency p50 (server change → SSE event at the client)",
