@@ -168,7 +168,9 @@ local function pump(premature, self)
       r.ready = false
       if what == "batch" or what == "error" then self:_wake_all() end
       if what == "error" then break end
-      if what == "wait" then ngx.sleep(relay and relay:wait_s() or 0.01) end
+      if what == "wait" then
+        if relay then relay:wait() else ngx.sleep(0.01) end
+      end
       self:_reap()
     end
   end)
@@ -228,6 +230,7 @@ function Pump:wait()
   if up.closed then return "error", closed_error() end
   local started, failure = self:_start()
   if not started then return "error", failure end
+  if self.relay and up.r.interrupt then upstream_shm.nudge() end -- a follower asks the owner
   local w = self:_current()
   if w then
     self:_flush(w.reader)

@@ -43,9 +43,29 @@ M.lease_s = 5
 M.keep_s = 120
 --- Batches (and errors) the log keeps at most, whatever their age.
 M.keep_batches = 256
---- Seconds between a follower's looks at the log while batches come, and once none came for
--- `idle_after_s` (what a change waits at most, on top of the owner's, to reach its consumers).
-M.poll_s, M.idle_poll_s, M.idle_after_s = 0.01, 0.05, 1
+--- Seconds between the looks of a worker's watcher at the dict's change counter (what a change
+-- waits at most, on top of the owner's, to reach a follower's consumers).
+M.poll_s = 0.01
+--- Longest wait of a follower between two looks of its own (the owner's lease, its errors).
+M.follow_wait_s = 1
+
+-- Every owner write bumps this key; one watcher timer per worker looks at it every `poll_s`
+-- and wakes that worker's followers, so idle followers cost no wake-ups of their own.
+local CHANGES = "trigger-realtime:changes"
+local watcher = { running = false, followers = 0, seen = nil, sema = nil }
+
+local function watch(premature, dict)
+  while not premature and watcher.followers > 0 do
+    local changes = dict:get(CHANGES)
+    if changes ~= watcher.seen then
+      watcher.seen = changes
+      local waiting = -watcher.sema:count()
+      if waiting > 0 then watcher.sema:post(waiting) end
+    end
+    ngx.sleep(M.poll_s)
+  end
+  watcher.running = false
+end
 
 local Relay = {}
 Relay.__index = Relay
@@ -73,6 +93,7 @@ function M.new(up, dict)
     snapshot_asked_at = nil,
   }, Relay)
   self.id = ngx.worker.pid() .. ":" .. tostring(self):match("0x%x+$")
+  watcher.followers = watcher.followers + 1
   local r = up.r
   local publish_local = r.publish
   r.publish = function(batch)
@@ -163,8 +184,18 @@ end
 function Relay:release()
   if self.owning and not self.lost and self:_owner() == self.id then
     self.dict:delete(self:_key("owner"))
+    self:_bump()
   end
   self.owning = false
+  if not self.released then
+    self.released = true
+    watcher.followers = watcher.followers - 1
+  end
+end
+
+-- Tell the followers of every worker that the dict changed.
+function Relay:_bump()
+  self.dict:incr(CHANGES, 1, 0)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -188,6 +219,7 @@ function Relay:_write_snapshot()
   snap.n = self.seen
   snap.keys, snap.rows = row_list(r)
   self:_put("snapshot", snap)
+  self:_bump()
 end
 
 -- A batch the owner publishes goes to the log first.
@@ -230,6 +262,7 @@ function Relay:_record(batch)
   if whole then self.dict:set(self:_key("whole"), n, M.keep_s) end
   self.dict:delete(self:_key("b:" .. (n - M.keep_batches)))
   self.seen = n
+  self:_bump()
   local wanted = self.dict:get(self:_key("want_snapshot")) or 0
   if wanted > self.snapshot_served then
     self.snapshot_served = wanted
@@ -244,6 +277,7 @@ function Relay:_record_error(err)
   self.dict:delete(self:_key("e:" .. (i - M.keep_batches)))
   self:_put("e:" .. i, { kind = err.kind, message = err.message, status = err.status,
     request = err.request, retry_after = err.retry_after, fatal = err.fatal })
+  self:_bump()
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -379,23 +413,30 @@ end
 
 -- One look as a follower: publish what the log has new. -> "batch" | "wait"
 function Relay:_follow()
+  self.changes_seen = self.dict:get(CHANGES)
   self:_relay_errors()
   self:_pass_refresh()
   local before = self.up.batch_no
   if not self:_catch_up() then self:_from_snapshot() end
-  if self.up.batch_no > before then
-    self.last_batch_at = ngx.now()
-    return "batch"
-  end
-  return "wait"
+  return self.up.batch_no > before and "batch" or "wait"
 end
 
---- Seconds the pump sleeps before the next look when `run` said "wait" (a follower polls the
--- log; an owner's loop waits for nothing but its own I/O).
-function Relay:wait_s()
-  if self.owning then return M.poll_s end
-  local idle = ngx.now() - (self.last_batch_at or 0)
-  return idle > M.idle_after_s and M.idle_poll_s or M.poll_s
+--- The pump's wait when `run` said "wait": a follower sleeps until the dict changes (the
+-- worker's watcher wakes it) or `follow_wait_s` pass; an owner's loop briefly.
+function Relay:wait()
+  if self.owning then return ngx.sleep(M.poll_s) end
+  if self.dict:get(CHANGES) ~= self.changes_seen or self.up.r.interrupt then return end
+  if not watcher.running then
+    watcher.sema = watcher.sema or require("ngx.semaphore").new(0)
+    if not ngx.timer.at(0, watch, self.dict) then return ngx.sleep(M.poll_s) end
+    watcher.running = true
+  end
+  watcher.sema:wait(M.follow_wait_s)
+end
+
+--- Wake the followers of this worker now (a consumer joined and needs a refresh asked).
+function M.nudge()
+  if watcher.sema and watcher.sema:count() < 0 then watcher.sema:post(-watcher.sema:count()) end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -458,6 +499,7 @@ function Relay:_own()
         self:_put("b:" .. n, { fatal = { kind = what.kind, message = what.message,
           status = what.status, request = what.request } })
         self.dict:set(self:_key("head"), n, M.keep_s)
+        self:_bump()
       end
       self:release()
       error(what, 0)
