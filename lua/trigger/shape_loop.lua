@@ -183,14 +183,16 @@ function M.run(r)
   local started -- a request begun early: { url =, pending = }
   -- While a large page is decoded, the one begun early goes on arriving (a non-blocking step).
   local function step_network() r.transport.step(0) end
-  -- The pending request for `url`: the one begun early if it asked for the same, else a new one.
-  local function request_for(url)
+  -- The pending request for `url`: the one begun early if it asked for the same, else a new one
+  -- (`streamed`: to be read by `shape_body.read`, which takes its bytes as they come; one read
+  -- whole must never pause at `pause_at`).
+  local function request_for(url, streamed)
     local p
     if started and started.url == url then
       p = started.pending
     else
       if started then request.abort(r, started.pending) end
-      p = shape_body.begin(r, { url = url, headers = r.headers })
+      p = (streamed and shape_body or request).begin(r, { url = url, headers = r.headers })
     end
     started = nil
     return p
@@ -198,10 +200,10 @@ function M.run(r)
   while true do
     local url = base .. r.shape:query(r.params)
     local was_live = select(4, r.shape:position())
-    local fresh = not (started and started.url == url)
-    local p = request_for(url)
+    local fresh = not (started and started.url == url) and r.transport.background
+    local p = request_for(url, fresh)
     local status, headers, body, parsed
-    if fresh and r.transport.background then
+    if fresh then
       -- Nothing was begun ahead for it (the first page of a sync, the native feed's one
       -- snapshot): read as it arrives, decoded while the rest is on the wire, never held whole.
       parsed = shape_body.read(r, p, { on_complete = function(st, hd, up_to_date)
