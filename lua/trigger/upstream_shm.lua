@@ -174,7 +174,7 @@ function Relay:tick()
     end
   end
   local wanted = dict:get(self:_key("want_snapshot")) or 0
-  if wanted > self.snapshot_served and self.seen > 0 and not r.mid_sync then
+  if wanted > self.snapshot_served and self.can_snapshot and not r.mid_sync then
     self.snapshot_served = wanted
     self:_write_snapshot()
   end
@@ -213,9 +213,10 @@ local function state_of(r, position)
     schema = r.schema, native = r.native_dialect or false }
 end
 
-function Relay:_write_snapshot()
+-- `position`: the last batch's (in `_record` it is not the upstream's yet).
+function Relay:_write_snapshot(position)
   local r = self.up.r
-  local snap = state_of(r, self.up.position)
+  local snap = state_of(r, position or self.up.position)
   snap.n = self.seen
   snap.keys, snap.rows = row_list(r)
   self:_put("snapshot", snap)
@@ -263,10 +264,11 @@ function Relay:_record(batch)
   self.dict:delete(self:_key("b:" .. (n - M.keep_batches)))
   self.seen = n
   self:_bump()
+  self.can_snapshot = true -- the rows are this batch's, and its position known
   local wanted = self.dict:get(self:_key("want_snapshot")) or 0
   if wanted > self.snapshot_served then
     self.snapshot_served = wanted
-    self:_write_snapshot()
+    self:_write_snapshot(batch.position)
   end
 end
 
@@ -447,6 +449,7 @@ end
 -- position, or a fresh read). A fresh read after a log exists is published as a resync.
 function Relay:_adopt()
   local r = self.up.r
+  self.can_snapshot = false
   local usable = self:_catch_up()
   if not usable then usable = self:_from_snapshot() end
   if (self.dict:get(self:_key("head")) or 0) == 0 then
@@ -464,6 +467,7 @@ function Relay:_adopt()
     if p[2] ~= nil and shape:restore(p[1], p[2], p[3]) then
       r.shape:close()
       r.shape = shape
+      self.can_snapshot = true
       return
     end
     shape:close()
@@ -499,6 +503,10 @@ function Relay:_own()
         self:_put("b:" .. n, { fatal = { kind = what.kind, message = what.message,
           status = what.status, request = what.request } })
         self.dict:set(self:_key("head"), n, M.keep_s)
+        -- A worker that starts following from now on must not start from before it: the
+        -- next owner (a new subscription) reads afresh and writes a batch that holds every row.
+        self.dict:delete(self:_key("whole"))
+        self.dict:delete(self:_key("snapshot"))
         self:_bump()
       end
       self:release()

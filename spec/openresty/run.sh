@@ -813,6 +813,32 @@ cross_workers() {
     not_ok "$backend: a reload hands the upstream over without loss" "$reload_bad" \
       "owner: $(x_owners) (old workers:$old_workers)" "initial reads: $initial (want $want_initial)"
   fi
+  # A fatal answer (403) to the owner's request ends the clients of every worker with the same
+  # error; a client that subscribes again afterwards starts afresh (not from the failed log).
+  for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait "${x_pids[@]}" 2>/dev/null
+  wait_for 10 x_no_owner
+  local f_first=$((base + 50)) f_last=$((base + 57)) again=$((base + 60)) run_f errs=() workers_told
+  tag_fan="user:workers-fatal-$backend-$$-$RANDOM"
+  run_f=$(create_run "{\"runTags\":[\"$tag_fan\"],\"status\":\"PENDING\"}")
+  x_clients "$backend" "$f_first" "$f_last" "$tag_fan"
+  wait_for 10 fan_has 1 "$f_first" "$f_last"
+  admin POST _emulator/faults '{"kind":"status","status":403,"match":{"path_prefix":"/realtime/v1/runs","live":true},"count":1}' >/dev/null
+  has_error() { grep -q '^event: error' "$tmp/fan-$1.out"; }
+  for i in $(seq "$f_first" "$f_last"); do wait_for 10 has_error "$i" || errs+=("$i"); done
+  workers_told=$(for i in $(seq "$f_first" "$f_last"); do has_error "$i" && x_worker_of "$i"; done | sort -u | wc -l)
+  x_clients "$backend" "$again" "$again" "$tag_fan"
+  wait_for 10 has_data "$tmp/fan-$again.out" 1
+  patch_run "$run_f" EXECUTING
+  wait_for 10 has_data "$tmp/fan-$again.out" 2
+  got=$(fan_events "$again")
+  if [ "${#errs[@]}" = 0 ] && [ "$workers_told" = 2 ] && [ "$got" = "$run_f=QUEUED $run_f=EXECUTING" ]; then
+    ok "$backend: a 403 to the owner's request ends the 8 clients of both workers with an error; a client subscribing again starts afresh ($got)"
+  else
+    not_ok "$backend: a fatal answer ends every worker's clients, and a new subscription starts afresh" \
+      "clients without the error: ${errs[*]}" "workers whose clients were told: $workers_told (want 2)" \
+      "the new client: $got"
+  fi
   # Everyone leaves: the upstream closes in every worker and the owner gives its lease up.
   for p in "${x_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait "${x_pids[@]}" 2>/dev/null
