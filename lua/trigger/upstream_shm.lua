@@ -7,16 +7,19 @@
 -- `trigger.transport.ngx.cancel_check_s` while it waits in a long-poll) and writes every batch
 -- it publishes to a log there: the rows that changed, whole, and the position reached. The other
 -- workers' upstreams (followers) read the log and publish the same batches to their own
--- consumers, so each consumer sees exactly what it would alone. A follower that starts, or
--- falls behind what the log keeps, asks the owner for a snapshot of every row and starts from
--- it (as a resync: what it already handed out and did not change is not handed out again).
+-- consumers, so each consumer sees exactly what it would alone. A follower that starts begins
+-- at the log's last batch that holds every row; one that falls behind what the log keeps (or
+-- finds no such batch) asks the owner for a snapshot of every row and starts from it (as a
+-- resync: what it already handed out and did not change is not handed out again). One watcher
+-- timer per worker wakes that worker's followers when an owner writes.
 --
 -- Takeover: when the owner's last consumer leaves, or its worker exits, it gives the lease up;
 -- when its worker dies (kill -9, a crash), the lease runs out after `lease_s`. A follower then
 -- takes the lease and goes on from its copy of the rows and the position of the last batch of
--- the log, with the same handle and offset: nothing is lost or handed out twice; changes made
--- meanwhile come with the next read. An owner that cannot renew in time (its worker was stuck
--- for `lease_s`) finds the lease taken at its next look, stops asking the server and follows.
+-- the log: nothing is lost or handed out twice; changes made meanwhile come with the next read
+-- (on Electric with the same handle and offset; the native feed is read afresh, see
+-- `Relay:_adopt`). An owner that cannot renew in time (its worker was stuck for `lease_s`)
+-- finds the lease taken at its next look, stops asking the server and follows.
 --
 -- Transient failures of the owner's requests reach every worker's consumers (through the log's
 -- error list); a fatal one ends every worker's consumers with the same error.
@@ -55,15 +58,18 @@ local CHANGES = "trigger-realtime:changes"
 local watcher = { running = false, followers = 0, seen = nil, sema = nil }
 
 local function watch(premature, dict)
-  while not premature and watcher.followers > 0 do
-    local changes = dict:get(CHANGES)
-    if changes ~= watcher.seen then
-      watcher.seen = changes
-      local waiting = -watcher.sema:count()
-      if waiting > 0 then watcher.sema:post(waiting) end
+  -- pcall: whatever happens, `running` is cleared, so the next follower starts a watcher again
+  pcall(function()
+    while not premature and watcher.followers > 0 do
+      local changes = dict:get(CHANGES)
+      if changes ~= watcher.seen then
+        watcher.seen = changes
+        local waiting = -watcher.sema:count()
+        if waiting > 0 then watcher.sema:post(waiting) end
+      end
+      ngx.sleep(M.poll_s)
     end
-    ngx.sleep(M.poll_s)
-  end
+  end)
   watcher.running = false
 end
 
