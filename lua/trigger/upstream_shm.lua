@@ -214,6 +214,17 @@ local function row_list(r)
   return keys, rows
 end
 
+-- An error as the log keeps it (plain fields, as JSON), and back.
+local function error_record(err)
+  return { kind = err.kind, message = err.message, status = err.status, request = err.request,
+    retry_after = err.retry_after }
+end
+
+local function error_from(record, fatal)
+  return errors.new(record.kind, record.message, { status = record.status,
+    request = record.request, retry_after = record.retry_after, fatal = fatal })
+end
+
 local function state_of(r, position)
   return { position = { handle = position[1], offset = position[2], cursor = position[3] },
     schema = r.schema, native = r.native_dialect or false }
@@ -283,8 +294,7 @@ function Relay:_record_error(err)
   if not i then return end
   self.errors_seen = i
   self.dict:delete(self:_key("e:" .. (i - M.keep_batches)))
-  self:_put("e:" .. i, { kind = err.kind, message = err.message, status = err.status,
-    request = err.request, retry_after = err.retry_after, fatal = err.fatal })
+  self:_put("e:" .. i, error_record(err))
   self:_bump()
 end
 
@@ -297,21 +307,14 @@ function Relay:_relay_errors()
   if self.errors_seen == nil or last < self.errors_seen then self.errors_seen = last end
   for i = self.errors_seen + 1, last do
     local e = self:_get_json("e:" .. i)
-    if e and not e.fatal then
-      self.tell(errors.new(e.kind, e.message, { status = e.status, request = e.request,
-        retry_after = e.retry_after, fatal = false }))
-    end
+    if e then self.tell(error_from(e, false)) end
   end
   self.errors_seen = last
 end
 
 -- Apply one entry of the log (or a snapshot, `whole`) to the rows and publish its batch here.
 function Relay:_apply(entry, whole)
-  if entry.fatal then
-    local f = entry.fatal
-    error(errors.new(f.kind, f.message, { status = f.status, request = f.request,
-      fatal = true }), 0)
-  end
+  if entry.fatal then error(error_from(entry.fatal, true), 0) end
   local r = self.up.r
   if whole or entry.resync then r.rows:reset() end
   local list, n = {}, 0
@@ -366,6 +369,14 @@ function Relay:_have(from, to)
   return true
 end
 
+-- Take `state` (every row) as batch n of the log, then the log after it. -> as `_catch_up`
+function Relay:_start_at(state, n)
+  self:_apply(state, true)
+  self.seen = n
+  self.snapshot_asked_at, self.waiting_since, self.told_waiting = nil, nil, nil
+  return self:_catch_up()
+end
+
 -- Start from the owner's snapshot, or from the log's last batch that holds every row, then the
 -- log after it. -> true once done; false while a snapshot is awaited (asked of the owner once
 -- per lease period).
@@ -374,22 +385,11 @@ function Relay:_from_snapshot()
   local whole = self.dict:get(self:_key("whole"))
   if whole and whole <= head and self:_have(whole, head) then
     local entry = self:_get_json("b:" .. whole)
-    if entry and not entry.fatal then
-      self:_apply(entry, true)
-      self.seen = whole
-      self.snapshot_asked_at, self.waiting_since, self.told_waiting = nil, nil, nil
-      return self:_catch_up()
-    end
+    if entry and not entry.fatal then return self:_start_at(entry, whole) end
   end
   local snap = self:_get_json("snapshot")
-  if snap and snap.n <= head then
-    if self:_have(snap.n + 1, head) then
-      snap.resync = true
-      self:_apply(snap, true)
-      self.seen = snap.n
-      self.snapshot_asked_at, self.waiting_since, self.told_waiting = nil, nil, nil
-      return self:_catch_up()
-    end
+  if snap and snap.n <= head and self:_have(snap.n + 1, head) then
+    return self:_start_at(snap, snap.n)
   end
   local now = ngx.now()
   self.waiting_since = self.waiting_since or now
@@ -506,8 +506,7 @@ function Relay:_own()
     if not ok then
       if errors.is(what) and what.fatal then
         local n = self.seen + 1
-        self:_put("b:" .. n, { fatal = { kind = what.kind, message = what.message,
-          status = what.status, request = what.request } })
+        self:_put("b:" .. n, { fatal = error_record(what) })
         self.dict:set(self:_key("head"), n, M.keep_s)
         -- A worker that starts following from now on must not start from before it: the
         -- next owner (a new subscription) reads afresh and writes a batch that holds every row.
