@@ -18,6 +18,16 @@ local function same(a, b)
 end
 
 -- The reader fed `body` cut at the given 1-based end positions (then the rest), finished.
+-- A page of `n` inserts whose rows carry `pad` bytes each, up to date at its end.
+local function insert_page(n, pad)
+  local parts = {}
+  for i = 1, n do
+    parts[i] = ('{"headers":{"operation":"insert"},"key":"k%d","value":{"id":"%d","p":"%s"}}')
+      :format(i, i, ("x"):rep(pad))
+  end
+  return "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
+end
+
 local function in_pieces(body, cuts)
   local r = core.shape_reader(null)
   local at = 1
@@ -128,12 +138,7 @@ describe("core.shape_reader", function()
 
   it("shape_rows.parse with `between`: the same list, `between` called between slices", function()
     local shape_rows = require "trigger.shape_rows"
-    local parts = {}
-    for i = 1, 1000 do
-      parts[i] = ('{"headers":{"operation":"insert"},"key":"k%d","value":{"id":"%d","p":"%s"}}')
-        :format(i, i, ("x"):rep(100))
-    end
-    local body = "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
+    local body = insert_page(1000, 100)
     local calls = 0
     local list = assert(shape_rows.parse(body, function() calls = calls + 1 end))
     assert.is_true(same(assert(core.shape_messages(body, null)), list))
@@ -149,12 +154,7 @@ describe("core.shape_reader", function()
   end)
 
   it("holds only the unfinished tail: a large page in small pieces", function()
-    local parts = {}
-    for i = 1, 3000 do
-      parts[i] = ('{"headers":{"operation":"insert"},"key":"k%d","value":{"id":"%d","p":"%s"}}')
-        :format(i, i, ("x"):rep(200))
-    end
-    local body = "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
+    local body = insert_page(3000, 200)
     local whole = assert(core.shape_messages(body, null))
     local r = core.shape_reader(null)
     collectgarbage()

@@ -183,6 +183,22 @@ mkdir -p "$tmp/tls"
 
 # --- nginx -------------------------------------------------------------------------------------
 
+# launch_nginx DIR PORT: nginx -p DIR with DIR/conf/nginx.conf in the background, the library's
+# environment set; once it answers /ping on PORT its master is LAUNCHED_PID (and in pids), else
+# it is stopped and the status is 1.
+launch_nginx() {
+  TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
+    nginx -p "$1" -c "$1/conf/nginx.conf" -e "$1/logs/error.log" >"$1/start.err" 2>&1 &
+  LAUNCHED_PID=$!
+  if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$2/ping"; then
+    pids+=("$LAUNCHED_PID")
+    return 0
+  fi
+  kill -TERM "$LAUNCHED_PID" 2>/dev/null
+  wait "$LAUNCHED_PID" 2>/dev/null
+  return 1
+}
+
 start_nginx() {
   read -r PORT TLS_PORT TLS_WRONG_NAME_PORT TLS_UNTRUSTED_PORT <<<"$(free_ports 4)"
   mkdir -p "$tmp/nginx/logs" "$tmp/nginx/conf"
@@ -204,17 +220,7 @@ start_nginx() {
     echo "examples/openresty/nginx.conf no longer has the lines run.sh rewrites" >"$tmp/nginx/start.err"
     return 1
   fi
-  TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
-    nginx -p "$tmp/nginx" -c "$tmp/nginx/conf/nginx.conf" -e "$tmp/nginx/logs/error.log" \
-    >"$tmp/nginx/start.err" 2>&1 &
-  NGINX_PID=$!
-  if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$PORT/ping"; then
-    pids+=("$NGINX_PID")
-    return 0
-  fi
-  kill -TERM "$NGINX_PID" 2>/dev/null
-  wait "$NGINX_PID" 2>/dev/null
-  return 1
+  launch_nginx "$tmp/nginx" "$PORT"
 }
 
 started=0
@@ -589,17 +595,8 @@ start_nginx_workers() { # start_nginx_workers DIR DICT_SIZE: sets XPORT, NGINX2_
       -e "s|lua_ssl_trusted_certificate [^;]*;|lua_ssl_trusted_certificate $tmp/tls/ca.crt;|" \
       examples/openresty/nginx.conf >"$d/conf/nginx.conf"
   [ "$have_tls" = 1 ] || sed -i '/lua_ssl_trusted_certificate/d' "$d/conf/nginx.conf"
-  TRIGGER_REALTIME_ROOT=$ROOT TRIGGER_API_URL=$EMULATOR TRIGGER_SECRET_KEY=$SECRET \
-    nginx -p "$d" -c "$d/conf/nginx.conf" -e "$d/logs/error.log" \
-    >"$d/start.err" 2>&1 &
-  NGINX2_PID=$!
-  if wait_for 5 curl -sf --max-time 1 "http://127.0.0.1:$XPORT/ping"; then
-    pids+=("$NGINX2_PID")
-    return 0
-  fi
-  kill -TERM "$NGINX2_PID" 2>/dev/null
-  wait "$NGINX2_PID" 2>/dev/null
-  return 1
+  launch_nginx "$d" "$XPORT" || return 1
+  NGINX2_PID=$LAUNCHED_PID
 }
 xget() { curl -sS --max-time 5 "http://127.0.0.1:$XPORT$1"; }
 x_sample_live() { # most_live: the most live long-polls for $tag_fan in flight at the server so far
