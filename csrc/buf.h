@@ -16,6 +16,8 @@ void tr_buf_free(tr_buf *b);
 void tr_buf_reset(tr_buf *b);
 /* Append bytes; returns 0 on success, -1 when memory runs out (the buffer is left as it was). */
 int tr_buf_add(tr_buf *b, const void *p, size_t n);
+/* Room for n more bytes (and a NUL) without moving; 0, or -1 when memory runs out. */
+int tr_buf_reserve(tr_buf *b, size_t n);
 int tr_buf_adds(tr_buf *b, const char *s);
 int tr_buf_addc(tr_buf *b, char c);
 /* The common case inline: room is already there (hot loops such as JSON strings). */

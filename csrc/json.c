@@ -123,6 +123,40 @@ static const unsigned char ends_run[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1,         1
                                             1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
                                             1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
 
+/* Sixteen bytes at a time where the compiler has SSE2 (every x86-64): a mask of the bytes that
+ * end a run, found with three compares instead of sixteen look-ups. The packets inside a shape
+ * log have an escape every few bytes, so the point is not long runs but a cheap way to the next
+ * ender and a copy of everything before it in one store. */
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+#define TR_JSON_WIDE 16
+static inline unsigned run_enders16(const unsigned char *u) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)u);
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i control = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1F)), _mm_set1_epi8(0x1F));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control));
+}
+static inline void copy16(char *dst, const unsigned char *src) {
+    _mm_storeu_si128((__m128i *)(void *)dst, _mm_loadu_si128((const __m128i *)(const void *)src));
+}
+#define lowest_bit(m) ((size_t)__builtin_ctz(m))
+#endif
+
+/* The index of the first byte at or after i that ends a run (n: none before the end). */
+static inline size_t plain_run_end(const unsigned char *u, size_t i, size_t n) {
+#ifdef TR_JSON_WIDE
+    while (n - i >= TR_JSON_WIDE) {
+        unsigned m = run_enders16(u + i);
+        if (m != 0) return i + lowest_bit(m);
+        i += TR_JSON_WIDE;
+    }
+#endif
+    while (i < n && !ends_run[u[i]])
+        i++;
+    return i;
+}
+
 /* Reads a string starting at the opening quote; on success the text is in (*out, *len). */
 static int string(parser *p, const char **out, size_t *len) {
     size_t start = ++p->i;
@@ -130,8 +164,7 @@ static int string(parser *p, const char **out, size_t *len) {
     while (p->i < p->n) {
         const unsigned char *u = (const unsigned char *)p->s;
         size_t i = p->i, n = p->n;
-        while (i < n && !ends_run[u[i]])
-            i++;
+        i = plain_run_end(u, i, n);
         p->i = i;
         if (i >= n) break;
         unsigned char c = u[i];
@@ -151,18 +184,38 @@ static int string(parser *p, const char **out, size_t *len) {
     const unsigned char *u = (const unsigned char *)p->s;
     while (p->i < p->n) {
         /* Unescape up to CHUNK input bytes straight into the buffer (the unescaped text of k
-         * bytes is at most k bytes, and room for them is made once: by adding the input bytes
-         * themselves and taking them back), so plain bytes and the common escapes (\" in a
-         * JSON packet inside JSON) cost no call each. A \u escape goes through put_utf8. */
+         * bytes is at most k bytes, and room for them is reserved once), so plain bytes and the
+         * common escapes (\" in a JSON packet inside JSON) cost no call each. A \u escape goes
+         * through put_utf8. */
         enum { CHUNK = 256 };
+#ifdef TR_JSON_WIDE
+        enum { WIDE_ROOM = TR_JSON_WIDE };
+#else
+        enum { WIDE_ROOM = 0 };
+#endif
         size_t chunk = p->n - p->i < CHUNK ? p->n - p->i : CHUNK;
         tr_buf *b = p->scratch;
-        if (tr_buf_add(b, p->s + p->i, chunk) != 0) return fail(p, TR_JSON_MEMORY, "out of memory");
-        b->len -= chunk;
+        if (tr_buf_reserve(b, chunk + WIDE_ROOM) != 0)
+            return fail(p, TR_JSON_MEMORY, "out of memory");
         char *dst = b->data + b->len;
         size_t i = p->i, stop = p->i + chunk;
         int unicode = 0;
         while (i < stop) {
+#ifdef TR_JSON_WIDE
+            /* The output so far is no longer than the input since the chunk began (< chunk
+             * bytes), so a 16-byte store stays within the room reserved. */
+            if (p->n - i >= TR_JSON_WIDE) {
+                unsigned m = run_enders16(u + i);
+                copy16(dst, u + i);
+                if (m == 0) {
+                    dst += TR_JSON_WIDE;
+                    i += TR_JSON_WIDE;
+                    continue;
+                }
+                dst += lowest_bit(m);
+                i += lowest_bit(m);
+            }
+#endif
             unsigned char c = u[i];
             if (!ends_run[c]) {
                 *dst++ = (char)c;

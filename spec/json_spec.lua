@@ -64,6 +64,44 @@ describe("trigger.json.decode", function()
     local doc = { s = "x", n = 3, f = 0.25, list = { 1, "two", { three = true } }, e = {} }
     assert.are.same(doc, json.decode(cjson.encode(doc)))
   end)
+
+  -- Strings are read 16 bytes at a time where the machine can: every place of an escape, a
+  -- quote or a control byte within and across those blocks, near the chunk boundary of the
+  -- unescaping (256 input bytes) and at the very end of the text.
+  it("reads strings the same wherever escapes and ends fall", function()
+    local cjson = require "cjson"
+    local specials = { '"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\1", "\31", "é", "x" }
+    for len = 0, 40 do
+      for at = 0, len do
+        for _, sp in ipairs(specials) do
+          local s = ("a"):rep(at) .. sp .. ("b"):rep(len - at)
+          local text = cjson.encode(s)
+          assert.are.equal(s, json.decode(text), text)
+          assert.are.equal(s, json.decode("[" .. text .. "]")[1], text)
+        end
+      end
+    end
+    for _, len in ipairs { 240, 250, 255, 256, 257, 270, 511, 512, 513, 600 } do
+      for at = len - 20, len do
+        local s = ('\\"'):rep(at // 2) .. ("c"):rep(len - at) .. "\n" .. ("d"):rep(at % 7)
+        assert.are.equal(s, json.decode(cjson.encode(s)), len .. "/" .. at)
+      end
+    end
+    -- What is refused is still refused at every place: a raw control byte, a bad escape, an
+    -- unterminated string and a backslash as the last byte.
+    for at = 0, 40 do
+      local head = ("a"):rep(at)
+      assert.is_nil((json.decode('"' .. head .. '\n"')), at)
+      assert.is_nil((json.decode('"\\"' .. head .. '\1"')), at)
+      assert.is_nil((json.decode('"' .. head .. '\31' .. head .. '"')), at)
+      assert.is_nil((json.decode('"\\"' .. head .. '\31' .. head .. '"')), at)
+      assert.is_nil((json.decode('"' .. head .. '\\x"')), at)
+      assert.is_nil((json.decode('"' .. head)), at)
+      assert.is_nil((json.decode('"\\n' .. head)), at)
+      assert.is_nil((json.decode('"' .. head .. "\\")), at)
+      assert.is_nil((json.decode('"\\t' .. head .. "\\")), at)
+    end
+  end)
 end)
 
 describe("trigger.json.encode", function()
