@@ -127,7 +127,7 @@ static const unsigned char ends_run[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1,         1
  * end a run, found with three compares instead of sixteen look-ups. The packets inside a shape
  * log have an escape every few bytes, so the point is not long runs but a cheap way to the next
  * ender and a copy of everything before it in one store. */
-#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__SSE2__) && defined(__GNUC__) /* (clang defines __GNUC__ too) */
 #include <emmintrin.h>
 #define TR_JSON_WIDE 16
 static inline unsigned run_enders16(const unsigned char *u) {
@@ -141,11 +141,13 @@ static inline void copy16(char *dst, const unsigned char *src) {
     _mm_storeu_si128((__m128i *)(void *)dst, _mm_loadu_si128((const __m128i *)(const void *)src));
 }
 #define lowest_bit(m) ((size_t)__builtin_ctz(m))
+#else
+#define TR_JSON_WIDE 0 /* a byte at a time */
 #endif
 
 /* The index of the first byte at or after i that ends a run (n: none before the end). */
 static inline size_t plain_run_end(const unsigned char *u, size_t i, size_t n) {
-#ifdef TR_JSON_WIDE
+#if TR_JSON_WIDE
     while (n - i >= TR_JSON_WIDE) {
         unsigned m = run_enders16(u + i);
         if (m != 0) return i + lowest_bit(m);
@@ -188,20 +190,15 @@ static int string(parser *p, const char **out, size_t *len) {
          * common escapes (\" in a JSON packet inside JSON) cost no call each. A \u escape goes
          * through put_utf8. */
         enum { CHUNK = 256 };
-#ifdef TR_JSON_WIDE
-        enum { WIDE_ROOM = TR_JSON_WIDE };
-#else
-        enum { WIDE_ROOM = 0 };
-#endif
         size_t chunk = p->n - p->i < CHUNK ? p->n - p->i : CHUNK;
         tr_buf *b = p->scratch;
-        if (tr_buf_reserve(b, chunk + WIDE_ROOM) != 0)
+        if (tr_buf_reserve(b, chunk + TR_JSON_WIDE) != 0)
             return fail(p, TR_JSON_MEMORY, "out of memory");
         char *dst = b->data + b->len;
         size_t i = p->i, stop = p->i + chunk;
         int unicode = 0;
         while (i < stop) {
-#ifdef TR_JSON_WIDE
+#if TR_JSON_WIDE
             /* The output so far is no longer than the input since the chunk began (< chunk
              * bytes), so a 16-byte store stays within the room reserved. */
             if (p->n - i >= TR_JSON_WIDE) {

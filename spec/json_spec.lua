@@ -83,7 +83,7 @@ describe("trigger.json.decode", function()
     end
     for _, len in ipairs { 240, 250, 255, 256, 257, 270, 511, 512, 513, 600 } do
       for at = len - 20, len do
-        local s = ('\\"'):rep(at // 2) .. ("c"):rep(len - at) .. "\n" .. ("d"):rep(at % 7)
+        local s = ('\\"'):rep(math.floor(at / 2)) .. ("c"):rep(len - at) .. "\n" .. ("d"):rep(at % 7)
         assert.are.equal(s, json.decode(cjson.encode(s)), len .. "/" .. at)
       end
     end
