@@ -65,6 +65,56 @@ describe("trigger.json.decode", function()
     assert.are.same(doc, json.decode(cjson.encode(doc)))
   end)
 
+  -- Short strings and keys come from a cache that compares a string with the one last seen in
+  -- its slot by windows from both ends: strings of every short length that differ in one byte
+  -- only (the first, a middle one, the last), one after another as keys and as values, must
+  -- each come out as themselves.
+  it("never hands out a cached string for one that differs in a single byte", function()
+    for len = 1, 40 do
+      local base = {}
+      for i = 1, len do base[i] = string.char(96 + (i % 26) + 1) end
+      local texts = { table.concat(base) }
+      for _, at in ipairs { 1, math.floor((len + 1) / 2), len } do
+        for _, c in ipairs { "A", "Z" } do
+          local t = { table.unpack(base) }
+          t[at] = c
+          texts[#texts + 1] = table.concat(t)
+        end
+      end
+      for round = 1, 2 do
+        for _, s in ipairs(texts) do
+          local doc = json.decode('{"' .. s .. '":"' .. s .. '"}')
+          local k, v = next(doc)
+          assert.are.equal(s, k, round .. ": key " .. s)
+          assert.are.equal(s, v, round .. ": value " .. s)
+          assert.are.equal(s, json.decode('["' .. s .. '"]')[1], s)
+        end
+      end
+    end
+  end)
+
+  -- More strings than the cache has slots, alike but for one or two bytes: some share a slot
+  -- whatever the hash is, so a comparison that skipped a byte would show.
+  it("keeps apart many alike short strings that must share slots", function()
+    local letters = "abcdefghijklmnopqrstuvwxyz"
+    for _, shape in ipairs { "a%s%s", "a%s%sa", "ab%s%sba", "abcdefgh%s%shgfedcba" } do
+      local texts = {}
+      for i = 1, #letters do
+        for j = 1, #letters do
+          texts[#texts + 1] = shape:format(letters:sub(i, i), letters:sub(j, j))
+        end
+      end
+      local keys = {}
+      for n, s in ipairs(texts) do keys[n] = '"' .. s .. '":' .. n end
+      local array = json.decode('["' .. table.concat(texts, '","') .. '"]')
+      local object = json.decode("{" .. table.concat(keys, ",") .. "}")
+      for n, s in ipairs(texts) do
+        assert.are.equal(s, array[n], shape)
+        assert.are.equal(n, object[s], shape)
+      end
+    end
+  end)
+
   -- Strings are read 16 bytes at a time where the machine can: every place of an escape, a
   -- quote or a control byte within and across those blocks, near the chunk boundary of the
   -- unescaping (256 input bytes) and at the very end of the text.
