@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "compat.h"
+#include "json.h"
 #include "lcore.h"
+#include "ljson.h"
 
 /* More entries than this go the general way, which counts them against its own budget. */
 #define LEAVES_MAX 1000
@@ -77,6 +79,42 @@ static int push_special_number(lua_State *L, const char *text, size_t n) {
     return 0;
 }
 
+/* What a leaf annotation does to its field in Lua. */
+enum { LEAF_KEEP, LEAF_UNDEFINED, LEAF_BIGINT, LEAF_NUMBER, LEAF_MAP };
+
+static int kind_of(const char *name, size_t n) {
+    if (n == 9 && memcmp(name, "undefined", 9) == 0) return LEAF_UNDEFINED;
+    if (n == 6 && memcmp(name, "bigint", 6) == 0) return LEAF_BIGINT;
+    if (n == 6 && memcmp(name, "number", 6) == 0) return LEAF_NUMBER;
+    if (n == 3 && memcmp(name, "map", 3) == 0) return LEAF_MAP;
+    return LEAF_KEEP; /* Date, URL, regexp, set, Error...: their JSON form is the Lua form */
+}
+
+/* Apply a leaf of `kind` to the field whose name is on top of the stack, of the table at index
+ * `value` (a field that is there: is_leaf checked). The name stays. */
+static void apply_leaf(lua_State *L, int value, int kind) {
+    if (kind == LEAF_KEEP) return;
+    lua_pushvalue(L, -1);
+    lua_rawget(L, value); /* name, field value */
+    int field = lua_gettop(L);
+    int is_text = lua_type(L, field) == LUA_TSTRING;
+    size_t text_len = 0;
+    const char *text = is_text ? lua_tolstring(L, field, &text_len) : NULL;
+    lua_pushvalue(L, field - 1);
+    if (kind == LEAF_UNDEFINED) {
+        lua_pushnil(L);
+    } else if (kind == LEAF_BIGINT && is_text) {
+        push_bigint(L, field);
+    } else if (kind == LEAF_NUMBER && is_text && push_special_number(L, text, text_len)) {
+        /* NaN, the infinities, -0 */
+    } else {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_rawset(L, value);
+    lua_pop(L, 1); /* the field value */
+}
+
 /* superjson_leaves(value, values) -> true when every annotation of `values` was a leaf and has
  * been applied to `value` (in place), false when nothing was done. */
 static int superjson_leaves(lua_State *L) {
@@ -107,33 +145,267 @@ static int superjson_leaves(lua_State *L) {
         lua_rawgeti(L, -1, 1);
         annotation = lua_tostring(L, -1);
         lua_pop(L, 2); /* key on top */
-        lua_pushvalue(L, -1);
-        lua_rawget(L, 1); /* key, field value */
-        int field = lua_gettop(L);
-        int is_text = lua_type(L, field) == LUA_TSTRING;
-        size_t text_len = 0;
-        const char *text = is_text ? lua_tolstring(L, field, &text_len) : NULL;
-        lua_pushvalue(L, field - 1);
-        if (strcmp(annotation, "undefined") == 0) {
-            lua_pushnil(L);
-        } else if (strcmp(annotation, "bigint") == 0 && is_text) {
-            push_bigint(L, field);
-        } else if (strcmp(annotation, "number") == 0 && is_text &&
-                   push_special_number(L, text, text_len)) {
-            /* NaN, the infinities, -0 */
-        } else {
-            lua_pop(L, 1); /* Date, URL, regexp, set, Error...: their JSON form is the Lua form */
-            lua_pop(L, 1);
-            continue;
-        }
-        lua_rawset(L, 1);
-        lua_pop(L, 1); /* the field value; the key stays for lua_next */
+        apply_leaf(L, 1, kind_of(annotation, strlen(annotation)));
     }
     lua_pushboolean(L, 1);
     return 1;
 }
 
+/* --- core.superjson_decode: the whole packet in one pass --------------------------------------
+ *
+ * A super+json packet is {"json": value, "meta": {"values": annotations}}. Decoding it whole
+ * made a table for the document, for meta, for values and for every annotation (["Date"]),
+ * only to read them once and drop them: a third of the tables of a run handed out. This sink
+ * builds the json value (with ljson.c's builder) and reads the annotations as they go by,
+ * keeping the leaves (a field of the top-level object, one plain annotation) in C. Anything
+ * else (a path, a nested tree, a map, a repeated or odd name, more leaves than it keeps, a
+ * document that is not an object, bad JSON) stops it, and the caller decodes the packet the
+ * general way, which also says what is wrong. */
+
+#define DOC_LEAVES_MAX 32
+#define DOC_NAMES_MAX 1024 /* bytes of field names kept */
+
+enum { AT_START, AT_ROOT, AT_META, AT_VALUES, AT_LEAF, AT_DONE }; /* where the parse is */
+enum { NEXT_OTHER, NEXT_JSON, NEXT_META, NEXT_VALUES };           /* whose value comes next */
+
+typedef struct doc_leaf {
+    unsigned short at, len; /* the field name in names[] */
+    unsigned char kind;     /* LEAF_* */
+} doc_leaf;
+
+typedef struct doc {
+    tr_ljson_builder b; /* builds the json value (b.depth > 0 while it does) */
+    int at, next;
+    int skipped;    /* nesting inside a container nobody needs */
+    int json_slot;  /* stack index of the json value (nil: none yet) */
+    int leaf_items; /* elements of the annotation array being read */
+    int leaf_kind;
+    int leaves;
+    doc_leaf leaf[DOC_LEAVES_MAX];
+    size_t names_len;
+    char names[DOC_NAMES_MAX];
+} doc;
+
+#define GENERAL (-1) /* stop: the general way decodes this packet */
+
+/* The json value is complete on top of the stack. */
+static int doc_json_done(doc *d) {
+    lua_replace(d->b.L, d->json_slot);
+    d->next = NEXT_OTHER;
+    return 0;
+}
+
+/* A scalar outside the json value. */
+static int doc_scalar(doc *d, const char *s, size_t n, int is_string, int is_null) {
+    if (d->skipped > 0) return 0;
+    switch (d->at) {
+    case AT_ROOT: /* (meta as a scalar: no annotations) */
+    case AT_META: {
+        int bad_values = d->at == AT_META && d->next == NEXT_VALUES && !is_null;
+        d->next = NEXT_OTHER;
+        return bad_values ? GENERAL : 0; /* values neither null nor a tree: malformed, said there */
+    }
+    case AT_LEAF:
+        if (d->leaf_items++ > 0 || !is_string) return GENERAL;
+        d->leaf_kind = kind_of(s, n);
+        return d->leaf_kind == LEAF_MAP ? GENERAL : 0;
+    default: /* the document itself, or an annotation, that is not a container */
+        return GENERAL;
+    }
+}
+
+/* Which field of the root (AT_ROOT) or of meta (AT_META), or which annotated field
+ * (AT_VALUES, kept for its leaf), comes next. */
+static int doc_key(void *ud, const char *s, size_t n) {
+    doc *d = ud;
+    if (d->b.depth > 0) return tr_ljson_key(&d->b, s, n);
+    if (d->skipped > 0) return 0;
+    if (d->at == AT_ROOT) {
+        d->next = n == 4 && memcmp(s, "json", 4) == 0   ? NEXT_JSON
+                  : n == 4 && memcmp(s, "meta", 4) == 0 ? NEXT_META
+                                                        : NEXT_OTHER;
+        if (d->next == NEXT_META) d->leaves = 0; /* of two metas, the last counts */
+        return 0;
+    }
+    if (d->at == AT_META) {
+        d->next = n == 6 && memcmp(s, "values", 6) == 0 ? NEXT_VALUES : NEXT_OTHER;
+        if (d->next == NEXT_VALUES) d->leaves = 0;
+        return 0;
+    }
+    /* AT_VALUES: a plain field name (no path, no escape), not seen before. (Names and
+     * annotations are compared by their length here: a NUL byte in one is just a byte.) */
+    if (d->leaves == DOC_LEAVES_MAX || n > DOC_NAMES_MAX - d->names_len || memchr(s, '.', n) ||
+        memchr(s, '\\', n))
+        return GENERAL;
+    for (int i = 0; i < d->leaves; i++)
+        if (d->leaf[i].len == n && memcmp(d->names + d->leaf[i].at, s, n) == 0) return GENERAL;
+    doc_leaf *l = &d->leaf[d->leaves];
+    l->at = (unsigned short)d->names_len;
+    l->len = (unsigned short)n;
+    memcpy(d->names + d->names_len, s, n);
+    d->names_len += n;
+    return 0;
+}
+
+static int doc_begin(doc *d, int object) {
+    if (d->b.depth > 0 || (d->skipped == 0 && d->at == AT_ROOT && d->next == NEXT_JSON))
+        return tr_ljson_begin(&d->b, object);
+    if (d->skipped > 0) {
+        d->skipped++;
+        return 0;
+    }
+    switch (d->at) {
+    case AT_START:
+        if (!object) return GENERAL;
+        d->at = AT_ROOT;
+        return 0;
+    case AT_ROOT:
+        if (d->next == NEXT_META && object) {
+            d->at = AT_META;
+            return 0;
+        }
+        d->skipped = 1; /* (meta as an array: a table without values) */
+        return 0;
+    case AT_META:
+        if (d->next != NEXT_VALUES) {
+            d->skipped = 1;
+            return 0;
+        }
+        if (!object) return GENERAL; /* ["map", ...]: the root annotated */
+        d->at = AT_VALUES;
+        d->names_len = 0;
+        return 0;
+    case AT_VALUES:
+        if (object) return GENERAL; /* a nested tree */
+        d->at = AT_LEAF;
+        d->leaf_items = 0;
+        return 0;
+    default:
+        return GENERAL;
+    }
+}
+
+static int doc_end(doc *d) {
+    if (d->b.depth > 0) {
+        if (tr_ljson_end(&d->b) != 0) return -1;
+        return d->b.depth == 0 ? doc_json_done(d) : 0;
+    }
+    if (d->skipped > 0) {
+        d->skipped--;
+        return 0;
+    }
+    d->next = NEXT_OTHER;
+    switch (d->at) {
+    case AT_LEAF:
+        if (d->leaf_items != 1) return GENERAL;
+        d->leaf[d->leaves++].kind = (unsigned char)d->leaf_kind;
+        d->at = AT_VALUES;
+        return 0;
+    case AT_VALUES:
+        d->at = AT_META;
+        return 0;
+    case AT_META:
+        d->at = AT_ROOT;
+        return 0;
+    default:
+        d->at = AT_DONE;
+        return 0;
+    }
+}
+
+#define DOC_SCALAR(name, args, build, ...)                                                         \
+    static int name args {                                                                         \
+        doc *d = ud;                                                                               \
+        if (d->b.depth > 0) return build;                                                          \
+        if (d->skipped == 0 && d->at == AT_ROOT && d->next == NEXT_JSON) {                         \
+            if (build != 0) return -1;                                                             \
+            return doc_json_done(d);                                                               \
+        }                                                                                          \
+        return doc_scalar(d, __VA_ARGS__);                                                         \
+    }
+DOC_SCALAR(doc_null, (void *ud), tr_ljson_null(&d->b), NULL, 0, 0, 1)
+DOC_SCALAR(doc_boolean, (void *ud, int v), tr_ljson_boolean(&d->b, v), NULL, 0, 0, 0)
+DOC_SCALAR(doc_integer, (void *ud, int64_t v), tr_ljson_integer(&d->b, v), NULL, 0, 0, 0)
+DOC_SCALAR(doc_number, (void *ud, double v), tr_ljson_number(&d->b, v), NULL, 0, 0, 0)
+DOC_SCALAR(doc_string, (void *ud, const char *s, size_t n), tr_ljson_string(&d->b, s, n), s, n, 1,
+           0)
+static int doc_begin_object(void *ud) { return doc_begin(ud, 1); }
+static int doc_begin_array(void *ud) { return doc_begin(ud, 0); }
+static int doc_end_any(void *ud) { return doc_end(ud); }
+
+/* superjson_decode(text, null, max_depth [, array_mt]) -> value, true; or false when the
+ * packet is not of the common shape (or not valid): then trigger.superjson decodes it. */
+static int superjson_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer max_depth = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, max_depth >= 1 && max_depth <= TR_LJSON_MAX_DEPTH, 3, "depth out of range");
+    int marked = !lua_isnoneornil(L, 4);
+    if (marked) luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    tr_buf *scratch = tr_scratch_take(L); /* 5 */
+    lua_pushnil(L);                       /* 6: the json value */
+    doc dd;                               /* (on the C stack, as json_decode's builder) */
+    doc *d = &dd;
+    d->b.L = L;
+    d->b.null_index = 2;
+    d->b.array_mt_index = marked ? 4 : 0;
+    d->b.depth = 0;
+    d->b.intern = tr_ljson_push_intern(L); /* 7 */
+    d->b.intern_index = 7;
+    d->at = AT_START;
+    d->next = NEXT_OTHER;
+    d->skipped = 0;
+    d->json_slot = 6;
+    d->leaves = 0;
+    d->names_len = 0;
+    tr_json_sink sink = {
+        doc_null, doc_boolean, doc_integer,     doc_number,  doc_string, doc_begin_object,
+        doc_key,  doc_end_any, doc_begin_array, doc_end_any, d};
+    size_t at = 0;
+    const char *what = NULL;
+    tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
+    tr_scratch_give(L, 5);
+    lua_settop(L, 7);
+    if (st != TR_JSON_OK) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (lua_isnil(L, 6)) { /* no json: null */
+        lua_pushvalue(L, 2);
+        lua_replace(L, 6);
+    }
+    if (d->leaves > 0) {
+        /* Every annotated field must be there, in a table (else the general way says what it
+         * makes of it), before any is changed. */
+        if (!lua_istable(L, 6)) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        for (int i = 0; i < d->leaves; i++) {
+            lua_pushlstring(L, d->names + d->leaf[i].at, d->leaf[i].len);
+            lua_rawget(L, 6);
+            int present = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!present) {
+                lua_pushboolean(L, 0);
+                return 1;
+            }
+        }
+        for (int i = 0; i < d->leaves; i++) {
+            lua_pushlstring(L, d->names + d->leaf[i].at, d->leaf[i].len);
+            apply_leaf(L, 6, d->leaf[i].kind);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushvalue(L, 6);
+    lua_pushboolean(L, 1);
+    return 2;
+}
+
 void tr_open_superjson(lua_State *L) {
     lua_pushcfunction(L, superjson_leaves);
     lua_setfield(L, -2, "superjson_leaves");
+    lua_pushcfunction(L, superjson_decode);
+    lua_setfield(L, -2, "superjson_decode");
 }

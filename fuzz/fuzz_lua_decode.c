@@ -13,6 +13,8 @@
  *     only string keys (it was an object), at every depth;
  *   - superjson_leaves on the decoded document ({"json":…, "meta":{"values":…}}) either applies
  *     or leaves the value untouched, and never raises;
+ *   - superjson_decode (the one pass) takes only documents json_decode takes whose annotations
+ *     superjson_leaves takes, and gives what json_decode then superjson_leaves give;
  *   - core.shape_reader, fed the body in pieces (one byte at a time for short bodies, else at
  *     split points drawn from the body itself), gives exactly what shape_messages gives: the
  *     same list (value for value) or the same refusal text; and so does reader:parse, given
@@ -109,11 +111,56 @@ static void check_superjson(lua_State *L, int doc) {
     lua_pop(L, 1);
 }
 
+static int same_value(lua_State *L, int a, int b);
+
+/* superjson_decode against the document json_decode made (at doc, or nil when it refused):
+ * when the one pass answers, its value is the document's json with its leaves applied. Runs
+ * before check_superjson, which may change the document in place. */
+static void check_one_pass(lua_State *L, const uint8_t *data, size_t size, int as_json, int doc) {
+    lua_getfield(L, 1, "superjson_decode");
+    lua_pushlstring(L, (const char *)data, size);
+    lua_pushlightuserdata(L, NULL);
+    lua_pushinteger(L, 128);
+    lua_pushvalue(L, 2);
+    FUZZ_ASSERT(lua_pcall(L, 4, 2, 0) == LUA_OK, "superjson_decode raised");
+    if (!lua_toboolean(L, -1)) {
+        FUZZ_ASSERT(lua_isboolean(L, -2), "superjson_decode gave up without saying false");
+        lua_pop(L, 2);
+        return;
+    }
+    FUZZ_ASSERT(as_json && lua_istable(L, doc), "the one pass took what json_decode refuses");
+    int got = lua_gettop(L) - 1;
+    lua_getfield(L, doc, "json");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlightuserdata(L, NULL);
+    }
+    int value = lua_gettop(L);
+    lua_getfield(L, doc, "meta");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "values");
+        if (!lua_isnil(L, -1) && !(lua_islightuserdata(L, -1) && !lua_touserdata(L, -1))) {
+            lua_getfield(L, 1, "superjson_leaves");
+            lua_pushvalue(L, value);
+            lua_pushvalue(L, -3);
+            FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "superjson_leaves raised");
+            FUZZ_ASSERT(lua_toboolean(L, -1), "the one pass took annotations the leaves refuse");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    FUZZ_ASSERT(same_value(L, got, value), "the one pass and json_decode + leaves differ");
+    lua_pop(L, 3);
+}
+
 /* Are the Lua values at a and b the same (tables key by key, at every depth)? */
 static int same_value(lua_State *L, int a, int b) {
     a = lua_absindex(L, a);
     b = lua_absindex(L, b);
     if (lua_type(L, a) != lua_type(L, b)) return 0;
+    if (lua_type(L, a) == LUA_TNUMBER && lua_tonumber(L, a) != lua_tonumber(L, a))
+        return lua_tonumber(L, b) != lua_tonumber(L, b); /* NaN (a "number" annotation) */
     if (!lua_istable(L, a)) return lua_rawequal(L, a, b);
     FUZZ_ASSERT(lua_checkstack(L, 6), "no stack left");
     int same = 1;
@@ -251,6 +298,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_ASSERT(strstr(why, " at byte ") == NULL, "JSON refused as if it were not JSON");
     }
     lua_pop(L, 2);
+    check_one_pass(L, data, size, as_json, doc);
     if (as_json) check_superjson(L, doc);
     lua_pop(L, 2);
     FUZZ_ASSERT(lua_gettop(L) == top, "the stack is not back where it was");

@@ -108,6 +108,99 @@ describe("superjson.decode", function()
     assert.is_false(core.superjson_leaves("text", { a = { "Date" } }))
   end)
 
+  -- core.superjson_decode reads the common packet in one pass and gives up on anything else;
+  -- what it gives must be what the general way (the document as tables, then the walk) gives,
+  -- and what it gives up on must be what that way decodes or refuses.
+  it("decodes in one pass exactly what the general way decodes, or leaves it to it", function()
+    local core = require "trigger.core"
+    local function same(a, b)
+      if type(a) ~= "table" or type(b) ~= "table" then
+        if a ~= a then return b ~= b end
+        if math.type and math.type(a) ~= math.type(b) then return false end
+        return a == b
+      end
+      if getmetatable(a) ~= getmetatable(b) then return false end
+      for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+      for k in pairs(b) do if a[k] == nil then return false end end
+      return true
+    end
+    local value = '{"at":"2025-01-10T12:00:00.000Z","big":"9007199254740993","gone":1,'
+      .. '"nan":"NaN","n":"5","list":[],"deep":{"x":"1"}}'
+    local texts = {
+      '{"json":' .. value .. '}',
+      '{"json":' .. value .. ',"meta":{"values":{"at":["Date"],"big":["bigint"]}}}',
+      '{"meta":{"values":{"at":["Date"],"big":["bigint"],"gone":["undefined"]}},"json":'
+        .. value .. '}',
+      '{"json":' .. value .. ',"meta":{"values":{"nan":["number"],"n":["number"]},"v":1,'
+        .. '"referentialEqualities":{"a":["b"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{}}}',
+      '{"json":' .. value .. ',"meta":{"values":null}}',
+      '{"json":' .. value .. ',"meta":null}',
+      '{"json":' .. value .. ',"meta":[1,{"values":2}]}',
+      '{"json":' .. value .. ',"meta":{"values":"Date"}}',
+      '{"json":' .. value .. ',"meta":{"values":["number"]}}',
+      '{"json":"Infinity","meta":{"values":["number"]}}',
+      '{"json":' .. value .. ',"meta":{"values":{"deep.x":["bigint"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"deep\\\\.x":["bigint"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"deep":[{"x":["bigint"]}]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"deep":{"x":["bigint"]}}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"list":["map"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"list":["set"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"at":["custom","Money"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"at":[["custom","Money"]]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"at":[]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"at":[7]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"missing":["bigint"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"missing":["Date"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["bigint"],"big":["undefined"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["bigint"]}},"meta":{"values":{}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["bigint"]}},"meta":{"v":1}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["undefined"],"big":["bigint"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["bigint"]},"values":{"n":["number"]}}}',
+      '{"json":1,"json":' .. value .. ',"meta":{"values":{"big":["bigint"]}}}',
+      '{"json":"text","meta":{"values":{"big":["bigint"]}}}',
+      '{"json":null,"meta":{"values":{}}}',
+      '{"meta":{"values":{"big":["bigint"]}}}',
+      '{"other":{"json":1},"json":[1,2,{"a":null}]}',
+      '{"json":' .. value .. ',"meta":{"values":{"b\\u0000g":["bigint"]}}}',
+      '{"json":' .. value .. ',"meta":{"values":{"big":["big\\u0000int"]}}}',
+      '{"json":{"":"5"},"meta":{"values":{"":["bigint"]}}}',
+      '{"json":{"x.y":"5"},"meta":{"values":{"x.y":["bigint"]}}}',
+      '{"json":{"x\\\\y":"5"},"meta":{"values":{"x\\\\y":["bigint"]}}}',
+      '{"json":{"b\\u0000g":"5"},"meta":{"values":{"b\\u0000g":["bigint"]}}}',
+      '{"json":{"0":"5"},"meta":{"values":{"0":["bigint"]}}}',
+      '{"json":["5"],"meta":{"values":{"0":["bigint"]}}}',
+      '[1]', '"text"', '7', 'null', '{"json":', '{"json":1}x', '',
+    }
+    local many, fields = {}, {}
+    for i = 1, 40 do
+      many[#many + 1] = ('"f%d":["bigint"]'):format(i)
+      fields[#fields + 1] = ('"f%d":"%d"'):format(i, i)
+    end
+    for _, k in ipairs { 31, 32, 33, 40 } do
+      texts[#texts + 1] = '{"json":{' .. table.concat(fields, ",") .. '},"meta":{"values":{'
+        .. table.concat(many, ",", 1, k) .. '}}}'
+    end
+    local long = ("n"):rep(600)
+    texts[#texts + 1] = '{"json":{"' .. long .. '":"1","' .. long .. 'x":"2"},"meta":{"values":{"'
+      .. long .. '":["bigint"],"' .. long .. 'x":["bigint"]}}}'
+    local one_pass = 0
+    for _, text in ipairs(texts) do
+      local general, gerr = superjson._general(text)
+      local v, done = core.superjson_decode(text, json.null, json.max_depth, json.array_mt)
+      if done then
+        one_pass = one_pass + 1
+        assert.is_nil(gerr, text)
+        assert(same(general, v), "one pass and general way differ on " .. text)
+      else
+        assert.is_false(v, text)
+      end
+      local d, derr = superjson.decode(text)
+      assert(same(general, d) and gerr == derr, text)
+    end
+    assert.is_true(one_pass >= 15, "the one pass took " .. one_pass .. " documents")
+  end)
+
   it("splits paths", function()
     assert.are.same({ "a", "b.c", "d\\" }, superjson._parse_path("a.b\\.c.d\\\\"))
   end)
