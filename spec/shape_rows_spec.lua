@@ -55,6 +55,48 @@ describe("shape_rows", function()
     assert.are.same({}, s:take())
   end)
 
+  it("publishes each changed key once, where it first changed, and lists each stored key once",
+    function()
+    local s = new_store()
+    s:apply { insert("a", { id = "a" }), insert("b", { id = "b" }), insert("c", { id = "c" }) }
+    assert.are.same({ "a", "b", "c" }, s.store:publish().keys)
+    s:apply { update("b", { id = "b", v = "0" }), insert("c", { id = "c", v = "0" }),
+      update("b", { id = "b", v = "00" }) } -- changes only, no delete
+    assert.are.same({ "b", "c" }, s.store:publish().keys)
+    s:apply { update("b", { id = "b", v = "1" }), insert("d", { id = "d" }), delete("a"),
+      update("b", { id = "b", v = "2" }), insert("a", { id = "a" }), delete("d"),
+      insert("d", { id = "d" }), delete("z"), insert("e", { id = "e" }) }
+    local b = s.store:publish()
+    assert.are.same({ "b", "d", "a", "z", "e" }, b.keys)
+    assert.are.same({ a = true, d = true, z = true }, b.dropped)
+    assert.are.same({ "a", "b", "c", "d", "e" }, s.store:keys())
+    s:apply { delete("c"), insert("f", { id = "f" }), insert("c", { id = "c" }), delete("f") }
+    assert.are.same({ "c", "f" }, s.store:publish().keys)
+    assert.are.same({ "a", "b", "c", "d", "e" }, s.store:keys())
+    s:apply { insert("f", { id = "f" }) } -- new again after a delete: listed once, at the end
+    assert.are.same({ "f" }, s.store:publish().keys)
+    assert.are.same({ "a", "b", "c", "d", "e", "f" }, s.store:keys())
+    assert.are.same({}, s.store:publish().keys)
+  end)
+
+  it("compacts the keys of rows deleted long ago, still listing each stored key once", function()
+    local s = new_store()
+    local inserts, deletes = {}, {}
+    for i = 1, 600 do inserts[i] = insert("k" .. i, { id = "k" .. i }) end
+    for i = 1, 500 do deletes[i] = delete("k" .. i) end
+    s:apply(inserts)
+    s.store:publish()
+    s:apply(deletes)
+    s.store:publish() -- 600 listed, 100 live: compacted
+    assert.are.equal(100, #s.store.all)
+    s:apply { insert("k1", { id = "k1" }), insert("k600", { id = "k600", v = "1" }) }
+    local keys = s.store:keys()
+    assert.are.equal(101, #keys)
+    assert.are.equal("k501", keys[1])
+    assert.are.equal("k1", keys[101])
+    assert.are.same({ "k1", "k600" }, s.store:publish().keys)
+  end)
+
   it("does not hand out again what did not change across a resync", function()
     local s = new_store()
     s:apply { insert("a", { id = "a", v = "1" }), insert("b", { id = "b", v = "1" }) }

@@ -23,11 +23,14 @@ Rows.__index = Rows
 function M.new(preload, rebuild)
   local self = setmetatable({
     rows = {},          -- key → current row
-    changed = {},       -- key → true, since the last publish
-    order = {},         -- changed keys in the order they first changed
+    order = {},         -- changed keys since the last publish, in the order they changed
+    repeats = false,    -- `order` may hold a key twice (publish then keeps the first)
     dropped = {},       -- key → true: deleted since the last publish
     all = {},           -- keys in the order each was first stored (a late reader's order)
-    listed = {},        -- key → true while it is in `all`
+    -- A key is in `all` while it has a row or is a ghost (deleted since the last compaction),
+    -- so a key new to the store (the rows of an initial sync) costs no look-up in a set of
+    -- its own (a 20,000-run sync had two, each growing to 32,768 slots).
+    ghosts = {},
     resyncing = false,
   }, Rows)
   if preload and not rebuild then
@@ -38,11 +41,8 @@ function M.new(preload, rebuild)
 end
 
 function Rows:_store(key, row)
+  if self.rows[key] == nil and not self.ghosts[key] then self.all[#self.all + 1] = key end
   self.rows[key] = row
-  if not self.listed[key] then
-    self.listed[key] = true
-    self.all[#self.all + 1] = key
-  end
 end
 
 --- Messages read between two calls of `between` in `parse` (~1.4 KB each in a sync: ~350 KB).
@@ -79,49 +79,46 @@ end
 -- @treturn boolean a must-refetch control message was seen
 function Rows:apply(list)
   local up_to_date, refetch = false, false
-  local rows, listed, all, changed, order = self.rows, self.listed, self.all, self.changed,
-    self.order
-  local n_all, n_order = #all, #order
-  -- (`_store` and `mark`, written out: this runs for every row of an initial sync)
+  local rows, ghosts, all, order = self.rows, self.ghosts, self.all, self.order
+  local n_all, n_order, repeats = #all, #order, self.repeats
+  -- (`_store` written out: this runs for every row of an initial sync)
   for i = 1, #list, 3 do
     local op, key, value = list[i], list[i + 1], list[i + 2]
     if op == "insert" or op == "update" then
-      if op == "update" then
-        local old = rows[key]
-        if old then
-          -- Default replica mode: only changed columns come; absent means unchanged and
-          -- JSON null means NULL, so copy the old row and overlay what came.
-          local row = {}
-          for k, v in pairs(old) do row[k] = v end
-          for k, v in pairs(value) do row[k] = v end
-          value = row
-        end
+      local old = rows[key]
+      if old and op == "update" then
+        -- Default replica mode: only changed columns come; absent means unchanged and
+        -- JSON null means NULL, so copy the old row and overlay what came.
+        local row = {}
+        for k, v in pairs(old) do row[k] = v end
+        for k, v in pairs(value) do row[k] = v end
+        value = row
       end
       rows[key] = value
-      if not listed[key] then
-        listed[key] = true
+      n_order = n_order + 1
+      order[n_order] = key
+      if old == nil and not ghosts[key] then
+        -- New to the store: in neither list yet (a key listed in `order` since the last
+        -- publish has a row or is a ghost).
         n_all = n_all + 1
         all[n_all] = key
-      end
-      if not changed[key] then
-        changed[key] = true
-        n_order = n_order + 1
-        order[n_order] = key
+      else
+        repeats = true
       end
     elseif op == "delete" then
+      if rows[key] ~= nil then ghosts[key] = true end
       rows[key] = nil
       self.dropped[key] = true
-      if not changed[key] then
-        changed[key] = true
-        n_order = n_order + 1
-        order[n_order] = key
-      end
+      n_order = n_order + 1
+      order[n_order] = key
+      repeats = true
     elseif key == false and op == "up-to-date" then
       up_to_date = true
     elseif key == false and op == "must-refetch" then
       refetch = true
     end
   end
+  self.repeats = repeats
   return up_to_date, refetch
 end
 
@@ -129,24 +126,33 @@ end
 -- they were given of runs whose state did not change, and forget the runs that left.
 function Rows:reset()
   self.rows = {}
-  self.changed = {}
   self.order = {}
+  self.repeats = false
   self.dropped = {}
   self.all = {}
-  self.listed = {}
+  self.ghosts = {}
   self.resyncing = true
 end
 
 -- Drop deleted keys from `all` (the order stays).
 function Rows:_compact()
-  local all, listed = {}, {}
+  local all = {}
   for _, key in ipairs(self.all) do
-    if self.rows[key] ~= nil then
-      listed[key] = true
-      all[#all + 1] = key
+    if self.rows[key] ~= nil then all[#all + 1] = key end
+  end
+  self.all, self.ghosts = all, {}
+end
+
+-- `keys` with each key once, where it first came.
+local function first_of_each(keys)
+  local seen, out = {}, {}
+  for _, key in ipairs(keys) do
+    if not seen[key] then
+      seen[key] = true
+      out[#out + 1] = key
     end
   end
-  self.all, self.listed = all, listed
+  return out
 end
 
 --- At an up-to-date boundary: what changed since the last one.
@@ -154,9 +160,10 @@ end
 --   row), `dropped = {key = true}` (deleted meanwhile, even if stored again), `resync =
 --   boolean}` (the rows were read again from the start)
 function Rows:publish()
-  local batch = { keys = self.order, dropped = self.dropped, resync = self.resyncing }
-  self.changed = {}
+  local keys = self.repeats and first_of_each(self.order) or self.order
+  local batch = { keys = keys, dropped = self.dropped, resync = self.resyncing }
   self.order = {}
+  self.repeats = false
   self.dropped = {}
   self.resyncing = false
   if #batch.keys > 0 and #self.all > 256 then
