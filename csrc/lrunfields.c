@@ -109,19 +109,20 @@ static void problem(run_builder *rb, int col) {
     lua_pop(L, 1);
 }
 
-/* Push column `col` of the row; returns its text, or NULL (nothing pushed) when NULL/absent
- * or not a string or holding a NUL byte (then a problem is noted). The text returned has no
- * NUL inside, so C string functions see all of it. */
+/* The text of column `col` of the row, or NULL when NULL/absent or not a string or holding a
+ * NUL byte (then a problem is noted). Nothing stays on the stack: the row (argument 1) keeps
+ * the string alive, so the text stays valid for the whole call. The text has no NUL inside,
+ * so C string functions see all of it. */
 static const char *column(run_builder *rb, int col, size_t *len) {
     lua_State *L = rb->L;
     lua_pushvalue(L, NAME(col));
     lua_rawget(L, rb->row);
     if (lua_type(L, -1) == LUA_TSTRING) {
         const char *v = lua_tolstring(L, -1, len);
+        lua_pop(L, 1);
         if (memchr(v, '\0', *len) == NULL) return v; /* the C string is the whole value */
         /* Postgres text never holds a NUL byte ("12\0junk" is not 12): refused like any
          * other malformed value. */
-        lua_pop(L, 1);
         lua_pushliteral(L, "holds a NUL byte");
         problem(rb, col);
         return NULL;
@@ -135,34 +136,50 @@ static const char *column(run_builder *rb, int col, size_t *len) {
     return NULL;
 }
 
-/* The value on top of the stack is field `field` of the run (popped). */
-static void set(run_builder *rb, int field) {
-    lua_State *L = rb->L;
-    lua_pushvalue(L, NAME(field));
-    lua_insert(L, -2);
-    lua_rawset(L, rb->run);
-}
+/* A field of the run is made in three steps, its name pushed first, so that no value is moved
+ * under its name afterwards: field_name, then its value pushed, then field_set (or, when there
+ * is no value, field_none). */
+static void field_name(run_builder *rb, int field) { lua_pushvalue(rb->L, NAME(field)); }
+static void field_set(run_builder *rb) { lua_rawset(rb->L, rb->run); }
+static void field_none(run_builder *rb) { lua_pop(rb->L, 1); }
 
 static void timestamp_field(run_builder *rb, int col, int field) {
     size_t n;
     const char *v = column(rb, col, &n);
     if (v == NULL) return;
     char out[TR_PG_ISO_LEN + 1];
+    field_name(rb, field);
     if (tr_pg_timestamp_iso(v, n, out) == 0) {
-        lua_pop(rb->L, 1);
         /* (most rows share some of their dates: createdAt, updatedAt and queuedAt are often
          * one instant; the cache makes those one string) */
         tr_ljson_push_cached(rb->L, rb->intern, rb->intern_index, out, TR_PG_ISO_LEN, 0);
     } else {
         lua_pushfstring(rb->L, "is not a timestamp: %s", v);
-        problem(rb, col); /* the server's text is passed on as it is */
+        problem(rb, col);
+        lua_pushlstring(rb->L, v, n); /* the server's text is passed on as it is */
     }
-    set(rb, field);
+    field_set(rb);
 }
 
 /* A numeral as Lua reads it (integer or float subtype), or NaN/Infinity; 0 when it is none. */
 static int push_numeral(lua_State *L, const char *v, size_t n) {
     double d;
+    /* "3625", "-7": at most 18 digits cannot overflow, read as Lua reads them */
+    size_t i = v[0] == '-';
+    if (n > i && n - i <= 18) {
+        int64_t k = 0;
+        size_t j = i;
+        while (j < n && v[j] >= '0' && v[j] <= '9')
+            k = k * 10 + (v[j++] - '0');
+        if (j == n && !(i && k == 0)) { /* ("-0": the float -0 where there are no integers) */
+#if LUA_VERSION_NUM >= 503
+            lua_pushinteger(L, (lua_Integer)(i ? -k : k));
+#else
+            lua_pushnumber(L, (lua_Number)(i ? -k : k));
+#endif
+            return 1;
+        }
+    }
     if (tr_decimal_fast(v, n, &d)) { /* "0.0362": most cost columns, without strtod */
         lua_pushnumber(L, (lua_Number)d);
         return 1;
@@ -192,20 +209,20 @@ static void number_field(run_builder *rb, int col, int field, int zero) {
     lua_State *L = rb->L;
     size_t n;
     const char *v = column(rb, col, &n);
+    field_name(rb, field);
     if (v != NULL) {
-        int ok = push_numeral(L, v, n);
-        if (ok) lua_remove(L, -2); /* the column's text */
-        if (ok) {
-            set(rb, field);
+        if (push_numeral(L, v, n)) {
+            field_set(rb);
             return;
         }
         lua_pushfstring(L, "is not a number: %s", v);
-        lua_remove(L, -2);
         problem(rb, col);
     }
     if (zero) {
         lua_pushinteger(L, 0);
-        set(rb, field);
+        field_set(rb);
+    } else {
+        field_none(rb);
     }
 }
 
@@ -261,29 +278,38 @@ static void array_field(run_builder *rb, int col, int field) {
     lua_State *L = rb->L;
     size_t n, at = 0;
     const char *v = column(rb, col, &n);
+    field_name(rb, field);
     if (v != NULL && plain_array(rb, v, n)) {
-        lua_remove(L, -2); /* the column's text */
-        set(rb, field);
+        field_set(rb);
         return;
     }
     int rc = v == NULL ? 1 : tr_push_pg_array(L, v, n, rb->null_index, rb->array_mt, &at);
-    if (v != NULL) lua_remove(L, rc == 0 ? -2 : -1); /* the column's text */
     if (v != NULL && rc != 0) {
         tr_pg_array_problem(L, rc, at);
         problem(rb, col);
     }
     if (rc != 0) new_array(rb, 0);
-    set(rb, field);
+    field_set(rb);
 }
 
 static void text_field(run_builder *rb, int col, int field) {
+    field_name(rb, field);
+    lua_pushvalue(rb->L, NAME(col));
+    lua_rawget(rb->L, rb->row);
     size_t n;
-    if (column(rb, col, &n) != NULL) set(rb, field);
+    const char *v = lua_type(rb->L, -1) == LUA_TSTRING ? lua_tolstring(rb->L, -1, &n) : NULL;
+    if (v != NULL && memchr(v, '\0', n) == NULL) {
+        field_set(rb);
+        return;
+    }
+    lua_pop(rb->L, 2);
+    column(rb, col, &n); /* what is wrong with it, if anything */
 }
 
 static void flag(run_builder *rb, int field, int value) {
+    field_name(rb, field);
     lua_pushboolean(rb->L, value);
-    set(rb, field);
+    field_set(rb);
 }
 
 /* run_fields(row, null [, array_mt]) -> run, problems
@@ -303,11 +329,10 @@ static int run_fields(lua_State *L) {
     text_field(&rb, C_FRIENDLY_ID, F_ID);
     text_field(&rb, C_TASK, C_TASK);
     size_t n;
-    const char *db = column(&rb, C_STATUS, &n);
-    const char *status = public_status(db);
-    if (db != NULL) lua_pop(L, 1);
+    const char *status = public_status(column(&rb, C_STATUS, &n));
+    field_name(&rb, C_STATUS);
     lua_pushstring(L, status);
-    set(&rb, C_STATUS);
+    field_set(&rb);
     timestamp_field(&rb, C_CREATED_AT, C_CREATED_AT);
     timestamp_field(&rb, C_UPDATED_AT, C_UPDATED_AT);
     timestamp_field(&rb, C_STARTED_AT, C_STARTED_AT);
@@ -329,7 +354,6 @@ static int run_fields(lua_State *L) {
             lua_pushfstring(L, "is not a boolean: %s", t);
             problem(&rb, C_IS_TEST);
         }
-        lua_pop(L, 1);
     }
     flag(&rb, C_IS_TEST, is_test);
     text_field(&rb, C_TTL, C_TTL);

@@ -62,6 +62,22 @@ describe("run_object.build", function()
     assert.is_false(run.isTest)
   end)
 
+  it("reads number columns as Lua reads the numerals", function()
+    local texts = { "0", "7", "-7", "007", "-0", "42", "3625", "123456789012345678",
+      "-123456789012345678", "1234567890123456789", "99999999999999999999", "0.5", "-1.5",
+      "0.0362", "1e3", "12.", ".5" }
+    for _, text in ipairs(texts) do
+      local want = tonumber(text)
+      local run = run_object.build(row { number = text, usageDurationMs = text })
+      for _, field in ipairs { "number", "durationMs" } do
+        local got = run[field]
+        assert.are.equal(want, got, field .. " " .. text)
+        if math.type then assert.are.equal(math.type(want), math.type(got), field .. " " .. text) end
+        assert.are.equal(1 / want, 1 / got, field .. " " .. text) -- -0 stays -0 where it is one
+      end
+    end
+  end)
+
   it("reads both boolean spellings", function()
     assert.is_true(run_object.build(row { isTest = "t" }).isTest)
     assert.is_true(run_object.build(row { isTest = "true" }).isTest)
