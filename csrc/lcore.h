@@ -40,10 +40,15 @@ size_t tr_size_option(lua_State *L, int t, const char *name);
  *   tr_scratch_give: done with the box at index `box` (it stays on the stack; its buffer must
  *                    no longer be used);
  *   tr_scratch_push: the box on top holds a result: push its bytes (rc == 0) or nil, what
- *                    (rc != 0), give the box back; returns 1 or 2 (the results on top). */
+ *                    (rc != 0), give the box back; returns 1 or 2 (the results on top);
+ *   tr_scratch_take_from, tr_scratch_give_to: the same with the box kept between calls at
+ *                    `home`, an upvalue of the calling closure that starts as false (the
+ *                    box is pushed all the same: the upvalue holds false meanwhile). */
 void tr_open_scratch(lua_State *L);
 tr_buf *tr_scratch_take(lua_State *L);
 void tr_scratch_give(lua_State *L, int box);
 int tr_scratch_push(lua_State *L, int rc, const char *what);
+tr_buf *tr_scratch_take_from(lua_State *L, int home);
+void tr_scratch_give_to(lua_State *L, int box, int home);
 
 #endif

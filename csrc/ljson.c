@@ -61,6 +61,15 @@ tr_ljson_intern *tr_ljson_push_intern(lua_State *L) {
     return c;
 }
 
+void tr_ljson_push_intern_upvalues(lua_State *L) {
+    tr_ljson_push_intern(L); /* the table */
+    lua_rawgeti(L, -1, 0);   /* the cache: a userdata in it */
+}
+
+tr_ljson_intern *tr_ljson_intern_upvalue(lua_State *L, int first) {
+    return lua_touserdata(L, lua_upvalueindex(first + 1));
+}
+
 /* Unaligned loads (memcpy of a constant size is one instruction). */
 static inline uint64_t load8(const unsigned char *p) {
     uint64_t v;
@@ -239,6 +248,9 @@ int tr_ljson_failed(lua_State *L, int base, tr_json_status st, size_t at, const 
 /* json_decode(text [, null [, max_depth [, array_mt]]]) -> value, or nil, message
  * array_mt (a table, or nil): the metatable every array gets (trigger.json.array_mt), so that
  * an empty one still encodes as []. */
+/* Upvalues: 1, 2 the short-string cache; 3 the scratch box between calls. */
+#define SCRATCH_HOME lua_upvalueindex(3)
+
 static int json_decode(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -246,8 +258,8 @@ static int json_decode(lua_State *L) {
     luaL_argcheck(L, max_depth >= 1 && max_depth <= TR_LJSON_MAX_DEPTH, 3, "depth out of range");
     int marked = !lua_isnoneornil(L, 4);
     if (marked) luaL_checktype(L, 4, LUA_TTABLE);
-    lua_settop(L, 4);                     /* 2: the null value (nil when not given), 4: array_mt */
-    tr_buf *scratch = tr_scratch_take(L); /* 5 */
+    lua_settop(L, 4); /* 2: the null value (nil when not given), 4: array_mt */
+    tr_buf *scratch = tr_scratch_take_from(L, SCRATCH_HOME); /* 5 */
     /* On the C stack, not a userdata: nothing to free after a Lua error either, and no ~9 KB
      * allocation per call (per packet of every run: it made the GC run several times as often). */
     tr_ljson_builder bb;
@@ -256,8 +268,8 @@ static int json_decode(lua_State *L) {
     b->null_index = 2;
     b->array_mt_index = marked ? 4 : 0;
     b->depth = 0;
-    b->intern = tr_ljson_push_intern(L); /* 6 */
-    b->intern_index = 6;
+    b->intern = tr_ljson_intern_upvalue(L, 1);
+    b->intern_index = lua_upvalueindex(1);
     int base = lua_gettop(L);
     tr_json_sink sink = {tr_ljson_null,
                          tr_ljson_boolean,
@@ -273,12 +285,14 @@ static int json_decode(lua_State *L) {
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
-    tr_scratch_give(L, 5);
+    tr_scratch_give_to(L, 5, SCRATCH_HOME);
     if (st != TR_JSON_OK) return tr_ljson_failed(L, base, st, at, what);
     return 1;
 }
 
 void tr_open_json(lua_State *L) {
-    lua_pushcfunction(L, json_decode);
+    tr_ljson_push_intern_upvalues(L);
+    lua_pushboolean(L, 0); /* the scratch box's home */
+    lua_pushcclosure(L, json_decode, 3);
     lua_setfield(L, -2, "json_decode");
 }

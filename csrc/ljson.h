@@ -49,6 +49,12 @@ int tr_ljson_end(tr_ljson_builder *b);
  * seen recently (the column names of every row, the packets' keys, values such as
  * "application/json") from the cache instead of hashing and interning them again. */
 tr_ljson_intern *tr_ljson_push_intern(lua_State *L);
+/* For the C closures called once per packet or run: push the cache's table and the cache (two
+ * values) as upvalues `first` and `first + 1` of the closure being made; at each call,
+ * tr_ljson_intern_upvalue gives the cache, its table at lua_upvalueindex(first): no registry
+ * look-up a call. */
+void tr_ljson_push_intern_upvalues(lua_State *L);
+tr_ljson_intern *tr_ljson_intern_upvalue(lua_State *L, int first);
 /* Push s[0..n) as a Lua string through cache c (its table at stack index `index`; c NULL: as
  * lua_pushlstring does); key: 1 for object keys and names, 0 for values (separate halves). */
 void tr_ljson_push_cached(lua_State *L, tr_ljson_intern *c, int index, const char *s, size_t n,

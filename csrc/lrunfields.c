@@ -324,8 +324,8 @@ static int run_fields(lua_State *L) {
     lua_settop(L, 3);          /* 3: the metatable of tags and realtimeStreams (nil: none) */
     lua_createtable(L, 0, 32); /* 4: the run */
     lua_pushnil(L);            /* 5: the problems, if any */
-    tr_ljson_intern *intern = tr_ljson_push_intern(L); /* 6 */
-    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0, intern, 6};
+    tr_ljson_intern *intern = tr_ljson_intern_upvalue(L, N_NAMES + 1);
+    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0, intern, lua_upvalueindex(N_NAMES + 1)};
     text_field(&rb, C_FRIENDLY_ID, F_ID);
     text_field(&rb, C_TASK, C_TASK);
     size_t n;
@@ -374,9 +374,10 @@ static int run_fields(lua_State *L) {
     return 2;
 }
 void tr_open_runfields(lua_State *L) {
-    luaL_checkstack(L, N_NAMES, "run_fields names");
+    luaL_checkstack(L, N_NAMES + 2, "run_fields names");
     for (int k = 0; k < N_NAMES; k++)
         lua_pushstring(L, name_text[k]);
-    lua_pushcclosure(L, run_fields, N_NAMES);
+    tr_ljson_push_intern_upvalues(L); /* upvalues N_NAMES + 1, N_NAMES + 2 */
+    lua_pushcclosure(L, run_fields, N_NAMES + 2);
     lua_setfield(L, -2, "run_fields");
 }

@@ -10,7 +10,9 @@
  * One box per Lua state is kept in the registry between calls, so most calls allocate nothing.
  * tr_scratch_take takes it out (the registry then holds false): a call made meanwhile (from a
  * finalizer, say) gets a box of its own, and a box whose call a Lua error unwound is left to the
- * collector; tr_scratch_give puts the box back. */
+ * collector; tr_scratch_give puts the box back. The functions called once per packet or run keep
+ * theirs in an upvalue instead (tr_scratch_take_from, tr_scratch_give_to): the same rule
+ * without a registry look-up and store on every call. */
 #include "compat.h"
 #include "lcore.h"
 
@@ -47,6 +49,15 @@ void tr_open_scratch(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* A new box on top, its buffer empty. */
+static tr_buf *new_box(lua_State *L) {
+    scratch *s = lua_newuserdata(L, sizeof *s);
+    tr_buf_init(&s->buf);
+    metatable(L);
+    lua_setmetatable(L, -2);
+    return &s->buf;
+}
+
 tr_buf *tr_scratch_take(lua_State *L) {
     lua_pushlightuserdata(L, (void *)&cache_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -59,21 +70,38 @@ tr_buf *tr_scratch_take(lua_State *L) {
         return &s->buf;
     }
     lua_pop(L, 1);
-    s = lua_newuserdata(L, sizeof *s);
-    tr_buf_init(&s->buf);
-    metatable(L);
-    lua_setmetatable(L, -2);
-    return &s->buf;
+    return new_box(L);
+}
+
+/* (a buffer grown past SCRATCH_KEEP is not kept) */
+static void empty(scratch *s) {
+    if (s->buf.cap > SCRATCH_KEEP) tr_buf_free(&s->buf);
+    tr_buf_reset(&s->buf);
 }
 
 void tr_scratch_give(lua_State *L, int box) {
     box = tr_absindex(L, box);
-    scratch *s = lua_touserdata(L, box);
-    if (s->buf.cap > SCRATCH_KEEP) tr_buf_free(&s->buf);
-    tr_buf_reset(&s->buf);
+    empty(lua_touserdata(L, box));
     lua_pushlightuserdata(L, (void *)&cache_key);
     lua_pushvalue(L, box);
     lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+tr_buf *tr_scratch_take_from(lua_State *L, int home) {
+    scratch *s = lua_touserdata(L, home);
+    if (s == NULL) return new_box(L);
+    lua_pushvalue(L, home);
+    lua_pushboolean(L, 0); /* (replacing an upvalue allocates nothing) */
+    lua_replace(L, home);
+    tr_buf_reset(&s->buf);
+    return &s->buf;
+}
+
+void tr_scratch_give_to(lua_State *L, int box, int home) {
+    box = tr_absindex(L, box);
+    empty(lua_touserdata(L, box));
+    lua_pushvalue(L, box);
+    lua_replace(L, home);
 }
 
 int tr_scratch_push(lua_State *L, int rc, const char *what) {

@@ -333,6 +333,9 @@ static int doc_begin_object(void *ud) { return doc_begin(ud, 1); }
 static int doc_begin_array(void *ud) { return doc_begin(ud, 0); }
 static int doc_end_any(void *ud) { return doc_end(ud); }
 
+/* Upvalues of superjson_decode: 1, 2 the short-string cache; 3 the scratch box between calls. */
+#define SCRATCH_HOME lua_upvalueindex(3)
+
 /* superjson_decode(text, null, max_depth [, array_mt]) -> value, true; or false when the
  * packet is not of the common shape (or not valid): then trigger.superjson decodes it. */
 static int superjson_decode(lua_State *L) {
@@ -343,16 +346,17 @@ static int superjson_decode(lua_State *L) {
     int marked = !lua_isnoneornil(L, 4);
     if (marked) luaL_checktype(L, 4, LUA_TTABLE);
     lua_settop(L, 4);
-    tr_buf *scratch = tr_scratch_take(L); /* 5 */
-    lua_pushnil(L);                       /* 6: the json value */
-    doc dd;                               /* (on the C stack, as json_decode's builder) */
+    tr_buf *scratch = tr_scratch_take_from(L, SCRATCH_HOME); /* 5 */
+    lua_pushnil(L);                                          /* 6: the json value */
+    doc dd; /* (on the C stack, as json_decode's builder) */
     doc *d = &dd;
     d->b.L = L;
     d->b.null_index = 2;
     d->b.array_mt_index = marked ? 4 : 0;
     d->b.depth = 0;
-    d->b.intern = tr_ljson_push_intern(L); /* 7 */
-    d->b.intern_index = 7;
+    lua_pushnil(L); /* 7: (where the cache's table was) */
+    d->b.intern = tr_ljson_intern_upvalue(L, 1);
+    d->b.intern_index = lua_upvalueindex(1);
     d->at = AT_START;
     d->next = NEXT_OTHER;
     d->skipped = 0;
@@ -365,7 +369,7 @@ static int superjson_decode(lua_State *L) {
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
-    tr_scratch_give(L, 5);
+    tr_scratch_give_to(L, 5, SCRATCH_HOME);
     lua_settop(L, 7);
     if (st != TR_JSON_OK) {
         lua_pushboolean(L, 0);
@@ -406,6 +410,8 @@ static int superjson_decode(lua_State *L) {
 void tr_open_superjson(lua_State *L) {
     lua_pushcfunction(L, superjson_leaves);
     lua_setfield(L, -2, "superjson_leaves");
-    lua_pushcfunction(L, superjson_decode);
+    tr_ljson_push_intern_upvalues(L);
+    lua_pushboolean(L, 0); /* the scratch box's home */
+    lua_pushcclosure(L, superjson_decode, 3);
     lua_setfield(L, -2, "superjson_decode");
 }
