@@ -221,6 +221,11 @@ function Subscription:poll()
   return nil -- waiting for I/O, or ended
 end
 
+-- The error a `timeout` from `next` tells of: the one being retried, if any.
+local function last_error(r)
+  return r.up.r.last_error
+end
+
 --- The next run, waiting at most `timeout` seconds.
 -- Inside a cqueues coroutine the wait yields to cqueues instead of blocking the thread.
 -- @tparam[opt] number timeout seconds; nil waits as long as it takes
@@ -238,7 +243,7 @@ end
 function Subscription:next(timeout)
   -- not a tail call: a misuse error names the caller's line
   local item, why, err = driver.next(self, state(self, "next"), timeout, "run", resume,
-    function(r) return r.up.r.last_error end)
+    last_error)
   return item, why, err
 end
 
@@ -335,7 +340,8 @@ Subscription.__gc = Subscription.close
 --   option is set and no run came in time
 function Subscription.__call(self)
   local r = state(self, "subscription")
-  local run, why, last = self:next(r.settings.timeout)
+  -- (what `next` does, without its second look-up of the state: a call for every run)
+  local run, why, last = driver.next(self, r, r.settings.timeout, "run", resume, last_error)
   if run == nil and why == "timeout" then
     local message = "no run within " .. r.settings.timeout .. " s"
     if last then message = message .. " (last failure: " .. tostring(last) .. ")" end
