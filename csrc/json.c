@@ -101,12 +101,12 @@ static int put_utf8(parser *p, unsigned cp) {
 /* \uD83D\uDE00 pairs become one code point; a lone surrogate is kept as its own code point
  * (JavaScript strings may hold one, and JSON.stringify escapes it). */
 static int unicode_escape(parser *p) {
-    unsigned cp;
+    unsigned cp = 0; /* (set by hex4 when it returns 0) */
     if (hex4(p, &cp) != 0) return -1;
     if (cp >= 0xD800 && cp <= 0xDBFF && p->n - p->i >= 6 && p->s[p->i] == '\\' &&
         p->s[p->i + 1] == 'u') {
         size_t save = p->i;
-        unsigned lo;
+        unsigned lo = 0;
         p->i += 2;
         if (hex4(p, &lo) != 0) return -1;
         if (lo >= 0xDC00 && lo <= 0xDFFF)
