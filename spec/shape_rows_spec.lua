@@ -201,8 +201,9 @@ describe("shape_rows", function()
   end)
 
   -- A child Lua 5.4 in the given collector mode loads trigger.delivery with collectgarbage
-  -- counted, hands out a batch of 600 rows and prints the mode it ends in and the steps asked.
-  local function child(mode)
+  -- counted (then, given `later`, switches to that mode, as a host may), hands out a batch of
+  -- 600 rows and prints the mode it ends in and the steps asked.
+  local function child(mode, later)
     local code = ([[
       collectgarbage(%q)
       local steps, real = 0, collectgarbage
@@ -213,6 +214,7 @@ describe("shape_rows", function()
       package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
       package.cpath = %q .. package.cpath
       local delivery = require "trigger.delivery"
+      if %s then real(%q) end
       local rows = {}
       for i = 1, 600 do rows["k" .. i] = { id = "k" .. i } end
       local store = { get = function(_, k) return rows[k] end }
@@ -223,7 +225,8 @@ describe("shape_rows", function()
       for i = 1, #out do d:handed(i) end
       collectgarbage = real
       io.write(collectgarbage("incremental"), " ", steps)
-    ]]):format(mode, (os.getenv("BUILD") or "build/5.4") .. "/?.so;")
+    ]]):format(mode, (os.getenv("BUILD") or "build/5.4") .. "/?.so;", tostring(later ~= nil),
+      later or "")
     local path = os.tmpname()
     local h = assert(io.open(path, "w"))
     h:write(code)
@@ -240,6 +243,9 @@ describe("shape_rows", function()
     if _VERSION ~= "Lua 5.4" then return pending("Lua 5.4's collector modes") end
     assert.are.equal("generational 2", child("generational")) -- at runs 256 and 512
     assert.are.equal("incremental 0", child("incremental"))
+    -- (the collector is settled in generational mode as the batch begins: a host that went
+    -- incremental meanwhile is put back)
+    assert.are.equal("incremental 2", child("generational", "incremental"))
   end)
 
   it("spots malformed bodies before applying them", function()

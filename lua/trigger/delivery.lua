@@ -105,6 +105,38 @@ local function same(a, b)
   return exact or equivalent(a, b)
 end
 
+-- Handing out a large batch (an initial sync) makes a run object per row, each garbage soon
+-- after, while the rows kept are most of the heap. Lua 5.4's generational collector (the mode
+-- the `lua` command runs in) falls back to full collections when the heap grows by live data,
+-- as it does while a sync's pages are stored, and then lets the heap double before the next
+-- one: the run objects of the batch pile up (peak RSS of a 20,000-run sync 93 MB, bare
+-- curl + cjson 73 MB). A step every PACE runs of a batch brings it back to young collections,
+-- which take the run objects at little cost (69 MB; 100,000 runs: 407 -> 257 MB; bench/NOTES.md).
+-- In incremental mode (LuaJIT, Lua 5.4 hosts that keep the default) a step restarts a whole
+-- cycle over every row kept, and the cost of that is the host's choice of pause: no steps.
+-- Lua 5.4 tells the mode only by switching it: to incremental and back, once, at load (one
+-- collection, while the heap is small).
+local function generational()
+  if _VERSION ~= "Lua 5.4" then return false end
+  local ok, was = pcall(collectgarbage, "incremental")
+  if not ok or was ~= "generational" then return false end
+  collectgarbage("generational")
+  return true
+end
+local PACE = generational() and 256 or nil
+local collect = collectgarbage
+
+-- The collector as a large batch begins: while a sync's pages were stored, every major
+-- collection found the heap grown by live data (the rows), and Lua 5.4 then counts the last one
+-- as bad and makes each later step a full collection until one frees enough. The first steps of
+-- the batch were two such (88 ms of a 20,000-run sync's ~700) where young collections (~25 ms)
+-- take the run objects as well: the heap no longer grows. Asking for generational mode, which
+-- it is in, ends that state without a collection (a host that went incremental since this
+-- module was loaded is put back).
+local function settle_collector()
+  if collect("generational") ~= "generational" then collect("incremental") end
+end
+
 --- The rows of `keys` whose state this reader has not been given yet, in that order; each counts
 -- as given (see `handed` for a saved position).
 -- @param store the `trigger.shape_rows` store
@@ -142,29 +174,10 @@ function Delivery:take(store, keys, dropped, resync)
     self.forget_missing = false
   end
   self.batch_keys, self.batch_previous, self.handed_count = okeys, previous, n
+  if PACE and n > PACE then settle_collector() end
   return out
 end
 
--- Handing out a large batch (an initial sync) makes a run object per row, each garbage soon
--- after, while the rows kept are most of the heap. Lua 5.4's generational collector (the mode
--- the `lua` command runs in) falls back to full collections when the heap grows by live data,
--- as it does while a sync's pages are stored, and then lets the heap double before the next
--- one: the run objects of the batch pile up (peak RSS of a 20,000-run sync 93 MB, bare
--- curl + cjson 73 MB). A step every PACE runs of a batch brings it back to young collections,
--- which take the run objects at little cost (69 MB; 100,000 runs: 407 -> 257 MB; bench/NOTES.md).
--- In incremental mode (LuaJIT, Lua 5.4 hosts that keep the default) a step restarts a whole
--- cycle over every row kept, and the cost of that is the host's choice of pause: no steps.
--- Lua 5.4 tells the mode only by switching it: to incremental and back, once, at load (one
--- collection, while the heap is small).
-local function generational()
-  if _VERSION ~= "Lua 5.4" then return false end
-  local ok, was = pcall(collectgarbage, "incremental")
-  if not ok or was ~= "generational" then return false end
-  collectgarbage("generational")
-  return true
-end
-local PACE = generational() and 256 or nil
-local collect = collectgarbage
 
 --- Only the first `n` rows of the last `take` have been handed out so far: until the others are,
 -- a saved position holds them as the reader last saw them, so that a subscription resumed from
