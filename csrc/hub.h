@@ -38,7 +38,7 @@ int tr_hub_fd(const tr_hub *h);
 /* Milliseconds until step() must run even if the fd stays quiet; -1 when nothing is timed. */
 long tr_hub_timeout_ms(const tr_hub *h);
 /* Wait at most wait_ms (0: not at all, negative: until something happens) for I/O, then
- * perform it.
+ * perform it. libcurl's timers that bring no request anything do not end the wait.
  * Returns 0, or -1 when epoll itself failed. */
 int tr_hub_step(tr_hub *h, long wait_ms);
 int tr_hub_active(const tr_hub *h);

@@ -61,6 +61,39 @@ describe("hub:step", function()
     assert.are.equal(0, code)
   end)
 
+  it("keeps waiting through libcurl's timers that bring no request anything", function()
+    -- Requests to a server that accepts and never answers keep their connect-timeout timers
+    -- after connecting: here one fires every 0.25 s. A step of 1.5 s once the connections are
+    -- quiet ends at its time, not at the first of them (which a host polling every
+    -- subscription at each wakeup paid for). Only a lower bound is read: a slow machine can
+    -- only make the step longer.
+    local code, out = run_child([[
+      local socket = require "socket"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      local h = require("trigger.curl").hub()
+      local rs = {}
+      for i = 1, 8 do
+        rs[i] = h:request { url = "http://127.0.0.1:" .. port .. "/", connect_timeout = 0.25 * i }
+      end
+      repeat -- until a short step finds nothing to do: the connections are up and quiet
+        local t = socket.gettime()
+        h:step(0.05)
+      until socket.gettime() - t >= 0.04
+      local timed = h:timeout() ~= nil
+      local t = socket.gettime()
+      h:step(1.5)
+      local waited = socket.gettime() - t
+      print(table.concat({ timed and "timers pending" or "no timers",
+        waited >= 1.2 and "waited" or ("woke after " .. waited .. " s"),
+        rs[8]:done() and "done?" or "in flight" }, " "))
+      for i = 1, 8 do rs[i]:close() end
+      h:close()
+    ]])
+    assert.are.equal("timers pending waited in flight\n", out)
+    assert.are.equal(0, code)
+  end)
+
   it("refuses negative byte counts in request options", function()
     local h = curl.hub()
     for _, k in ipairs { "max_body", "pause_at" } do
