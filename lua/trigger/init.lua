@@ -63,8 +63,9 @@ M.runs = require "trigger.runs"
 M.streams = require "trigger.streams"
 
 --- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
--- for some to happen (returns early when it does). A game loop can use it as its sleep, so
--- the network keeps moving between ticks; `sub:poll()` then hands out what arrived.
+-- for some to happen (returns early when it does; libcurl's own timers that bring no request
+-- anything do not count). A game loop can use it as its sleep, so the network keeps moving
+-- between ticks; `sub:poll()` then hands out what arrived.
 -- @tparam[opt=0] number seconds the longest wait; 0, a negative number or NaN only do what
 --   is ready now and never block (an overrun tick computing `next_tick - now` gets a
 --   negative number: it must not freeze the loop)
