@@ -60,6 +60,18 @@ static long ms_until(const struct timespec *t) {
     return (long)((ns + 999999LL) / 1000000LL);
 }
 
+/* The monotonic time ms milliseconds from now. */
+static struct timespec ms_from_now(long ms) {
+    struct timespec t = now_mono();
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 static int passed(const struct timespec *t) {
     struct timespec n = now_mono();
     return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
@@ -95,14 +107,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
         h->has_deadline = 0;
         return 0;
     }
-    struct timespec t = now_mono();
-    t.tv_sec += timeout_ms / 1000;
-    t.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    h->deadline = t;
+    h->deadline = ms_from_now(timeout_ms);
     h->has_deadline = 1;
     return 0;
 }
@@ -244,15 +249,7 @@ static int step_once(tr_hub *h, long wait_ms, int *woken) {
 
 int tr_hub_step(tr_hub *h, long wait_ms) {
     if (wait_ms < 0) wait_ms = -1; /* until something happens */
-    struct timespec end = now_mono();
-    if (wait_ms > 0) {
-        end.tv_sec += wait_ms / 1000;
-        end.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (end.tv_nsec >= 1000000000L) {
-            end.tv_sec++;
-            end.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec end = ms_from_now(wait_ms > 0 ? wait_ms : 0);
     /* A pass that was only libcurl's own timers, with nothing for any request, does not end
      * the wait: every transfer keeps its connect timeout after connecting, so 1,000 idle
      * long-polls woke the host some 45 times in 10 s, and a host that polls each subscription

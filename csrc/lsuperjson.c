@@ -354,7 +354,6 @@ static int superjson_decode(lua_State *L) {
     d->b.null_index = 2;
     d->b.array_mt_index = marked ? 4 : 0;
     d->b.depth = 0;
-    lua_pushnil(L); /* 7: (where the cache's table was) */
     d->b.intern = tr_ljson_intern_upvalue(L, 1);
     d->b.intern_index = lua_upvalueindex(1);
     d->at = AT_START;
@@ -370,7 +369,7 @@ static int superjson_decode(lua_State *L) {
     const char *what = NULL;
     tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);
     tr_scratch_give_to(L, 5, SCRATCH_HOME);
-    lua_settop(L, 7);
+    lua_settop(L, 6);
     if (st != TR_JSON_OK) {
         lua_pushboolean(L, 0);
         return 1;

@@ -178,7 +178,6 @@ function Delivery:take(store, keys, dropped, resync)
   return out
 end
 
-
 --- Only the first `n` rows of the last `take` have been handed out so far: until the others are,
 -- a saved position holds them as the reader last saw them, so that a subscription resumed from
 -- it hands them out. Without a call every row taken counts as handed out.
