@@ -24,8 +24,8 @@ BUILD      ?= build/$(LUA_TAG)
 # is found next to the core it wraps, every include stays "name.h", and the C unit tests and
 # fuzz targets (which link the plain C only) keep their one -Icsrc.
 CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
-            csrc/sse.c
-CORE_L   := csrc/lcore.c csrc/lscratch.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/ljwt.c \
+            csrc/sse.c csrc/rowblob.c
+CORE_L   := csrc/lcore.c csrc/lscratch.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
             csrc/lurl.c csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
             csrc/lsse.c
 CURL_C   := csrc/buf.c csrc/hub.c

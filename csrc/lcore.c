@@ -10,6 +10,7 @@ int luaopen_trigger_core(lua_State *L) {
     tr_open_shape(L);
     tr_open_pgtext(L);
     tr_open_runfields(L);
+    tr_open_rowblob(L);
     tr_open_jwt(L);
     tr_open_url(L);
     tr_open_clock(L);

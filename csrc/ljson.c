@@ -234,6 +234,21 @@ static int on_begin_object(void *ud) { return tr_ljson_begin(ud, 1); }
 static int on_begin_array(void *ud) { return tr_ljson_begin(ud, 0); }
 static int on_end(void *ud) { return tr_ljson_end(ud); }
 
+tr_json_sink tr_ljson_sink(tr_ljson_builder *b) {
+    tr_json_sink sink = {tr_ljson_null,
+                         tr_ljson_boolean,
+                         tr_ljson_integer,
+                         tr_ljson_number,
+                         tr_ljson_string,
+                         on_begin_object,
+                         tr_ljson_key,
+                         on_end,
+                         on_begin_array,
+                         on_end,
+                         b};
+    return sink;
+}
+
 /* A failed parse: the stack back to `base`, then nil and what went wrong where. */
 int tr_ljson_failed(lua_State *L, int base, tr_json_status st, size_t at, const char *what) {
     lua_settop(L, base);
@@ -271,17 +286,7 @@ static int json_decode(lua_State *L) {
     b->intern = tr_ljson_intern_upvalue(L, 1);
     b->intern_index = lua_upvalueindex(1);
     int base = lua_gettop(L);
-    tr_json_sink sink = {tr_ljson_null,
-                         tr_ljson_boolean,
-                         tr_ljson_integer,
-                         tr_ljson_number,
-                         tr_ljson_string,
-                         on_begin_object,
-                         tr_ljson_key,
-                         on_end,
-                         on_begin_array,
-                         on_end,
-                         b};
+    tr_json_sink sink = tr_ljson_sink(b);
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st = tr_json_parse_with(s, n, (int)max_depth, &sink, scratch, &at, &what);

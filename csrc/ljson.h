@@ -43,6 +43,8 @@ int tr_ljson_key(void *ud, const char *s, size_t n);
 /* A container starts (object: 1) or ends (the value then goes where tr_ljson_string's would). */
 int tr_ljson_begin(tr_ljson_builder *b, int object);
 int tr_ljson_end(tr_ljson_builder *b);
+/* The builder as a parser's sink (what json_decode gives tr_json_parse_with). */
+tr_json_sink tr_ljson_sink(tr_ljson_builder *b);
 
 /* Push the short-string cache's table (one value) and return the cache: a builder given both
  * (intern, and intern_index where that value stays) takes keys and short strings a decode has

@@ -9,6 +9,7 @@
 #include "lcore.h"
 #include "ljson.h"
 #include "pgtext.h"
+#include "rowblob.h"
 
 /* Database status -> public status (the SDK's mapping); anything else is QUEUED. */
 static const char *const status_map[][2] = {
@@ -67,6 +68,13 @@ static int one_of(const char *s, const char *const *set) {
     X(C_IS_TEST, "isTest")                                                                         \
     X(C_TTL, "ttl")                                                                                \
     X(C_IDEMPOTENCY, "idempotencyKey")                                                             \
+    X(C_ERROR, "error")                                                                            \
+    X(C_PAYLOAD, "payload")                                                                        \
+    X(C_PAYLOAD_TYPE, "payloadType")                                                               \
+    X(C_OUTPUT, "output")                                                                          \
+    X(C_OUTPUT_TYPE, "outputType")                                                                 \
+    X(C_METADATA, "metadata")                                                                      \
+    X(C_METADATA_TYPE, "metadataType")                                                             \
     X(F_ID, "id")                                                                                  \
     X(F_FINISHED_AT, "finishedAt")                                                                 \
     X(F_DELAYED_UNTIL, "delayedUntil")                                                             \
@@ -82,14 +90,20 @@ static int one_of(const char *s, const char *const *set) {
 
 #define NAME_ENUM(id, text) id,
 #define NAME_TEXT(id, text) text,
+#define NAME_LEN(id, text) (sizeof(text) - 1),
 enum { NAMES(NAME_ENUM) N_NAMES };
 static const char *const name_text[] = {NAMES(NAME_TEXT)};
+static const unsigned char name_len[] = {NAMES(NAME_LEN)};
+enum { N_COLUMNS = C_METADATA_TYPE + 1 }; /* the C_ names: the columns read */
 
 /* The upvalue holding name k. */
 #define NAME(k) lua_upvalueindex((k) + 1)
 
 typedef struct run_builder {
     lua_State *L;
+    /* A row blob (rowblob.h): its members by column, tag 0 for a column it does not have;
+     * NULL: the row is the table at `row`. */
+    const tr_rowblob_member *cols;
     int row, null_index, run, problems; /* stack indices; problems holds nil until the first */
     int array_mt;                       /* stack index of the arrays' metatable, 0: none */
     tr_ljson_intern *intern;            /* the short-string cache (ljson.c), its table at: */
@@ -113,8 +127,23 @@ static void problem(run_builder *rb, int col) {
  * NUL byte (then a problem is noted). Nothing stays on the stack: the row (argument 1) keeps
  * the string alive, so the text stays valid for the whole call. The text has no NUL inside,
  * so C string functions see all of it. */
+static const char *blob_column(run_builder *rb, int col, size_t *len) {
+    const tr_rowblob_member *m = &rb->cols[col];
+    if (m->tag == 's') {
+        *len = m->len;
+        if (memchr(m->s, '\0', m->len) == NULL) return m->s; /* (a NUL follows the bytes) */
+        lua_pushliteral(rb->L, "holds a NUL byte");
+        problem(rb, col);
+    } else if (m->tag != 0 && m->tag != 'n') {
+        lua_pushliteral(rb->L, "is not a text value");
+        problem(rb, col);
+    }
+    return NULL;
+}
+
 static const char *column(run_builder *rb, int col, size_t *len) {
     lua_State *L = rb->L;
+    if (rb->cols) return blob_column(rb, col, len);
     lua_pushvalue(L, NAME(col));
     lua_rawget(L, rb->row);
     if (lua_type(L, -1) == LUA_TSTRING) {
@@ -293,6 +322,15 @@ static void array_field(run_builder *rb, int col, int field) {
 }
 
 static void text_field(run_builder *rb, int col, int field) {
+    if (rb->cols) {
+        size_t n;
+        const char *v = blob_column(rb, col, &n);
+        if (v == NULL) return;
+        field_name(rb, field);
+        tr_ljson_push_cached(rb->L, rb->intern, rb->intern_index, v, n, 0);
+        field_set(rb);
+        return;
+    }
     field_name(rb, field);
     lua_pushvalue(rb->L, NAME(col));
     lua_rawget(rb->L, rb->row);
@@ -312,20 +350,82 @@ static void flag(run_builder *rb, int field, int value) {
     field_set(rb);
 }
 
-/* run_fields(row, null [, array_mt]) -> run, problems
- * The plain fields of the public run object from a stored row (everything but error and the
- * packets, which stay in Lua): renames, status and its helpers, timestamps, numbers, arrays.
- * problems is nil, or a list of "column what is wrong" messages. One call per run: this is the
- * hot path of an initial sync. */
+/* The column a member of a blob is (N_COLUMNS: none that run_fields reads). */
+static int column_of(const tr_rowblob_member *m) {
+    for (int k = 0; k < N_COLUMNS; k++)
+        if (name_len[k] == m->name_len && memcmp(name_text[k], m->name, m->name_len) == 0) return k;
+    return N_COLUMNS;
+}
+
+/* The members of the blob at index 1 by column (the last of a name counts). */
+static void index_blob(lua_State *L, tr_rowblob_member *cols) {
+    size_t n, pos = 0;
+    const char *s = lua_tolstring(L, 1, &n);
+    for (int k = 0; k < N_COLUMNS; k++)
+        cols[k].tag = 0;
+    tr_rowblob_member m;
+    int rc;
+    while ((rc = tr_rowblob_next(s, n, &pos, &m)) == 1) {
+        int k = column_of(&m);
+        if (k < N_COLUMNS) cols[k] = m;
+    }
+    if (rc < 0) luaL_argerror(L, 1, "not a stored row");
+}
+
+/* The packet columns and error, returned as they are for Lua to decode. */
+static void push_raw(run_builder *rb, int col) {
+    lua_State *L = rb->L;
+    if (!rb->cols) {
+        lua_pushvalue(L, NAME(col));
+        lua_rawget(L, rb->row);
+        return;
+    }
+    const tr_rowblob_member *m = &rb->cols[col];
+    switch (m->tag) {
+    case 's':
+        tr_ljson_push_cached(L, rb->intern, rb->intern_index, m->s, m->len, 0);
+        break;
+    case 'n':
+        lua_pushvalue(L, rb->null_index);
+        break;
+    case 't':
+    case 'f':
+        lua_pushboolean(L, m->tag == 't');
+        break;
+    case 'i':
+#if LUA_VERSION_NUM >= 503
+        lua_pushinteger(L, (lua_Integer)m->i);
+#else
+        lua_pushnumber(L, (lua_Number)m->i);
+#endif
+        break;
+    case 'd':
+        lua_pushnumber(L, (lua_Number)m->d);
+        break;
+    default:
+        lua_pushnil(L);
+    }
+}
+
+/* run_fields(row, null [, array_mt]) -> run, problems, error, payload, payloadType, output,
+ *                                        outputType, metadata, metadataType
+ * The plain fields of the public run object from a stored row, a table of columns or a row blob
+ * (rowblob.h): renames, status and its helpers, timestamps, numbers, arrays. problems is nil,
+ * or a list of "column what is wrong" messages. The error and packet columns follow as they
+ * are stored (Lua decodes them). One call per run: this is the hot path of an initial sync. */
 static int run_fields(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    tr_rowblob_member cols[N_COLUMNS];
+    int blob = lua_type(L, 1) == LUA_TSTRING;
+    if (!blob) luaL_checktype(L, 1, LUA_TTABLE);
     int marked = !lua_isnoneornil(L, 3);
     if (marked) luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);          /* 3: the metatable of tags and realtimeStreams (nil: none) */
+    lua_settop(L, 3); /* 3: the metatable of tags and realtimeStreams (nil: none) */
+    if (blob) index_blob(L, cols);
     lua_createtable(L, 0, 32); /* 4: the run */
     lua_pushnil(L);            /* 5: the problems, if any */
     tr_ljson_intern *intern = tr_ljson_intern_upvalue(L, N_NAMES + 1);
-    run_builder rb = {L, 1, 2, 4, 5, marked ? 3 : 0, intern, lua_upvalueindex(N_NAMES + 1)};
+    run_builder rb = {L,      blob ? cols : NULL,           1, 2, 4, 5, marked ? 3 : 0,
+                      intern, lua_upvalueindex(N_NAMES + 1)};
     text_field(&rb, C_FRIENDLY_ID, F_ID);
     text_field(&rb, C_TASK, C_TASK);
     size_t n;
@@ -371,7 +471,9 @@ static int run_fields(lua_State *L) {
     flag(&rb, F_IS_COMPLETED, success || is_failed);
     flag(&rb, F_IS_CANCELLED, strcmp(status, "CANCELED") == 0);
     lua_settop(L, rb.problems); /* the run, then the problems (nil when none) */
-    return 2;
+    for (int col = C_ERROR; col <= C_METADATA_TYPE; col++)
+        push_raw(&rb, col);
+    return 2 + (C_METADATA_TYPE - C_ERROR + 1);
 }
 void tr_open_runfields(lua_State *L) {
     luaL_checkstack(L, N_NAMES + 2, "run_fields names");

@@ -8,6 +8,7 @@
 #include "json.h"
 #include "lcore.h"
 #include "ljson.h"
+#include "rowblob.h"
 #include "shape.h"
 
 #define SHAPE_MT "trigger.shape"
@@ -226,6 +227,9 @@ typedef struct messages {
     const char *problem; /* why the body is refused */
     int one_element;     /* the streaming reader: stop the parse after each message */
     int element_done;    /* ... and it stopped there */
+    tr_buf *blob;        /* non-NULL: values are kept as row blobs (rowblob.h), written here */
+    int in_blob;         /* the value being read is going into the blob */
+    size_t blob_name;    /* where the name whose value is still to come starts in it (0: none) */
 } messages;
 
 static int refuse(messages *m, const char *problem) {
@@ -237,6 +241,46 @@ static void set_slot(messages *m, int which) { lua_replace(m->b.L, m->slot + whi
 
 static int building(messages *m) { return m->b.depth > 0; }
 
+/* --- Values as row blobs (shape_messages(body, null, true)): the members of a value object go
+ * into m->blob as they come; the blob is the value once the object ends. A member the format
+ * does not keep (a nested container, a name over 255 bytes) turns the value back into a table:
+ * what the blob holds so far is given to the builder as the parser gave it, which then reads
+ * the rest, as it would have read all of it. */
+
+static int blob_failed(messages *m) { return luaL_error(m->b.L, "out of memory"); }
+
+/* (the members before the name whose value is coming, then that name) */
+static int blob_to_table(messages *m) {
+    tr_json_sink to_builder = tr_ljson_sink(&m->b);
+    size_t name = m->blob_name, whole = name ? name : m->blob->len;
+    m->in_blob = 0;
+    if (tr_rowblob_replay(m->blob->data, whole, &to_builder, 1, 0) != 0) return -1;
+    if (!name) return 0;
+    return tr_ljson_key(&m->b, m->blob->data + name + 1, (unsigned char)m->blob->data[name]);
+}
+
+static int blob_key(messages *m, const char *s, size_t n) {
+    if (n > TR_ROWBLOB_NAME_MAX) {
+        if (blob_to_table(m) != 0) return -1;
+        return tr_ljson_key(&m->b, s, n);
+    }
+    m->blob_name = m->blob->len;
+    return tr_rowblob_name(m->blob, s, n) == 0 ? 0 : blob_failed(m);
+}
+
+static int blob_wrote(messages *m, int rc) {
+    m->blob_name = 0;
+    return rc == 0 ? 0 : blob_failed(m);
+}
+
+/* The value object ends: the blob is the value. */
+static void blob_end(messages *m) {
+    lua_pushlstring(m->b.L, m->blob->data, m->blob->len);
+    set_slot(m, SLOT_VALUE);
+    m->in_blob = 0;
+    m->field = IN_NOTHING;
+}
+
 /* An element of the array starts: a message must be an object. */
 static int element(messages *m, int is_object) {
     m->count++;
@@ -246,6 +290,7 @@ static int element(messages *m, int is_object) {
         set_slot(m, i);
     }
     m->has_headers = 0;
+    m->in_blob = 0;
     return 0;
 }
 
@@ -278,27 +323,37 @@ static int scalar_value(messages *m, int is_string, const char *s, size_t n) {
 
 static int m_null(void *ud) {
     messages *m = ud;
-    return building(m) ? tr_ljson_null(&m->b) : scalar_value(m, 0, NULL, 0);
+    if (building(m)) return tr_ljson_null(&m->b);
+    if (m->in_blob) return blob_wrote(m, tr_rowblob_null(m->blob));
+    return scalar_value(m, 0, NULL, 0);
 }
 
 static int m_boolean(void *ud, int v) {
     messages *m = ud;
-    return building(m) ? tr_ljson_boolean(&m->b, v) : scalar_value(m, 0, NULL, 0);
+    if (building(m)) return tr_ljson_boolean(&m->b, v);
+    if (m->in_blob) return blob_wrote(m, tr_rowblob_boolean(m->blob, v));
+    return scalar_value(m, 0, NULL, 0);
 }
 
 static int m_integer(void *ud, int64_t v) {
     messages *m = ud;
-    return building(m) ? tr_ljson_integer(&m->b, v) : scalar_value(m, 0, NULL, 0);
+    if (building(m)) return tr_ljson_integer(&m->b, v);
+    if (m->in_blob) return blob_wrote(m, tr_rowblob_integer(m->blob, v));
+    return scalar_value(m, 0, NULL, 0);
 }
 
 static int m_number(void *ud, double v) {
     messages *m = ud;
-    return building(m) ? tr_ljson_number(&m->b, v) : scalar_value(m, 0, NULL, 0);
+    if (building(m)) return tr_ljson_number(&m->b, v);
+    if (m->in_blob) return blob_wrote(m, tr_rowblob_number(m->blob, v));
+    return scalar_value(m, 0, NULL, 0);
 }
 
 static int m_string(void *ud, const char *s, size_t n) {
     messages *m = ud;
-    return building(m) ? tr_ljson_string(&m->b, s, n) : scalar_value(m, 1, s, n);
+    if (building(m)) return tr_ljson_string(&m->b, s, n);
+    if (m->in_blob) return blob_wrote(m, tr_rowblob_string(m->blob, s, n));
+    return scalar_value(m, 1, s, n);
 }
 
 static int is_word(const char *s, size_t n, const char *word) {
@@ -308,6 +363,7 @@ static int is_word(const char *s, size_t n, const char *word) {
 static int m_key(void *ud, const char *s, size_t n) {
     messages *m = ud;
     if (building(m)) return tr_ljson_key(&m->b, s, n);
+    if (m->in_blob) return blob_key(m, s, n);
     if (m->skipped > 0) return 0;
     if (m->depth == 2)
         m->field = is_word(s, n, "headers") ? IN_HEADERS
@@ -322,6 +378,15 @@ static int m_key(void *ud, const char *s, size_t n) {
 }
 
 static int m_begin(messages *m, int is_object) {
+    if (m->in_blob) { /* a nested container: the value is a table after all */
+        if (blob_to_table(m) != 0) return -1;
+        return tr_ljson_begin(&m->b, is_object);
+    }
+    if (!building(m) && m->blob && is_object && m->depth == 2 && m->field == IN_VALUE &&
+        m->skipped == 0) {
+        m->in_blob = 1;
+        return blob_wrote(m, tr_rowblob_start(m->blob)); /* (no name waiting) */
+    }
     if (building(m) || (m->depth == 2 && m->field == IN_VALUE && m->skipped == 0))
         return tr_ljson_begin(&m->b, is_object); /* a value (an array too, as a table) */
     if (m->skipped > 0) {
@@ -373,7 +438,8 @@ static int message_end(messages *m) {
         if (lua_type(L, m->slot + SLOT_KEY) != LUA_TSTRING) return refuse(m, "has no key");
         size_t op_len;
         const char *op = lua_tolstring(L, m->slot + SLOT_OPERATION, &op_len);
-        int has_value = lua_istable(L, m->slot + SLOT_VALUE);
+        int has_value = lua_istable(L, m->slot + SLOT_VALUE) ||
+                        (m->blob && lua_type(L, m->slot + SLOT_VALUE) == LUA_TSTRING);
         if (!has_value && (is_word(op, op_len, "insert") || is_word(op, op_len, "update")))
             return refuse(m, "has no value object");
         list_value(m, SLOT_OPERATION);
@@ -394,6 +460,10 @@ static int m_end(messages *m) {
             set_slot(m, SLOT_VALUE);
             m->field = IN_NOTHING;
         }
+        return 0;
+    }
+    if (m->in_blob) {
+        blob_end(m);
         return 0;
     }
     if (m->skipped > 0) {
@@ -437,6 +507,8 @@ static void messages_start(lua_State *L, messages *m, int null_index, int list) 
     m->has_headers = 0;
     m->problem = NULL;
     m->one_element = m->element_done = 0;
+    m->blob = NULL;
+    m->in_blob = 0;
     m->list = list;
     for (int i = 0; i < SLOTS; i++)
         lua_pushnil(L);
@@ -452,22 +524,29 @@ static void push_refusal(lua_State *L, const messages *m) {
 }
 
 /* The whole body s at once, the null value at null_index: pushes the list, or nil, message. */
-static int whole_messages(lua_State *L, const char *s, size_t n, int null_index) {
+static int whole_messages(lua_State *L, const char *s, size_t n, int null_index, int blobs) {
     int base = lua_gettop(L);
     int box = base + 1;
     tr_buf *scratch = tr_scratch_take(L);
     messages mm;
     messages *m = &mm;
     tr_ljson_intern *intern = tr_ljson_push_intern(L); /* box + 1 */
+    tr_buf *blob = NULL;
+    if (blobs)
+        blob = tr_scratch_take(L); /* box + 2: a box of its own (the first is taken) */
+    else
+        lua_pushnil(L);
     lua_newtable(L);
-    messages_start(L, m, null_index, box + 2);
+    messages_start(L, m, null_index, box + 3);
     m->b.intern = intern;
     m->b.intern_index = box + 1;
+    m->blob = blob;
     tr_json_sink sink = sink_of(m);
     size_t at = 0;
     const char *what = NULL;
     tr_json_status st =
         tr_json_parse_with(s, n, TR_LJSON_DEFAULT_DEPTH, &sink, scratch, &at, &what);
+    if (blob) tr_scratch_give(L, box + 2);
     tr_scratch_give(L, box);
     if (st == TR_JSON_OK) {
         lua_pushvalue(L, m->list);
@@ -489,8 +568,9 @@ static int whole_messages(lua_State *L, const char *s, size_t n, int null_index)
 static int shape_messages(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
+    int blobs = lua_toboolean(L, 3);
     lua_settop(L, 2); /* index 2: the null value */
-    return whole_messages(L, s, n, 2);
+    return whole_messages(L, s, n, 2, blobs);
 }
 
 /* --- The streaming reader ---------------------------------------------------------------------
@@ -543,6 +623,8 @@ typedef struct reader {
     size_t last_len;
     int borrowed; /* reader:parse: tail is the bytes of the body string at UV_BODY, not ours */
     int budget;   /* messages advance() may still parse in this call; < 0: no limit */
+    int blobs;    /* values as row blobs, written in `blob` */
+    tr_buf blob;
 } reader;
 
 /* The tail is given up (freed unless borrowed). */
@@ -551,6 +633,7 @@ static void drop_tail(reader *r) {
         tr_buf_init(&r->tail);
     else
         tr_buf_free(&r->tail);
+    tr_buf_free(&r->blob);
 }
 
 static reader *check_reader(lua_State *L) {
@@ -561,10 +644,13 @@ static reader *check_reader(lua_State *L) {
 }
 
 static int reader_new(lua_State *L) {
+    int blobs = lua_toboolean(L, 2);
     lua_settop(L, 1);
     reader *r = lua_newuserdata(L, sizeof *r); /* 2 */
     r->state = R_CLOSED; /* closed first: nothing to free until it is set up */
     tr_buf_init(&r->tail);
+    tr_buf_init(&r->blob);
+    r->blobs = blobs;
     luaL_getmetatable(L, READER_MT);
     lua_setmetatable(L, 2);
     lua_createtable(L, 3, 0);
@@ -616,6 +702,7 @@ static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *s
     m->b.depth = 0;
     m->one_element = 1;
     m->element_done = 0;
+    m->in_blob = 0;
     m->problem = NULL;
     size_t at = 0;
     const char *what = NULL;
@@ -670,6 +757,7 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
     messages_start(L, m, base + 1, base + 4);
     m->b.intern = intern;
     m->b.intern_index = base + 3;
+    if (r->blobs) m->blob = &r->blob;
     int state = r->state;
     r->state = R_BUSY;
     for (;;) {
@@ -834,7 +922,7 @@ static int reader_finish(lua_State *L) {
     if (r->state == R_WHOLE) {
         lua_rawgeti(L, 2, UV_NULL); /* 3 */
         r->state = R_BUSY;
-        int k = whole_messages(L, r->tail.data ? r->tail.data : "", r->tail.len, 3);
+        int k = whole_messages(L, r->tail.data ? r->tail.data : "", r->tail.len, 3, r->blobs);
         reader_close(L);
         return k;
     }

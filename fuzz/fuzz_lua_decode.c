@@ -18,7 +18,10 @@
  *   - core.shape_reader, fed the body in pieces (one byte at a time for short bodies, else at
  *     split points drawn from the body itself), gives exactly what shape_messages gives: the
  *     same list (value for value) or the same refusal text; and so does reader:parse, given
- *     the whole body 1 to 3 messages at a time;
+ *     the whole body 1 to 3 messages at a time; both with values as tables and as row blobs;
+ *   - with row blobs (shape_messages(body, null, true)) the list is the tables' list but for
+ *     the values kept as blobs: each reads back (row_table) as the table, row_column gives
+ *     each of its columns, and run_fields gives the same nine results for blob and table;
  *   - the Lua stack is back where it was after every call. */
 #include <stdint.h>
 #include <stdio.h>
@@ -33,22 +36,24 @@
 #include "lcore.h"
 
 /* Calls core[name](text, null) protected (json_decode: with depth 128 and the array
- * metatable at index 2 too); leaves its results (or nil, error) on the stack. */
+ * metatable at index 2 too; "shape_blobs": shape_messages with row blobs); leaves its results
+ * (or nil, error) on the stack. */
 static int call(lua_State *L, const char *name, const uint8_t *data, size_t size) {
-    int json = strcmp(name, "json_decode") == 0;
-    lua_getfield(L, 1, name);
+    int json = strcmp(name, "json_decode") == 0, blobs = strcmp(name, "shape_blobs") == 0;
+    lua_getfield(L, 1, blobs ? "shape_messages" : name);
     lua_pushlstring(L, (const char *)data, size);
     lua_pushlightuserdata(L, NULL); /* stands for JSON null */
     if (json) {
         lua_pushinteger(L, 128);
         lua_pushvalue(L, 2);
     }
-    int rc = lua_pcall(L, json ? 4 : 2, 2, 0);
+    if (blobs) lua_pushboolean(L, 1);
+    int rc = lua_pcall(L, json ? 4 : blobs ? 3 : 2, 2, 0);
     FUZZ_ASSERT(rc == LUA_OK, "a decoder raised instead of returning nil, message");
     return !lua_isnil(L, -2);
 }
 
-static void check_list(lua_State *L, int list) {
+static void check_list(lua_State *L, int list, int blobs) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, list);
     FUZZ_ASSERT(n % 3 == 0, "the list is not made of triples");
     for (lua_Integer i = 1; i <= n; i += 3) {
@@ -57,8 +62,9 @@ static void check_list(lua_State *L, int list) {
         lua_rawgeti(L, list, i + 2);
         FUZZ_ASSERT(lua_type(L, -3) == LUA_TSTRING, "an entry without operation or control");
         if (lua_type(L, -2) == LUA_TSTRING)
-            FUZZ_ASSERT(lua_istable(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1)),
-                        "a row message without a value table or false");
+            FUZZ_ASSERT(lua_istable(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) ||
+                            (blobs && lua_type(L, -1) == LUA_TSTRING),
+                        "a row message without a value table (or blob) or false");
         else
             FUZZ_ASSERT(lua_isboolean(L, -2) && !lua_toboolean(L, -2) && lua_isboolean(L, -1) &&
                             !lua_toboolean(L, -1),
@@ -189,13 +195,62 @@ static int same_value(lua_State *L, int a, int b) {
     return 1;
 }
 
-/* core.shape_reader fed data in pieces ending at cuts[0..n) (then the rest), finished; leaves
- * its two results (list, nil or nil, message) on the stack. */
+/* run_fields(row, null, array marker), its nine results on the stack. */
+static void run_fields(lua_State *L, int row) {
+    lua_getfield(L, 1, "run_fields");
+    lua_pushvalue(L, row);
+    lua_pushlightuserdata(L, NULL);
+    lua_pushvalue(L, 2);
+    FUZZ_ASSERT(lua_pcall(L, 3, 9, 0) == LUA_OK, "run_fields raised");
+}
+
+/* The blob-mode list at `blobs` against the table-mode list at `tables` (both good). */
+static void check_blobs(lua_State *L, int tables, int blobs) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, tables);
+    FUZZ_ASSERT(n == (lua_Integer)lua_rawlen(L, blobs), "the blob list has another length");
+    FUZZ_ASSERT(lua_checkstack(L, 30), "no stack left");
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, tables, i);
+        lua_rawgeti(L, blobs, i);
+        int t = lua_gettop(L) - 1, b = t + 1;
+        if (i % 3 != 0 || lua_type(L, b) != LUA_TSTRING) {
+            FUZZ_ASSERT(same_value(L, t, b), "the blob list differs but for its blobs");
+            lua_pop(L, 2);
+            continue;
+        }
+        FUZZ_ASSERT(lua_istable(L, t), "a blob where the tables' list has no table");
+        lua_getfield(L, 1, "row_table");
+        lua_pushvalue(L, b);
+        lua_pushlightuserdata(L, NULL);
+        FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "row_table raised on a blob it made");
+        FUZZ_ASSERT(same_value(L, -1, t), "a blob does not read back as the table");
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            lua_getfield(L, 1, "row_column");
+            lua_pushvalue(L, b);
+            lua_pushvalue(L, -4);
+            lua_pushlightuserdata(L, NULL);
+            FUZZ_ASSERT(lua_pcall(L, 3, 1, 0) == LUA_OK, "row_column raised");
+            FUZZ_ASSERT(same_value(L, -1, -2), "row_column gives another value");
+            lua_pop(L, 2);
+        }
+        run_fields(L, t);
+        run_fields(L, b);
+        for (int k = 0; k < 9; k++)
+            FUZZ_ASSERT(same_value(L, b + 1 + k, b + 10 + k), "run_fields: blob and table differ");
+        lua_pop(L, 20);
+    }
+}
+
+/* core.shape_reader (with row blobs when `blobs`) fed data in pieces ending at cuts[0..n) (then
+ * the rest), finished; leaves its two results (list, nil or nil, message) on the stack. */
 static void read_in_pieces(lua_State *L, const uint8_t *data, size_t size, const size_t *cuts,
-                           size_t n) {
+                           size_t n, int blobs) {
     lua_getfield(L, 1, "shape_reader");
     lua_pushlightuserdata(L, NULL);
-    FUZZ_ASSERT(lua_pcall(L, 1, 1, 0) == LUA_OK, "shape_reader raised");
+    lua_pushboolean(L, blobs);
+    FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "shape_reader raised");
     int r = lua_gettop(L);
     size_t at = 0;
     for (size_t i = 0; i <= n; i++) {
@@ -219,10 +274,11 @@ static void read_in_pieces(lua_State *L, const uint8_t *data, size_t size, const
 
 /* core.shape_reader given the whole body by reader:parse(body, max) until it is done (at most
  * `max` messages a call), finished; leaves its two results on the stack. */
-static void read_in_slices(lua_State *L, const uint8_t *data, size_t size, int max) {
+static void read_in_slices(lua_State *L, const uint8_t *data, size_t size, int max, int blobs) {
     lua_getfield(L, 1, "shape_reader");
     lua_pushlightuserdata(L, NULL);
-    FUZZ_ASSERT(lua_pcall(L, 1, 1, 0) == LUA_OK, "shape_reader raised");
+    lua_pushboolean(L, blobs);
+    FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "shape_reader raised");
     int r = lua_gettop(L);
     lua_pushlstring(L, (const char *)data, size); /* the same string every call */
     int body = lua_gettop(L);
@@ -246,7 +302,7 @@ static void read_in_slices(lua_State *L, const uint8_t *data, size_t size, int m
 }
 
 /* The reader against shape_messages' results at whole (list or nil, message at whole+1). */
-static void check_reader(lua_State *L, const uint8_t *data, size_t size, int whole) {
+static void check_reader(lua_State *L, const uint8_t *data, size_t size, int whole, int blobs) {
     size_t cuts[256];
     size_t n = 0;
     if (size <= 256) {
@@ -261,13 +317,13 @@ static void check_reader(lua_State *L, const uint8_t *data, size_t size, int who
             cuts[n] = (n ? cuts[n - 1] : 0) + (x >> 8) % (size / 8 + 2);
         }
     }
-    read_in_pieces(L, data, size, cuts, n);
+    read_in_pieces(L, data, size, cuts, n, blobs);
     FUZZ_ASSERT(lua_isnil(L, -2) == lua_isnil(L, whole), "the reader and shape_messages differ "
                                                          "on whether the body is good");
     FUZZ_ASSERT(same_value(L, -2, whole), "the reader's list is not shape_messages' list");
     FUZZ_ASSERT(same_value(L, -1, whole + 1), "the reader refuses in other words");
     lua_pop(L, 2);
-    read_in_slices(L, data, size, size > 0 ? 1 + data[size - 1] % 3 : 1);
+    read_in_slices(L, data, size, size > 0 ? 1 + data[size - 1] % 3 : 1, blobs);
     FUZZ_ASSERT(same_value(L, -2, whole), "reader:parse's list is not shape_messages' list");
     FUZZ_ASSERT(same_value(L, -1, whole + 1), "reader:parse refuses in other words");
     lua_pop(L, 2);
@@ -280,6 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tr_open_json(L);
     tr_open_shape(L);
     tr_open_superjson(L);
+    tr_open_rowblob(L);
+    tr_open_runfields(L);
     lua_newtable(L); /* 2: the array marker (trigger.json.array_mt) */
     int top = lua_gettop(L);
 
@@ -287,10 +345,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int doc = lua_gettop(L) - 1;
     if (as_json && lua_istable(L, doc)) check_marks(L, doc);
     int as_shape = call(L, "shape_messages", data, size);
-    check_reader(L, data, size, lua_gettop(L) - 1);
+    int shape = lua_gettop(L) - 1;
+    check_reader(L, data, size, shape, 0);
+    int as_blobs = call(L, "shape_blobs", data, size);
+    check_reader(L, data, size, shape + 2, 1);
+    FUZZ_ASSERT(as_blobs == as_shape, "row blobs change whether the body is good");
+    FUZZ_ASSERT(same_value(L, shape + 1, shape + 3), "row blobs change the refusal's words");
+    if (as_blobs) {
+        check_list(L, shape + 2, 1);
+        check_blobs(L, shape, shape + 2);
+    }
+    lua_pop(L, 2);
     if (as_shape) {
         FUZZ_ASSERT(as_json, "shape_messages took a body json_decode refuses");
-        check_list(L, lua_gettop(L) - 1);
+        check_list(L, lua_gettop(L) - 1, 0);
     } else {
         const char *why = lua_tostring(L, -1);
         FUZZ_ASSERT(why != NULL, "refused without a reason");

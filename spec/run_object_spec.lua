@@ -286,3 +286,43 @@ describe("run_object.build with bad values", function()
     assert.are.same({ message = "not json" }, run.error)
   end)
 end)
+
+describe("run_object.build from a row blob", function()
+  local core = require "trigger.core"
+
+  -- The row as the store keeps a whole value of the shape log (trigger.shape_rows).
+  local function blob_of(r)
+    local body = json.encode { { headers = { operation = "insert" }, key = "k", value = r } }
+    local list = assert(core.shape_messages(body, null, true))
+    assert.are.equal("string", type(list[3]))
+    return list[3]
+  end
+
+  local function built(r)
+    local warnings = {}
+    local run = run_object.build(r, nil, function(m) warnings[#warnings + 1] = m end)
+    return run, warnings
+  end
+
+  it("gives the run object and the warnings the table gives", function()
+    local cases = {
+      row(),
+      row { status = "COMPLETED_SUCCESSFULLY", completedAt = "2025-01-10 12:00:03.875",
+        output = '{"json":{"at":"2025-01-10T12:00:03.750Z"},"meta":{"values":{"at":["Date"]}}}',
+        outputType = "application/super+json", metadata = '{"p":1}',
+        metadataType = "application/json", idempotencyKey = "once" },
+      row { error = '{"type":"BUILT_IN_ERROR","name":"Error","message":"boom"}',
+        status = "COMPLETED_WITH_ERRORS", payload = "hello", payloadType = "text/plain" },
+      { friendlyId = "run_x", status = "PENDING", createdAt = "yesterday", number = "seven",
+        isTest = "maybe", runTags = "{a,", error = "not json", ttl = "a\0b",
+        payload = "{bad", payloadType = "application/json" },
+      {},
+    }
+    for i, r in ipairs(cases) do
+      local run, warnings = built(r)
+      local run2, warnings2 = built(blob_of(r))
+      assert.are.same(run, run2, "case " .. i)
+      assert.are.same(warnings, warnings2, "case " .. i)
+    end
+  end)
+end)

@@ -28,8 +28,8 @@ local function insert_page(n, pad)
   return "[" .. table.concat(parts, ",") .. ',{"headers":{"control":"up-to-date"}}]'
 end
 
-local function in_pieces(body, cuts)
-  local r = core.shape_reader(null)
+local function in_pieces(body, cuts, blobs)
+  local r = core.shape_reader(null, blobs)
   local at = 1
   for _, k in ipairs(cuts) do
     local ok = r:feed(body:sub(at, k))
@@ -55,25 +55,65 @@ local BODIES = {
     .. '"value":{}}]', '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"\1"}}]',
   '[{"headers":{"operation":"update"},"key":"k","value":{"a":' .. ("["):rep(130) .. "]}}]",
   '[{"headers":{"control":"up-to-date"}} , {"key":"x","headers":{"operation":"delete","o":[{}]}}]',
+  -- every kind of member a row blob keeps, a name twice (the last counts), a NUL, no members
+  '[{"headers":{"operation":"insert"},"key":"k","value":{"s":"a\\"\\u0000b","t":true,"f":false,'
+    .. '"i":-7,"d":2.5,"n":null,"s":"again","":""}},'
+    .. '{"headers":{"operation":"update"},"key":"k","value":{}}]',
 }
 
 describe("core.shape_reader", function()
-  it("gives shape_messages' list or words for every split of a body into three pieces", function()
+  it("gives shape_messages' list or words for every split of a body into three pieces, with "
+    .. "values as tables or as row blobs", function()
     local checked = 0
-    for _, body in ipairs(BODIES) do
-      local list, why = core.shape_messages(body, null)
-      for i = 0, #body do
-        for j = i, #body do
-          local l2, w2 = in_pieces(body, { i, j })
-          if not (same(list, l2) and why == w2) then
-            error(("body %q cut at %d, %d: %s / %s, whole: %s"):format(body, i, j,
-              tostring(l2), tostring(w2), tostring(why)))
+    for _, blobs in ipairs { false, true } do
+      for _, body in ipairs(BODIES) do
+        local list, why = core.shape_messages(body, null, blobs)
+        for i = 0, #body do
+          for j = i, #body do
+            local l2, w2 = in_pieces(body, { i, j }, blobs)
+            if not (same(list, l2) and why == w2) then
+              error(("body %q cut at %d, %d (blobs %s): %s / %s, whole: %s"):format(body, i, j,
+                tostring(blobs), tostring(l2), tostring(w2), tostring(why)))
+            end
+            checked = checked + 1
           end
-          checked = checked + 1
         end
       end
     end
-    assert.is_true(checked > 10000)
+    assert.is_true(checked > 20000)
+  end)
+
+  it("keeps whole values as row blobs that read back as the tables of the same body", function()
+    local kept = 0
+    for _, body in ipairs(BODIES) do
+      local tables, why = core.shape_messages(body, null)
+      local blobs, why2 = core.shape_messages(body, null, true)
+      assert.equal(why, why2)
+      assert.equal(tables == nil, blobs == nil)
+      for i = 3, tables and #tables or 0, 3 do
+        local row = blobs[i]
+        if type(row) == "string" then
+          kept = kept + 1
+          assert.is_true(same(tables[i], core.row_table(row, null)), body)
+          for name, value in pairs(tables[i]) do
+            assert.is_true(same(value, core.row_column(row, name, null)), body)
+          end
+          assert.is_nil(core.row_column(row, "no such column", null))
+        else
+          assert.is_true(same(tables[i], row), body) -- a delete's false, a nested value's table
+        end
+      end
+    end
+    assert.is_true(kept >= 3) -- (the update of x, the two rows above)
+    -- a value holding a container stays a table, as does one with a name the format cannot keep
+    local nested = assert(core.shape_messages(BODIES[22], null, true))
+    assert.equal("table", type(nested[3]))
+    local long = ('[{"headers":{"operation":"insert"},"key":"k","value":{"a":"1","%s":"2"}}]')
+      :format(("n"):rep(256))
+    local l = assert(core.shape_messages(long, null, true))
+    assert.same({ a = "1", [("n"):rep(256)] = "2" }, l[3])
+    assert.has_error(function() core.row_table("not a blob", null) end)
+    assert.has_error(function() core.row_column("\027R\005ab", "a", null) end)
   end)
 
   it("refuses early, closes, and says whether the body ends up to date", function()
@@ -141,14 +181,14 @@ describe("core.shape_reader", function()
     local body = insert_page(1000, 100)
     local calls = 0
     local list = assert(shape_rows.parse(body, function() calls = calls + 1 end))
-    assert.is_true(same(assert(core.shape_messages(body, null)), list))
+    assert.is_true(same(assert(core.shape_messages(body, null, true)), list))
     assert.equal(math.floor(1001 / shape_rows.SLICE), calls)
     local bad = body:sub(1, 60000) .. "x" .. body:sub(60002)
     local l2, why = shape_rows.parse(bad, function() end)
     assert.is_nil(l2)
     assert.same({ core.shape_messages(bad, null) }, { nil, why })
     calls = 0
-    assert.is_true(same(core.shape_messages("[]", null),
+    assert.is_true(same(core.shape_messages("[]", null, true),
       shape_rows.parse("[]", function() calls = calls + 1 end)))
     assert.equal(0, calls) -- a small body is read at once
   end)
@@ -220,7 +260,7 @@ describe("trigger.shape_body against the local server", function()
       assert.equal(200, res.status)
       assert.is_nil(res.body)
       assert.is_nil(res.problem)
-      assert.is_true(same(assert(core.shape_messages(whole_body, null)), res.list))
+      assert.is_true(same(assert(core.shape_messages(whole_body, null, true)), res.list))
       assert.equal(core.ends_up_to_date(whole_body), res.body_up_to_date)
       assert.same({ 200, res.body_up_to_date }, completed)
       assert.equal(whole_headers["electric-offset"], res.headers["electric-offset"])
@@ -284,7 +324,7 @@ describe("trigger.shape_body on other transports", function()
       return shape_body.read(owner, request.begin(owner, { url = "http://x/", headers = {} }))
     end)
     assert.equal(200, res.status)
-    assert.is_true(same(core.shape_messages(body, null), res.list))
+    assert.is_true(same(core.shape_messages(body, null, true), res.list))
     assert.is_true(res.body_up_to_date)
   end)
 

@@ -5,9 +5,11 @@
 -- @module trigger.delivery
 local core = require "trigger.core"
 local json = require "trigger.json"
+local shape_rows = require "trigger.shape_rows"
 
 local pg_timestamp, pg_array = core.pg_timestamp, core.pg_array
 local null = json.null
+local row_column, as_table = shape_rows.column, shape_rows.table
 
 local M = {}
 local Delivery = {}
@@ -26,7 +28,7 @@ end
 -- Is `row` an older state of the run than `given` (by updatedAt)? The native feed can answer a
 -- re-snapshot from a lagging read replica: such a row must not undo what the reader already saw.
 local function older(row, given)
-  local new, old = row.updatedAt, given.updatedAt
+  local new, old = row_column(row, "updatedAt"), row_column(given, "updatedAt")
   if type(new) ~= "string" or type(old) ~= "string" or new == old then return false end
   local a, b = pg_timestamp(new), pg_timestamp(old)
   return a ~= nil and b ~= nil and a < b
@@ -85,8 +87,9 @@ local function equivalent(a, b)
 end
 
 local function same(a, b)
-  if a == b then return true end
+  if a == b then return true end -- (two blobs of the same bytes too)
   if a == nil or b == nil then return false end
+  a, b = as_table(a), as_table(b)
   local exact = true
   for k, v in pairs(a) do
     if b[k] ~= v then
@@ -148,7 +151,7 @@ end
 function Delivery:take(store, keys, dropped, resync)
   -- out[i] is handed out in place of previous[i] (false: none) under okeys[i].
   local out, okeys, previous, n = {}, {}, {}, 0
-  local given, get = self.given, store.get
+  local given, get = self.given, store.raw
   -- A key that comes again (batches merged) finds its row given already, unless it was
   -- dropped: forgotten once only.
   local forgotten = dropped and next(dropped) ~= nil and {} or nil
@@ -169,7 +172,7 @@ function Delivery:take(store, keys, dropped, resync)
   end
   if resync or self.forget_missing then
     for key in pairs(given) do
-      if store:get(key) == nil then given[key] = nil end
+      if store:raw(key) == nil then given[key] = nil end
     end
     self.forget_missing = false
   end
@@ -187,13 +190,16 @@ function Delivery:handed(n)
   if PACE and n % PACE == 0 and collect("isrunning") then collect("step", 0) end
 end
 
---- The rows handed out, for a saved position. Values are strings or JSON null.
+--- The rows handed out, for a saved position: key → table of columns (strings or JSON null).
 function Delivery:snapshot()
   local copy = {}
   for key, row in pairs(self.given) do copy[key] = row end
   local keys, previous = self.batch_keys, self.batch_previous
   if keys then
     for i = self.handed_count + 1, #keys do copy[keys[i]] = previous[i] or nil end
+  end
+  for key, row in pairs(copy) do
+    if type(row) == "string" then copy[key] = as_table(row) end
   end
   return copy
 end

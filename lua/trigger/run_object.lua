@@ -59,16 +59,14 @@ function M.packet(data, ptype, fetch)
 end
 
 -- NULL and absent are nil; a bad value is reported.
-local function error_col(row, warn)
-  local v = row.error
+local function error_col(v, warn)
   if v == nil or v == null then return nil end
   local value, problem = run_error(v)
   if problem and warn then warn("error " .. problem) end
   return value
 end
 
-local function packet_col(row, field, ptype_col, fetch_packet, warn)
-  local data, ptype = row[field], row[ptype_col]
+local function packet_col(field, data, ptype, fetch_packet, warn)
   local value, problem
   -- The common cases, as M.packet does them without the extra calls.
   if ptype == "application/json" and type(data) == "string" and data ~= "" then
@@ -89,30 +87,29 @@ local function packet_col(row, field, ptype_col, fetch_packet, warn)
 end
 
 --- Build a public run object.
--- @tparam table row column name → text value (or json.null)
+-- @tparam table|string row column name → text value (or json.null), or a row blob
+--   (`trigger.shape_rows`)
 -- @tparam[opt] function fetch_packet `fetch_packet(field, data)` for store packets
 -- @tparam[opt] function warn called with a message when a value does not decode
 -- @treturn table a fresh run table
 function M.build(row, fetch_packet, warn)
   -- The plain fields (status mapping and helpers, renames, timestamps, numbers, arrays) come
   -- from C in one call: this runs for every run handed out, the hot path of an initial sync.
-  local run, problems = run_fields(row, null, array_mt) -- tags, realtimeStreams: marked arrays
+  -- (tags, realtimeStreams: marked arrays; error and the packets come as stored)
+  local run, problems, err, payload, payload_type, output, output_type, metadata, metadata_type =
+    run_fields(row, null, array_mt)
   if problems and warn then
     for i = 1, #problems do warn(problems[i]) end
   end
-  local v = row.error
-  if v ~= nil and v ~= null then run.error = error_col(row, warn) end
-  v = row.payload
-  if v ~= nil and v ~= null then
-    run.payload = packet_col(row, "payload", "payloadType", fetch_packet, warn)
+  if err ~= nil and err ~= null then run.error = error_col(err, warn) end
+  if payload ~= nil and payload ~= null then
+    run.payload = packet_col("payload", payload, payload_type, fetch_packet, warn)
   end
-  v = row.output
-  if v ~= nil and v ~= null then
-    run.output = packet_col(row, "output", "outputType", fetch_packet, warn)
+  if output ~= nil and output ~= null then
+    run.output = packet_col("output", output, output_type, fetch_packet, warn)
   end
-  v = row.metadataType
-  if v ~= nil and v ~= null then
-    run.metadata = packet_col(row, "metadata", "metadataType", fetch_packet, warn)
+  if metadata_type ~= nil and metadata_type ~= null then
+    run.metadata = packet_col("metadata", metadata, metadata_type, fetch_packet, warn)
   end
   return run
 end

@@ -5,10 +5,10 @@
 -- status, headers, the flat message list of `shape_rows.parse` (or the problem that refuses
 -- the body) and the tail check of `core.ends_up_to_date`.
 --
--- The list is exactly the one `core.shape_messages(body, null)` gives for the whole body, and a
--- refusal the same words, for any split of the body (spec/c/test_shape_reader.c, the fuzz target
--- fuzz/fuzz_shape_reader.c); nothing is applied here, so a bad body still leaves the store as
--- it was.
+-- The list is exactly the one `core.shape_messages(body, null, true)` gives for the whole body
+-- (rows as blobs: `trigger.shape_rows`), and a refusal the same words, for any split of the body
+-- (spec/c/test_shape_reader.c, the fuzz target fuzz/fuzz_shape_reader.c); nothing is applied
+-- here, so a bad body still leaves the store as it was.
 --
 -- Works on every transport: with one that streams (transport.curl: `head()`/`take()` on a
 -- started request) the body is read incrementally; otherwise (nginx cosockets, a transport
@@ -51,7 +51,7 @@ local function decoded(status, headers, body)
   local res = { status = status, headers = headers }
   if not status then return res end
   if status == 200 and type(body) == "string" then
-    res.list, res.problem = shape_messages(body, null)
+    res.list, res.problem = shape_messages(body, null, true) -- rows as blobs: trigger.shape_rows
     res.body_up_to_date = ends_up_to_date(body)
   else
     res.body = body
@@ -113,7 +113,7 @@ function M.read(owner, p, opts)
   owner.awaiting = nil -- bytes may come at any step now: every resume takes them
   local max = owner.settings and owner.settings.max_body
   if max and max <= 0 then max = nil end
-  local reader = status == 200 and shape_reader(null) or nil
+  local reader = status == 200 and shape_reader(null, true) or nil
   local pieces = not reader and {} or nil
   local total, problem = 0, nil
   local function take(bytes)

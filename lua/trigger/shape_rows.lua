@@ -5,14 +5,36 @@
 --
 -- Rows are immutable once stored: an update copies the row with its changes, so a row a reader
 -- was given can be compared with the current one by reference first, then by value.
+--
+-- A row is stored as the parser gave it: a row blob (a string: `core.row_table` makes it a
+-- table of columns, `core.row_column` reads one column) for each whole value of the log, a
+-- table where a partial update was merged into the row before it or a saved position's rows
+-- were loaded. An initial sync keeps every row until its last page is in; as one string each
+-- instead of a table of ~30 strings the rows cost the collector and the builder nothing until
+-- each is built into a run object (issue 16). `get` gives a table either way, `raw` the row as
+-- stored; `M.column` and `M.table` read either.
 -- @module trigger.shape_rows
 
 local core = require "trigger.core"
 local null = require("trigger.json").null
 
 local shape_messages, shape_reader = core.shape_messages, core.shape_reader
+local row_table, row_column = core.row_table, core.row_column
 
 local M = {}
+
+--- The columns of a stored row as a table (a blob decoded, a table as it is).
+function M.table(row)
+  if type(row) == "string" then return row_table(row, null) end
+  return row
+end
+
+--- One column of a stored row (a blob or a table), or nil.
+function M.column(row, name)
+  if type(row) == "string" then return row_column(row, name, null) end
+  return row[name]
+end
+
 local Rows = {}
 Rows.__index = Rows
 
@@ -60,8 +82,8 @@ M.SLICE = 256
 -- @treturn[2] nil
 -- @treturn[2] string what is wrong
 M.parse = function(body, between)
-  if between == nil or #body < 64 * M.SLICE then return shape_messages(body, null) end
-  local reader = shape_reader(null)
+  if between == nil or #body < 64 * M.SLICE then return shape_messages(body, null, true) end
+  local reader = shape_reader(null, true)
   while true do
     local done, problem = reader:parse(body, M.SLICE)
     if done == nil then
@@ -90,8 +112,8 @@ function Rows:apply(list)
         -- Default replica mode: only changed columns come; absent means unchanged and
         -- JSON null means NULL, so copy the old row and overlay what came.
         local row = {}
-        for k, v in pairs(old) do row[k] = v end
-        for k, v in pairs(value) do row[k] = v end
+        for k, v in pairs(M.table(old)) do row[k] = v end
+        for k, v in pairs(M.table(value)) do row[k] = v end
         value = row
       end
       rows[key] = value
@@ -174,8 +196,13 @@ function Rows:publish()
   return batch
 end
 
---- The current row of `key`, or nil.
+--- The current row of `key` as a table of columns, or nil.
 function Rows:get(key)
+  return M.table(self.rows[key])
+end
+
+--- The current row of `key` as stored (a blob or a table: see above), or nil.
+function Rows:raw(key)
   return self.rows[key]
 end
 

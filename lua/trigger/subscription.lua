@@ -24,6 +24,7 @@ local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local packets = require "trigger.packets"
 local run_object = require "trigger.run_object"
+local shape_rows = require "trigger.shape_rows"
 local upstream = require "trigger.upstream"
 local clock = require "trigger.clock"
 
@@ -47,6 +48,12 @@ end
 -- batch (and, on the native feed, the batch of the read asked for this subscription), and only
 -- while those rows are that batch's: between the pages of a resync they are half a shape, and a
 -- resumed subscription would forget the runs of its position missing from them.
+-- The run whose object is being built (for a warning's words, a stored packet's request):
+-- read from its row only when asked, which is seldom.
+local function delivering_id(r)
+  return r.delivering_row and shape_rows.column(r.delivering_row, "friendlyId")
+end
+
 local function full_ready(r)
   local up = r.up
   return up.batch_no > r.full_after and not up.r.mid_sync
@@ -78,7 +85,7 @@ local function read(r)
     if #rows == 0 then r.committed = reached end
     r.delivering_url = up.batches[#up.batches] and up.batches[#up.batches].url
     for i, row in ipairs(rows) do
-      r.delivering_id = row.friendlyId
+      r.delivering_row = row
       local run = run_object.build(row, r.fetch_for_run, r.warn_for_run)
       if i == #rows then r.committed = reached end
       r.given:handed(i) -- a position saved now holds this row, not the rest of the batch
@@ -125,10 +132,10 @@ function M.new(spec)
   end
   r.given = delivery.new(resume and resume.rows, rebuild)
   r.fetch_for_run = function(field, path)
-    return packets.fetch(r, r.packets, up.r.headers[1], r.delivering_id, field, path)
+    return packets.fetch(r, r.packets, up.r.headers[1], delivering_id(r), field, path)
   end
   r.warn_for_run = function(message)
-    warn(r, "run " .. tostring(r.delivering_id) .. " " .. message, r.delivering_url)
+    warn(r, "run " .. tostring(delivering_id(r)) .. " " .. message, r.delivering_url)
   end
   r.is_closed = function() return r.closed end
   r.co = coroutine.create(function() return read(r) end)
@@ -315,7 +322,7 @@ function Subscription:with_streams(opts)
     end
     local row = by_id[id]
     if row == nil then return nil end
-    r.delivering_id = id
+    r.delivering_row = row
     return run_object.build(row, r.fetch_for_run, r.warn_for_run)
   end
   local obj = require("trigger.run_streams").new(self, r.settings, opts, given_run)

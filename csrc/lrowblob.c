@@ -1,0 +1,84 @@
+/* trigger.core.row_table, row_column: a stored row blob (rowblob.h) read from Lua, for the
+ * places that need a row's columns other than the run object's build (merging a partial
+ * update, comparing two states of a run, a saved position). */
+#include <string.h>
+
+#include "compat.h"
+#include "lcore.h"
+#include "ljson.h"
+#include "rowblob.h"
+
+static const char *check_blob(lua_State *L, size_t *n) {
+    const char *s = luaL_checklstring(L, 1, n);
+    luaL_argcheck(L, tr_rowblob_is(s, *n), 1, "not a stored row");
+    return s;
+}
+
+/* row_table(blob, null) -> the table the value object decodes to (as core.json_decode with
+ * this null gives it) */
+static int row_table(lua_State *L) {
+    size_t n;
+    const char *s = check_blob(L, &n);
+    lua_settop(L, 2);
+    tr_ljson_builder bb;
+    tr_ljson_builder *b = &bb;
+    b->L = L;
+    b->null_index = 2;
+    b->array_mt_index = 0;
+    b->depth = 0;
+    b->intern = tr_ljson_intern_upvalue(L, 1);
+    b->intern_index = lua_upvalueindex(1);
+    tr_json_sink sink = tr_ljson_sink(b);
+    if (tr_rowblob_replay(s, n, &sink, 1, 1) != 0) return luaL_argerror(L, 1, "not a stored row");
+    return 1;
+}
+
+/* row_column(blob, name, null) -> the value of column `name` (the last one of that name), or
+ * nil when the row has none */
+static int row_column(lua_State *L) {
+    size_t n, want;
+    const char *s = check_blob(L, &n);
+    const char *name = luaL_checklstring(L, 2, &want);
+    lua_settop(L, 3);
+    tr_rowblob_member m, found;
+    memset(&found, 0, sizeof found);
+    int have = 0, rc;
+    size_t pos = 0;
+    while ((rc = tr_rowblob_next(s, n, &pos, &m)) == 1)
+        if (m.name_len == want && memcmp(m.name, name, want) == 0) {
+            found = m;
+            have = 1;
+        }
+    if (rc < 0) return luaL_argerror(L, 1, "not a stored row");
+    if (!have) return 0;
+    switch (found.tag) {
+    case 's':
+        lua_pushlstring(L, found.s, found.len);
+        break;
+    case 'i': /* as the builder pushes it (ljson.c) */
+#if LUA_VERSION_NUM >= 503
+        lua_pushinteger(L, (lua_Integer)found.i);
+#else
+        lua_pushnumber(L, (lua_Number)found.i);
+#endif
+        break;
+    case 'd':
+        lua_pushnumber(L, (lua_Number)found.d);
+        break;
+    case 't':
+    case 'f':
+        lua_pushboolean(L, found.tag == 't');
+        break;
+    default:
+        lua_pushvalue(L, 3);
+    }
+    return 1;
+}
+
+void tr_open_rowblob(lua_State *L) {
+    tr_ljson_push_intern_upvalues(L);
+    lua_pushcclosure(L, row_table, 2);
+    lua_setfield(L, -2, "row_table");
+    lua_pushcfunction(L, row_column);
+    lua_setfield(L, -2, "row_column");
+}
