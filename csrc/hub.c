@@ -26,6 +26,7 @@ struct tr_request {
     CURL *easy;
     struct curl_slist *header_list;
     tr_buf body;
+    size_t taken; /* body bytes already taken (tr_request_took): the first of body.data */
     tr_buf headers;
     size_t max_body;
     size_t pause_at;
@@ -270,13 +271,19 @@ static size_t on_body(char *p, size_t size, size_t n, void *userp) {
     tr_request *r = userp;
     size_t len = size * n;
     if (r->hub != NULL) r->hub->progress++;
-    if (r->pause_at && r->body.len >= r->pause_at) {
+    size_t held = r->body.len - r->taken;
+    if (r->pause_at && held >= r->pause_at) {
         r->paused = 1; /* libcurl keeps these bytes and offers them again once resumed */
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (r->max_body && r->body.len + len > r->max_body) {
+    if (r->max_body && held + len > r->max_body) {
         r->too_large = 1;
         return 0;
+    }
+    if (r->taken > 0 && r->body.cap - r->body.len <= len) { /* no room: drop what is taken */
+        memmove(r->body.data, r->body.data + r->taken, held);
+        r->body.len = held;
+        r->taken = 0;
     }
     return tr_buf_add(&r->body, p, len) == 0 ? len : 0;
 }
@@ -381,6 +388,7 @@ tr_request *tr_request_start(tr_hub *h, const tr_request_opts *o, char *err, siz
         return NULL;
     }
     tr_buf_init(&r->body);
+    r->taken = 0;
     tr_buf_init(&r->headers);
     r->max_body = o->max_body;
     r->pause_at = o->pause_at;
@@ -426,16 +434,27 @@ int tr_request_result(const tr_request *r, long *status, const char **message) {
     return (int)r->code;
 }
 
-const tr_buf *tr_request_body(const tr_request *r) { return &r->body; }
+const char *tr_request_body(const tr_request *r, size_t *len) {
+    *len = r->body.len - r->taken;
+    return r->body.data ? r->body.data + r->taken : "";
+}
 
 int tr_request_head(const tr_request *r, long *status) {
     if (status) *status = r->head_status;
     return r->head_done;
 }
 
-void tr_request_consume(tr_request *r) {
-    tr_buf_reset(&r->body);
-    if (r->paused && !r->done && r->attached) {
+void tr_request_took(tr_request *r, size_t n) {
+    size_t held = r->body.len - r->taken;
+    r->taken += n < held ? n : held;
+    held = r->body.len - r->taken;
+    if (held == 0) {
+        tr_buf_reset(&r->body);
+        r->taken = 0;
+    }
+    /* A paused transfer goes on once half of what paused it is taken: the network keeps
+     * moving while a reader takes the rest piece by piece. */
+    if (r->paused && !r->done && r->attached && held <= r->pause_at / 2) {
         r->paused = 0;
         curl_easy_pause(r->easy, CURLPAUSE_CONT);
     }

@@ -24,7 +24,7 @@ typedef struct tr_request_opts {
     size_t max_body;         /* larger bodies fail the request; 0 = no limit (with pause_at:
                                 bytes held, not taken, at once) */
     size_t pause_at;         /* streaming: pause the transfer while this many bytes wait to be taken
-                                (tr_request_consume resumes it); 0 = never pause */
+                                (taking them all resumes it); 0 = never pause */
     long idle_timeout_s;     /* fail when no byte arrived for this many seconds; 0 = no limit */
 } tr_request_opts;
 
@@ -51,14 +51,15 @@ void tr_request_free(tr_request *r);
 int tr_request_done(const tr_request *r);
 /* After done: 0 and the HTTP status, or a non-zero libcurl code and a message. */
 int tr_request_result(const tr_request *r, long *status, const char **message);
-const tr_buf *tr_request_body(const tr_request *r);
+/* The body bytes received and not taken yet: a pointer to them, their count in *len. */
+const char *tr_request_body(const tr_request *r, size_t *len);
 /* Streaming: 1 once the final response's header section is complete (its status in *status),
  * so the body can be read as it comes; 0 before. */
 int tr_request_head(const tr_request *r, long *status);
-/* Streaming: forget the body bytes received so far (read them first with tr_request_body),
- * and resume a transfer paused at pause_at. Never blocks and never calls into Lua; the write
- * callback may run inside it (libcurl delivers what it held back). */
-void tr_request_consume(tr_request *r);
+/* Streaming: the first n of the bytes tr_request_body gives are taken (read them first); once
+ * all are, resume a transfer paused at pause_at. Never blocks and never calls into Lua; the
+ * write callback may run inside it (libcurl delivers what it held back). */
+void tr_request_took(tr_request *r, size_t n);
 /* Response headers as consecutive "name\0value\0" pairs, names in lower case. */
 const tr_buf *tr_request_headers(const tr_request *r);
 

@@ -206,18 +206,25 @@ static int request_head(lua_State *L) {
     return 2;
 }
 
-/* request:take() -> the body bytes received since the last take (a string), or nil when none
- * are waiting. Never blocks; a transfer paused at pause_at goes on. */
+/* request:take([max]) -> the body bytes received and not taken yet, at most max of them (a
+ * string), or nil when none are waiting. Never blocks; a transfer paused at pause_at goes on
+ * once every byte is taken. A reader that takes a few tens of KB at a time reads them while
+ * they are in the cache, and makes no string of megabytes (fresh pages to fault in) when much
+ * came at once. */
 static int request_take(lua_State *L) {
     lrequest *u = check_request(L);
-    const tr_buf *body = tr_request_body(u->r);
-    if (body->len == 0) {
-        tr_request_consume(u->r); /* nothing held, but a pause may be pending */
+    lua_Integer max = luaL_optinteger(L, 2, 0);
+    luaL_argcheck(L, max >= 0, 2, "a byte count");
+    size_t n;
+    const char *bytes = tr_request_body(u->r, &n);
+    if (n == 0) {
+        tr_request_took(u->r, 0); /* nothing held, but a pause may be pending */
         lua_pushnil(L);
         return 1;
     }
-    lua_pushlstring(L, body->data, body->len); /* may raise: the bytes stay with the request */
-    tr_request_consume(u->r);
+    if (max > 0 && (size_t)max < n) n = (size_t)max;
+    lua_pushlstring(L, bytes, n); /* may raise: the bytes stay with the request */
+    tr_request_took(u->r, n);
     return 1;
 }
 
@@ -249,10 +256,11 @@ static int request_result(lua_State *L) {
         lua_pushinteger(L, code);
         return 3;
     }
-    const tr_buf *body = tr_request_body(u->r);
+    size_t n;
+    const char *body = tr_request_body(u->r, &n);
     lua_pushinteger(L, status);
     push_headers(L, tr_request_headers(u->r));
-    lua_pushlstring(L, body->data ? body->data : "", body->len);
+    lua_pushlstring(L, body, n);
     return 3;
 }
 

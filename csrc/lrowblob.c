@@ -75,10 +75,32 @@ static int row_column(lua_State *L) {
     return 1;
 }
 
+/* row_merge(old, changes) -> the blob of `old` with the columns of `changes` set over it */
+static int row_merge(lua_State *L) {
+    size_t n, k;
+    const char *old = check_blob(L, &n);
+    const char *changes = luaL_checklstring(L, 2, &k);
+    luaL_argcheck(L, tr_rowblob_is(changes, k), 2, "not a stored row");
+    lua_settop(L, 2);
+    tr_buf *out = tr_scratch_take(L); /* 3 */
+    int rc = tr_rowblob_merge(old, n, changes, k, out);
+    if (rc == -2) {
+        tr_scratch_give(L, 3);
+        return luaL_error(L, "out of memory");
+    }
+    if (rc != 0) {
+        tr_scratch_give(L, 3);
+        return luaL_argerror(L, 1, "not a stored row");
+    }
+    return tr_scratch_push(L, 0, NULL);
+}
+
 void tr_open_rowblob(lua_State *L) {
     tr_ljson_push_intern_upvalues(L);
     lua_pushcclosure(L, row_table, 2);
     lua_setfield(L, -2, "row_table");
     lua_pushcfunction(L, row_column);
     lua_setfield(L, -2, "row_column");
+    lua_pushcfunction(L, row_merge);
+    lua_setfield(L, -2, "row_merge");
 }

@@ -52,6 +52,11 @@ int tr_rowblob_is(const char *s, size_t n);
 /* The member at *pos (start with *pos = 0): 1 and *pos moved past it, 0 at the end, -1 when
  * the bytes are not a well-formed blob (nothing read past n). */
 int tr_rowblob_next(const char *s, size_t n, size_t *pos, tr_rowblob_member *m);
+/* A partial update merged into the row before it: into `out`, the members of `old` whose name
+ * `changes` has not, then those of `changes` (as copying the old table and setting the changed
+ * columns over it gives). 0, -1 for a malformed blob, -2 when memory runs out. */
+int tr_rowblob_merge(const char *old, size_t old_n, const char *changes, size_t changes_n,
+                     tr_buf *out);
 /* Give the members to a JSON sink as the parser gave them: begin_object (when `open`), then a
  * key and a value per member; end_object when `close`. 0, -1 for a malformed blob, or what
  * a callback returned when it stopped. */

@@ -22,6 +22,7 @@
  *   - with row blobs (shape_messages(body, null, true)) the list is the tables' list but for
  *     the values kept as blobs: each reads back (row_table) as the table, row_column gives
  *     each of its columns, and run_fields gives the same nine results for blob and table;
+ *     row_merge of two blobs reads back as the first table with the second's columns set;
  *   - the Lua stack is back where it was after every call. */
 #include <stdint.h>
 #include <stdio.h>
@@ -204,9 +205,32 @@ static void run_fields(lua_State *L, int row) {
     FUZZ_ASSERT(lua_pcall(L, 3, 9, 0) == LUA_OK, "run_fields raised");
 }
 
+/* row_merge of the blobs at pa and pb against the tables at ta and tb merged in Lua. */
+static void check_merge(lua_State *L, int pa, int pb, int ta, int tb) {
+    lua_getfield(L, 1, "row_merge");
+    lua_pushvalue(L, pa);
+    lua_pushvalue(L, pb);
+    FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "row_merge raised on blobs it was given");
+    lua_getfield(L, 1, "row_table");
+    lua_insert(L, -2);
+    lua_pushlightuserdata(L, NULL);
+    FUZZ_ASSERT(lua_pcall(L, 2, 1, 0) == LUA_OK, "row_table raised on a merged blob");
+    lua_newtable(L);
+    for (int t = ta; t; t = t == ta ? tb : 0) {
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    FUZZ_ASSERT(same_value(L, -1, -2), "row_merge is not the tables merged");
+    lua_pop(L, 2);
+}
+
 /* The blob-mode list at `blobs` against the table-mode list at `tables` (both good). */
 static void check_blobs(lua_State *L, int tables, int blobs) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, tables);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, tables), last = 0;
     FUZZ_ASSERT(n == (lua_Integer)lua_rawlen(L, blobs), "the blob list has another length");
     FUZZ_ASSERT(lua_checkstack(L, 30), "no stack left");
     for (lua_Integer i = 1; i <= n; i++) {
@@ -239,7 +263,15 @@ static void check_blobs(lua_State *L, int tables, int blobs) {
         run_fields(L, b);
         for (int k = 0; k < 9; k++)
             FUZZ_ASSERT(same_value(L, b + 1 + k, b + 10 + k), "run_fields: blob and table differ");
-        lua_pop(L, 20);
+        lua_pop(L, 18);
+        if (last) { /* with the blob before it */
+            lua_rawgeti(L, tables, last);
+            lua_rawgeti(L, blobs, last);
+            check_merge(L, b + 2, b, b + 1, t);
+            lua_pop(L, 2);
+        }
+        last = i;
+        lua_pop(L, 2);
     }
 }
 

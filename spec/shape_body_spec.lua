@@ -112,6 +112,16 @@ describe("core.shape_reader", function()
       :format(("n"):rep(256))
     local l = assert(core.shape_messages(long, null, true))
     assert.same({ a = "1", [("n"):rep(256)] = "2" }, l[3])
+    -- a partial update merged into the blob before it: the old columns, the new set over them
+    local two = assert(core.shape_messages(BODIES[#BODIES], null, true))
+    local merged = core.row_merge(two[3], two[6])
+    assert.equal("string", type(merged))
+    assert.same(core.row_table(two[3], null), core.row_table(merged, null)) -- (no members)
+    local pair = assert(core.shape_messages('[{"headers":{"operation":"insert"},"key":"k","value":'
+      .. '{"a":"1","b":"2","a":"3"}},{"headers":{"operation":"update"},"key":"k","value":'
+      .. '{"b":null,"c":"x"}}]', null, true))
+    assert.same({ a = "3", b = null, c = "x" }, core.row_table(core.row_merge(pair[3], pair[6]), null))
+    assert.has_error(function() core.row_merge(pair[3], "x") end)
     assert.has_error(function() core.row_table("not a blob", null) end)
     assert.has_error(function() core.row_column("\027R\005ab", "a", null) end)
   end)
@@ -311,6 +321,36 @@ describe("trigger.shape_body against the local server", function()
     assert.is_true(res.headers.permanent)
     assert.equal("response body larger than the 20000-byte limit", res.headers.message)
     assert.is_nil(next(owner.inflight))
+  end)
+
+  it("takes the body at most `max` bytes at a time, in order, through the transfer's pauses",
+    function()
+    local query = "tags=" .. tag .. "&offset=-1"
+    local _, _, whole = transport_curl.perform(shape_req(srv, query))
+    local req = shape_req(srv, query)
+    req.pause_at = 3000 -- paused again and again: taking half of it lets the transfer go on
+    local h = assert(transport_curl.start(req))
+    local pieces, longest, steps = {}, 0, 0
+    while true do
+      local bytes = h:take(1000)
+      if bytes then
+        pieces[#pieces + 1] = bytes
+        if #bytes > longest then longest = #bytes end
+      elseif h:done() then
+        break
+      else
+        steps = steps + 1
+        assert(steps < 3000, "the transfer stalled") -- (a pause never lifted)
+        transport_curl.step(0.01)
+      end
+    end
+    local status, _, rest = transport_curl.result(h)
+    h:close()
+    assert.equal(200, status)
+    assert.equal(whole, table.concat(pieces) .. rest)
+    assert.equal(1000, longest)
+    assert.is_true(#pieces >= math.floor(#whole / 1000))
+    assert.equal(shape_body.TAKE, 64 * 1024) -- what trigger.shape_body takes at a time
   end)
 end)
 

@@ -19,7 +19,7 @@ local core = require "trigger.core"
 local null = require("trigger.json").null
 
 local shape_messages, shape_reader = core.shape_messages, core.shape_reader
-local row_table, row_column = core.row_table, core.row_column
+local row_table, row_column, row_merge = core.row_table, core.row_column, core.row_merge
 
 local M = {}
 
@@ -111,10 +111,14 @@ function Rows:apply(list)
       if old and op == "update" then
         -- Default replica mode: only changed columns come; absent means unchanged and
         -- JSON null means NULL, so copy the old row and overlay what came.
-        local row = {}
-        for k, v in pairs(M.table(old)) do row[k] = v end
-        for k, v in pairs(M.table(value)) do row[k] = v end
-        value = row
+        if type(old) == "string" and type(value) == "string" then
+          value = row_merge(old, value) -- (a blob still)
+        else
+          local row = {}
+          for k, v in pairs(M.table(old)) do row[k] = v end
+          for k, v in pairs(M.table(value)) do row[k] = v end
+          value = row
+        end
       end
       rows[key] = value
       n_order = n_order + 1

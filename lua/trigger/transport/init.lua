@@ -34,8 +34,9 @@
 --    message never holds a token.
 --  * Streaming bodies (optional; realtime streams need them, shape bodies use them when
 --    there): a background handle may have `head()` → status, headers once the final header
---    section is in (else nil) and `take()` → the body bytes that came since the last call (or
---    nil), the request then also carrying `pause_at` (bytes left untaken before the transfer
+--    section is in (else nil) and `take([max])` → the body bytes that came and were not taken
+--    yet, at most `max` of them if given (or nil when there are none; a transport may ignore
+--    `max`), the request then also carrying `pause_at` (bytes left untaken before the transfer
 --    pauses) and `idle_timeout` (seconds without a byte before it fails), with `timeout = 0`
 --    for no overall limit. A non-background transport has `open_stream(req)` → a reader with
 --    `head(seconds)`, `read(seconds)` (each: a value, nil and "timeout", or nil and a failure;
