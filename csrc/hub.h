@@ -24,7 +24,7 @@ typedef struct tr_request_opts {
     size_t max_body;         /* larger bodies fail the request; 0 = no limit (with pause_at:
                                 bytes held, not taken, at once) */
     size_t pause_at;         /* streaming: pause the transfer while this many bytes wait to be taken
-                                (taking them all resumes it); 0 = never pause */
+                                (taking half of them resumes it); 0 = never pause */
     long idle_timeout_s;     /* fail when no byte arrived for this many seconds; 0 = no limit */
 } tr_request_opts;
 
@@ -57,8 +57,9 @@ const char *tr_request_body(const tr_request *r, size_t *len);
  * so the body can be read as it comes; 0 before. */
 int tr_request_head(const tr_request *r, long *status);
 /* Streaming: the first n of the bytes tr_request_body gives are taken (read them first); once
- * all are, resume a transfer paused at pause_at. Never blocks and never calls into Lua; the
- * write callback may run inside it (libcurl delivers what it held back). */
+ * no more than half of pause_at is held, resume a transfer paused there. Never blocks and
+ * never calls into Lua; the write callback may run inside it (libcurl delivers what it held
+ * back). */
 void tr_request_took(tr_request *r, size_t n);
 /* Response headers as consecutive "name\0value\0" pairs, names in lower case. */
 const tr_buf *tr_request_headers(const tr_request *r);

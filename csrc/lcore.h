@@ -8,6 +8,8 @@
 
 #include "buf.h"
 #include "compat.h"
+#include "ljson.h"
+#include "rowblob.h"
 
 void tr_open_shape(lua_State *L);     /* lshape.c: shape, ends_up_to_date, shape_messages */
 void tr_open_pgtext(lua_State *L);    /* lpgtext.c: pg_array, pg_timestamp */
@@ -29,6 +31,12 @@ int tr_push_pg_array(lua_State *L, const char *s, size_t n, int null_index, int 
                      size_t *at);
 /* Push the message for a failed tr_push_pg_array (its code and byte). */
 void tr_pg_array_problem(lua_State *L, int rc, size_t at);
+
+/* lrowblob.c, for lrunfields.c: push a member of a row blob as the JSON builder pushes the
+ * value (a string through the short-string cache c, its table at cache_index; c NULL: as
+ * lua_pushlstring; null as the value at null_index); nil for a member with tag 0 (none). */
+void tr_push_rowblob_member(lua_State *L, const tr_rowblob_member *m, int null_index,
+                            tr_ljson_intern *c, int cache_index);
 
 /* lhttp1.c, for the parser bindings: the size option `name` of the table at t, >= 1 (absent:
  * 0, the default; numbers past size_t saturate); raises an argument error otherwise. */

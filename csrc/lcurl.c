@@ -208,8 +208,8 @@ static int request_head(lua_State *L) {
 
 /* request:take([max]) -> the body bytes received and not taken yet, at most max of them (a
  * string), or nil when none are waiting. Never blocks; a transfer paused at pause_at goes on
- * once every byte is taken. A reader that takes a few tens of KB at a time reads them while
- * they are in the cache, and makes no string of megabytes (fresh pages to fault in) when much
+ * once no more than half of that is held. A reader that takes a few tens of KB at a time reads them
+ * while they are in the cache, and makes no string of megabytes (fresh pages to fault in) when much
  * came at once. */
 static int request_take(lua_State *L) {
     lrequest *u = check_request(L);

@@ -234,6 +234,16 @@ static int on_begin_object(void *ud) { return tr_ljson_begin(ud, 1); }
 static int on_begin_array(void *ud) { return tr_ljson_begin(ud, 0); }
 static int on_end(void *ud) { return tr_ljson_end(ud); }
 
+void tr_ljson_builder_init(tr_ljson_builder *b, lua_State *L, int null_index, int array_mt_index,
+                           int first) {
+    b->L = L;
+    b->null_index = null_index;
+    b->array_mt_index = array_mt_index;
+    b->depth = 0;
+    b->intern = tr_ljson_intern_upvalue(L, first);
+    b->intern_index = lua_upvalueindex(first);
+}
+
 tr_json_sink tr_ljson_sink(tr_ljson_builder *b) {
     tr_json_sink sink = {tr_ljson_null,
                          tr_ljson_boolean,
@@ -279,12 +289,7 @@ static int json_decode(lua_State *L) {
      * allocation per call (per packet of every run: it made the GC run several times as often). */
     tr_ljson_builder bb;
     tr_ljson_builder *b = &bb;
-    b->L = L;
-    b->null_index = 2;
-    b->array_mt_index = marked ? 4 : 0;
-    b->depth = 0;
-    b->intern = tr_ljson_intern_upvalue(L, 1);
-    b->intern_index = lua_upvalueindex(1);
+    tr_ljson_builder_init(b, L, 2, marked ? 4 : 0, 1);
     int base = lua_gettop(L);
     tr_json_sink sink = tr_ljson_sink(b);
     size_t at = 0;

@@ -43,6 +43,11 @@ int tr_ljson_key(void *ud, const char *s, size_t n);
 /* A container starts (object: 1) or ends (the value then goes where tr_ljson_string's would). */
 int tr_ljson_begin(tr_ljson_builder *b, int object);
 int tr_ljson_end(tr_ljson_builder *b);
+/* A builder on the C stack for a closure made with tr_ljson_push_intern_upvalues at upvalue
+ * `first`: nothing open yet, null at stack index null_index, arrays marked with the metatable
+ * at array_mt_index (0: not marked). */
+void tr_ljson_builder_init(tr_ljson_builder *b, lua_State *L, int null_index, int array_mt_index,
+                           int first);
 /* The builder as a parser's sink (what json_decode gives tr_json_parse_with). */
 tr_json_sink tr_ljson_sink(tr_ljson_builder *b);
 

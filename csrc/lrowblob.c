@@ -20,17 +20,39 @@ static int row_table(lua_State *L) {
     size_t n;
     const char *s = check_blob(L, &n);
     lua_settop(L, 2);
-    tr_ljson_builder bb;
-    tr_ljson_builder *b = &bb;
-    b->L = L;
-    b->null_index = 2;
-    b->array_mt_index = 0;
-    b->depth = 0;
-    b->intern = tr_ljson_intern_upvalue(L, 1);
-    b->intern_index = lua_upvalueindex(1);
-    tr_json_sink sink = tr_ljson_sink(b);
+    tr_ljson_builder b;
+    tr_ljson_builder_init(&b, L, 2, 0, 1);
+    tr_json_sink sink = tr_ljson_sink(&b);
     if (tr_rowblob_replay(s, n, &sink, 1, 1) != 0) return luaL_argerror(L, 1, "not a stored row");
     return 1;
+}
+
+void tr_push_rowblob_member(lua_State *L, const tr_rowblob_member *m, int null_index,
+                            tr_ljson_intern *c, int cache_index) {
+    switch (m->tag) {
+    case 's':
+        tr_ljson_push_cached(L, c, cache_index, m->s, m->len, 0);
+        break;
+    case 'n':
+        lua_pushvalue(L, null_index);
+        break;
+    case 't':
+    case 'f':
+        lua_pushboolean(L, m->tag == 't');
+        break;
+    case 'i': /* as the builder pushes it (ljson.c) */
+#if LUA_VERSION_NUM >= 503
+        lua_pushinteger(L, (lua_Integer)m->i);
+#else
+        lua_pushnumber(L, (lua_Number)m->i);
+#endif
+        break;
+    case 'd':
+        lua_pushnumber(L, (lua_Number)m->d);
+        break;
+    default:
+        lua_pushnil(L);
+    }
 }
 
 /* row_column(blob, name, null) -> the value of column `name` (the last one of that name), or
@@ -41,37 +63,13 @@ static int row_column(lua_State *L) {
     const char *name = luaL_checklstring(L, 2, &want);
     lua_settop(L, 3);
     tr_rowblob_member m, found;
-    memset(&found, 0, sizeof found);
-    int have = 0, rc;
+    found.tag = 0; /* (none) */
+    int rc;
     size_t pos = 0;
     while ((rc = tr_rowblob_next(s, n, &pos, &m)) == 1)
-        if (m.name_len == want && memcmp(m.name, name, want) == 0) {
-            found = m;
-            have = 1;
-        }
+        if (m.name_len == want && memcmp(m.name, name, want) == 0) found = m;
     if (rc < 0) return luaL_argerror(L, 1, "not a stored row");
-    if (!have) return 0;
-    switch (found.tag) {
-    case 's':
-        lua_pushlstring(L, found.s, found.len);
-        break;
-    case 'i': /* as the builder pushes it (ljson.c) */
-#if LUA_VERSION_NUM >= 503
-        lua_pushinteger(L, (lua_Integer)found.i);
-#else
-        lua_pushnumber(L, (lua_Number)found.i);
-#endif
-        break;
-    case 'd':
-        lua_pushnumber(L, (lua_Number)found.d);
-        break;
-    case 't':
-    case 'f':
-        lua_pushboolean(L, found.tag == 't');
-        break;
-    default:
-        lua_pushvalue(L, 3);
-    }
+    tr_push_rowblob_member(L, &found, 3, NULL, 0);
     return 1;
 }
 

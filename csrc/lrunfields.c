@@ -123,10 +123,7 @@ static void problem(run_builder *rb, int col) {
     lua_pop(L, 1);
 }
 
-/* The text of column `col` of the row, or NULL when NULL/absent or not a string or holding a
- * NUL byte (then a problem is noted). Nothing stays on the stack: the row (argument 1) keeps
- * the string alive, so the text stays valid for the whole call. The text has no NUL inside,
- * so C string functions see all of it. */
+/* column() of a row blob. */
 static const char *blob_column(run_builder *rb, int col, size_t *len) {
     const tr_rowblob_member *m = &rb->cols[col];
     if (m->tag == 's') {
@@ -141,6 +138,10 @@ static const char *blob_column(run_builder *rb, int col, size_t *len) {
     return NULL;
 }
 
+/* The text of column `col` of the row, or NULL when NULL/absent or not a string or holding a
+ * NUL byte (then a problem is noted). Nothing stays on the stack: the row (argument 1) keeps
+ * the string alive, so the text stays valid for the whole call. The text has no NUL inside,
+ * so C string functions see all of it. */
 static const char *column(run_builder *rb, int col, size_t *len) {
     lua_State *L = rb->L;
     if (rb->cols) return blob_column(rb, col, len);
@@ -380,31 +381,7 @@ static void push_raw(run_builder *rb, int col) {
         lua_rawget(L, rb->row);
         return;
     }
-    const tr_rowblob_member *m = &rb->cols[col];
-    switch (m->tag) {
-    case 's':
-        tr_ljson_push_cached(L, rb->intern, rb->intern_index, m->s, m->len, 0);
-        break;
-    case 'n':
-        lua_pushvalue(L, rb->null_index);
-        break;
-    case 't':
-    case 'f':
-        lua_pushboolean(L, m->tag == 't');
-        break;
-    case 'i':
-#if LUA_VERSION_NUM >= 503
-        lua_pushinteger(L, (lua_Integer)m->i);
-#else
-        lua_pushnumber(L, (lua_Number)m->i);
-#endif
-        break;
-    case 'd':
-        lua_pushnumber(L, (lua_Number)m->d);
-        break;
-    default:
-        lua_pushnil(L);
-    }
+    tr_push_rowblob_member(L, &rb->cols[col], rb->null_index, rb->intern, rb->intern_index);
 }
 
 /* run_fields(row, null [, array_mt]) -> run, problems, error, payload, payloadType, output,

@@ -350,12 +350,7 @@ static int superjson_decode(lua_State *L) {
     lua_pushnil(L);                                          /* 6: the json value */
     doc dd; /* (on the C stack, as json_decode's builder) */
     doc *d = &dd;
-    d->b.L = L;
-    d->b.null_index = 2;
-    d->b.array_mt_index = marked ? 4 : 0;
-    d->b.depth = 0;
-    d->b.intern = tr_ljson_intern_upvalue(L, 1);
-    d->b.intern_index = lua_upvalueindex(1);
+    tr_ljson_builder_init(&d->b, L, 2, marked ? 4 : 0, 1);
     d->at = AT_START;
     d->next = NEXT_OTHER;
     d->skipped = 0;

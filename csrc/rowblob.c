@@ -86,40 +86,41 @@ int tr_rowblob_next(const char *s, size_t n, size_t *pos, tr_rowblob_member *m) 
     return 1;
 }
 
-static int has_name(const char *s, size_t n, const tr_rowblob_member *m, int *bad) {
+/* Is s[0..n) a well-formed blob (every member read to the end)? */
+static int well_formed(const char *s, size_t n) {
     size_t pos = 0;
-    tr_rowblob_member o;
+    tr_rowblob_member m;
     int rc;
-    while ((rc = tr_rowblob_next(s, n, &pos, &o)) == 1)
-        if (o.name_len == m->name_len && memcmp(o.name, m->name, m->name_len) == 0) return 1;
-    if (rc < 0) *bad = 1;
-    return 0;
+    while ((rc = tr_rowblob_next(s, n, &pos, &m)) == 1)
+        ;
+    return rc == 0;
 }
 
-/* The bytes of the member that tr_rowblob_next just read, from `start` to `end`. */
-static int copy_member(tr_buf *out, const char *s, size_t start, size_t end) {
-    return tr_buf_add(out, s + start, end - start) == 0 ? 0 : -2;
+/* Has the well-formed blob s[0..n) a member named as m? */
+static int has_name(const char *s, size_t n, const tr_rowblob_member *m) {
+    size_t pos = 0;
+    tr_rowblob_member o;
+    while (tr_rowblob_next(s, n, &pos, &o) == 1)
+        if (o.name_len == m->name_len && memcmp(o.name, m->name, m->name_len) == 0) return 1;
+    return 0;
 }
 
 int tr_rowblob_merge(const char *old, size_t old_n, const char *changes, size_t changes_n,
                      tr_buf *out) {
-    if (!tr_rowblob_is(old, old_n) || !tr_rowblob_is(changes, changes_n)) return -1;
+    if (!well_formed(changes, changes_n)) return -1;
     if (tr_rowblob_start(out) != 0) return -2;
-    size_t pos = 0, start = TR_ROWBLOB_MAGIC_LEN;
+    size_t pos = 0, start = TR_ROWBLOB_MAGIC_LEN; /* the member read last began at start */
     tr_rowblob_member m;
-    int rc, bad = 0;
+    int rc;
     while ((rc = tr_rowblob_next(old, old_n, &pos, &m)) == 1) {
-        if (!has_name(changes, changes_n, &m, &bad) && copy_member(out, old, start, pos) != 0)
+        if (!has_name(changes, changes_n, &m) && tr_buf_add(out, old + start, pos - start) != 0)
             return -2;
-        if (bad) return -1;
         start = pos;
     }
     if (rc < 0) return -1;
-    pos = 0;
-    while ((rc = tr_rowblob_next(changes, changes_n, &pos, &m)) == 1)
-        ; /* (checked whole before it is copied) */
-    if (rc < 0) return -1;
-    return copy_member(out, changes, TR_ROWBLOB_MAGIC_LEN, changes_n);
+    if (tr_buf_add(out, changes + TR_ROWBLOB_MAGIC_LEN, changes_n - TR_ROWBLOB_MAGIC_LEN) != 0)
+        return -2;
+    return 0;
 }
 
 static int value(const tr_json_sink *k, const tr_rowblob_member *m) {

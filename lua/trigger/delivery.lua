@@ -198,13 +198,12 @@ end
 --- The rows handed out, for a saved position: key → table of columns (strings or JSON null).
 function Delivery:snapshot()
   local copy = {}
-  for key, row in pairs(self.given) do copy[key] = row end
+  for key, row in pairs(self.given) do copy[key] = as_table(row) end
   local keys, previous = self.batch_keys, self.batch_previous
   if keys then
-    for i = self.handed_count + 1, #keys do copy[keys[i]] = previous[i] or nil end
-  end
-  for key, row in pairs(copy) do
-    if type(row) == "string" then copy[key] = as_table(row) end
+    for i = self.handed_count + 1, #keys do
+      copy[keys[i]] = previous[i] and as_table(previous[i]) or nil
+    end
   end
   return copy
 end
