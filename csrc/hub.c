@@ -17,7 +17,9 @@ struct tr_hub {
     struct timespec deadline;
     tr_request *requests; /* running or finished, not yet freed: the hub only links them */
     int active;
-    unsigned long progress; /* bytes, heads and ends that reached requests (tr_hub_step) */
+    unsigned long progress;   /* bytes, heads and ends that reached requests (tr_hub_step) */
+    unsigned long steps;      /* tr_hub_step calls: the host's wake-ups */
+    unsigned long idle_steps; /* of those, the ones that brought no request anything */
 };
 
 struct tr_request {
@@ -256,15 +258,27 @@ int tr_hub_step(tr_hub *h, long wait_ms) {
      * long-polls woke the host some 45 times in 10 s, and a host that polls each subscription
      * when woken paid 1,000 polls each time. */
     unsigned long before = h->progress;
+    h->steps++;
+    int rc = 0;
     for (;;) {
         int woken = 0;
-        if (step_once(h, wait_ms, &woken) != 0) return -1;
-        if (woken || h->progress != before || wait_ms == 0) return 0;
+        if (step_once(h, wait_ms, &woken) != 0) {
+            rc = -1;
+            break;
+        }
+        if (woken || h->progress != before || wait_ms == 0) break;
         if (wait_ms > 0) {
             wait_ms = ms_until(&end);
-            if (wait_ms == 0) return 0;
+            if (wait_ms == 0) break;
         }
     }
+    if (h->progress == before) h->idle_steps++;
+    return rc;
+}
+
+void tr_hub_counts(const tr_hub *h, unsigned long *steps, unsigned long *idle_steps) {
+    *steps = h->steps;
+    *idle_steps = h->idle_steps;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *userp) {

@@ -41,6 +41,9 @@ long tr_hub_timeout_ms(const tr_hub *h);
  * perform it. libcurl's timers that bring no request anything do not end the wait.
  * Returns 0, or -1 when epoll itself failed. */
 int tr_hub_step(tr_hub *h, long wait_ms);
+/* How often tr_hub_step ran (the host's wake-ups) and how many of those brought no request a
+ * byte, a head or an end: a busy wait shows as idle steps by the thousand. */
+void tr_hub_counts(const tr_hub *h, unsigned long *steps, unsigned long *idle_steps);
 int tr_hub_active(const tr_hub *h);
 
 /* Start a request. Returns NULL on bad options or failure; err says why. */

@@ -87,6 +87,15 @@ static int hub_step(lua_State *L) {
     return 0;
 }
 
+/* hub:counts() -> steps, idle steps (see tr_hub_counts) */
+static int hub_counts(lua_State *L) {
+    unsigned long steps, idle;
+    tr_hub_counts(check_hub(L, 1)->h, &steps, &idle);
+    lua_pushinteger(L, (lua_Integer)steps);
+    lua_pushinteger(L, (lua_Integer)idle);
+    return 2;
+}
+
 static const char *opt_string(lua_State *L, int t, const char *k) {
     lua_getfield(L, t, k);
     const char *v = NULL;
@@ -264,9 +273,10 @@ static int request_result(lua_State *L) {
     return 3;
 }
 
-static const luaL_Reg hub_methods[] = {
-    {"request", hub_request}, {"step", hub_step},   {"fd", hub_fd}, {"timeout", hub_timeout},
-    {"active", hub_active},   {"close", hub_close}, {NULL, NULL}};
+static const luaL_Reg hub_methods[] = {{"request", hub_request}, {"step", hub_step},
+                                       {"fd", hub_fd},           {"timeout", hub_timeout},
+                                       {"active", hub_active},   {"close", hub_close},
+                                       {"counts", hub_counts},   {NULL, NULL}};
 
 static const luaL_Reg request_methods[] = {{"done", request_done},   {"result", request_result},
                                            {"head", request_head},   {"take", request_take},

@@ -364,3 +364,132 @@ describe("trigger.streams.read", function()
     assert.is_true(s.finished)
   end)
 end)
+
+-- A stream read alone ends once its run is finished and the stream was read to its end: at an
+-- idle close the run is looked at once (issue 27). The server closes quiet streams after 1 s.
+describe("trigger.streams.read and its run's end", function()
+  local srv
+  setup(function() srv = helper.start_server { stream_timeout_s = 1, stream_ping_ms = 300 } end)
+  teardown(function() srv:stop() end)
+  before_each(function() srv:reset() end)
+
+  local function open(id, key, opts)
+    return trigger.streams.read(id, key, helper.client_opts(srv, opts))
+  end
+
+  -- Every chunk until the stream ends by itself: the chunks and why it ended.
+  local function read_all(s)
+    local out = {}
+    while true do
+      local chunk, why, err = s:next(15)
+      if chunk == nil then return out, why, err end
+      out[#out + 1] = chunk
+    end
+  end
+
+  local function looks_at_runs()
+    local n = 0
+    for _, e in ipairs(srv:stats().log) do
+      if e.path:match("^/realtime/v1/runs/") then n = n + 1 end
+    end
+    return n
+  end
+
+  for _, version in ipairs { "v2", "v1" } do
+    describe(version, function()
+      local function run_with(fields)
+        local id = srv:create_run(fields or { status = "EXECUTING" })
+        srv:create_stream(id, "default", { version = version })
+        return id
+      end
+
+      it("ends once the run is finished and every chunk was read, each once", function()
+        local id = run_with()
+        srv:append_stream(id, "default", { "a", "b" })
+        local s = open(id)
+        assert.are.same({ "a", "b" }, { s:next(10), s:next(10) })
+        srv:append_stream(id, "default", { "c" })
+        srv:update_run(id, { status = "COMPLETED_SUCCESSFULLY" })
+        local rest, why = read_all(s)
+        assert.are.same({ "c" }, rest)
+        assert.are.equal("finished", why)
+        assert.is_true(s.finished)
+        -- the look at the run was made at an idle close, not on every reopen of the stream
+        assert.is_true(looks_at_runs() >= 1)
+      end)
+
+      it("ends at once on a run finished before the read began", function()
+        local id = run_with { status = "COMPLETED_SUCCESSFULLY" }
+        srv:append_stream(id, "default", { "a", "b", "c" })
+        local chunks, why = read_all(open(id))
+        assert.are.same({ "a", "b", "c" }, chunks)
+        assert.are.equal("finished", why)
+      end)
+
+      it("goes on through quiet spells longer than the idle close while the run runs", function()
+        local id = run_with()
+        srv:append_stream(id, "default", { "a" })
+        local s = open(id)
+        assert.are.equal("a", s:next(10))
+        -- 2.5 s: at least two idle closes, each followed by a look at the run and a reopen
+        assert.are.same({ nil, "timeout" }, { s:next(2.5) })
+        assert.is_true(looks_at_runs() >= 2)
+        srv:append_stream(id, "default", { "b" })
+        assert.are.equal("b", s:next(10))
+        srv:update_run(id, { status = "CANCELED" })
+        local rest, why = read_all(s)
+        assert.are.same({}, rest)
+        assert.are.equal("finished", why)
+      end)
+
+      it("keeps reading after the run finished with stop_on_completion = false", function()
+        local id = run_with { status = "COMPLETED_SUCCESSFULLY" }
+        srv:append_stream(id, "default", { "a" })
+        local s = open(id, "default", { stop_on_completion = false })
+        assert.are.equal("a", s:next(10))
+        assert.are.same({ nil, "timeout" }, { s:next(2.5) })
+        assert.is_false(s.closed)
+        assert.are.equal(0, looks_at_runs())
+        s:close()
+      end)
+    end)
+  end
+
+  it("a key the finished run never listed ends the read with a not_found error", function()
+    local id = srv:create_run { status = "COMPLETED_SUCCESSFULLY" }
+    local s = open(id, "defualt")
+    local ok, err = pcall(s.next, s, 15)
+    assert.is_false(ok)
+    assert.are.equal("not_found", err.kind)
+    assert.matches(id, err.message, 1, true)
+    assert.matches('"defualt"', err.message, 1, true)
+    assert.is_true(s.closed)
+  end)
+
+  it("a key an unfinished run has not listed yet is told to on_error once, then read", function()
+    local id = srv:create_run { status = "EXECUTING" }
+    local told = {}
+    local s = open(id, "later", { on_error = function(e) told[#told + 1] = e end })
+    assert.are.same({ nil, "timeout" }, { s:next(2.5) }) -- two idle closes at least
+    assert.are.equal(1, #told)
+    assert.are.equal("not_found", told[1].kind)
+    assert.matches('"later"', told[1].message, 1, true)
+    assert.is_false(s.closed)
+    srv:create_stream(id, "later")
+    srv:append_stream(id, "later", { "x" })
+    assert.are.equal("x", s:next(10))
+    srv:update_run(id, { status = "COMPLETED_SUCCESSFULLY" })
+    local rest, why = read_all(s)
+    assert.are.same({}, rest)
+    assert.are.equal("finished", why)
+    assert.are.equal(1, #told)
+  end)
+
+  it("a run that does not exist is a not_found error", function()
+    local s = open("run_doesnotexist", "default")
+    local ok, err = pcall(s.next, s, 15)
+    assert.is_false(ok)
+    assert.are.equal("not_found", err.kind)
+    assert.are.equal(404, err.status)
+  end)
+end)

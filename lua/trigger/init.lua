@@ -86,6 +86,20 @@ function M.step(seconds)
   require("trigger.transport").current().step(seconds)
 end
 
+--- Counters of this thread's transport, to see that nothing busy-waits: `wakeups` (how many
+-- times the network was waited on or looked at, by any subscription, stream, `trigger.step`
+-- or event loop), `idle_wakeups` (those that brought nothing: a few per second of waiting are
+-- timers coming due, thousands are a busy wait) and `active` (requests in flight); inside
+-- nginx also `requests`, `connects`, `reused` and `retried` (see `trigger.transport.ngx`).
+-- @treturn table the counters, a fresh table (subtract two of them to measure a span)
+-- @usage
+-- local before = trigger.stats()
+-- for run in sub do … end
+-- print(trigger.stats().idle_wakeups - before.idle_wakeups)
+function M.stats()
+  return require("trigger.transport").current().stats()
+end
+
 --- The error kinds and `trigger.errors.is`: see `trigger.errors`.
 M.errors = require "trigger.errors"
 

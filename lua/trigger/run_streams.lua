@@ -42,23 +42,8 @@ local private = setmetatable({}, { __mode = "k" })
 -- `with_streams{drain_timeout = …}`).
 M.drain_timeout = 30
 
--- The options a stream takes from its subscription (credentials and transport included).
-local INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
-  "max_body", "transport" }
-
--- The stream keys a run lists: the legacy metadata `$$streams` when it is a non-empty array of
--- strings, else the realtimeStreams column (streams.md §1).
-local function stream_keys(run)
-  local legacy = type(run.metadata) == "table" and run.metadata["$$streams"]
-  if type(legacy) == "table" and #legacy > 0 then
-    local ok = true
-    for _, k in ipairs(legacy) do
-      if type(k) ~= "string" then ok = false end
-    end
-    if ok then return legacy end
-  end
-  return type(run.realtimeStreams) == "table" and run.realtimeStreams or {}
-end
+local streams = require "trigger.streams"
+local stream_keys = streams.stream_keys
 
 local function report(r, err)
   if r.settings.on_error then
@@ -76,11 +61,22 @@ local function open_stream(r, run, key)
     r.streams[run.id] = per_run
   end
   if per_run[key] ~= nil then return end -- open, or over (false): never read twice
-  local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil }
-  for _, name in ipairs(INHERITED) do o[name] = r.settings[name] end
+  -- its run's end is told by settle(), not looked up by the stream itself
+  local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil,
+    stop_on_completion = false }
+  for _, name in ipairs(streams.INHERITED) do o[name] = r.settings[name] end
   local stream = stream_share.open(run.id, key, o, r.settings.share ~= false)
   per_run[key] = stream
   r.order[#r.order + 1] = { run.id, key, stream }
+end
+
+-- A run none of whose streams is open any more: nothing of it is handed out again, and a
+-- finished one has no drain deadline left to wait for.
+local function forget_if_over(r, id)
+  for _, s in pairs(r.streams[id] or {}) do
+    if not s.over then return end
+  end
+  r.latest[id], r.finished_runs[id] = nil, nil
 end
 
 --- Make the object (called by `Subscription:with_streams`).
@@ -116,6 +112,7 @@ function M.new(sub, settings, opts, given_run)
     if run and run_object.FINAL[run.status] then
       r.finished_runs[id] = clock.now()
       for _, stream in pairs(r.streams[id] or {}) do stream:settle() end
+      forget_if_over(r, id)
     end
   end
   return obj
@@ -130,12 +127,8 @@ function Over.settle() end
 function Over.close() end
 
 local function retire(r, id, key, stream)
-  local per_run = r.streams[id]
-  per_run[key] = setmetatable({ pos = stream:position(), over = true, closed = true }, Over)
-  for _, s in pairs(per_run) do
-    if not s.over then return end
-  end
-  r.latest[id], r.finished_runs[id] = nil, nil -- nothing of it is handed out any more
+  r.streams[id][key] = setmetatable({ pos = stream:position(), over = true, closed = true }, Over)
+  forget_if_over(r, id)
 end
 
 local function push(r, item)
@@ -165,6 +158,7 @@ local function on_run(r, run)
   if run_object.FINAL[run.status] and not r.finished_runs[run.id] then
     r.finished_runs[run.id] = clock.now()
     for _, stream in pairs(r.streams[run.id] or {}) do stream:settle() end
+    forget_if_over(r, run.id)
   end
 end
 
@@ -255,12 +249,17 @@ end
 function RunStreams:timeout()
   local r = state(self, "timeout")
   if r.closed or r.head <= r.tail then return 0 end
-  local t = r.sub.closed and nil or r.sub:timeout()
+  local t -- a closed subscription says 0 (its poll returns at once), but has nothing to give
+  if not r.sub.closed then t = r.sub:timeout() end
   for _, entry in ipairs(r.order) do
     local s = entry[3]:timeout()
     if s and (t == nil or s < t) then t = s end
   end
-  if next(r.finished_runs) then t = math.min(t or 1, 1) end -- look at drain deadlines
+  local now = clock.now()
+  for _, since in pairs(r.finished_runs) do -- the nearest drain deadline
+    local left = math.max(0, since + r.drain_timeout - now)
+    if t == nil or left < t then t = left end
+  end
   return t
 end
 

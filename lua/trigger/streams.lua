@@ -29,7 +29,10 @@
 --   (the TypeScript SDK loses the rest of the entry there).
 --
 -- A body that ends between events (the server's idle close after `Timeout-Seconds`, `[DONE]`)
--- is reopened from the last position while the caller reads (`opts.reopen`, default true);
+-- is reopened from the last position while the caller reads (`opts.reopen`, default true),
+-- unless its run is finished: at each idle close the run is looked at once (a subscription to
+-- it, which shares a subscription of this Lua state that already follows it), and a finished
+-- run's stream is read once more to its end, then the read ends (`opts.stop_on_completion`);
 -- a cut (mid-event, a reset, `event: error`, 5xx, 429, no `[DONE]` on v2) is retried with the
 -- SDK's backoff: attempt n waits min(0.1 s · 2^(n−1), 5 s) · (1 − U/2), Retry-After as a floor,
 -- the count reset by each record. 400, 401, 403, 404, 409, 410, 422 are not retried: the
@@ -62,7 +65,31 @@ Stream.__name = "trigger.stream"
 local private = setmetatable({}, { __mode = "k" })
 
 local OPTIONS = { from = "string", timeout_seconds = "number", resume = "table",
-  reopen = "boolean" }
+  reopen = "boolean", stop_on_completion = "boolean" }
+
+-- The options that make a stream's requests (credentials and transport included): what a
+-- stream takes from the subscription that opens it (`with_streams`), and what a look at its
+-- run takes from the stream (with its retry settings and `on_error`).
+M.INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
+  "max_body", "transport" }
+local LOOK_ALSO = { "retry_base", "retry_cap", "max_retries", "on_error" }
+
+--- The stream keys a run lists: the legacy metadata `$$streams` when it is a non-empty array
+-- of strings, else the `realtimeStreams` column (streams.md §1).
+-- @tparam table run a run object
+-- @treturn table the keys
+-- @local
+function M.stream_keys(run)
+  local legacy = type(run.metadata) == "table" and run.metadata["$$streams"]
+  if type(legacy) == "table" and #legacy > 0 then
+    local ok = true
+    for _, k in ipairs(legacy) do
+      if type(k) ~= "string" then ok = false end
+    end
+    if ok then return legacy end
+  end
+  return type(run.realtimeStreams) == "table" and run.realtimeStreams or {}
+end
 
 local unpack = table.unpack or unpack -- luacheck: ignore
 
@@ -186,7 +213,7 @@ local function curl_source(r, req)
       coroutine.yield("wait")
     end
   end
-  function src.read() -- bytes | nil (the end) | nil, failure
+  function src.read() -- bytes | nil (the end) | nil, failure | nil, nil, "settled"
     while true do
       local b = h:take()
       if b then return b end
@@ -196,6 +223,7 @@ local function curl_source(r, req)
         if rest ~= "" then return rest end
         return nil
       end
+      if r.settled and not r.short then return nil, nil, "settled" end
       coroutine.yield("wait")
     end
   end
@@ -311,9 +339,14 @@ local function connection(r)
   elseif r.latest then
     headers[#headers + 1] = "X-Trigger-Stream-Start: latest"
   end
+  -- Settled (no chunk will be written any more): whatever the stream holds comes at once, and
+  -- a quiet second then ends it, instead of waiting for the server's usual idle close.
+  r.short = r.settled
+  local idle = r.short and 1 or r.timeout_seconds
+  if idle then headers[#headers + 1] = "Timeout-Seconds: " .. string.format("%d", idle) end
   local where = "GET " .. r.url
   local req = { url = r.url, headers = headers, timeout = 0, pause_at = M.pause_at,
-    idle_timeout = (r.timeout_seconds or 60) + s.read_timeout }
+    idle_timeout = (idle or 60) + s.read_timeout }
   r.requests = r.requests + 1
   local src, failure = (r.transport.background and curl_source or cosocket_source)(r, req)
   if not src then
@@ -346,7 +379,8 @@ local function connection(r)
     r.parser = parser
     local conn, done = { same = 0 }, false
     while true do
-      local bytes, fail = src.read()
+      local bytes, fail, settled = src.read()
+      if settled then return "settled" end -- reopened at once from the position, briefly
       if not bytes then
         local dropped = parser:finish()
         if fail then return "failed", request.failure_error(fail, where) end
@@ -390,6 +424,68 @@ local function connection(r)
   return a, b, c
 end
 
+-- The run, looked at once through a subscription (which ends by itself on a finished run; it
+-- shares an upstream of this Lua state that already follows the run). Nil when the run left.
+local function look_at_run(r)
+  local o = { stop_on_completion = true }
+  for _, name in ipairs(M.INHERITED) do o[name] = r.settings[name] end
+  for _, name in ipairs(LOOK_ALSO) do o[name] = r.settings[name] end
+  local sub = require("trigger.runs").subscribe_to_run(r.run_id, o)
+  r.look = sub
+  local ok, run = pcall(function()
+    while not sub.closed do
+      if r.transport.background then
+        local run = sub:poll()
+        if run then return run end
+        if not sub.closed then coroutine.yield("wait") end
+      else
+        local left = r.deadline and r.deadline - clock.now()
+        if left and left <= 0 then
+          coroutine.yield("wait")
+        else
+          local run, why = sub:next(left)
+          if run or why ~= "timeout" then return run end
+        end
+      end
+    end
+  end)
+  r.look = nil
+  sub:close()
+  if not ok then error(run, 0) end
+  return run
+end
+
+local function has_read(r)
+  return r.seq >= 0 or r.v1_id ~= nil
+end
+
+-- After an idle close of a stream read on its own: is its run finished? Then the stream is
+-- settled (read once more, to its end); a key the finished run never listed is an error. An
+-- unfinished run that does not list the key yet is told to on_error once.
+local function look_after_idle_close(r)
+  local run = look_at_run(r)
+  if run == nil then return end
+  local listed = false
+  for _, key in ipairs(M.stream_keys(run)) do
+    if key == r.key then listed = true end
+  end
+  local finished = require("trigger.run_object").FINAL[run.status]
+  if not listed and not has_read(r) then
+    local message = string.format("run %s %s no stream %q", r.run_id,
+      finished and "is " .. run.status .. " and has" or "has", r.key)
+    if finished then
+      error(errors.new("not_found", message, { request = "GET " .. r.url, fatal = true }), 0)
+    elseif not r.told_missing then
+      r.told_missing = true
+      if r.settings.on_error then
+        r.settings.on_error(errors.new("not_found", message .. " yet: waiting for it",
+          { request = "GET " .. r.url, fatal = false }))
+      end
+    end
+  end
+  if finished then r.settled = true end
+end
+
 local function loop(r)
   local quiet = 0 -- clean ends in a row without a record
   while true do
@@ -398,13 +494,14 @@ local function loop(r)
     if outcome == "caught_up" then return end
     if outcome == "failed" then
       transient(r, err, retry_after)
-    else
+    elseif outcome ~= "settled" then
       r.attempts = 0
       r.last_error = nil
       if not r.reopen or r.settled then return end
+      if r.stop_on_completion then look_after_idle_close(r) end
       -- Reopen from the last position (the server closed an idle stream). A server closing
       -- at once, again and again, is not hammered: the backoff grows while no record comes.
-      if r.got then
+      if r.got or r.settled then
         quiet = 0
       else
         quiet = quiet + 1
@@ -420,6 +517,7 @@ end
 local function close_state(r)
   if r.closed then return end
   r.closed = true
+  if r.look then r.look:close() end
   for handle in pairs(r.inflight) do handle:close() end
   r.inflight = {}
   if r.parser then
@@ -449,6 +547,8 @@ function Stream:timeout()
     local w = math.max(0, r.wake_at - clock.now())
     if not t or w < t then t = w end
   end
+  local look = r.look and not r.look.closed and r.look:timeout()
+  if look and (not t or look < t) then t = look end
   return t
 end
 
@@ -517,9 +617,11 @@ function Stream:position()
   return {}
 end
 
---- The stream's owner says no more chunks will be written (its run is finished): end at the
--- next clean end of the body instead of reopening it, or, on v2, as soon as a batch or ping
--- shows that every record up to the tail was read. (A subscription's `with_streams` calls it.)
+--- The stream's owner says no more chunks will be written (its run is finished): the stream
+-- is reopened at once from its position with a one-second idle close, and ends at that clean
+-- end of the body, or, on v2, as soon as a batch or ping shows that every record up to the
+-- tail was read. (A subscription's `with_streams` calls it.)
+-- @local
 function Stream:settle()
   local r = state(self, "settle")
   r.settled = true
@@ -592,6 +694,11 @@ end
 --   then reopened from where it was, unless `opts.reopen` is false
 -- @tparam[opt=true] boolean opts.reopen reopen a stream the server closed for idleness; false
 --   ends the iteration there instead (as the TypeScript SDK's `streams.read` does)
+-- @tparam[opt=true] boolean opts.stop_on_completion at an idle close, look at the run: once
+--   it is finished, read the stream to its end and end the iteration (`next` then says
+--   "finished"). A key that the finished run never listed ends it with a `not_found` error;
+--   one that an unfinished run does not list yet is told to `on_error` once. False reads for
+--   ever (until `close`), as a stream of an unfinished run is read
 -- @tparam[opt] table opts.resume what `Stream:position` returned earlier: only later chunks
 --   come
 -- @param[opt] opts.... and every option of `trigger.configure` (`access_token`, `base_url`,
@@ -645,6 +752,7 @@ function M.read(run_id, key, opts)
     timeout_seconds = tsec,
     latest = opts.from == "latest",
     reopen = opts.reopen ~= false,
+    stop_on_completion = opts.stop_on_completion ~= false,
     version = pos.version,
     seq = pos.version == "v2" and pos.seq_num or -1,
     v1_id = pos.version == "v1" and pos.id or nil,
@@ -657,7 +765,6 @@ function M.read(run_id, key, opts)
     ready = true,
     inflight = {},
   }
-  if tsec then r.headers[#r.headers + 1] = "Timeout-Seconds: " .. string.format("%d", tsec) end
   r.is_closed = function() return r.closed end
   r.co = coroutine.create(function() return loop(r) end)
   local stream = setmetatable({ closed = false, finished = false }, Stream)

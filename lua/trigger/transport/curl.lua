@@ -79,4 +79,14 @@ function M.active()
   return the_hub():active()
 end
 
+--- Counters of this Lua state's hub: `wakeups` (times `step` ran: the host's wake-ups, whoever
+-- drove them), `idle_wakeups` (those that brought no request a byte, a head or an end) and
+-- `active` (requests in flight). A few idle wake-ups per second of waiting are timers coming
+-- due; thousands are a busy wait.
+function M.stats()
+  local h = the_hub()
+  local wakeups, idle = h:counts()
+  return { wakeups = wakeups, idle_wakeups = idle, active = h:active() }
+end
+
 return M

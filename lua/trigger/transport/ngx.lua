@@ -57,7 +57,7 @@ local NO_COSOCKETS = { init = true, init_worker = true, set = true, header_filte
 -- with the next garbage collection (killed before it had a connection).
 local inflight = setmetatable({}, { __mode = "k" })
 local told_ca_file = false
-local stats = { requests = 0, connects = 0, reused = 0, retried = 0 }
+local stats = { requests = 0, connects = 0, reused = 0, retried = 0, wakeups = 0, idle_wakeups = 0 }
 
 --- Requests run inside `perform`, in the caller's light thread: there is no `start`.
 M.background = false
@@ -442,6 +442,7 @@ end
 -- request. Like the other cosocket read timeouts, it is logged at error level unless
 -- `lua_socket_log_errors off` (see above).
 function M.sleep(seconds)
+  stats.wakeups, stats.idle_wakeups = stats.wakeups + 1, stats.idle_wakeups + 1
   local u = ngx.socket.udp()
   if u and u:setpeername("127.0.0.1", 9) then
     u:settimeout(ms(seconds or 0))
@@ -456,6 +457,7 @@ end
 --- Nothing to drive: cosockets progress inside nginx's event loop. A positive `seconds`
 -- sleeps (yielding to nginx) so callers that "wait for I/O" still wait.
 function M.step(seconds)
+  stats.wakeups, stats.idle_wakeups = stats.wakeups + 1, stats.idle_wakeups + 1
   if seconds and seconds > 0 then ngx.sleep(seconds) end
 end
 
@@ -487,10 +489,12 @@ end
 
 --- Counters of this worker: `requests`, `connects` (new connections), `reused` (connections
 -- taken from the pool), `retried` (requests sent again after a pooled connection turned out
--- closed).
+-- closed), `wakeups` and `idle_wakeups` (the library's own waits without I/O: backoffs and
+-- `step`; a cosocket's I/O waits inside nginx and is not counted), `active`.
 function M.stats()
   return { requests = stats.requests, connects = stats.connects, reused = stats.reused,
-    retried = stats.retried }
+    retried = stats.retried, wakeups = stats.wakeups, idle_wakeups = stats.idle_wakeups,
+    active = M.active() }
 end
 
 return M
