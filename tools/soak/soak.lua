@@ -125,7 +125,8 @@ end
 
 local srv
 local last_flip = -1 -- when the backend last flipped
-local stats = { for_nothing = 0, flip_repeats = 0, yields = 0, unverifiable = 0, rows_compared = 0, chunks = 0,
+local stats = { for_nothing = 0,
+  flip_repeats = 0, yields = 0, unverifiable = 0, rows_compared = 0, chunks = 0,
   checkpoints = 0,
   changes = 0, faults = {}, fault_total = 0, resumes = 0, late_joins = 0, fatal_resumes = 0,
   restarts = 0, flips = 0, catchup_max = 0, finished_run_subs = 0, watch_chunks = 0,
