@@ -88,6 +88,36 @@ for _, version in ipairs { "v2", "v1" } do
         assert.are.equal("COMPLETED", latest.status)
       end)
 
+    it("reads at most max_streams streams at once; the others wait their turn, losing nothing",
+      function()
+        local id = srv:create_run { status = "EXECUTING" }
+        local keys = { "k1", "k2", "k3", "k4", "k5" }
+        for _, key in ipairs(keys) do
+          srv:create_stream(id, key)
+          srv:append_stream(id, key, { key .. "-a", key .. "-b" })
+        end
+        srv:update_run(id, { status = "COMPLETED_SUCCESSFULLY" })
+        local obj = trigger.runs.subscribe_to_run(id, opts_for(srv)):with_streams { max_streams = 2 }
+        local got, most = {}, 0
+        while true do
+          local item, why = obj:next(15)
+          most = math.max(most, trigger.stats().active)
+          if item == nil then
+            assert.are.equal("finished", why)
+            break
+          end
+          if item.type ~= "run" then
+            got[item.stream] = got[item.stream] or {}
+            table.insert(got[item.stream], item.chunk)
+          end
+        end
+        for _, key in ipairs(keys) do
+          assert.are.same({ key .. "-a", key .. "-b" }, got[key])
+        end
+        -- two streams and the run's subscription, never more
+        assert.is_true(most <= 3, "requests in flight at once: " .. most)
+      end)
+
     it("reads every run's streams on a tag subscription (per run and key)", function()
       local tag = helper.fresh_tag()
       local a = srv:create_run { runTags = { tag }, status = "EXECUTING" }

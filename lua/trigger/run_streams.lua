@@ -42,6 +42,10 @@ local private = setmetatable({}, { __mode = "k" })
 -- `with_streams{drain_timeout = …}`).
 M.drain_timeout = 30
 
+-- Streams read at once (the default of `with_streams{max_streams = …}`): each is a connection
+-- (an HTTP/2 stream where the server offers it), and a run may list thousands of keys.
+M.max_streams = 32
+
 local streams = require "trigger.streams"
 local stream_keys = streams.stream_keys
 
@@ -54,20 +58,42 @@ local function report(r, err)
   end
 end
 
+-- A stream waiting for its turn (`max_streams`): where it will start, and whether its run was
+-- seen finished meanwhile.
+local Waiting = {}
+Waiting.__index = Waiting
+function Waiting:position() return self.pos end
+function Waiting:settle() self.settled = true end
+function Waiting.close() end
+
+-- Open stream `key` of run `id` now (it may have waited for its turn).
+local function start_stream(r, id, key)
+  local per_run = r.streams[id]
+  local waited = per_run[key]
+  -- its run's end is told by settle(), not looked up by the stream itself
+  local o = { resume = r.resume[id] and r.resume[id][key] or nil, stop_on_completion = false }
+  for _, name in ipairs(streams.INHERITED) do o[name] = r.settings[name] end
+  local stream = stream_share.open(id, key, o, r.settings.share ~= false)
+  per_run[key] = stream
+  r.order[#r.order + 1] = { id, key, stream }
+  if waited and waited.settled then stream:settle() end
+end
+
+-- A run lists stream `key`: read it, once, now or when its turn comes.
 local function open_stream(r, run, key)
   local per_run = r.streams[run.id]
   if not per_run then
     per_run = {}
     r.streams[run.id] = per_run
   end
-  if per_run[key] ~= nil then return end -- open, or over (false): never read twice
-  -- its run's end is told by settle(), not looked up by the stream itself
-  local o = { resume = r.resume[run.id] and r.resume[run.id][key] or nil,
-    stop_on_completion = false }
-  for _, name in ipairs(streams.INHERITED) do o[name] = r.settings[name] end
-  local stream = stream_share.open(run.id, key, o, r.settings.share ~= false)
-  per_run[key] = stream
-  r.order[#r.order + 1] = { run.id, key, stream }
+  if per_run[key] ~= nil then return end -- open, waiting, or over: never read twice
+  if #r.order >= r.max_streams then
+    per_run[key] = setmetatable({ pos = r.resume[run.id] and r.resume[run.id][key] or {},
+      waiting = true }, Waiting)
+    r.waiting[#r.waiting + 1] = { run.id, key }
+    return
+  end
+  start_stream(r, run.id, key)
 end
 
 -- A run none of whose streams is open any more: nothing of it is handed out again, and a
@@ -82,7 +108,7 @@ end
 --- Make the object (called by `Subscription:with_streams`).
 -- @param sub the subscription, owned from now on (closing this closes it)
 -- @tparam table settings the subscription's settings
--- @tparam table opts `resume` (a `position().streams` table), `drain_timeout`
+-- @tparam table opts `resume` (a `position().streams` table), `drain_timeout`, `max_streams`
 -- @tparam function given_run the run of an id as the subscription last handed it out, or nil
 -- @local
 function M.new(sub, settings, opts, given_run)
@@ -90,6 +116,8 @@ function M.new(sub, settings, opts, given_run)
     sub = sub,
     settings = settings,
     drain_timeout = opts.drain_timeout or M.drain_timeout,
+    max_streams = opts.max_streams or M.max_streams,
+    waiting = {}, -- { run id, key } of streams waiting for their turn, in listing order
     resume = opts.resume or {},
     streams = {}, -- run id -> key -> stream
     order = {},   -- { run id, key, stream } in opening order (fair polling)
@@ -195,6 +223,21 @@ local function poll_round(self, r)
     if stream.closed then retire(r, id, key, stream) else keep[#keep + 1] = entry end
   end
   r.order = keep
+  -- Streams that waited for their turn: opened as others end, in the order runs listed them;
+  -- a finished run's that waited past its drain deadline are over unread.
+  local now, still = clock.now(), {}
+  for _, entry in ipairs(r.waiting) do
+    local id, key = entry[1], entry[2]
+    local since = r.finished_runs[id]
+    if since and now - since > r.drain_timeout then
+      retire(r, id, key, r.streams[id][key])
+    elseif #r.order < r.max_streams then
+      start_stream(r, id, key)
+    else
+      still[#still + 1] = entry
+    end
+  end
+  r.waiting = still
   -- Over when the subscription ended by itself (a finished run) and every stream is drained.
   if r.sub.finished and #r.order == 0 and r.head > r.tail then
     r.finished = true

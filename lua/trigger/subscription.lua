@@ -285,7 +285,9 @@ end
 -- items are `{type = "run", run = …}` and `{type = key, stream = key, chunk = …, run = …}`
 -- (see `RunStreams`). It owns the subscription: closing it closes the subscription.
 -- @tparam[opt] table opts `resume` (the `streams` part of an earlier `position()`: each stream
---   goes on from there), `drain_timeout` (seconds a finished run's streams may take to end;
+--   goes on from there), `max_streams` (streams read at once, default 32: the others wait
+--   their turn, then are read from their beginning), `drain_timeout` (seconds a finished
+--   run's streams may take to end;
 --   default 30)
 -- @treturn RunStreams the object, its own iterator and the generic for's closing value
 -- @usage
@@ -299,13 +301,17 @@ function Subscription:with_streams(opts)
   end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "resume" and k ~= "drain_timeout" then
+    if k ~= "resume" and k ~= "drain_timeout" and k ~= "max_streams" then
       errors.bad_argument("with_streams", 1, "unknown option '" .. tostring(k) .. "'")
     end
   end
   if opts.drain_timeout ~= nil and not (type(opts.drain_timeout) == "number"
       and opts.drain_timeout >= 0) then
     errors.bad_argument("with_streams", 1, "drain_timeout must be a non-negative number")
+  end
+  local m = opts.max_streams
+  if m ~= nil and not (type(m) == "number" and m >= 1 and m == math.floor(m)) then
+    errors.bad_argument("with_streams", 1, "max_streams must be a whole number of at least 1")
   end
   if not r.transport.background then
     error("with_streams() needs requests that run in the background, which this transport "
