@@ -1100,6 +1100,15 @@ answer=$(get "/test/stream-close?run=$run_q" 15)
   ok "a stream closed between chunks, or from another light thread mid-read, closes its connection at once (active() 0)" ||
   not_ok "a stream closed between chunks, or from another light thread mid-read, closes its connection" "$answer"
 
+# A stream read alone ends once its run is finished and the stream was read to its end (issue 27).
+run_e=$(new_stream v2)
+append_chunks "$run_e" '["one","two"]'
+patch_run "$run_e" COMPLETED_SUCCESSFULLY
+answer=$(get "/test/stream-ends?run=$run_e" 25)
+[ "$answer" = '["one","two"] finished idle=few in-time' ] &&
+  ok "a stream of a finished run read inside nginx ends by itself after its last chunk, without busy waits" ||
+  not_ok "a stream of a finished run read inside nginx ends by itself" "$answer"
+
 refused_port=$(free_ports 1)
 answer=$(get "/test/stream-refused?port=${refused_port%% *}" 10)
 [ "$answer" = "nil timeout network in-time" ] &&
