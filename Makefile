@@ -13,6 +13,8 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARN       := -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-function
+# Only luaopen_* leave a module (TR_EXPORT in compat.h).
+HIDDEN     := -fvisibility=hidden
 CURL_LIBS  ?= -lcurl
 CRYPTO_LIBS ?= -lcrypto
 BUILD      ?= build/$(LUA_TAG)
@@ -38,7 +40,7 @@ HEADERS  := $(wildcard csrc/*.h)
 # a stamp file holding what it was built with (rewritten only when that changes) and on the Lua
 # headers themselves, so `luarocks --lua-version=5.1 make` after a 5.4 build (same BUILD, other
 # LUA_INCDIR) rebuilds instead of installing the 5.4 binaries. tools/check/stamp.sh tests it.
-BUILD_KEY   := CC=$(CC) CFLAGS=$(CFLAGS) LIBFLAG=$(LIBFLAG) LUA_INCDIR=$(LUA_INCDIR) WARN=$(WARN) \
+BUILD_KEY   := CC=$(CC) CFLAGS=$(CFLAGS) LIBFLAG=$(LIBFLAG) LUA_INCDIR=$(LUA_INCDIR) WARN=$(WARN) HIDDEN=$(HIDDEN) \
                CRYPTO_LIBS=$(CRYPTO_LIBS) CURL_LIBS=$(CURL_LIBS)
 STAMP       := $(BUILD)/build-key
 LUA_HEADERS := $(wildcard $(LUA_INCDIR)/lua.h $(LUA_INCDIR)/luaconf.h $(LUA_INCDIR)/lauxlib.h)
@@ -56,11 +58,11 @@ all: $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so
 
 $(BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
+	$(CC) $(CFLAGS) $(WARN) $(HIDDEN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
 
 $(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
+	$(CC) $(CFLAGS) $(WARN) $(HIDDEN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
 
 # LuaRocks' make backend calls "make" then "make install" with these set.
 INST_LIBDIR ?= $(BUILD)/install/lib

@@ -6,6 +6,14 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+/* The one symbol each module exports (built with -fvisibility=hidden: the tr_* functions stay
+ * inside their .so, so core.so and curl.so never clash over the buf.c both link). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TR_EXPORT __attribute__((visibility("default")))
+#else
+#define TR_EXPORT
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #define tr_setfuncs(L, l) luaL_setfuncs((L), (l), 0)
 #define tr_newlib(L, l) luaL_newlib((L), (l))

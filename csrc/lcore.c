@@ -4,7 +4,7 @@
 #include "lcore.h"
 #include "compat.h"
 
-int luaopen_trigger_core(lua_State *L) {
+TR_EXPORT int luaopen_trigger_core(lua_State *L) {
     lua_newtable(L);
     tr_open_scratch(L);
     tr_open_shape(L);

@@ -289,7 +289,7 @@ static int version(lua_State *L) {
 
 static const luaL_Reg functions[] = {{"hub", hub_new}, {"version", version}, {NULL, NULL}};
 
-int luaopen_trigger_curl(lua_State *L) {
+TR_EXPORT int luaopen_trigger_curl(lua_State *L) {
     /* Reference-counted by libcurl; thread-safe since 7.84. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "curl_global_init failed");

@@ -106,11 +106,11 @@ FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 
 $(ASAN_BUILD)/trigger/core.so: $(CORE_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) $(HIDDEN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CORE_SRC) $(CRYPTO_LIBS)
 
 $(ASAN_BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
+	$(CHECK_CC) $(ASAN_CFLAGS) $(SAN_FLAGS) $(WARN) $(HIDDEN) -fPIC -I$(CHECK_LUAINC) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
 
 # The C unit tests (spec/c/test_*.c, TAP), each linked with every plain-C core source.
 $(ASAN_BUILD)/test_%: spec/c/test_%.c $(CHECK_C_SRC) $(HEADERS)
