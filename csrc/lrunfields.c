@@ -47,53 +47,57 @@ static int one_of(const char *s, const char *const *set) {
 
 /* The names run_fields reads and writes, made once as the upvalues of the function: a field is
  * read and set with lua_rawget/lua_rawset of a string already made, not by a C string that
- * lua_getfield/lua_setfield turn into a Lua string (hash and look-up) each time. */
+ * lua_getfield/lua_setfield turn into a Lua string (hash and look-up) each time. The C_ names
+ * are the TaskRun columns of the realtime shape, with the kind of value each holds: the one list
+ * of them (core.run_columns gives it to the Lua side). */
 #define NAMES(X)                                                                                   \
-    X(C_FRIENDLY_ID, "friendlyId")                                                                 \
-    X(C_TASK, "taskIdentifier")                                                                    \
-    X(C_STATUS, "status")                                                                          \
-    X(C_CREATED_AT, "createdAt")                                                                   \
-    X(C_UPDATED_AT, "updatedAt")                                                                   \
-    X(C_STARTED_AT, "startedAt")                                                                   \
-    X(C_QUEUED_AT, "queuedAt")                                                                     \
-    X(C_EXPIRED_AT, "expiredAt")                                                                   \
-    X(C_COMPLETED_AT, "completedAt")                                                               \
-    X(C_DELAY_UNTIL, "delayUntil")                                                                 \
-    X(C_NUMBER, "number")                                                                          \
-    X(C_USAGE, "usageDurationMs")                                                                  \
-    X(C_COST, "costInCents")                                                                       \
-    X(C_BASE_COST, "baseCostInCents")                                                              \
-    X(C_RUN_TAGS, "runTags")                                                                       \
-    X(C_STREAMS, "realtimeStreams")                                                                \
-    X(C_IS_TEST, "isTest")                                                                         \
-    X(C_TTL, "ttl")                                                                                \
-    X(C_IDEMPOTENCY, "idempotencyKey")                                                             \
-    X(C_ERROR, "error")                                                                            \
-    X(C_PAYLOAD, "payload")                                                                        \
-    X(C_PAYLOAD_TYPE, "payloadType")                                                               \
-    X(C_OUTPUT, "output")                                                                          \
-    X(C_OUTPUT_TYPE, "outputType")                                                                 \
-    X(C_METADATA, "metadata")                                                                      \
-    X(C_METADATA_TYPE, "metadataType")                                                             \
-    X(F_ID, "id")                                                                                  \
-    X(F_FINISHED_AT, "finishedAt")                                                                 \
-    X(F_DELAYED_UNTIL, "delayedUntil")                                                             \
-    X(F_DURATION, "durationMs")                                                                    \
-    X(F_TAGS, "tags")                                                                              \
-    X(F_IS_QUEUED, "isQueued")                                                                     \
-    X(F_IS_EXECUTING, "isExecuting")                                                               \
-    X(F_IS_WAITING, "isWaiting")                                                                   \
-    X(F_IS_SUCCESS, "isSuccess")                                                                   \
-    X(F_IS_FAILED, "isFailed")                                                                     \
-    X(F_IS_COMPLETED, "isCompleted")                                                               \
-    X(F_IS_CANCELLED, "isCancelled")
+    X(C_FRIENDLY_ID, "friendlyId", "text")                                                         \
+    X(C_TASK, "taskIdentifier", "text")                                                            \
+    X(C_STATUS, "status", "text")                                                                  \
+    X(C_CREATED_AT, "createdAt", "timestamp")                                                      \
+    X(C_UPDATED_AT, "updatedAt", "timestamp")                                                      \
+    X(C_STARTED_AT, "startedAt", "timestamp")                                                      \
+    X(C_QUEUED_AT, "queuedAt", "timestamp")                                                        \
+    X(C_EXPIRED_AT, "expiredAt", "timestamp")                                                      \
+    X(C_COMPLETED_AT, "completedAt", "timestamp")                                                  \
+    X(C_DELAY_UNTIL, "delayUntil", "timestamp")                                                    \
+    X(C_NUMBER, "number", "number")                                                                \
+    X(C_USAGE, "usageDurationMs", "number")                                                        \
+    X(C_COST, "costInCents", "number")                                                             \
+    X(C_BASE_COST, "baseCostInCents", "number")                                                    \
+    X(C_RUN_TAGS, "runTags", "array")                                                              \
+    X(C_STREAMS, "realtimeStreams", "array")                                                       \
+    X(C_IS_TEST, "isTest", "boolean")                                                              \
+    X(C_TTL, "ttl", "text")                                                                        \
+    X(C_IDEMPOTENCY, "idempotencyKey", "text")                                                     \
+    X(C_ERROR, "error", "json")                                                                    \
+    X(C_PAYLOAD, "payload", "packet")                                                              \
+    X(C_PAYLOAD_TYPE, "payloadType", "text")                                                       \
+    X(C_OUTPUT, "output", "packet")                                                                \
+    X(C_OUTPUT_TYPE, "outputType", "text")                                                         \
+    X(C_METADATA, "metadata", "packet")                                                            \
+    X(C_METADATA_TYPE, "metadataType", "text")                                                     \
+    X(F_ID, "id", NULL)                                                                            \
+    X(F_FINISHED_AT, "finishedAt", NULL)                                                           \
+    X(F_DELAYED_UNTIL, "delayedUntil", NULL)                                                       \
+    X(F_DURATION, "durationMs", NULL)                                                              \
+    X(F_TAGS, "tags", NULL)                                                                        \
+    X(F_IS_QUEUED, "isQueued", NULL)                                                               \
+    X(F_IS_EXECUTING, "isExecuting", NULL)                                                         \
+    X(F_IS_WAITING, "isWaiting", NULL)                                                             \
+    X(F_IS_SUCCESS, "isSuccess", NULL)                                                             \
+    X(F_IS_FAILED, "isFailed", NULL)                                                               \
+    X(F_IS_COMPLETED, "isCompleted", NULL)                                                         \
+    X(F_IS_CANCELLED, "isCancelled", NULL)
 
-#define NAME_ENUM(id, text) id,
-#define NAME_TEXT(id, text) text,
-#define NAME_LEN(id, text) (sizeof(text) - 1),
+#define NAME_ENUM(id, text, kind) id,
+#define NAME_TEXT(id, text, kind) text,
+#define NAME_LEN(id, text, kind) (sizeof(text) - 1),
+#define NAME_KIND(id, text, kind) kind,
 enum { NAMES(NAME_ENUM) N_NAMES };
 static const char *const name_text[] = {NAMES(NAME_TEXT)};
 static const unsigned char name_len[] = {NAMES(NAME_LEN)};
+static const char *const name_kind[] = {NAMES(NAME_KIND)};
 enum { N_COLUMNS = C_METADATA_TYPE + 1 }; /* the C_ names: the columns read */
 
 /* The upvalue holding name k. */
@@ -459,4 +463,14 @@ void tr_open_runfields(lua_State *L) {
     tr_ljson_push_intern_upvalues(L); /* upvalues N_NAMES + 1, N_NAMES + 2 */
     lua_pushcclosure(L, run_fields, N_NAMES + 2);
     lua_setfield(L, -2, "run_fields");
+    /* run_columns: column name -> kind ("text", "timestamp", "number", "array", "boolean",
+     * "json", "packet"), with the row's own id, which the run object does not show */
+    lua_createtable(L, 0, N_COLUMNS + 1);
+    for (int k = 0; k < N_COLUMNS; k++) {
+        lua_pushstring(L, name_kind[k]);
+        lua_setfield(L, -2, name_text[k]);
+    }
+    lua_pushliteral(L, "text");
+    lua_setfield(L, -2, "id");
+    lua_setfield(L, -2, "run_columns");
 }

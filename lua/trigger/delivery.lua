@@ -39,11 +39,7 @@ end
 -- JavaScript prints them, booleans, arrays with or without quotes (an empty runTags as NULL),
 -- jsonb with its own spacing and key order; and the native feed has no idempotencyKey. When a
 -- running server flips backends, each run comes again in the other dialect: the same state.
-local TIMESTAMP = { createdAt = true, updatedAt = true, startedAt = true, delayUntil = true,
-  queuedAt = true, expiredAt = true, completedAt = true }
-local NUMBER = { number = true, usageDurationMs = true, costInCents = true,
-  baseCostInCents = true }
-local ARRAY = { runTags = true, realtimeStreams = true }
+local KIND = core.run_columns -- column -> "timestamp", "number", "array", "boolean", "json"…
 local BOOLEAN = { t = true, ["true"] = true, f = false, ["false"] = false }
 
 local function deep_equal(x, y)
@@ -65,12 +61,13 @@ end
 local function same_value(column, x, y)
   if x == y then return true end
   if x == nil or y == nil then return true end -- a column one dialect does not send
-  if ARRAY[column] then return deep_equal(as_array(x), as_array(y)) end
+  local kind = KIND[column]
+  if kind == "array" then return deep_equal(as_array(x), as_array(y)) end
   if x == null or y == null then return false end
-  if TIMESTAMP[column] then return pg_timestamp(x) ~= nil and pg_timestamp(x) == pg_timestamp(y) end
-  if NUMBER[column] then return tonumber(x) ~= nil and tonumber(x) == tonumber(y) end
-  if column == "isTest" then return BOOLEAN[x] ~= nil and BOOLEAN[x] == BOOLEAN[y] end
-  if column == "error" then
+  if kind == "timestamp" then return pg_timestamp(x) ~= nil and pg_timestamp(x) == pg_timestamp(y) end
+  if kind == "number" then return tonumber(x) ~= nil and tonumber(x) == tonumber(y) end
+  if kind == "boolean" then return BOOLEAN[x] ~= nil and BOOLEAN[x] == BOOLEAN[y] end
+  if kind == "json" then
     local dx, dy = json.decode(x), json.decode(y)
     return dx ~= nil and deep_equal(dx, dy)
   end

@@ -39,15 +39,10 @@ local M = {}
 local UNSKIPPABLE = { id = true, taskIdentifier = true, friendlyId = true, status = true,
   createdAt = true }
 
--- The TaskRun columns of the realtime shape (the raw row, before the run object's renames):
--- a name outside this list is a typo the server would silently ignore.
-local COLUMNS = {}
-for name in ([[id friendlyId taskIdentifier status createdAt updatedAt startedAt delayUntil
-    queuedAt expiredAt completedAt number isTest usageDurationMs costInCents baseCostInCents ttl
-    payload payloadType metadata metadataType output outputType runTags error realtimeStreams
-    idempotencyKey]]):gmatch("%S+") do
-  COLUMNS[name] = true
-end
+-- The TaskRun columns of the realtime shape (the raw row, before the run object's renames;
+-- the one list is csrc/lrunfields.c's): a name outside it is a typo the server would silently
+-- ignore.
+local COLUMNS = core.run_columns
 
 -- Options per call, beyond those of `trigger.configure`.
 local OPTIONS = {
