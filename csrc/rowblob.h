@@ -57,6 +57,10 @@ int tr_rowblob_next(const char *s, size_t n, size_t *pos, tr_rowblob_member *m);
  * columns over it gives). 0, -1 for a malformed blob, -2 when memory runs out. */
 int tr_rowblob_merge(const char *old, size_t old_n, const char *changes, size_t changes_n,
                      tr_buf *out);
+/* The same, adding to *compares the names it compared (a test checks the merge stays linear:
+ * each name is looked up in a table of the changes' names, not in the changes themselves). */
+int tr_rowblob_merge_counted(const char *old, size_t old_n, const char *changes, size_t changes_n,
+                             tr_buf *out, size_t *compares);
 /* Give the members to a JSON sink as the parser gave them: begin_object (when `open`), then a
  * key and a value per member; end_object when `close`. 0, -1 for a malformed blob, or what
  * a callback returned when it stopped. */

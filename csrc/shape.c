@@ -8,9 +8,6 @@
 /* Fresh URLs asked after answers with the expired handle before that handle is taken as it is. */
 #define TR_STALE_MAX 3
 
-/* Header values longer than this are not plausible shape tokens. */
-#define TR_TOKEN_MAX 512
-
 struct tr_shape {
     char *handle;
     char *offset; /* NULL means -1 */
@@ -38,14 +35,21 @@ static int set_str(char **slot, const char *value) {
     return 0;
 }
 
-static int is_token(const char *s) {
-    if (s == NULL || *s == '\0') return 0;
-    size_t n = 0;
-    for (; *s; s++, n++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c >= 0x7f || n >= TR_TOKEN_MAX) return 0;
+int tr_is_token(const char *s, size_t n) {
+    if (n == 0 || n > TR_TOKEN_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f) return 0;
     }
     return 1;
+}
+
+static int is_token(const char *s) {
+    if (s == NULL) return 0;
+    size_t n = 0;
+    while (n <= TR_TOKEN_MAX && s[n] != '\0')
+        n++;
+    return tr_is_token(s, n);
 }
 
 tr_shape *tr_shape_new(void) { return calloc(1, sizeof(tr_shape)); }

@@ -50,6 +50,14 @@ void tr_shape_free(tr_shape *s);
  * would follow this response" without touching the real state. */
 tr_shape *tr_shape_clone(const tr_shape *s);
 
+/* Header values longer than this are not plausible tokens. */
+#define TR_TOKEN_MAX 512
+
+/* Is s[0..n) a value the server may have us send back in a request header (electric-handle,
+ * -offset, -cursor; a stream's Last-Event-ID): 1 to TR_TOKEN_MAX bytes of visible ASCII
+ * (0x21-0x7E: no space, control byte or DEL, so nothing can be injected into the request). */
+int tr_is_token(const char *s, size_t n);
+
 /* Resume from a saved position; NULL handle/offset mean "from the start". Returns 0, or -1 on
  * bad input (offset without handle, or a value that is not a plain token) or no memory. */
 int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const char *cursor);

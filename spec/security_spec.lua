@@ -78,6 +78,52 @@ describe("credentials", function()
   end)
 end)
 
+describe("base_url with credentials", function()
+  local srv
+  setup(function() srv = helper.start_server {} end)
+  teardown(function() srv:stop() end)
+
+  it("is refused at the call, its password never printed (issue 28)", function()
+    -- Printed in every error's `request` and every warning before; refused as the nginx
+    -- transport does (the access token authenticates; a proxy's credentials go in its URL).
+    local secret = "pa55_very_secret"
+    local hostport = srv.base_url:match("^http://(.*)$")
+    local urls = { "http://user:" .. secret .. "@" .. hostport, "https://" .. secret .. "@example.com/api",
+      "HTTP://u:" .. secret .. "@" .. hostport .. "/", "ftp://u:" .. secret .. "@host" }
+    for _, url in ipairs(urls) do
+      local warned = {}
+      local opts = { access_token = srv.secret_key, base_url = url,
+        on_error = function(e) warned[#warned + 1] = tostring(e) end }
+      local calls = {
+        function() return trigger.runs.subscribe_to_run("run_1", opts) end,
+        function() return trigger.streams.read("run_1", "default", opts) end,
+        function()
+          local token, err = trigger.auth.create_public_token { access_token = srv.secret_key,
+            base_url = url, scopes = { read = { runs = true } } }
+          if not token then error(err, 0) end
+          return token
+        end,
+      }
+      for _, call in ipairs(calls) do
+        local ok, err = pcall(call)
+        assert.is_false(ok, url)
+        assert.is_true(trigger.errors.is(err, "bad_request"), tostring(err))
+        assert.matches("base_url must not hold credentials", err.message, 1, true)
+        assert.is_nil(tostring(err):find(secret, 1, true))
+      end
+      assert.are.same({}, warned)
+    end
+    assert.are.equal(0, #srv:stats().log) -- nothing was asked
+    -- configure'd the same way: refused at the call too
+    trigger.configure { base_url = urls[1] }
+    local ok, err = pcall(trigger.runs.subscribe_to_run, "run_1", { access_token = srv.secret_key })
+    require("trigger.config").reset()
+    assert.is_false(ok)
+    assert.is_nil(tostring(err):find(secret, 1, true))
+    assert.matches("credentials", err.message, 1, true)
+  end)
+end)
+
 describe("limits", function()
   local srv
   setup(function() srv = helper.start_server { hold_ms = 1000 } end)

@@ -266,6 +266,79 @@ describe("trigger.streams.read", function()
     s:close()
   end)
 
+  it("v1: ids past 64 bits are resumed from exactly (issue 28)", function()
+    -- Ids are text: compared and counted down as decimals, never as Lua numbers (which made
+    -- 5.4 raise "no integer representation" and LuaJIT send a negative id or lose precision).
+    local id = run_with("v1")
+    local big = "99999999999999999999" -- past 2^64: no Redis id, handled the same way
+    srv:append_stream_records(id, "default", {
+      { id = "1736510400000-18446744073709551614", body = '"a"\n' },
+      { id = "1736510400000-18446744073709551615", body = '"b1"\n"b2"\n' },
+      { id = "1736510400001-0", body = '"c"\n' },
+      { id = big .. "-0", body = '"d"\n' },
+      { id = big .. "-" .. big, body = '"e"\n' },
+    })
+    -- cut after a, b1 (request 1); after b1 again, b2, c (2); after c again, d (3)
+    for _, after in ipairs { 2, 3, 2 } do
+      srv:fault { kind = "reset_mid_body", after = after, count = 1, match = { path_prefix = PREFIX } }
+    end
+    local s = open(id)
+    assert.are.same({ "a", "b1", "b2", "c", "d", "e" }, take(s, 6))
+    local reqs = stream_requests()
+    assert.are.equal(4, #reqs)
+    assert.is_nil(reqs[1].headers["last-event-id"])
+    assert.are.equal("1736510400000-18446744073709551614", reqs[2].headers["last-event-id"])
+    assert.are.equal("1736510400000-18446744073709551615", reqs[3].headers["last-event-id"])
+    assert.are.equal("99999999999999999998-18446744073709551615", reqs[4].headers["last-event-id"])
+    local pos = s:position()
+    assert.are.same({ version = "v1", id = big .. "-" .. big, count = 1 }, pos)
+    s:close()
+    -- the position resumes: nothing again, the id before it asked
+    srv:append_stream_records(id, "default", { { body = '"f"\n' } }) -- big-(big+1)
+    local r = open(id, nil, { resume = pos })
+    assert.are.same({ "f" }, take(r, 1))
+    assert.are.equal(big .. "-99999999999999999998", stream_requests()[5].headers["last-event-id"])
+    assert.are.same({ version = "v1", id = big .. "-100000000000000000000", count = 1 },
+      r:position())
+    r:close()
+  end)
+
+  it("v1: an id that cannot be sent back ends the stream with a protocol error, once", function()
+    -- A megabyte (every reconnect failed: libcurl's "Out of memory"), a control byte or DEL
+    -- (sent verbatim in Last-Event-ID), a space: what the server sends must be a header token.
+    local cases = { [("x"):rep(1024 * 1024)] = "1048576 bytes", ["1-1\1x"] = "control byte",
+      ["1-1\127"] = "control byte", ["1 2"] = "space" }
+    for bad, said in pairs(cases) do
+      srv:admin("POST", "/_emulator/reset")
+      local id = run_with("v1")
+      srv:append_stream(id, "default", { "a", "b" })
+      srv:fault { kind = "v1_id", id = bad, count = 1, match = { path_prefix = PREFIX } }
+      local s = open(id)
+      local ok, err = pcall(s.next, s, 10)
+      assert.is_false(ok)
+      assert.is_true(trigger.errors.is(err, "protocol"), tostring(err))
+      assert.matches("stream " .. id .. "/default: the server sent", err.message, 1, true)
+      assert.matches(said, err.message, 1, true)
+      assert.is_nil(err.message:find(bad, 1, true))
+      assert.matches(PREFIX .. id .. "/default", err.request, 1, true)
+      assert.are.equal(1, #stream_requests())
+      assert.is_true(s.closed)
+    end
+  end)
+
+  it("v1: opts.resume takes any id a position can hold, and refuses one it cannot send", function()
+    local id = run_with("v1")
+    srv:append_stream_records(id, "default", { { id = "5-0", body = '"x"\n' } })
+    for _, ok_id in ipairs { "18446744073709551616-18446744073709551616", "opaque-id" } do
+      open(id, nil, { resume = { version = "v1", id = ok_id, count = 1 } }):close()
+    end
+    for _, bad in ipairs { "1-1\1", ("1"):rep(600) .. "-0", "" } do
+      assert.has_error(function()
+        open(id, nil, { resume = { version = "v1", id = bad, count = 1 } })
+      end)
+    end
+  end)
+
   it("v2: skips command records, but moves past them", function()
     local id = run_with("v2")
     srv:append_stream_records(id, "default", {

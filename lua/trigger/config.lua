@@ -146,6 +146,15 @@ function M.resolve(opts)
   if s.access_token:find("[%c%s]") then
     return nil, errors.new("bad_request", "the access token contains spaces or control characters")
   end
+  -- Credentials in the URL (http://user:password@host) are refused, as the nginx transport
+  -- does: the password would be printed in every error's `request` and every warning, and it
+  -- would not authenticate anyway (the access token's Authorization header is the one sent).
+  -- A proxy's credentials go in the proxy's own URL (https_proxy, for libcurl).
+  local authority = s.base_url:match("^%a[%w+.-]*://([^/?#]*)") or s.base_url:match("^[^/?#]*")
+  if authority:find("@", 1, true) then
+    return nil, errors.new("bad_request", "base_url must not hold credentials (user:password@): "
+      .. "the access token authenticates; a proxy's credentials go in the proxy's URL")
+  end
   if not s.base_url:match("^https?://[^/%s]+") then
     return nil, errors.new("bad_request", "base_url must be an http:// or https:// URL, got "
       .. s.base_url)

@@ -22,7 +22,8 @@ local config = require "trigger.config"
 -- @tparam[opt] string opts.access_token the secret key (`tr_dev_…`, `tr_prod_…`) or a public
 --   access token (subscriptions only); default: env `TRIGGER_ACCESS_TOKEN`, else
 --   `TRIGGER_SECRET_KEY`
--- @tparam[opt] string opts.base_url the API's root URL (`http://` or `https://`); default: env
+-- @tparam[opt] string opts.base_url the API's root URL (`http://` or `https://`, without
+--   `user:password@`: refused, a `bad_request` error at the call); default: env
 --   `TRIGGER_API_URL`, else `https://api.trigger.dev`
 -- @tparam[opt] string opts.ca_file a PEM file of CA certificates to verify the server with
 -- @tparam[opt=60] number opts.read_timeout seconds one request may take (a live request is

@@ -26,7 +26,10 @@
 --   decoded as JSON (the raw line when it is not JSON). Several lines can share one id (one
 --   Redis entry held them), so a reconnect asks for the entries after the id *before* the last
 --   one handed out and drops the lines of that entry already handed out: none lost, none twice
---   (the TypeScript SDK loses the rest of the entry there).
+--   (the TypeScript SDK loses the rest of the entry there). Ids are text, compared and counted
+--   down as decimals of any size (Redis ids are two 64-bit numbers); one that cannot be sent
+--   back (more than 512 bytes, or anything but visible ASCII) ends the stream with a
+--   `protocol` error.
 --
 -- A body that ends between events (the server's idle close after `Timeout-Seconds`, `[DONE]`)
 -- is reopened from the last position while the caller reads (`opts.reopen`, default true),
@@ -96,29 +99,71 @@ local unpack = table.unpack or unpack -- luacheck: ignore
 -- -------------------------------------------------------------------------------------------------
 -- Cursors
 
--- A Redis stream id "ms-n" -> ms, n (integers), or nil.
+-- A v1 id is text to resume from, not a number. A Redis id "ms-seq" is two unsigned 64-bit
+-- numbers, past what a Lua number holds exactly (2^53 on LuaJIT, 2^63 on 5.4), so its parts are
+-- compared and counted down as decimal strings. A part past 2^64-1 is no Redis id, but it is
+-- handled the same way, exactly (the id sent back is the one just before it, so nothing is
+-- lost, and the server answers that Last-Event-ID as it will); any other id is compared as text
+-- and sent back as it came. Every id goes back in a request header, so it must be a header token
+-- (`bad_id`).
+
+local function decimal(s) return (s:gsub("^0+(%d)", "%1")) end -- leading zeros off
+
+-- A Redis stream id "ms-n" -> ms, n (decimal strings, no leading zeros), or nil.
 local function redis_id(s)
-  local ms, n = tostring(s):match("^(%d+)%-(%d+)$")
+  local ms, n = s:match("^(%d+)%-(%d+)$")
   if not ms then return nil end
-  return tonumber(ms), tonumber(n)
+  return decimal(ms), decimal(n)
+end
+
+local function compare_decimals(a, b) -- -1, 0, 1
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  return a < b and -1 or (a == b and 0 or 1)
 end
 
 local function compare_ids(a, b) -- -1, 0, 1; ids that are not Redis ids compare as text
   local am, an = redis_id(a)
   local bm, bn = redis_id(b)
   if not (am and bm) then return a < b and -1 or (a == b and 0 or 1) end
-  if am ~= bm then return am < bm and -1 or 1 end
-  if an ~= bn then return an < bn and -1 or 1 end
-  return 0
+  local c = compare_decimals(am, bm)
+  if c ~= 0 then return c end
+  return compare_decimals(an, bn)
+end
+
+-- A decimal string other than "0", minus one.
+local function decrement(s)
+  local head, zeros = s:match("^(.-)(0*)$")
+  return decimal(head:sub(1, -2) .. string.char(head:byte(-1) - 1) .. ("9"):rep(#zeros))
 end
 
 -- The id just before a Redis id: XREAD after it starts at that id's entry again.
 local function before_id(id)
   local ms, n = redis_id(id)
   if not ms then return id end
-  if n > 0 then return string.format("%d-%d", ms, n - 1) end
-  if ms > 0 then return string.format("%d-18446744073709551615", ms - 1) end
+  if n ~= "0" then return ms .. "-" .. decrement(n) end
+  if ms ~= "0" then return decrement(ms) .. "-18446744073709551615" end -- (2^64-1)
   return nil -- the very first id: ask from the start
+end
+
+-- Why a v1 id cannot be resumed from, or nil. It goes back in Last-Event-ID: the one check of
+-- what the server may have us send back (core.is_token, as for a shape's handle, offset and
+-- cursor): visible ASCII, no space, control byte or DEL, and a length limit (512 bytes).
+local function bad_id(id)
+  if type(id) ~= "string" then return "an id that is not a string" end
+  if core.is_token(id) then return nil end
+  if #id > 512 then return "an id of " .. #id .. " bytes (at most 512)" end
+  return "an id that is empty or holds a space, a control byte or DEL"
+end
+
+-- An id from the server that cannot be sent back ends the stream: a request that carries it
+-- would be refused (or worse), on every reconnect.
+local function check_id(r, id)
+  local why = bad_id(id)
+  if why then
+    error(errors.new("protocol", "stream " .. r.run_id .. "/" .. r.key .. ": the server sent "
+      .. why .. ", which cannot be sent back to resume from",
+      { request = "GET " .. r.url, status = 200, fatal = true }), 0)
+  end
 end
 
 -- Last-Event-ID for the next request, or nil.
@@ -309,6 +354,7 @@ end
 
 local function on_v1(r, ev, conn)
   local id = ev.id
+  if id then check_id(r, id) end
   if id and r.v1_id then
     local c = compare_ids(id, r.v1_id)
     if c < 0 then return end -- replayed: handed out before
@@ -676,8 +722,7 @@ local function check_resume(fn, pos)
   local v = pos.version
   if v == nil and next(pos) == nil then return end
   if v == "v2" and is_integer(pos.seq_num) and pos.seq_num >= -1 then return end
-  if v == "v1" and type(pos.id) == "string" and redis_id(pos.id)
-      and is_integer(pos.count) and pos.count >= 1 then
+  if v == "v1" and not bad_id(pos.id) and is_integer(pos.count) and pos.count >= 1 then
     return
   end
   errors.bad_argument(fn, 3, "opts.resume is not a position of a stream (what position() returned)")

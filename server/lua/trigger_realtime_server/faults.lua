@@ -20,6 +20,7 @@ faults.KINDS = {
   -- stream responses (streams.lua); `after` = records sent before a cutting fault strikes
   sse_error = true,       -- after `after` records: `event: error` (data = body), close without [DONE]
   overlap = true,         -- a resumed read first sends again the record at the cursor
+  v1_id = true,           -- v1: every event carries `id: <id>` (any text) instead of its entry's
 }
 
 local List = {}
@@ -67,12 +68,16 @@ local function normalize(spec)
      type(match.path_prefix) ~= "string" then
     return nil, "match.path_prefix must be a string"
   end
+  if spec.kind == "v1_id" and type(spec.id) ~= "string" then
+    return nil, "a v1_id fault needs an id string"
+  end
   local body = spec.body
   if body ~= nil and type(body) ~= "string" then body = json.encode(body) end
   return {
     kind = spec.kind, count = math.floor(spec.count or 1), status = status, body = body,
     retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
     delay_ms = spec.delay_ms, after = spec.after and math.floor(spec.after),
+    id = spec.kind == "v1_id" and spec.id or nil,
     path_prefix = match.path_prefix ~= json.null and match.path_prefix or nil,
     live = optional_bool(match.live), initial = optional_bool(match.initial),
   }

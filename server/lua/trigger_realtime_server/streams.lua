@@ -83,7 +83,21 @@ function streams.v2_start(last_event_id)
   return math.floor(n) + 1
 end
 
--- v1: a Redis stream id "ms-n" or "ms" -> ms, n; nil when it is not one.
+-- v1 ids are kept as two decimal strings, compared as the whole numbers they write: Redis bounds
+-- each part to 2^64-1, the emulator does not (a scenario can give a client ids past 64 bits).
+local function dec(s) return (s:gsub("^0+(%d)", "%1")) end
+local function dec_cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  return a < b and -1 or (a == b and 0 or 1)
+end
+local function dec_inc(s) -- s + 1
+  local head, nines = s:match("^(.-)(9*)$")
+  local zeros = ("0"):rep(#nines)
+  if head == "" then return "1" .. zeros end
+  return head:sub(1, -2) .. string.char(head:byte(-1) + 1) .. zeros
+end
+
+-- v1: a Redis stream id "ms-n" or "ms" -> ms, n (decimal strings); nil when it is not one.
 local function parse_redis_id(text)
   local ms, n = text:match("^%s*(%d+)%-(%d+)%s*$")
   if not ms then
@@ -91,11 +105,12 @@ local function parse_redis_id(text)
     n = "0"
   end
   if not ms then return nil end
-  return tonumber(ms), tonumber(n)
+  return dec(ms), dec(n)
 end
 
 local function after_id(e, ms, n)
-  return e.ms > ms or (e.ms == ms and e.n > n)
+  local c = dec_cmp(e.ms, ms)
+  return c > 0 or (c == 0 and dec_cmp(e.n, n) > 0)
 end
 
 local function nanoid()
@@ -185,7 +200,7 @@ function Registry:get(run_id, key, version)
     st = { run = run_id, key = key, version = v, cond = condition.new(),
            records = {}, count = 0,                    -- v2: records[seq + 1]
            entries = {}, head = 1, tail = 0,           -- v1: entries[head..tail]
-           last_ms = 0, last_n = -1, clients = {} }
+           last_ms = 0, clients = {} }                 -- v1: top_ms, top_n (the last id)
     keys[key] = st
   end
   return st
@@ -285,10 +300,17 @@ local function append_v1(self, st, list)
   end
   local cursors = {}
   for i, e in ipairs(list) do
-    local ms = math.tointeger(e.timestamp) or self.srv.now_ms()
-    local n = 0
-    if ms <= st.last_ms then ms, n = st.last_ms, st.last_n + 1 end
-    st.last_ms, st.last_n = ms, n
+    local ms, n
+    if e.id ~= nil then -- XADD with an explicit id: above the top one
+      if type(e.id) == "string" then ms, n = parse_redis_id(e.id) end
+      if not ms or (st.top_ms and not after_id({ ms = ms, n = n }, st.top_ms, st.top_n)) then
+        error(("entry %d: the id must be a Redis id above the stream's last"):format(i), 0)
+      end
+    else
+      ms, n = string.format("%d", math.tointeger(e.timestamp) or self.srv.now_ms()), "0"
+      if st.top_ms and dec_cmp(ms, st.top_ms) <= 0 then ms, n = st.top_ms, dec_inc(st.top_n) end
+    end
+    st.top_ms, st.top_n = ms, n
     st.tail = st.tail + 1
     st.entries[st.tail] = { ms = ms, n = n, id = ms .. "-" .. n, data = e.data }
     if e.client then st.clients[e.client] = e.index end
@@ -331,14 +353,17 @@ end
 
 -- Scenario call: raw records, for what the SDK writer never makes. v2: { body, headers,
 -- timestamp } (a command record is headers {{"", "trim"}}); v1: { body = entry data (several
--- lines, or part of one), timestamp }. -> version, cursors
+-- lines, or part of one), timestamp, id = an explicit Redis id "ms-n" above the last (decimal, of
+-- any size) }. -> version, cursors
 function Registry:append_records(run_id, key, records, opts)
   opts = opts or {}
   if type(records) ~= "table" then error("records must be an array", 0) end
   local st = self:create(run_id, key, { list = opts.list, version = opts.version })
   if st.version == "v2" then return st.version, append_v2(self, st, records) end
   local list = {}
-  for i, r in ipairs(records) do list[i] = { data = r.body or r.data, timestamp = r.timestamp } end
+  for i, r in ipairs(records) do
+    list[i] = { data = r.body or r.data, timestamp = r.timestamp, id = r.id }
+  end
   return st.version, append_v1(self, st, list)
 end
 
@@ -552,7 +577,7 @@ local function serve_v1(ctx, cursor_ms, cursor_n, latest)
         local line = text:sub(from, nl - 1)
         from = nl + 1
         if line:find("%S") and line ~= "<<CLOSE_STREAM>>" then
-          pending[#pending + 1] = "id: " .. e.id .. "\ndata: " .. line .. "\n\n"
+          pending[#pending + 1] = "id: " .. (ctx.v1_id or e.id) .. "\ndata: " .. line .. "\n\n"
         end
       end
       buffer = text:sub(from)
@@ -658,7 +683,8 @@ local function read_route(srv, req, run_id, key)
                                drip = fault and fault.kind == "drip" and fault }, Out)
     if not out:send_head(head_text(200, headers, keep_alive)) then return false end
     local ctx = { srv = srv, conn = conn, st = st, out = out, wait_s = wait_s, registry = registry,
-                  fault = fault, overlap = fault and fault.kind == "overlap" }
+                  fault = fault, overlap = fault and fault.kind == "overlap",
+                  v1_id = fault and fault.kind == "v1_id" and fault.id }
     local last = req.headers["last-event-id"]
     if last == "" then last = nil end
     local latest = not last and (req.headers["x-trigger-stream-start"] or ""):lower() == "latest"
