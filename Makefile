@@ -1,5 +1,6 @@
 # Build in place:   make              (Lua 5.4)      make LUA=luajit   (LuaJIT 2.1 / OpenResty)
-# Variable names follow LuaRocks' make backend so the rockspec can pass its own.
+# Variable names follow LuaRocks' (CFLAGS, LIBFLAG, LUA_INCDIR). The rockspecs do not use this
+# Makefile: LuaRocks builds the rock with its builtin backend (rockspec/, mk/rock.mk).
 .DEFAULT_GOAL := all
 LUA        ?= lua5.4
 ifeq ($(LUA),luajit)
@@ -38,8 +39,8 @@ HEADERS  := $(wildcard csrc/*.h)
 
 # The build is keyed on the Lua headers and the flags, not only on LUA: every object depends on
 # a stamp file holding what it was built with (rewritten only when that changes) and on the Lua
-# headers themselves, so `luarocks --lua-version=5.1 make` after a 5.4 build (same BUILD, other
-# LUA_INCDIR) rebuilds instead of installing the 5.4 binaries. tools/check/stamp.sh tests it.
+# headers themselves, so a build with other headers into the same BUILD (`make LUA_INCDIR=…`)
+# rebuilds instead of keeping the old binaries. tools/check/stamp.sh tests it.
 BUILD_KEY   := CC=$(CC) CFLAGS=$(CFLAGS) LIBFLAG=$(LIBFLAG) LUA_INCDIR=$(LUA_INCDIR) WARN=$(WARN) HIDDEN=$(HIDDEN) \
                CRYPTO_LIBS=$(CRYPTO_LIBS) CURL_LIBS=$(CURL_LIBS)
 STAMP       := $(BUILD)/build-key
@@ -64,7 +65,7 @@ $(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(HIDDEN) -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $(CURL_SRC) $(CURL_LIBS)
 
-# LuaRocks' make backend calls "make" then "make install" with these set.
+# make install: the build and lua/ into INST_LIBDIR and INST_LUADIR (LuaRocks does not use it).
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 install: all
@@ -84,8 +85,10 @@ test-stamp:
 demo: deps all
 	@sh examples/demo.sh
 
+# (csrc/*.o and trigger/*.so: what `luarocks make` leaves in a checkout)
 clean:
-	rm -rf build
+	rm -rf build trigger
+	rm -f csrc/*.o
 
 build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build

@@ -8,9 +8,11 @@
 #   make lint-cppcheck cppcheck (warning, performance, portability) on csrc/*.c
 #   make lint-tidy     clang-tidy (LINT_TIDY_CHECKS below) on csrc/*.c
 #   make lint-version  trigger._VERSION, CHANGELOG.md and the rockspecs agree (spec/version_spec.lua)
-#   make doc           the LDoc HTML reference in doc/ (config: config.ld); fails on any warning
-#                      and on any link of doc/ that names a missing file or anchor
-#                      (tools/doc/check_links.lua)
+#   make doc           the LDoc HTML reference in doc/ (config: config.ld); fails on any warning,
+#                      on any link of doc/ that names a missing file or anchor
+#                      (tools/doc/check_links.lua), on Markdown emphasis inside a word (a
+#                      name like WAITING_FOR_DEPLOY outside backticks) and on a public class
+#                      missing from the index (tools/doc/check_html.lua)
 #
 # Tools are Debian's: lua-check, clang-format (14), clang-tidy (14), cppcheck (2.10), lua-busted,
 # lua-ldoc and lua-markdown (LDoc's Markdown; Debian's lua-ldoc only suggests it).
@@ -93,9 +95,11 @@ lint:
 
 # LDoc prints its warnings on stderr and some (a missing Markdown module, other config files)
 # on stdout, so anything beyond its two progress lines counts as a warning. Then every
-# relative link of doc/ must name a file and anchor that exist.
+# relative link of doc/ must name a file and anchor that exist, and the text must pass
+# tools/doc/check_html.lua. (tools/doc/split.lua first: see config.ld.)
 doc:
 	@rm -rf doc; \
+	$(LINT_LUA) tools/doc/split.lua lua/trigger/streams.lua build/doc-src || exit 1; \
 	out=$$($(LDOC) --fatalwarnings . 2>&1); status=$$?; \
 	printf '%s\n' "$$out"; \
 	warnings=$$(printf '%s\n' "$$out" | grep -v -e '^reading configuration from ' -e '^output written to '); \
@@ -103,4 +107,5 @@ doc:
 	  echo "make doc: LDoc needs a Markdown module: apt-get install lua-markdown"; fi; \
 	if [ $$status -ne 0 ] || [ -n "$$warnings" ]; then echo "make doc: LDoc reported warnings (above)"; exit 1; fi; \
 	$(LINT_LUA) tools/doc/check_links.lua doc || { echo "make doc: broken links (above)"; exit 1; }; \
+	$(LINT_LUA) tools/doc/check_html.lua doc types/library/trigger.lua || { echo "make doc: see above"; exit 1; }; \
 	echo "make doc: reference in doc/index.html"

@@ -68,7 +68,8 @@ function Error.__tostring(e)
   return string.format("trigger: %s error%s: %s%s", e.kind, status, e.message, where)
 end
 
--- Anything that looks like a credential is masked before it can reach a message.
+--- Mask anything that looks like a credential before it can reach a message.
+-- @local
 local function redact(s)
   if type(s) ~= "string" then return s end
   s = s:gsub("tr_[%w]+_[%w_%-]+", "tr_***")
@@ -116,6 +117,7 @@ end
 -- @tparam[opt] integer n the argument's position
 -- @tparam string msg what is wrong
 -- @raise always (a string)
+-- @local
 function M.bad_argument(fn, n, msg)
   local which = n and ("#" .. n .. " ") or ""
   error(string.format("bad argument %sto '%s' (%s)", which, fn, msg), caller_level())

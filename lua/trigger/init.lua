@@ -11,7 +11,7 @@
 local M = {}
 
 --- The library's version.
-M._VERSION = "0.1.0"
+M._VERSION = "0.2.0"
 
 local config = require "trigger.config"
 

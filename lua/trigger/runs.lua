@@ -188,8 +188,9 @@ end
 -- @raise (a string) when an argument is of the wrong type or malformed (an empty tag, a tag
 --   with a comma, an unknown option or one of another call, a number option out of range, a
 --   bad `created_at`, a column that is not one or cannot be skipped, a `resume` that is not a
---   position), at the caller's line; an error object (`trigger.errors`, `bad_request`) when
---   no access token is set, `base_url` is not a URL or `opts.resume` cannot be restored.
+--   position), at the caller's line; an error object (`trigger.errors`): `auth` when no
+--   access token is set, `bad_request` when `base_url` is not a URL or `opts.resume` cannot
+--   be restored.
 --   Errors met while following are raised by the iteration: see `Subscription:next`.
 -- @usage
 -- for run in trigger.runs.subscribe_to_tag("user:1234", { created_at = "1h" }) do
@@ -264,10 +265,10 @@ end
 -- @field taskIdentifier string: the task's id
 -- @field status string: `QUEUED`, `PENDING_VERSION`, `DELAYED`, `DEQUEUED`, `EXECUTING`,
 --   `WAITING`, `COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED` or
---   `TIMED_OUT`, mapped from the database's status as the SDK maps it (PENDING→QUEUED,
---   WAITING_FOR_DEPLOY→PENDING_VERSION, PAUSED and WAITING_TO_RESUME→WAITING,
---   RETRYING_AFTER_FAILURE→EXECUTING, COMPLETED_SUCCESSFULLY→COMPLETED, INTERRUPTED and
---   COMPLETED_WITH_ERRORS→FAILED; an unknown one→QUEUED)
+--   `TIMED_OUT`, mapped from the database's status as the SDK maps it (`PENDING`→`QUEUED`,
+--   `WAITING_FOR_DEPLOY`→`PENDING_VERSION`, `PAUSED` and `WAITING_TO_RESUME`→`WAITING`,
+--   `RETRYING_AFTER_FAILURE`→`EXECUTING`, `COMPLETED_SUCCESSFULLY`→`COMPLETED`, `INTERRUPTED`
+--   and `COMPLETED_WITH_ERRORS`→`FAILED`; an unknown one→`QUEUED`)
 -- @field payload any: the input payload, decoded by its packet type (payloadType):
 --   `application/json`; `application/super+json` (Date, bigint, undefined, NaN/±Infinity, Set,
 --   Map restored); `text/plain` and unknown types as the raw string; `application/store`
@@ -294,15 +295,16 @@ end
 -- @field ttl string or nil: its time-to-live, such as `"10m"` (the SDK drops it; kept here)
 -- @field idempotencyKey string or nil: the key that made it idempotent
 -- @field error table or nil: why it failed, as the SDK's SerializedError: `{name, message,
---   stackTrace}` for a BUILT_IN_ERROR, `{message}` for a STRING_ERROR or CUSTOM_ERROR
---   (the raw text), `{message = "trigger.dev internal error (CODE)"}` for an INTERNAL_ERROR
+--   stackTrace}` for a `BUILT_IN_ERROR`, `{message}` for a `STRING_ERROR` or `CUSTOM_ERROR`
+--   (the raw text), `{message = "trigger.dev internal error (CODE)"}` for an `INTERNAL_ERROR`
 -- @field isQueued boolean: status is QUEUED, PENDING_VERSION or DELAYED
 -- @field isExecuting boolean: status is DEQUEUED or EXECUTING
 -- @field isWaiting boolean: status is WAITING
 -- @field isCompleted boolean: `isSuccess` or `isFailed` (a CANCELED run is `isCancelled`,
 --   not `isCompleted`: test both to stop at any final state)
 -- @field isSuccess boolean: status is COMPLETED
--- @field isFailed boolean: status is FAILED, CRASHED, SYSTEM_FAILURE, EXPIRED or TIMED_OUT
+-- @field isFailed boolean: status is `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED` or
+--   `TIMED_OUT`
 -- @field isCancelled boolean: status is CANCELED
 -- @usage
 -- for run in trigger.runs.subscribe_to_tag("user:1234") do
@@ -310,5 +312,7 @@ end
 --   if run.isCompleted or run.isCancelled then break end
 -- end
 
+--- The same table as `trigger.errors`.
+-- @local
 M.errors = errors
 return M

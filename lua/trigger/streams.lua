@@ -3,7 +3,7 @@
 --
 --     for chunk in trigger.streams.read("run_1234", "default") do io.write(tostring(chunk)) end
 --
--- A stream (what `read` returns; its methods are the `Stream:…` functions below) is driven
+-- A stream (what `read` returns: a `Stream`, whose methods have a page of their own) is driven
 -- like a subscription: it is its own iterator and, on Lua 5.4, closing value, with
 -- `next(timeout)`, `poll()`, `pollfd()`/`events()`/`timeout()` (the cqueues pollable protocol),
 -- `position()` (resumable with `opts.resume`) and `close()`. Two fields can be read: `closed`
@@ -52,12 +52,15 @@ local transport_of = require "trigger.transport"
 
 local M = {}
 
---- The reconnect backoff: first ceiling and cap, in seconds (as the TypeScript SDK).
+--- The reconnect backoff's first ceiling, in seconds (as the TypeScript SDK).
 M.retry_base = 0.1
+--- The reconnect backoff's cap, in seconds (as the TypeScript SDK).
 M.retry_cap = 5
 --- Bytes a stream may hold unread before its transfer pauses (libcurl).
+-- @local
 M.pause_at = 1024 * 1024
 --- Envelope ids remembered to drop duplicates (as the SDK's window).
+-- @local
 M.id_window = 5000
 
 local Stream = {}
@@ -582,6 +585,12 @@ local function raise(err)
   error(err, 3)
 end
 
+--- One realtime stream of a run, as `trigger.streams.read` returns it: driven like a
+-- `Subscription` (its own iterator and, on Lua 5.4, closing value; `next`, `poll`,
+-- `pollfd`/`events`/`timeout`, `position`, `close`), handing out the stream's chunks. Two
+-- fields can be read: `closed` and `finished` (see `trigger.streams`).
+-- @classmod Stream
+
 --- Seconds until the stream needs attention even if its descriptor stays quiet (the cqueues
 -- pollable protocol): 0 when it has work to do now.
 -- @treturn number|nil seconds, or nil when nothing is timed
@@ -714,6 +723,9 @@ end
 
 -- -------------------------------------------------------------------------------------------------
 
+-- (end of the Stream class: make doc gives LDoc the lines from `@classmod Stream` to here as a
+-- file of its own, tools/doc/split.lua, as LDoc takes one module or class per file)
+
 local function is_integer(v)
   return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
 end
@@ -750,8 +762,8 @@ end
 --   `timeout`, `on_error`, `max_retries`…) for this stream alone
 -- @treturn Stream the stream, its own iterator and the generic for's closing value (the call
 --   returns `stream, nil, nil, stream`)
--- @raise (a string) on misuse (a bad run id, key or option); an error object when no access
---   token is set or `base_url` is not a URL
+-- @raise (a string) on misuse (a bad run id, key or option); an error object (`auth` when no
+--   access token is set, `bad_request` when `base_url` is not a URL)
 -- @usage
 -- for chunk in trigger.streams.read(run_id, "default", { from = "latest" }) do
 --   io.write(type(chunk) == "string" and chunk or require("cjson").encode(chunk))
@@ -817,5 +829,7 @@ function M.read(run_id, key, opts)
   return stream, nil, nil, stream
 end
 
+--- The `Stream` class table.
+-- @local
 M.Stream = Stream
 return M

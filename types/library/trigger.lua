@@ -1,0 +1,402 @@
+---@meta trigger
+-- LuaLS (lua-language-server) definitions of trigger-realtime's public API: the modules, the
+-- run object, the options, Subscription / RunStreams / Stream and the error object. Types only,
+-- never loaded by the library. Kept true by tools/check/types.lua (make lint, item "types"):
+-- every entry the reference (LDoc) documents is declared here and every declaration names
+-- something the library has. See types/README.md for how to point an editor at it.
+
+-- -------------------------------------------------------------------------------------------
+-- Values
+
+---A run's public status (the database's status mapped as the TypeScript SDK maps it).
+---@alias trigger.RunStatus
+---| "QUEUED"
+---| "PENDING_VERSION"
+---| "DELAYED"
+---| "DEQUEUED"
+---| "EXECUTING"
+---| "WAITING"
+---| "COMPLETED"
+---| "CANCELED"
+---| "FAILED"
+---| "CRASHED"
+---| "SYSTEM_FAILURE"
+---| "EXPIRED"
+---| "TIMED_OUT"
+
+---An error object's kind (`trigger.errors.kinds`).
+---@alias trigger.ErrorKind
+---| "auth"         # 401, or no access token
+---| "forbidden"    # 403
+---| "not_found"    # 404
+---| "bad_request"  # 400 and bad options
+---| "protocol"     # a response that cannot be made sense of
+---| "network"      # connection failures, 5xx, bodies cut short
+---| "rate_limited" # 429
+---| "timeout"      # no run within the `timeout` option
+
+---Why `next` returned no value.
+---@alias trigger.EndReason "timeout"|"closed"|"finished"
+
+---A JSON value as the library decodes it: `cjson.null` for null, arrays as marked tables.
+---@alias trigger.Json nil|boolean|number|string|table|lightuserdata
+
+---The run object: what a subscription hands out for each state of a run (a fresh table per
+---change). Field names are the TypeScript SDK's (`runs.subscribeToRunsWithTag`); timestamps
+---are ISO-8601 UTC strings such as `"2025-01-10T12:00:00.123Z"`.
+---@class trigger.Run
+---@field id string the run's id, `run_…` (friendlyId)
+---@field taskIdentifier string the task's id
+---@field status trigger.RunStatus the public status
+---@field payload trigger.Json the input payload, decoded by its packet type
+---@field output trigger.Json the output, decoded as `payload` is; nil until there is one
+---@field metadata trigger.Json the metadata, decoded as `payload` is
+---@field createdAt string when the run was created
+---@field updatedAt string when the run last changed
+---@field startedAt string? when it started
+---@field queuedAt string? when it was queued
+---@field expiredAt string? when it expired
+---@field finishedAt string? when it finished (completedAt)
+---@field delayedUntil string? until when it is delayed (delayUntil)
+---@field number integer the run's sequential number
+---@field durationMs number its duration in milliseconds (0 when NULL)
+---@field costInCents number its total cost in cents (0 when NULL)
+---@field baseCostInCents number its base cost in cents (0 when NULL)
+---@field tags string[] its tags (`{}` when none; a marked JSON array)
+---@field realtimeStreams string[] the keys of its realtime streams (`{}` when none)
+---@field isTest boolean whether it is a test run
+---@field ttl string? its time-to-live, such as `"10m"`
+---@field idempotencyKey string? the key that made it idempotent
+---@field error trigger.RunError? why it failed (the SDK's SerializedError)
+---@field isQueued boolean status is QUEUED, PENDING_VERSION or DELAYED
+---@field isExecuting boolean status is DEQUEUED or EXECUTING
+---@field isWaiting boolean status is WAITING
+---@field isCompleted boolean `isSuccess` or `isFailed` (not CANCELED: test `isCancelled` too)
+---@field isSuccess boolean status is COMPLETED
+---@field isFailed boolean status is FAILED, CRASHED, SYSTEM_FAILURE, EXPIRED or TIMED_OUT
+---@field isCancelled boolean status is CANCELED
+
+---Why a run failed: `{name, message, stackTrace}` for a built-in error, else `{message}`.
+---@class trigger.RunError
+---@field name string?
+---@field message string
+---@field stackTrace string?
+
+---The error object every call raises or returns (`trigger.errors`).
+---@class trigger.Error
+---@field kind trigger.ErrorKind what kind of failure
+---@field status integer? the HTTP status; nil when there was no response
+---@field message string what went wrong (credentials masked)
+---@field request string? the method and URL of the request (`GET https://…`), masked
+---@field fatal boolean? true when the subscription or stream ended because of it
+---@field attempt integer? for a failure that is retried, its place in the current streak
+---@field retry_after number? seconds the server asked to wait
+---@field run_id string? under `with_streams()`: the run of a stream that failed for good
+---@field stream string? with `run_id`, the key of that stream
+
+-- -------------------------------------------------------------------------------------------
+-- Options
+
+---The options of `trigger.configure`; every call that takes options takes these too.
+---@class trigger.Options
+---@field access_token string? the secret key (`tr_dev_…`, `tr_prod_…`) or a public access token; default: env TRIGGER_ACCESS_TOKEN, else TRIGGER_SECRET_KEY
+---@field base_url string? the API's root URL; default: env TRIGGER_API_URL, else https://api.trigger.dev
+---@field ca_file string? a PEM file of CA certificates to verify the server with
+---@field read_timeout number? seconds one request may take (default 60)
+---@field connect_timeout number? seconds to connect (default 10)
+---@field retry_base number? first backoff ceiling in seconds, doubled per retry (default 1)
+---@field retry_cap number? the backoff ceiling never grows past this (default 32)
+---@field max_retries integer? give up after this many retries in a row; default: for ever
+---@field max_body integer? bytes one response body may have (default 256 MiB)
+---@field on_error fun(err: trigger.Error)? called with each error before it is retried, and with undecodable values (fatal = false)
+---@field timeout number? seconds `for run in sub do` waits for the next run before raising a `timeout` error; default: for ever
+---@field share boolean? share one upstream request between subscriptions of the same shape (default true)
+---@field transport trigger.Transport? the transport requests go through (`trigger.transport`)
+
+---A saved `Subscription:position()`, accepted by the `resume` option.
+---@class trigger.Position
+---@field handle string?
+---@field offset string?
+---@field cursor string?
+---@field schema string?
+---@field rows table<string, table>
+
+---The options of every subscribe function.
+---@class trigger.SubscribeOptions: trigger.Options
+---@field skip_columns string[]? columns the server should leave out, e.g. `{"payload", "output"}`
+---@field resume trigger.Position? what `Subscription:position()` returned earlier
+
+---The options of `subscribe_to_tag`.
+---@class trigger.TagOptions: trigger.SubscribeOptions
+---@field created_at string? only runs created within this duration (`"1h"`, `"30m"`, `"1h30m"`; cap 24 h)
+
+---The options of `subscribe_to_run`.
+---@class trigger.RunOptions: trigger.SubscribeOptions
+---@field stop_on_completion boolean? end the iteration after the run's final state (default true)
+
+---The options of `Subscription:with_streams`.
+---@class trigger.WithStreamsOptions
+---@field resume table<string, table<string, trigger.StreamPosition>>? the `streams` part of an earlier `RunStreams:position()`
+---@field drain_timeout number? seconds a finished run's streams may take to end (default 30)
+
+---A saved `Stream:position()`: `{version = "v2", seq_num = n}` or `{version = "v1", id = "ms-n", count = k}`.
+---@class trigger.StreamPosition
+---@field version ("v1"|"v2")?
+---@field seq_num integer?
+---@field id string?
+---@field count integer?
+
+---The options of `trigger.streams.read`.
+---@class trigger.StreamOptions: trigger.Options
+---@field from "latest"? start at the end of the stream; default: from the beginning
+---@field timeout_seconds number? how long (1–600 s) the server keeps a quiet stream open
+---@field reopen boolean? reopen a stream the server closed for idleness (default true)
+---@field resume trigger.StreamPosition? what `Stream:position()` returned earlier
+
+---What a public access token may do: `read` and/or `write`, each mapping resources (`runs`,
+---`tasks`, `tags`, `batch`) to `true`, an id or a list of ids.
+---@class trigger.TokenScopes
+---@field read table<string, boolean|string|string[]>?
+---@field write table<string, boolean|string|string[]>?
+
+---The options of `trigger.auth.create_public_token`.
+---@class trigger.TokenOptions: trigger.Options
+---@field scopes trigger.TokenScopes what the token may do
+---@field expiration_time (string|number)? a duration (`"15m"`, `"1h"`, `"1 week"`) or an expiry in seconds since the epoch (default `"15m"`)
+---@field realtime { skip_columns: string[]? }? columns every subscription made with this token leaves out
+
+---Any table that keeps the transport contract (see `trigger.transport`).
+---@class trigger.Transport
+---@field background boolean whether requests run in the background
+
+-- -------------------------------------------------------------------------------------------
+-- Classes
+
+---A live subscription: its own iterator (`for run in sub do … end`) and closing value.
+---@class trigger.Subscription
+---@field closed boolean? true once closed or over
+---@field finished boolean? true once the iteration ended by itself
+---@overload fun(): trigger.Run?
+local Subscription = {}
+
+---Seconds until the subscription needs attention even if its descriptor stays quiet.
+---@return number|nil seconds
+function Subscription:timeout() end
+
+---The descriptor an event loop should watch (the cqueues pollable protocol).
+---@return integer fd
+function Subscription:pollfd() end
+
+---The events to watch on `pollfd`.
+---@return "r"
+function Subscription:events() end
+
+---The next run, never blocking; nil when none is ready (or the subscription ended).
+---@return trigger.Run?
+function Subscription:poll() end
+
+---The next run, waiting at most `timeout` seconds (nil: as long as it takes).
+---@param timeout? number
+---@return trigger.Run? run
+---@return trigger.EndReason? why nil
+---@return trigger.Error? retrying with "timeout": the error being retried
+function Subscription:next(timeout) end
+
+---Where the subscription stands, for `opts.resume` later.
+---@return trigger.Position
+function Subscription:position() end
+
+---The subscription with its runs' realtime streams (it owns the subscription from now on).
+---@param opts? trigger.WithStreamsOptions
+---@return trigger.RunStreams
+function Subscription:with_streams(opts) end
+
+---Close the subscription (idempotent; also `__close` and `__gc`).
+function Subscription:close() end
+
+---An item of `RunStreams`: `{type = "run", run = run}`, or a chunk of stream `stream` with
+---`type == stream` and the latest state of its `run`.
+---@class trigger.RunStreamsItem
+---@field type string "run", or the stream's key
+---@field run trigger.Run the run (for a chunk: its latest state)
+---@field stream string? the stream's key (chunks only)
+---@field chunk trigger.Json the chunk (chunks only)
+
+---A saved `RunStreams:position()`.
+---@class trigger.RunStreamsPosition
+---@field subscription trigger.Position
+---@field streams table<string, table<string, trigger.StreamPosition>>
+
+---A subscription with its runs' realtime streams (`sub:with_streams()`).
+---@class trigger.RunStreams
+---@field closed boolean? true once closed or over
+---@field finished boolean? true once it ended by itself
+---@overload fun(): trigger.RunStreamsItem?
+local RunStreams = {}
+
+---The next item, never blocking.
+---@return trigger.RunStreamsItem?
+function RunStreams:poll() end
+
+---Seconds until the object needs attention even if its descriptor stays quiet.
+---@return number|nil
+function RunStreams:timeout() end
+
+---The descriptor to watch.
+---@return integer fd
+function RunStreams:pollfd() end
+
+---The events to watch on `pollfd`.
+---@return "r"
+function RunStreams:events() end
+
+---The next item, waiting at most `timeout` seconds.
+---@param timeout? number
+---@return trigger.RunStreamsItem? item
+---@return trigger.EndReason? why nil
+function RunStreams:next(timeout) end
+
+---Where it stands: the subscription's position and each open stream's.
+---@return trigger.RunStreamsPosition
+function RunStreams:position() end
+
+---Close the subscription and every stream (idempotent).
+function RunStreams:close() end
+
+---One realtime stream of a run (`trigger.streams.read`): its own iterator and closing value.
+---@class trigger.Stream
+---@field closed boolean? true once closed or over
+---@field finished boolean? true once it ended by itself
+---@overload fun(): trigger.Json
+local Stream = {}
+
+---Seconds until the stream needs attention even if its descriptor stays quiet.
+---@return number|nil
+function Stream:timeout() end
+
+---The descriptor an event loop should watch.
+---@return integer fd
+function Stream:pollfd() end
+
+---The events to watch on `pollfd`.
+---@return "r"
+function Stream:events() end
+
+---The next chunk, never blocking; nil when none is ready (or the stream ended).
+---@return trigger.Json
+function Stream:poll() end
+
+---The next chunk, waiting at most `timeout` seconds.
+---@param timeout? number
+---@return trigger.Json chunk
+---@return trigger.EndReason? why nil
+---@return trigger.Error? retrying with "timeout": the error being retried
+function Stream:next(timeout) end
+
+---Where the stream stands, for `opts.resume` later.
+---@return trigger.StreamPosition
+function Stream:position() end
+
+---How many HTTP requests the stream has made.
+---@return integer
+function Stream:requests() end
+
+---Close the stream (idempotent; also `__close` and `__gc`).
+function Stream:close() end
+
+-- -------------------------------------------------------------------------------------------
+-- Modules
+
+---@class trigger
+---@field _VERSION string the library's version
+---@field runs trigger.runs the subscriptions
+---@field streams trigger.streams realtime streams of runs
+---@field errors trigger.errors the error objects
+---@field auth trigger.auth public access tokens
+local trigger = {}
+
+---Set defaults for every later call.
+---@param opts trigger.Options
+function trigger.configure(opts) end
+
+---Perform the network I/O of every subscription of this thread, waiting at most `seconds`.
+---@param seconds? number
+function trigger.step(seconds) end
+
+---@class trigger.runs
+trigger.runs = {}
+
+---Follow every run that carries a tag (or all of several tags).
+---@param tags string|string[]
+---@param opts? trigger.TagOptions
+---@return trigger.Subscription
+function trigger.runs.subscribe_to_tag(tags, opts) end
+
+---`subscribe_to_tag` under the TypeScript SDK's name.
+---@param tags string|string[]
+---@param opts? trigger.TagOptions
+---@return trigger.Subscription
+function trigger.runs.subscribe_to_runs_with_tag(tags, opts) end
+
+---Follow one run; the iteration ends once the run reached a final state.
+---@param run_id string
+---@param opts? trigger.RunOptions
+---@return trigger.Subscription
+function trigger.runs.subscribe_to_run(run_id, opts) end
+
+---Follow every run of a batch.
+---@param batch_id string
+---@param opts? trigger.SubscribeOptions
+---@return trigger.Subscription
+function trigger.runs.subscribe_to_batch(batch_id, opts) end
+
+---@class trigger.streams
+---@field retry_base number the reconnect backoff's first ceiling in seconds
+---@field retry_cap number the reconnect backoff's cap in seconds
+trigger.streams = {}
+
+---Read one stream of a run.
+---@param run_id string
+---@param key? string the stream's key (default "default")
+---@param opts? trigger.StreamOptions
+---@return trigger.Stream
+function trigger.streams.read(run_id, key, opts) end
+
+---@class trigger.auth
+trigger.auth = {}
+
+---Mint a public access token.
+---@param opts trigger.TokenOptions
+---@return string? token
+---@return trigger.Error? err
+function trigger.auth.create_public_token(opts) end
+
+---Forget the cached claims.
+function trigger.auth.clear_cache() end
+
+---@class trigger.errors
+---@field kinds table<trigger.ErrorKind, true> the error kinds
+trigger.errors = {}
+
+---Make an error object.
+---@param kind trigger.ErrorKind
+---@param message string
+---@param extra? { status: integer?, request: string?, retry_after: number?, fatal: boolean? }
+---@return trigger.Error
+function trigger.errors.new(kind, message, extra) end
+
+---Is this value one of our error objects (of this kind)?
+---@param v any
+---@param kind? trigger.ErrorKind
+---@return boolean
+function trigger.errors.is(v, kind) end
+
+---`require "trigger.transport"` (not a field of `trigger`): the transport contract.
+---@class trigger.transport
+local transport = {}
+
+---The transport module for the current host.
+---@return trigger.Transport
+function transport.current() end
+
+return trigger
