@@ -73,9 +73,10 @@ local private = setmetatable({}, { __mode = "k" })
 local OPTIONS = { from = "string", timeout_seconds = "number", resume = "table",
   reopen = "boolean", stop_on_completion = "boolean" }
 
--- The options that make a stream's requests (credentials and transport included): what a
+--- The options that make a stream's requests (credentials and transport included): what a
 -- stream takes from the subscription that opens it (`with_streams`), and what a look at its
 -- run takes from the stream (with its retry settings and `on_error`).
+-- @local
 M.INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
   "max_body", "transport" }
 local LOOK_ALSO = { "retry_base", "retry_cap", "max_retries", "on_error" }

@@ -138,6 +138,7 @@
 ---@class trigger.WithStreamsOptions
 ---@field resume table<string, table<string, trigger.StreamPosition>>? the `streams` part of an earlier `RunStreams:position()`
 ---@field drain_timeout number? seconds a finished run's streams may take to end (default 30)
+---@field max_streams integer? streams read at once (default 32); the others wait their turn
 
 ---A saved `Stream:position()`: `{version = "v2", seq_num = n}` or `{version = "v1", id = "ms-n", count = k}`.
 ---@class trigger.StreamPosition
@@ -151,6 +152,7 @@
 ---@field from "latest"? start at the end of the stream; default: from the beginning
 ---@field timeout_seconds number? how long (1–600 s) the server keeps a quiet stream open
 ---@field reopen boolean? reopen a stream the server closed for idleness (default true)
+---@field stop_on_completion boolean? end once the run is finished and the stream read to its end (default true)
 ---@field resume trigger.StreamPosition? what `Stream:position()` returned earlier
 
 ---What a public access token may do: `read` and/or `write`, each mapping resources (`runs`,
@@ -322,6 +324,16 @@ function trigger.configure(opts) end
 ---Perform the network I/O of every subscription of this thread, waiting at most `seconds`.
 ---@param seconds? number
 function trigger.step(seconds) end
+
+---Counters of this thread's transport, to see that nothing busy-waits.
+---@class trigger.Stats
+---@field wakeups integer times the network was waited on or looked at
+---@field idle_wakeups integer of those, the ones that brought nothing
+---@field active integer requests in flight
+
+---The transport's counters (a fresh table).
+---@return trigger.Stats
+function trigger.stats() end
 
 ---@class trigger.runs
 trigger.runs = {}
