@@ -87,7 +87,7 @@ local function back_to(srv, before)
 end
 
 for _, backend in ipairs { "electric", "native" } do
-  describe("dropped without close() (" .. backend .. ")", function()
+  describe("closed when collected (" .. backend .. ")", function()
     local srv
     setup(function()
       srv = helper.start_server { hold_ms = 60000, backend = backend }
@@ -147,6 +147,21 @@ for _, backend in ipairs { "electric", "native" } do
         :format(n, grown))
       keep:close()
     end)
+
+    -- A finaliser runs wherever the collector is (inside nginx: in the pump that drives a shared
+    -- upstream, with no reader in sight); on_error is the way to close from there on purpose.
+    it("the last reader closed from inside its upstream's loop: nothing is freed under it",
+      function()
+        local tag = helper.fresh_tag("gc:")
+        srv:create_run { runTags = { tag } }
+        local sub
+        sub = trigger.runs.subscribe_to_tag(tag, opts { on_error = function() sub:close() end })
+        assert.is_table(sub:next(10))
+        srv:fault { kind = "status", status = 500, match = { live = true }, count = 5 }
+        assert.are.same({ nil, "closed" }, { sub:next(10) })
+        assert.are.same({ nil, "closed" }, { sub:next(1) })
+        srv:clear_faults()
+      end)
 
     it("with_streams() objects: their subscription and streams end", function()
       local tag = helper.fresh_tag("gc:")
