@@ -9,6 +9,28 @@ local request = require "trigger.request"
 
 local M = {}
 
+local newproxy = rawget(_G, "newproxy") -- Lua 5.1 and LuaJIT only
+
+-- obj -> its proxy (LuaJIT): weak keys, and a proxy never refers to its object, so the object is
+-- collected, its entry cleared, and the proxy finalized the cycle after.
+local proxies = setmetatable({}, { __mode = "k" })
+
+--- Close an object's private state `r` (with `close(r)`) once the object is collected, also
+-- where tables have no `__gc` (LuaJIT, Lua 5.1: there the object gets a userdata proxy whose
+-- `__gc` does it). Elsewhere (Lua 5.2+) the class's own `__gc` does it and this does nothing.
+-- The finaliser refers to `r`, never to the object (which would keep it alive for ever); `close`
+-- must be idempotent and must not yield; an error in it is dropped (an error escaping a
+-- finaliser would be raised in whatever code the collector interrupted).
+-- @param obj the public object
+-- @tparam function close closes a private state
+-- @param r the object's private state
+function M.close_when_collected(obj, close, r)
+  if not newproxy then return end
+  local proxy = newproxy(true)
+  getmetatable(proxy).__gc = function() pcall(close, r) end
+  proxies[obj] = proxy
+end
+
 --- Resume `obj`'s reading coroutine once: `kind, value` | `"wait"` | `"end"` (it finished: the
 -- object is closed, `finished` set) | `"error", err` (a fatal error: the object is closed).
 function M.resume(obj, r)

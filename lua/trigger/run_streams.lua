@@ -26,6 +26,7 @@
 -- each at its own place; one that comes later, resumes, or has `share = false` reads it alone.
 -- @classmod RunStreams
 local clock = require "trigger.clock"
+local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
 local run_object = require "trigger.run_object"
@@ -37,6 +38,7 @@ RunStreams.__index = RunStreams
 RunStreams.__name = "trigger.run_streams"
 
 local private = setmetatable({}, { __mode = "k" })
+local close_state -- closes a private state (below)
 
 -- Seconds a finished run's streams may take to drain before they are closed (the default of
 -- `with_streams{drain_timeout = …}`).
@@ -128,6 +130,7 @@ function M.new(sub, settings, opts, given_run)
   }
   local obj = setmetatable({ closed = false, finished = false }, RunStreams)
   private[obj] = r
+  driver.close_when_collected(obj, close_state, r) -- dropped without close(), on LuaJIT too
   -- Resumed: the streams of the position go on at once, not when their run next changes (a
   -- finished run's only to their end); their items carry the run as last handed out. Those of
   -- a run the subscription no longer holds (it left the shape) wait until it comes back.
@@ -367,17 +370,21 @@ function RunStreams:position()
   return { subscription = r.sub:position(), streams = out }
 end
 
---- Close the subscription and every stream. Idempotent; also `__close` and `__gc`.
+--- Close the subscription and every stream. Idempotent; also `__close` and `__gc` (dropped
+-- without `close()`, it is closed once collected, on LuaJIT too).
 function RunStreams:close()
   local r = private[self]
-  if r and not r.closed then
-    r.closed = true
-    r.sub:close()
-    for _, per_run in pairs(r.streams) do
-      for _, stream in pairs(per_run) do stream:close() end
-    end
-  end
+  if r then close_state(r) end
   self.closed = true
+end
+
+function close_state(r)
+  if r.closed then return end
+  r.closed = true
+  r.sub:close()
+  for _, per_run in pairs(r.streams) do
+    for _, stream in pairs(per_run) do stream:close() end
+  end
 end
 
 RunStreams.__close = RunStreams.close

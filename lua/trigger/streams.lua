@@ -69,6 +69,7 @@ Stream.__name = "trigger.stream"
 
 -- Each stream's state, out of reach of the stream table (credentials, cursor, coroutine).
 local private = setmetatable({}, { __mode = "k" })
+local close_state -- closes a private state (below)
 
 local OPTIONS = { from = "string", timeout_seconds = "number", resume = "table",
   reopen = "boolean", stop_on_completion = "boolean" }
@@ -564,7 +565,7 @@ end
 -- -------------------------------------------------------------------------------------------------
 -- The stream object (the driving API of a subscription)
 
-local function close_state(r)
+function close_state(r)
   if r.closed then return end
   r.closed = true
   if r.look then r.look:close() end
@@ -691,7 +692,8 @@ function Stream:requests()
 end
 
 --- Close the stream: aborts its request (closing the connection) at once. Idempotent; also
--- `__close` and `__gc`.
+-- `__close` and `__gc` (a stream dropped without `close()` is closed once collected, on LuaJIT
+-- too).
 function Stream:close()
   local r = private[self]
   if r then close_state(r) end
@@ -827,6 +829,7 @@ function M.read(run_id, key, opts)
   r.co = coroutine.create(function() return loop(r) end)
   local stream = setmetatable({ closed = false, finished = false }, Stream)
   private[stream] = r
+  driver.close_when_collected(stream, close_state, r) -- dropped without close(), on LuaJIT too
   return stream, nil, nil, stream
 end
 

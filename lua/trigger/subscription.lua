@@ -37,6 +37,7 @@ Subscription.__name = "trigger.subscription"
 -- may print): credentials, position, rows given, the reading coroutine. Weak keys, and the
 -- state never refers back to its subscription, so a dropped subscription is collected.
 local private = setmetatable({}, { __mode = "k" })
+local close_state -- closes a private state (below)
 
 local function warn(r, message, url)
   if r.settings.on_error then
@@ -142,10 +143,11 @@ function M.new(spec)
   up:join(r)
   local sub = setmetatable({ closed = false, finished = false }, Subscription)
   private[sub] = r
+  driver.close_when_collected(sub, close_state, r) -- dropped without close(), on LuaJIT too
   return sub
 end
 
-local function close_state(r)
+function close_state(r)
   if r.closed then return end
   r.closed = true
   for handle in pairs(r.inflight) do handle:close() end
@@ -337,7 +339,8 @@ end
 
 --- Close the subscription: aborts its request (closing the connection) at once.
 -- Idempotent; also called by `__close` (a to-be-closed variable, or `break` out of a generic
--- for on Lua 5.4) and `__gc`.
+-- for on Lua 5.4) and `__gc` (a subscription dropped without `close()` is closed once
+-- collected, on LuaJIT too).
 function Subscription:close()
   local r = private[self]
   if r then close_state(r) end

@@ -236,7 +236,11 @@ function Upstream:close()
   r.closed = true
   for handle in pairs(r.inflight) do handle:close() end
   r.inflight = {}
-  r.shape:close()
+  -- Closed from inside its own loop (its last reader's finaliser ran there, as one can inside
+  -- nginx's pump, or its on_error closed it): a C function of the shape may be under way, so
+  -- the shape state is left to the collector.
+  local loop = coroutine.status(r.co)
+  if loop ~= "running" and loop ~= "normal" then r.shape:close() end
   if self.key and shared[self.key] == self then shared[self.key] = nil end
   if self.pump then self.pump:closed() end
 end
