@@ -222,7 +222,7 @@ end
 -- @usage if trigger.errors.is(err, "auth") then print("check the access token") end
 function M.is(v, kind)
   if kind ~= nil and not M.kinds[kind] then
-    M.bad_argument("is", 2, "unknown error kind '" .. tostring(kind) .. "'")
+    M.bad_argument("is", 2, "unknown error kind " .. M.quote(kind))
   end
   return getmetatable(v) == Error and (kind == nil or v.kind == kind)
 end

@@ -120,9 +120,9 @@ local function check_position(fn, pos)
   if type(pos.rows) ~= "table" then refuse("no rows table") end
   for k, v in pairs(pos) do
     if POSITION_FIELDS[k] then
-      if type(v) ~= "string" then refuse("'" .. tostring(k) .. "' is not a string") end
+      if type(v) ~= "string" then refuse(errors.quote(k) .. " is not a string") end
     elseif k ~= "rows" then
-      refuse("unexpected field '" .. tostring(k) .. "'")
+      refuse("unexpected field " .. errors.quote(k))
     end
   end
   for key, row in pairs(pos.rows) do
