@@ -44,8 +44,9 @@ local config = require "trigger.config"
 -- @tparam[opt=true] boolean opts.share subscriptions of this Lua state with the same path,
 --   filter, credentials and request settings share one upstream request and one copy of the
 --   rows (fan-out: see `trigger.runs`), each keeping its own delivery and `position()`;
---   false gives each subscription its own. Only with a background transport (libcurl):
---   inside nginx every subscription has its own upstream
+--   false gives each subscription its own. Inside nginx the subscriptions of a worker share
+--   (an `ngx.timer` reads for them), and of every worker with `lua_shared_dict
+--   trigger_realtime` (docs/fan-out.md)
 -- @tparam[opt] table opts.transport the transport requests go through, any table that keeps
 --   the contract of `trigger.transport`; default: the host's (`trigger.transport.current`:
 --   cosockets inside nginx, else libcurl)

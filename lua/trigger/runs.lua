@@ -23,8 +23,9 @@
 -- per streak) and stop condition. A late one first gets every run as it is now, then the
 -- changes, exactly what it would get alone; `close()` or `break` of one leaves the others
 -- running; the upstream closes with its last consumer. `share = false` gives a subscription an
--- upstream of its own. Sharing needs a background transport (libcurl): inside nginx every
--- subscription has its own upstream today (see the README's Fan-out part).
+-- upstream of its own. Inside nginx the subscriptions of a worker share an upstream read by an
+-- `ngx.timer`, and with `lua_shared_dict trigger_realtime` one worker reads for all of them
+-- (docs/fan-out.md).
 -- @module trigger.runs
 local config = require "trigger.config"
 local core = require "trigger.core"
