@@ -7,7 +7,6 @@
 -- `sub:poll()` (never blocks), then sleeps until the next tick with `trigger.step`, which
 -- keeps the network moving while it waits. Stops once every run seen has finished.
 local trigger = require "trigger"
-local clock = require "trigger.clock"
 
 local TICK = 1 / 20 -- 20 ticks a second
 local tags = #arg > 0 and arg or { "user:1234" }
@@ -21,7 +20,7 @@ local function all_finished()
   return next(seen) ~= nil
 end
 
-local next_tick = clock.now()
+local next_tick = trigger.now()
 while not all_finished() do
   ticks = ticks + 1
   -- ... the game's own work for this tick goes here ...
@@ -34,7 +33,7 @@ while not all_finished() do
     end
   end
   next_tick = next_tick + TICK
-  local left = next_tick - clock.now()
+  local left = next_tick - trigger.now()
   if left > 0 then trigger.step(left) end
 end
 for _, sub in ipairs(subs) do sub:close() end

@@ -7,7 +7,6 @@
 -- Uses TRIGGER_SECRET_KEY (or TRIGGER_ACCESS_TOKEN) and TRIGGER_API_URL from the environment.
 -- Ends by itself once the run is finished and its streams are drained.
 local trigger = require "trigger"
-local json = require "trigger.json"
 
 local run_id = arg[1] or "run_demo_stream"
 local at_line_start = true
@@ -26,7 +25,7 @@ for item in trigger.runs.subscribe_to_run(run_id):with_streams() do -- luacheck:
     end
   else
     if at_line_start then io.write(("%-24s   stream %-8s "):format("", item.stream)) end
-    io.write(type(item.chunk) == "string" and item.chunk or json.encode(item.chunk))
+    io.write(type(item.chunk) == "string" and item.chunk or trigger.encode_json(item.chunk))
     io.flush()
     at_line_start = false
   end

@@ -7,7 +7,6 @@
 -- so the same script follows Trigger.dev cloud, a self-hosted server, or the bundled local one
 -- (`make demo`). With --until-finished it exits once every run it has seen is finished.
 local trigger = require "trigger"
-local json = require "trigger.json"
 
 local tag, until_finished = "user:1234", false
 for _, a in ipairs(arg) do
@@ -16,7 +15,7 @@ end
 
 local function short(v)
   if v == nil then return "-" end
-  local s = type(v) == "table" and json.encode(v) or tostring(v)
+  local s = type(v) == "table" and trigger.encode_json(v) or tostring(v)
   if #s > 60 then s = s:sub(1, 57) .. "..." end
   return s
 end

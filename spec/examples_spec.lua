@@ -1,10 +1,11 @@
 -- The examples must not rot: each one runs as its own process against a local server playing
 -- the demo scenario (`--scenario demo`, server/lua/trigger_realtime_server/scenarios/demo.lua:
 -- five user:1234 runs from QUEUED to finished in
--- about six seconds, four COMPLETED and one FAILED, plus a user:9999 run that must not show up),
+-- about six seconds, four COMPLETED and one FAILED, plus a user:9999 run that must not show up,
+-- and a batch, batch_1234, of three runs),
 -- with TRIGGER_API_URL / TRIGGER_SECRET_KEY set as a user would, bounded by `timeout`.
 --
--- The three examples run at the same time (one server each, started in lazy_setup), so the spec
+-- The examples run at the same time (one server each, started in lazy_setup), so the spec
 -- takes about as long as the slowest of them. The OpenResty example is tested by
 -- `make test-openresty`, not here.
 local helper = require "spec.helper"
@@ -109,6 +110,7 @@ describe("examples", function()
     jobs.watch_tag = start_example("watch_tag.lua", { "--until-finished" })
     jobs.game_loop = start_example("game_loop.lua", { "user:1234" })
     jobs.cqueues = start_example("cqueues.lua", { "user:1234", "reports" })
+    jobs.luv = start_example("luv.lua", { "user:1234", "reports" })
     jobs.stream_run = start_example("stream_run.lua", { "run_demo_stream" })
   end)
 
@@ -207,8 +209,8 @@ describe("examples", function()
     assert.are.equal("", err, info)
   end)
 
-  it("cqueues.lua follows two tags in coroutines while a heartbeat keeps beating", function()
-    local job = jobs.cqueues
+  -- cqueues.lua and luv.lua print the same lines: two tags followed, a heartbeat beating.
+  local function two_tags_and_a_heartbeat(job)
     local code, out, err = job.wait()
     local info = transcript(job)
     assert.are.equal(0, code, info)
@@ -244,5 +246,41 @@ describe("examples", function()
     for _ in pairs(reports) do n_reports = n_reports + 1 end
     assert.are.equal(1, n_reports, info) -- only generate-report carries "reports"
     assert.are.equal("", err, info)
+  end
+
+  it("cqueues.lua follows two tags in coroutines while a heartbeat keeps beating", function()
+    two_tags_and_a_heartbeat(jobs.cqueues)
+  end)
+
+  it("luv.lua follows two tags from libuv's loop while a heartbeat keeps beating", function()
+    two_tags_and_a_heartbeat(jobs.luv)
+  end)
+
+  it("the demo holds a batch, batch_1234: three resize-image runs that finish", function()
+    local trigger = require "trigger"
+    local srv = helper.start_server { scenario = SCENARIO }
+    local sub = trigger.runs.subscribe_to_batch("batch_1234", helper.client_opts(srv))
+    local last = {}
+    local ok, err = pcall(function()
+      while true do
+        local run, why, failure = sub:next(TIME_LIMIT)
+        assert(run, tostring(why) .. " " .. tostring(failure))
+        assert.are.equal("resize-image", run.taskIdentifier)
+        assert.are.same({ "images" }, run.tags)
+        last[run.id] = run.status
+        local n, finished = 0, 0
+        for _, status in pairs(last) do
+          n = n + 1
+          if FINAL[status] then finished = finished + 1 end
+        end
+        if n == 3 and finished == 3 then break end
+      end
+    end)
+    sub:close()
+    srv:stop()
+    assert(ok, tostring(err))
+    local count = {}
+    for _, status in pairs(last) do count[status] = (count[status] or 0) + 1 end
+    assert.are.same({ COMPLETED = 2, CANCELED = 1 }, count)
   end)
 end)

@@ -221,3 +221,24 @@ describe("trigger.json.encode", function()
     assert.are.equal("3", json.encode(3))
   end)
 end)
+
+-- The public name (issue 31, point 6): what a user calls on a run, a chunk or a position.
+describe("trigger.encode_json", function()
+  local trigger = require "trigger"
+  local run_object = require "trigger.run_object"
+
+  it("encodes a run as the library hands it out: an empty tags list stays []", function()
+    local run = run_object.build {
+      id = "cm1", friendlyId = "run_1", taskIdentifier = "t", status = "EXECUTING",
+      createdAt = "2025-01-10 12:00:00", updatedAt = "2025-01-10 12:00:00", runTags = "{}",
+      realtimeStreams = "{}", payload = '{"items":[],"n":null}', payloadType = "application/json",
+    }
+    local text = trigger.encode_json(run)
+    assert.matches('"tags":%[%]', text)
+    assert.matches('"realtimeStreams":%[%]', text)
+    assert.matches('"items":%[%]', text)
+    assert.matches('"n":null', text)
+    assert.are.equal(require("cjson").encode({}), trigger.encode_json({})) -- a plain table as cjson
+    assert.are.equal('"x"', trigger.encode_json("x"))
+  end)
+end)

@@ -159,7 +159,7 @@ describe("option checks", function()
     local line = debug.getinfo(1, "l").currentline
     local err = message_of(function() trigger.runs.subscribe_to_tag({ "ok", "" }) end)
     assert.matches("options_spec%.lua:" .. (line + 1) .. ": bad argument #1 to "
-      .. "'subscribe_to_tag' %(tag 2 must be a non%-empty string without commas%)", err)
+      .. "'subscribe_to_tag' %(tag 2 must be a non%-empty string without commas, got ''%)", err)
     local calls = {
       function() trigger.configure "x" end,
       function() trigger.configure { nope = 1 } end,

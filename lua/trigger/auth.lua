@@ -40,7 +40,7 @@ function M.expiry(v, now)
   local n, unit = v:match("^%s*(%d+%.?%d*)%s*(%a+)%s*$")
   local scale = unit and UNIT_SECONDS[unit:lower()]
   if not scale then
-    return nil, "expiration_time '" .. v .. "' is not a duration such as \"15m\", \"1h\", \"2d\""
+    return nil, "expiration_time " .. errors.quote(v) .. " is not a duration such as \"15m\", \"1h\", \"2d\""
   end
   return now + math.floor(tonumber(n) * scale + 0.5)
 end
@@ -59,13 +59,13 @@ function M.flatten_scopes(scopes)
   local out = {}
   for kind, resources in pairs(scopes) do
     if not SCOPE_KINDS[kind] then
-      return nil, "unknown scope kind '" .. tostring(kind) .. "' (expected read or write)"
+      return nil, "unknown scope kind " .. errors.quote(kind) .. " (expected read or write)"
     end
     if type(resources) ~= "table" then return nil, "scopes." .. kind .. " must be a table" end
     for resource, which in pairs(resources) do
       if not SCOPE_RESOURCES[resource] then
-        return nil, string.format("unknown scope '%s.%s' (expected runs, tasks, tags or batch)",
-          kind, tostring(resource))
+        return nil, string.format("unknown scope %s (expected runs, tasks, tags or batch)",
+          errors.quote(kind .. "." .. tostring(resource)))
       end
       local prefix = kind .. ":" .. resource
       if which == true then

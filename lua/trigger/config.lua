@@ -80,6 +80,46 @@ function M.suggest(name, ...)
   return best
 end
 
+-- The TypeScript SDK's names for options (its config, `subscribeTo…`, `streams.read`,
+-- `fetchStream`): a script ported from it gets the Lua name, or what to do instead. A name is
+-- only suggested where the call knows it.
+local SDK = {
+  secretKey = "access_token", accessToken = "access_token", publicAccessToken = "access_token",
+  baseURL = "base_url", baseUrl = "base_url", skipColumns = "skip_columns",
+  createdAt = "created_at", stopOnCompletion = "stop_on_completion",
+  timeoutInSeconds = "timeout_seconds", onError = "on_error",
+  startIndex = "there is no start index: pass resume = stream:position() saved earlier, or "
+    .. "from = \"latest\"",
+  lastEventId = "pass resume = stream:position() saved earlier",
+  signal = "call close() (or break out of the loop) to stop",
+  onComplete = "the loop ends when the run is finished (subscribe_to_run)",
+  onPart = "each chunk is an item of the loop",
+  previewBranch = "not supported by this library",
+  pollIntervalMs = "a subscription is pushed its changes: nothing to poll",
+}
+
+--- Raise the misuse error of an unknown option `k` of `where`: with the closest known option
+-- ("did you mean"), or the Lua name or use of a TypeScript SDK option.
+-- @tparam string where the public function's name
+-- @param k the unknown option's name
+-- @tparam table ... tables whose keys are the options `where` knows
+-- @local
+function M.unknown_option(where, k, ...)
+  local sdk, hint = SDK[k], nil
+  if type(sdk) == "string" then
+    for i = 1, select("#", ...) do
+      if (select(i, ...) or {})[sdk] then hint = sdk end
+    end
+    if not hint and not sdk:find("^[%l_]+$") then
+      errors.bad_argument(where, nil, string.format("unknown option %s (the TypeScript SDK's): %s",
+        errors.quote(k), sdk))
+    end
+  end
+  hint = hint or M.suggest(k, ...)
+  errors.bad_argument(where, nil, string.format("unknown option %s%s", errors.quote(k),
+    hint and (": did you mean '" .. hint .. "'?") or ""))
+end
+
 -- Check options against KNOWN plus `extra_known`; `elsewhere` names options that exist but not
 -- for this call (option → where it applies).
 local function check(t, where, extra_known, elsewhere)
@@ -90,9 +130,7 @@ local function check(t, where, extra_known, elsewhere)
         errors.bad_argument(where, nil, string.format("option '%s' applies to %s", k,
           elsewhere[k]))
       end
-      local hint = M.suggest(k, KNOWN, extra_known)
-      errors.bad_argument(where, nil, string.format("unknown option '%s'%s", tostring(k),
-        hint and (": did you mean '" .. hint .. "'?") or ""))
+      M.unknown_option(where, k, KNOWN, extra_known)
     end
     if want ~= "any" and type(v) ~= want then
       errors.bad_argument(where, nil, string.format("option '%s' must be a %s, got %s", k, want,
@@ -137,10 +175,15 @@ function M.resolve(opts)
   for k, v in pairs(M.defaults) do s[k] = v end
   for k, v in pairs(configured) do s[k] = v end
   for k, v in pairs(opts or {}) do s[k] = v end
+  local empty = s.access_token == "" -- given, but empty: no token (not one from elsewhere)
   s.access_token = s.access_token or env("TRIGGER_ACCESS_TOKEN") or env("TRIGGER_SECRET_KEY")
   s.base_url = (s.base_url or env("TRIGGER_API_URL") or DEFAULT_BASE_URL):gsub("/+$", "")
-  if not s.access_token then
-    return nil, errors.new("auth", "no access token: pass access_token, call "
+  -- The scheme is case-insensitive (RFC 3986): HTTPS://… is https://…
+  local scheme, rest = s.base_url:match("^(%a[%w+.-]*)(://.*)$")
+  if scheme then s.base_url = scheme:lower() .. rest end
+  if not s.access_token or empty then
+    return nil, errors.new("auth", "no access token" .. (empty and " (access_token is empty)" or "")
+      .. ": pass access_token, call "
       .. "trigger.configure, or set TRIGGER_SECRET_KEY / TRIGGER_ACCESS_TOKEN")
   end
   if s.access_token:find("[%c%s]") then
@@ -157,7 +200,7 @@ function M.resolve(opts)
   end
   if not s.base_url:match("^https?://[^/%s]+") then
     return nil, errors.new("bad_request", "base_url must be an http:// or https:// URL, got "
-      .. s.base_url)
+      .. errors.quote(s.base_url))
   end
   return s
 end

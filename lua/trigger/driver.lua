@@ -38,6 +38,8 @@ function M.resume(obj, r)
   if not ok then
     if not errors.is(what) then
       what = errors.new("protocol", "internal error: " .. tostring(what), { fatal = true })
+    else
+      what = errors.copy(what) -- this object's own (a shared upstream's failure ends several)
     end
     what.fatal = true
     r.failure = what
@@ -100,12 +102,12 @@ function M.next(obj, r, timeout, kind, resume, last_error)
   r.deadline = deadline
   while true do
     if r.closed then
-      if r.failure then error(r.failure, 3) end
+      if r.failure then errors.raise(r.failure) end
       return nil, r.finished and "finished" or "closed"
     end
     local what, value = resume(obj, r)
     if what == kind then return value end
-    if what == "error" then error(value, 3) end
+    if what == "error" then errors.raise(value) end
     if what ~= "end" then
       local wait = obj:timeout()
       if deadline then

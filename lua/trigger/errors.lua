@@ -53,6 +53,9 @@ M.kinds = {
 -- @field run_id string or nil: for a stream that failed for good under `sub:with_streams()`
 --   (reported to `on_error`, or once on stderr, and dropped), the run whose stream it was
 -- @field stream string or nil: with `run_id`, the key of that stream
+-- @field where string or nil: for an error raised to the code that iterates or drives a
+--   subscription or stream (`for … in sub`, `next`, `poll`), the script's line that did
+--   (`"watch.lua:12"`); `tostring` starts with it, as Lua's own errors do
 -- @usage
 -- trigger.configure { on_error = function(err)
 --   print(err.kind, err.status, err.attempt, err.message)   -- e.g. network nil 3 connection refused
@@ -62,10 +65,64 @@ local Error = {}
 Error.__index = Error
 Error.__name = "trigger.error"
 
-function Error.__tostring(e)
-  local where = e.request and (" (" .. e.request .. ")") or ""
+-- The error without the "trigger: " prefix and the script line: "auth error HTTP 401: … (GET …)",
+-- for a message that quotes it inside one of its own.
+local function describe(e)
+  local request = e.request and (" (" .. e.request .. ")") or ""
   local status = e.status and (" HTTP " .. e.status) or ""
-  return string.format("trigger: %s error%s: %s%s", e.kind, status, e.message, where)
+  return string.format("%s error%s: %s%s", e.kind, status, e.message, request)
+end
+
+function Error.__tostring(e)
+  return (e.where and (e.where .. ": ") or "") .. "trigger: " .. describe(e)
+end
+
+--- The error in words without the library's "trigger: " prefix (nor the script line), for a
+-- message that quotes it (`"… (last failure: network error: …)"`); `tostring(v)` for any other
+-- value.
+-- @param e an error object (or any value)
+-- @treturn string
+-- @local
+function M.describe(e)
+  if getmetatable(e) == Error then return describe(e) end
+  return tostring(e)
+end
+
+-- Values a user or a server gave (a tag, an option name, a URL, a server's message) are quoted
+-- in messages at most this long: a 100 KB tag must not make a 100 KB error.
+local MAX_VALUE = 200
+
+--- A value cut for a message: at most `max` bytes (default 200) of it, then how long it was.
+-- @tparam string s
+-- @tparam[opt] integer max
+-- @treturn string
+-- @local
+function M.cut(s, max)
+  max = max or MAX_VALUE
+  if type(s) ~= "string" or #s <= max then return s end
+  return s:sub(1, max) .. "… (" .. #s .. " bytes)"
+end
+
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\0"] = "\\0", ["'"] = "\\'",
+  ["\\"] = "\\\\" }
+
+--- A value as a message shows it: a string quoted (`'a b'`, control characters escaped, cut
+-- as `cut` does), any other value with its type (`number 2`, `a table`).
+-- @param v any value
+-- @treturn string
+-- @local
+function M.quote(v)
+  if type(v) == "string" then
+    local s = M.cut(v, MAX_VALUE)
+    local cut = s ~= v and s:sub(MAX_VALUE + 1) or ""
+    s = v:sub(1, math.min(#v, MAX_VALUE)):gsub("[%c'\\\127]", function(c)
+      return ESCAPES[c] or string.format("\\%d", c:byte())
+    end)
+    return "'" .. s .. "'" .. cut
+  elseif type(v) == "number" or type(v) == "boolean" then
+    return type(v) .. " " .. tostring(v)
+  end
+  return type(v) == "nil" and "nil" or ("a " .. type(v))
 end
 
 --- Mask anything that looks like a credential before it can reach a message.
@@ -87,10 +144,10 @@ M.redact = redact
 -- @raise when `kind` is not one of `kinds`
 function M.new(kind, message, extra)
   assert(M.kinds[kind], "unknown error kind " .. tostring(kind))
-  local e = setmetatable({ kind = kind, message = redact(message) }, Error)
+  local e = setmetatable({ kind = kind, message = M.cut(redact(message), 1000) }, Error)
   if extra then
     e.status = extra.status
-    e.request = redact(extra.request)
+    e.request = M.cut(redact(extra.request))
     e.retry_after = extra.retry_after
     e.fatal = extra.fatal
   end
@@ -123,6 +180,41 @@ function M.bad_argument(fn, n, msg)
   error(string.format("bad argument %sto '%s' (%s)", which, fn, msg), caller_level())
 end
 
+--- A copy of an error object (its own, to mark as fatal or place with `raise`: a shared
+-- upstream's failure is copied for each subscription it ends).
+-- @tparam table e an error object
+-- @treturn table
+-- @local
+function M.copy(e)
+  local copy = setmetatable({}, Error)
+  for k, v in pairs(e) do copy[k] = v end
+  return copy
+end
+
+--- Raise an error object at the code that called the library: the first time it is raised,
+-- its `where` is set to that line (the first frame outside the library), so that with several
+-- subscriptions one can tell which failed (a level given to `error` adds nothing to a table).
+-- Raised again (`next` after a fatal error), it is the same object, still naming the line
+-- where it first came. Any other value is raised as it is.
+-- @param err the error object
+-- @raise always
+-- @local
+function M.raise(err)
+  if getmetatable(err) == Error and err.where == nil then
+    local level = 2 -- 1: raise
+    while true do -- the first Lua frame outside the library (a pcall inside it is skipped)
+      local info = debug.getinfo(level, "Sl")
+      if not info then break end
+      if info.what ~= "C" and not (LIBRARY and info.source:sub(1, #LIBRARY) == LIBRARY) then
+        if info.currentline > 0 then err.where = info.short_src .. ":" .. info.currentline end
+        break
+      end
+      level = level + 1
+    end
+  end
+  error(err, 0)
+end
+
 --- Is this value one of our error objects (of this kind)?
 -- @param v any value, e.g. what `pcall` caught
 -- @tparam[opt] string kind one of `kinds`: true only for an error of that kind
@@ -132,7 +224,7 @@ end
 -- @usage if trigger.errors.is(err, "auth") then print("check the access token") end
 function M.is(v, kind)
   if kind ~= nil and not M.kinds[kind] then
-    M.bad_argument("is", 2, "unknown error kind '" .. tostring(kind) .. "'")
+    M.bad_argument("is", 2, "unknown error kind " .. M.quote(kind))
   end
   return getmetatable(v) == Error and (kind == nil or v.kind == kind)
 end

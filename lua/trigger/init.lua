@@ -45,8 +45,9 @@ local config = require "trigger.config"
 -- @tparam[opt=true] boolean opts.share subscriptions of this Lua state with the same path,
 --   filter, credentials and request settings share one upstream request and one copy of the
 --   rows (fan-out: see `trigger.runs`), each keeping its own delivery and `position()`;
---   false gives each subscription its own. Only with a background transport (libcurl):
---   inside nginx every subscription has its own upstream
+--   false gives each subscription its own. Inside nginx the subscriptions of a worker share
+--   (an `ngx.timer` reads for them), and of every worker with `lua_shared_dict
+--   trigger_realtime` (docs/fan-out.md)
 -- @tparam[opt] table opts.transport the transport requests go through, any table that keeps
 --   the contract of `trigger.transport`; default: the host's (`trigger.transport.current`:
 --   cosockets inside nginx, else libcurl)
@@ -76,7 +77,7 @@ M.streams = require "trigger.streams"
 --   game:tick()
 --   for run in function() return sub:poll() end do game:on_run(run) end
 --   -- sleeps until the next tick, but keeps the network moving; late: no wait at all
---   trigger.step(math.max(0, next_tick - clock.now()))
+--   trigger.step(math.max(0, next_tick - trigger.now()))
 -- end
 function M.step(seconds)
   if seconds ~= nil and type(seconds) ~= "number" then
@@ -99,6 +100,34 @@ end
 -- print(trigger.stats().idle_wakeups - before.idle_wakeups)
 function M.stats()
   return require("trigger.transport").current().stats()
+end
+
+--- Encode a value as JSON text, faithfully for what this library hands out: a run, a stream's
+-- chunk, a `position()`. Lua has one table for arrays and objects, so `cjson.encode(run)` writes
+-- an empty `tags` as `{}`; every array the library makes is marked, and comes out as an array
+-- (`"tags":[]`). JSON null (`cjson.null`) is `null`. Any other value encodes as lua-cjson does
+-- (an empty table you made is `{}`). Encoding uses a private lua-cjson instance: the settings of
+-- your `cjson` module are left alone.
+-- @param value a run, a chunk, a position, or any value lua-cjson can encode
+-- @treturn string JSON text
+-- @raise (a string) what lua-cjson raises for a value it cannot encode (a function, nesting
+--   past 128 levels)
+-- @usage
+-- for run in trigger.runs.subscribe_to_tag("user:1234") do
+--   io.write(trigger.encode_json(run), "\n")   -- one JSON document per line
+-- end
+function M.encode_json(value)
+  return require("trigger.json").encode(value)
+end
+
+--- Seconds on the monotonic clock the library's timeouts use (not the time of day): for a
+-- loop that sleeps with `trigger.step` until its next tick.
+-- @treturn number seconds
+-- @usage
+-- local next_tick = trigger.now() + 1 / 20
+-- trigger.step(math.max(0, next_tick - trigger.now()))
+function M.now()
+  return require("trigger.clock").now()
 end
 
 --- The error kinds and `trigger.errors.is`: see `trigger.errors`.

@@ -96,7 +96,17 @@ function M.server_says(body)
   local doc = require("trigger.json").decode(body)
   if type(doc) == "table" then
     local said = doc.error or doc.message
-    if type(said) == "string" then return said end
+    if type(said) == "string" then
+      -- {"error": "Query Error", "details": [{"message": …}, …]}: the details say what
+      if type(doc.details) == "table" then
+        for _, d in ipairs(doc.details) do
+          if type(d) == "table" and type(d.message) == "string" then
+            said = said .. "; " .. d.message
+          end
+        end
+      end
+      return said
+    end
   end
   if #body <= 200 and not body:find("[%c]") then return body end
   return nil

@@ -55,7 +55,7 @@ local function report(r, err)
   if r.settings.on_error then
     r.settings.on_error(err)
   else
-    io.stderr:write("trigger-realtime: ", tostring(err), " (this stream is dropped; pass on_error"
+    io.stderr:write("trigger-realtime: ", errors.describe(err), " (this stream is dropped; pass on_error"
       .. " to handle it yourself)\n")
   end
 end
@@ -277,14 +277,14 @@ function RunStreams:poll()
   local item = take(r)
   if item then return item end
   if r.closed then
-    if r.failure then error(r.failure, 2) end
+    if r.failure then errors.raise(r.failure) end
     return nil
   end
   local ok, err = pcall(poll_round, self, r)
   if not ok then
     r.failure = err
     self:close()
-    error(err, 2)
+    errors.raise(err)
   end
   return take(r)
 end
@@ -387,6 +387,10 @@ function close_state(r)
   end
 end
 
+--- The same as `close` (the TypeScript SDK's name).
+-- @function RunStreams:unsubscribe
+RunStreams.unsubscribe = RunStreams.close
+
 RunStreams.__close = RunStreams.close
 RunStreams.__gc = RunStreams.close
 
@@ -396,7 +400,7 @@ function RunStreams.__call(self)
   local r = state(self, "run streams")
   local item, why = self:next(r.settings.timeout)
   if item == nil and why == "timeout" then
-    error(errors.new("timeout", "nothing within " .. r.settings.timeout .. " s", {}), 2)
+    errors.raise(errors.new("timeout", "nothing within " .. r.settings.timeout .. " s", {}))
   end
   return item
 end

@@ -23,8 +23,9 @@
 -- per streak) and stop condition. A late one first gets every run as it is now, then the
 -- changes, exactly what it would get alone; `close()` or `break` of one leaves the others
 -- running; the upstream closes with its last consumer. `share = false` gives a subscription an
--- upstream of its own. Sharing needs a background transport (libcurl): inside nginx every
--- subscription has its own upstream today (see the README's Fan-out part).
+-- upstream of its own. Inside nginx the subscriptions of a worker share an upstream read by an
+-- `ngx.timer`, and with `lua_shared_dict trigger_realtime` one worker reads for all of them
+-- (docs/fan-out.md).
 -- @module trigger.runs
 local config = require "trigger.config"
 local core = require "trigger.core"
@@ -78,12 +79,26 @@ local function is_duration(s)
 end
 M._is_duration = is_duration
 
+-- A run's tag is at most this long (the trigger API refuses longer ones): a longer tag matches
+-- no run, and a megabyte of it would make a URL no server takes.
+local MAX_TAG = 128
+
 -- A list of names sent comma-separated: each must be a non-empty string without commas.
--- `label` formats an item's place in the argument error (e.g. "tag %d").
-local function list_param(fn, n, label, v)
+-- `label` formats an item's place in the argument error (e.g. "tag %d"). Tags are checked as
+-- the server checks them (since its 2026-07-21 security release: no control character, DEL,
+-- `\` or `"`, else a 400 "Query Error"), and for the length a run's tag can have.
+local function list_param(fn, n, label, v, tags)
   for i, item in ipairs(v) do
+    local why
     if type(item) ~= "string" or item == "" or item:find(",", 1, true) then
-      argerror(fn, n, string.format(label, i) .. " must be a non-empty string without commas")
+      why = "must be a non-empty string without commas"
+    elseif tags and item:find('[%c\127\\"]') then
+      why = "must not contain control characters, backslashes or double quotes"
+    elseif tags and #item > MAX_TAG then
+      why = "is longer than a run's tag can be (" .. MAX_TAG .. " characters)"
+    end
+    if why then
+      argerror(fn, n, string.format(label, i) .. " " .. why .. ", got " .. errors.quote(item))
     end
   end
   return table.concat(v, ",")
@@ -101,9 +116,9 @@ local function check_position(fn, pos)
   if type(pos.rows) ~= "table" then refuse("no rows table") end
   for k, v in pairs(pos) do
     if POSITION_FIELDS[k] then
-      if type(v) ~= "string" then refuse("'" .. tostring(k) .. "' is not a string") end
+      if type(v) ~= "string" then refuse(errors.quote(k) .. " is not a string") end
     elseif k ~= "rows" then
-      refuse("unexpected field '" .. tostring(k) .. "'")
+      refuse("unexpected field " .. errors.quote(k))
     end
   end
   for key, row in pairs(pos.rows) do
@@ -124,7 +139,7 @@ local function open(fn, path, params, opts, stop_when)
       if UNSKIPPABLE[c] then argerror(fn, 2, "column '" .. c .. "' cannot be skipped") end
       if not COLUMNS[c] then
         local hint = config.suggest(c, COLUMNS)
-        argerror(fn, 2, "skip_columns: '" .. c .. "' is not a column of a run"
+        argerror(fn, 2, "skip_columns: " .. errors.quote(c) .. " is not a column of a run"
           .. (hint and ("; did you mean '" .. hint .. "'?") or ""))
       end
     end
@@ -132,7 +147,7 @@ local function open(fn, path, params, opts, stop_when)
   end
   if opts.resume then check_position(fn, opts.resume) end
   local settings, err = config.resolve(opts)
-  if not settings then error(err, 3) end
+  if not settings then errors.raise(err) end
   local sub = subscription.new {
     settings = settings, path = path, params = query,
     transport = settings.transport or transport.current(),
@@ -154,7 +169,7 @@ local function subscribe_tag(fn, tags, opts)
   else
     argerror(fn, 1, "tag string or non-empty list of tags expected")
   end
-  local params = { tags = list_param(fn, 1, "tag %d", list) }
+  local params = { tags = list_param(fn, 1, "tag %d", list, true) }
   if opts and opts.created_at ~= nil then
     if type(opts.created_at) ~= "string" or not is_duration(opts.created_at) then
       argerror(fn, 2, "created_at must be a duration such as \"1h\", \"30m\", \"2d\", \"1w\"")

@@ -34,7 +34,7 @@ end
 function M.warn_once(r, err)
   if r.streak_reported then return end
   r.streak_reported = true
-  local line = "trigger-realtime: " .. tostring(err) .. " (retrying; pass on_error to handle"
+  local line = "trigger-realtime: " .. errors.describe(err) .. " (retrying; pass on_error to handle"
     .. " failures yourself)"
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.log then

@@ -583,9 +583,7 @@ local function state(stream, fn)
   return driver.state(private, stream, fn, "stream")
 end
 
-local function raise(err)
-  error(err, 3)
-end
+local raise = errors.raise
 
 --- One realtime stream of a run, as `trigger.streams.read` returns it: driven like a
 -- `Subscription` (its own iterator and, on Lua 5.4, closing value; `next`, `poll`,
@@ -700,6 +698,10 @@ function Stream:close()
   self.closed = true
 end
 
+--- The same as `close` (the TypeScript SDK's name).
+-- @function Stream:unsubscribe
+Stream.unsubscribe = Stream.close
+
 Stream.__close = Stream.close
 Stream.__gc = Stream.close
 
@@ -712,8 +714,8 @@ function Stream.__call(self)
   local chunk, why, last = self:next(r.settings.timeout)
   if chunk == nil and why == "timeout" then
     local message = "no chunk within " .. r.settings.timeout .. " s"
-    if last then message = message .. " (last failure: " .. tostring(last) .. ")" end
-    error(errors.new("timeout", message, {}), 2)
+    if last then message = message .. " (last failure: " .. errors.describe(last) .. ")" end
+    errors.raise(errors.new("timeout", message, {}))
   end
   return chunk
 end
@@ -798,7 +800,7 @@ function M.read(run_id, key, opts)
     if not OPTIONS[k] then copts[k] = v end
   end
   local settings, err = config.resolve(copts)
-  if not settings then error(err, 2) end
+  if not settings then errors.raise(err) end
   local pos = opts.resume or {}
   local r = {
     settings = settings,

@@ -19,6 +19,7 @@
 -- and subscriptions asking for the same shape share one upstream request (fan-out, the `share`
 -- option: see `trigger.runs`) while each keeps its own delivery and position.
 -- @classmod Subscription
+local config = require "trigger.config"
 local delivery = require "trigger.delivery"
 local driver = require "trigger.driver"
 local errors = require "trigger.errors"
@@ -161,9 +162,7 @@ local function state(sub, fn)
   return driver.state(private, sub, fn, "subscription")
 end
 
-local function raise(err)
-  error(err, 3)
-end
+local raise = errors.raise
 
 --- Seconds until the subscription needs attention even if its descriptor stays quiet (the
 -- cqueues pollable protocol): 0 when it has work to do now, else the network's next timer or
@@ -282,6 +281,8 @@ function Subscription:position()
   return pos
 end
 
+local WITH_STREAMS = { resume = true, drain_timeout = true, max_streams = true } -- the options of with_streams
+
 --- The subscription with its runs' realtime streams: an object driven like a subscription
 -- (`next`, `poll`, `pollfd`/`events`/`timeout`, `position`, `close`, the generic for) whose
 -- items are `{type = "run", run = …}` and `{type = key, stream = key, chunk = …, run = …}`
@@ -303,9 +304,7 @@ function Subscription:with_streams(opts)
   end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "resume" and k ~= "drain_timeout" and k ~= "max_streams" then
-      errors.bad_argument("with_streams", 1, "unknown option '" .. tostring(k) .. "'")
-    end
+    if not WITH_STREAMS[k] then config.unknown_option("with_streams", k, WITH_STREAMS) end
   end
   if opts.drain_timeout ~= nil and not (type(opts.drain_timeout) == "number"
       and opts.drain_timeout >= 0) then
@@ -347,6 +346,10 @@ function Subscription:close()
   self.closed = true
 end
 
+--- The same as `close` (the TypeScript SDK's name).
+-- @function Subscription:unsubscribe
+Subscription.unsubscribe = Subscription.close
+
 Subscription.__close = Subscription.close
 Subscription.__gc = Subscription.close
 
@@ -362,8 +365,8 @@ function Subscription.__call(self)
   local run, why, last = driver.next(self, r, r.settings.timeout, "run", resume, last_error)
   if run == nil and why == "timeout" then
     local message = "no run within " .. r.settings.timeout .. " s"
-    if last then message = message .. " (last failure: " .. tostring(last) .. ")" end
-    error(errors.new("timeout", message, {}), 2)
+    if last then message = message .. " (last failure: " .. errors.describe(last) .. ")" end
+    errors.raise(errors.new("timeout", message, {}))
   end
   return run
 end

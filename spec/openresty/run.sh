@@ -1075,6 +1075,16 @@ case "$missing" in
   *) not_ok "/stream of a stream that does not exist ends with an error event (404)" "$missing" ;;
 esac
 
+# A bad request to /runs (a tag with a comma, a created_at that is no duration) is told to the
+# browser as an error event, after the opening comment: not a 200 with the comment alone.
+for q in "tag=a,b" "tag=a&created_at=soon"; do
+  bad=$(get "/runs?$q" 5)
+  case "$bad" in
+    *"event: error"*"bad argument"*) ok "/runs?$q ends with an error event saying what is wrong" ;;
+    *) not_ok "/runs?$q ends with an error event saying what is wrong" "$bad" ;;
+  esac
+done
+
 # Browsers that leave mid-stream: the worker's requests in flight (open streams among them)
 # come back to 0 once they are gone, and are counted while they are there.
 run_q=$(new_stream v2)

@@ -4,7 +4,10 @@
 -- Five runs tagged user:1234 go from queued to finished in about six seconds: four succeed, one
 -- fails with a BUILT_IN_ERROR. Between them they carry every packet type: JSON, super+json,
 -- text/plain and an application/store payload served through the presigned blob route. A sixth
--- run, tagged user:9999, must never show up in a user:1234 subscription.
+-- run, tagged user:9999, must never show up in a user:1234 subscription. A batch, batch_1234,
+-- holds three resize-image runs (tagged images) that finish in the same six seconds, one of
+-- them CANCELED. A seventh user-less run, run_demo_stream (tagged streams:demo), writes its
+-- output to a realtime stream after the others (from ~6.5 s to ~9 s).
 --
 -- All runs are created in one step, before the first pause, so that a watcher which stops once
 -- every run it has seen is finished can't stop early. The server stays up afterwards.
@@ -46,6 +49,15 @@ return function(s, sleep)
   })
   -- A run that streams its output (realtime streams, streams.lua): tagged streams:demo, so it
   -- stays out of the user:1234 runs; its `default` stream gets one text chunk per word.
+  -- A batch of three (subscribe_to_batch("batch_1234")), out of the user:1234 runs.
+  local images = {}
+  for i, size in ipairs { 128, 256, 512 } do
+    images[i] = create("resize-image", {
+      payload = ('{"image":"avatar.png","size":%d}'):format(size),
+      tags = { "images" },
+      batchId = "batch_1234",
+    })
+  end
   local haiku = create("write-haiku", {
     friendlyId = "run_demo_stream",
     payload = '{"topic":"autumn"}',
@@ -90,6 +102,7 @@ return function(s, sleep)
   sleep(0.8)
   dequeue(email)
   dequeue(report)
+  for _, id in ipairs(images) do execute(id) end
 
   sleep(0.7)
   execute(email)
@@ -108,6 +121,7 @@ return function(s, sleep)
   finish(email, "COMPLETED_SUCCESSFULLY", { output = '{"messageId":"msg_8f3a","delivered":true}' })
   execute(upload, { metadata = '{"progress":0.1}', metadataType = "application/json" })
   dequeue(charge)
+  finish(images[1], "COMPLETED_SUCCESSFULLY", { output = '{"file":"avatar-128.png"}' })
 
   sleep(0.8)
   finish(report, "COMPLETED_SUCCESSFULLY", {
@@ -123,6 +137,8 @@ return function(s, sleep)
   progress(upload, 0.6, "resizing")
 
   sleep(0.7)
+  finish(images[2], "COMPLETED_SUCCESSFULLY", { output = '{"file":"avatar-256.png"}' })
+  s:update_run(images[3], { status = "CANCELED", completedAt = s.now_ms() })
   finish(upload, "COMPLETED_SUCCESSFULLY", {
     output = '{"thumbnail":"avatar-128.png","sizes":[128,256,512]}',
   })
