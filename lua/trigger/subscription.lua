@@ -281,7 +281,8 @@ function Subscription:position()
   return pos
 end
 
-local WITH_STREAMS = { resume = true, drain_timeout = true, max_streams = true } -- the options of with_streams
+-- the options of with_streams
+local WITH_STREAMS = { resume = true, drain_timeout = true, max_streams = true }
 
 --- The subscription with its runs' realtime streams: an object driven like a subscription
 -- (`next`, `poll`, `pollfd`/`events`/`timeout`, `position`, `close`, the generic for) whose

@@ -84,6 +84,7 @@
 
 ---The error object every call raises or returns (`trigger.errors`).
 ---@class trigger.Error
+---@field where string? the script line that called the library when the error was raised there
 ---@field kind trigger.ErrorKind what kind of failure
 ---@field status integer? the HTTP status; nil when there was no response
 ---@field message string what went wrong (credentials masked)
@@ -216,6 +217,9 @@ function Subscription:with_streams(opts) end
 ---Close the subscription (idempotent; also `__close` and `__gc`).
 function Subscription:close() end
 
+---The same as `close` (the TypeScript SDK's name).
+function Subscription:unsubscribe() end
+
 ---An item of `RunStreams`: `{type = "run", run = run}`, or a chunk of stream `stream` with
 ---`type == stream` and the latest state of its `run`.
 ---@class trigger.RunStreamsItem
@@ -265,6 +269,9 @@ function RunStreams:position() end
 ---Close the subscription and every stream (idempotent).
 function RunStreams:close() end
 
+---The same as `close` (the TypeScript SDK's name).
+function RunStreams:unsubscribe() end
+
 ---One realtime stream of a run (`trigger.streams.read`): its own iterator and closing value.
 ---@class trigger.Stream
 ---@field closed boolean? true once closed or over
@@ -306,6 +313,9 @@ function Stream:requests() end
 ---Close the stream (idempotent; also `__close` and `__gc`).
 function Stream:close() end
 
+---The same as `close` (the TypeScript SDK's name).
+function Stream:unsubscribe() end
+
 -- -------------------------------------------------------------------------------------------
 -- Modules
 
@@ -334,6 +344,15 @@ function trigger.step(seconds) end
 ---The transport's counters (a fresh table).
 ---@return trigger.Stats
 function trigger.stats() end
+
+---Encode a value as JSON text, faithfully for what this library hands out (arrays stay arrays).
+---@param value any a run, a chunk, a position, or any value lua-cjson can encode
+---@return string
+function trigger.encode_json(value) end
+
+---Seconds on the monotonic clock the library's timeouts use.
+---@return number
+function trigger.now() end
 
 ---@class trigger.runs
 trigger.runs = {}
