@@ -92,7 +92,6 @@ end
 
 local function rate_limit(srv, req)
   local eng = srv.tasks
-  eng.buckets = eng.buckets or {}
   local now = srv.now_ms()
   local token = (req.headers["authorization"] or ""):match("^[Bb]earer%s+(%S+)") or ""
   local ok, remaining, reset, limit
@@ -112,7 +111,7 @@ local function rate_limit(srv, req)
   local headers = {
     { "x-ratelimit-limit", tostring(limit) },
     { "x-ratelimit-remaining", tostring(math.max(0, remaining)) },
-    { "x-ratelimit-reset", tostring(reset) },
+    { "x-ratelimit-reset", ("%d"):format(reset) },
   }
   if ok then return headers end
   local seconds = math.max(0, reset - now) / 1000
@@ -902,7 +901,6 @@ local function create_batch_route(srv, req)
   end
   if not ok then return ctx:forbidden() end
   -- The batch limiter charges one token per run.
-  eng.buckets = eng.buckets or {}
   eng.buckets.batch = eng.buckets.batch or {}
   local cfg, now = eng.config.batch_rate_limit, srv.now_ms()
   local allowed, remaining, reset = bucket_take(eng.buckets.batch, cfg, now, body.runCount)

@@ -68,6 +68,8 @@ function Engine:clear()
   self.requests = {}    -- request-idempotency key -> { run, expires_ms } (when switched on)
   self.batches = {}     -- batch id -> batch
   self.batch_keys = {}  -- batch idempotency key -> batch id
+  self.debounce = nil   -- task .. "\n" .. debounce key -> run (api.lua)
+  self.buckets = {}     -- rate limiter state (api.lua; not saved)
   self.generation = (self.generation or 0) + 1 -- lifecycles of an older generation stop
   self:touch()
 end
@@ -175,7 +177,16 @@ function Engine:configure(cfg)
       error("request_idempotency must be a boolean", 0)
     end
   end
+  local function integers(v) -- JSON numbers: 600000.0 -> 600000 (the limiter prints them)
+    if type(v) == "number" then return math.tointeger(v) or v end
+    if type(v) ~= "table" then return v end
+    local out = {}
+    for kk, vv in pairs(v) do out[kk] = integers(vv) end
+    return out
+  end
   for k, v in pairs(cfg) do
+    v = integers(v)
+    if k:match("rate_limit$") then self.buckets = {} end -- new limits start full
     if v == NULL then v = false end
     if type(v) == "table" and type(worker.DEFAULT_CONFIG[k]) == "table" and v[1] == nil
        and next(v) ~= nil then
