@@ -104,7 +104,8 @@ end
 --   `base_url`), `body` (a string) and `content_type` (default `application/json` when there
 --   is a body), `headers` (more "Name: value" lines), `auth` (false: no credential nor API
 --   headers, for a presigned URL), `retry` (`"all"`, the default, or `"rate_limit"`: only 429s,
---   for a request a retry could carry out twice), `json` (false: the body is not decoded)
+--   for a request a retry could carry out twice; it goes on a fresh connection, which the
+--   transport never sends again by itself), `json` (false: the body is not decoded)
 -- @return the decoded body (or the raw body with `json = false`), the response headers and
 --   the status; or nil and an error object (`trigger.errors`, `fatal = true`)
 function M.call(settings, spec)
@@ -135,6 +136,7 @@ function M.call(settings, spec)
       url = url, method = method, body = spec.body, headers = headers,
       timeout = settings.read_timeout, connect_timeout = settings.connect_timeout,
       ca_file = settings.ca_file, max_body = spec.max_body or settings.max_body,
+      fresh_connect = not retry_all or nil, -- no silent resend by the transport either
     })
     local err, retry
     local wait = 0

@@ -44,7 +44,7 @@ M.drain_timeout = 30
 
 -- The options a stream takes from its subscription (credentials and transport included).
 local INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
-  "max_body", "transport" }
+  "max_body", "transport", "preview_branch" }
 
 -- The stream keys a run lists: the legacy metadata `$$streams` when it is a non-empty array of
 -- strings, else the realtimeStreams column (streams.md §1).
