@@ -311,6 +311,21 @@ describe("management API", function()
       assert.are.equal("COMPLETED_SUCCESSFULLY", seen[#seen])
     end)
 
+    it("debounces: a second trigger with the key pushes the delayed run back; bad durations are 422", function()
+      local opts = { options = { debounce = { key = "d", delay = "1h" } } }
+      local first = trigger(srv, "nope", opts).json.id
+      local before = retrieve(srv, first).json
+      assert.are.equal("DELAYED", before.status)
+      local again = trigger(srv, "nope", opts)
+      assert.are.equal(first, again.json.id)
+      assert.is_true(retrieve(srv, first).json.delayedUntil >= before.delayedUntil)
+      local res = trigger(srv, "nope", { options = { debounce = { key = "d", delay = "soon" } } })
+      assert.are.equal(422, res.status)
+      assert.are.equal("Debounce requires a valid delay duration. Provided: soon", res.json.error)
+      res = trigger(srv, "nope", { options = { debounce = { key = "d", delay = "1h", maxDelay = "1m" } } })
+      assert.are.equal(422, res.status)
+    end)
+
     it("accepts what cloud accepts silently: unknown keys, any content type, a numeric concurrencyKey", function()
       local res = trigger(srv, "nope", { payload = 1, whatever = true,
         options = { unknownOption = 1, concurrencyKey = 42, idempotencyKeyTTL = "forever", tags = "single" } },
@@ -807,6 +822,34 @@ describe("management API", function()
       assert.are.equal(202, create({ runCount = 1, taskIdentifiers = { "a" } }, { token = token }).status)
     end)
 
+    it("ends PARTIAL_FAILED with processing.errors for an item the trigger service refuses", function()
+      local id = create({ runCount = 2 }).json.id
+      local tags = {}
+      for i = 1, 11 do tags[i] = "t" .. i end
+      local res = items(id, { { index = 0, task = "nope" }, { index = 1, task = "nope", options = { tags = tags } } })
+      assert.is_true(res.json.sealed)
+      local got
+      for _ = 1, 100 do -- processing runs on the server's loop: ask until it says it ended
+        got = api(srv, "GET", "/api/v2/batches/" .. id).json
+        if got.status ~= "PROCESSING" then break end
+      end
+      assert.are.equal("PARTIAL_FAILED", got.status)
+      assert.are.equal(1, #got.runs)
+      assert.are.same({ index = 1, taskIdentifier = "nope", errorCode = "UNPROCESSABLE",
+                        error = "Runs can only have 10 tags, you're trying to set 11." }, got.processing.errors[1])
+    end)
+
+    it("429 from the batch limiter, one token per run, with Retry-After", function()
+      config(srv, { batch_rate_limit = { limit = 3, refill = 1, interval_ms = 600000 } })
+      finally(function() config(srv, { batch_rate_limit = { limit = 1200, refill = 100, interval_ms = 10000 } }) end)
+      assert.are.equal(202, create({ runCount = 2 }).status)
+      local res = create({ runCount = 2 })
+      assert.are.equal(429, res.status)
+      assert.matches("^Batch rate limit exceeded%. Limit resets at ", res.json.error)
+      assert.is_true(tonumber(res.headers["retry-after"]) >= 1)
+      assert.are.equal(202, create({ runCount = 1 }).status)
+    end)
+
     it("phase 2 errors: 415 content type, 422 index/batch/item, 400 bad line, 403 scope", function()
       local id = create({ runCount = 2 }).json.id
       local res = items(id, { { index = 0, task = "a" } }, { headers = { ["Content-Type"] = "application/json" } })
@@ -875,6 +918,13 @@ describe("management API", function()
       assert.is_nil(res.status)
       local list = api(srv, "GET", "/api/v1/runs?filter%5Btag%5D=dropped")
       assert.are.equal(1, #list.json.data)
+    end)
+
+    it("fails an object PUT once, then takes it", function()
+      local url = api(srv, "PUT", "/api/v2/packets/p%2Fa.json").json.presignedUrl:match("^https?://[^/]+(/.*)$")
+      srv:fault { kind = "status", status = 503, match = { path_prefix = "/_blobs/p/" } }
+      assert.are.equal(503, request(srv.port, "PUT", url, { ["Content-Type"] = "application/json" }, "1").status)
+      assert.are.equal(200, request(srv.port, "PUT", url, { ["Content-Type"] = "application/json" }, "1").status)
     end)
 
     it("answers the API limiter's 429 and extra headers on /api routes", function()
