@@ -491,6 +491,14 @@ describe("management API", function()
       assert.are.equal("", get.body)
     end)
 
+    it("403 {error} for a parentRunId the token cannot write; the secret key may name one", function()
+      local res = trigger(srv, "x", { options = { parentRunId = "run_parent" } },
+                          { token = public_token(srv, { "trigger:tasks" }) })
+      assert.are.equal(403, res.status)
+      assert.are.same({ error = "Unauthorized" }, res.json)
+      assert.are.equal(200, trigger(srv, "x", { options = { parentRunId = "run_parent" } }).status)
+    end)
+
     it("401 for a preview key without x-trigger-branch", function()
       local preview = helper.start_server { secret_key = "tr_preview_local_key", hold_ms = 500 }
       finally(function() preview:stop() end)

@@ -639,7 +639,8 @@ local function trigger_route(srv, req, task)
   if not ctx then return res end
   if not auth.has_scope(ctx.principal, { "trigger:tasks:" .. task }) then return ctx:forbidden() end
   local opts = ctx.body.options or {}
-  if opts.parentRunId and not srv.store:find(opts.parentRunId) then
+  -- A task-internal field: a token must be able to write the parent run it names.
+  if opts.parentRunId and not auth.has_scope(ctx.principal, { "write:runs:" .. opts.parentRunId }) then
     return ctx:reply(403, { error = "Unauthorized" })
   end
   local run, e = create_run(srv, task, ctx.body, { headers = req.headers, principal = ctx.principal })
