@@ -973,6 +973,28 @@ describe("management API", function()
     end)
   end)
 
+  it("processes after a restart a batch that was sealed but not processed yet (in process)", function()
+    local server = require "trigger_realtime_server"
+    local path = os.tmpname()
+    os.remove(path)
+    finally(function() os.remove(path) end)
+    local s1 = server.new { state_file = path }
+    local id = s1:trigger_batch({ { task = "a", payload = 1 }, { task = "b", payload = 2 } })
+    assert.are.equal("PROCESSING", s1.tasks.batches[id].status) -- its runs come on the next loop step
+    assert.is_true(s1.persist:save())
+    s1.closed = true -- gone without another save, as after a kill -9
+    local s2 = server.new { state_file = path }
+    local b = s2.tasks.batches[id]
+    for _ = 1, 10 do
+      if b.status ~= "PROCESSING" then break end
+      s2:step(0.1)
+    end
+    assert.are.equal("COMPLETED", b.status)
+    assert.are.equal("a", s2.store:find(b.runs[0]).row.taskIdentifier)
+    assert.are.equal("2", s2.store:find(b.runs[1]).row.payload)
+    s2:close()
+  end)
+
   it("the demo scenario's catalogue runs hello-world, stream-story and always-fails", function()
     local demo = helper.start_server { scenario = "demo", hold_ms = 1000 }
     finally(function() demo:stop() end)

@@ -934,19 +934,22 @@ local function create_batch_route(srv, req)
 end
 
 -- Once every index has arrived: the runs are made (PROCESSING), then the batch completes.
+-- Indexes that have a run already are skipped (a batch resumed after a restart, worker.lua).
 local function process_batch(srv, b, headers, principal)
   b.status, b.updatedAt = "PROCESSING", srv.now_ms()
   srv.tasks:touch()
   srv:spawn(function()
     for i = 0, b.runCount - 1 do
       local item = b.items[i]
-      local run, e = create_run(srv, item.task, item, { headers = headers, principal = principal,
-        batch_id = b.id, trigger_function = "batchTrigger" })
-      if run then
-        b.runs[i] = run.id
-      else
-        b.errors[#b.errors + 1] = { index = i, task = item.task, error = e.message,
-                                    code = e.status == 422 and "UNPROCESSABLE" or "ERROR" }
+      if item and not b.runs[i] then
+        local run, e = create_run(srv, item.task, item, { headers = headers, principal = principal,
+          batch_id = b.id, trigger_function = "batchTrigger" })
+        if run then
+          b.runs[i] = run.id
+        else
+          b.errors[#b.errors + 1] = { index = i, task = item.task, error = e.message,
+                                      code = e.status == 422 and "UNPROCESSABLE" or "ERROR" }
+        end
       end
     end
     local now = srv.now_ms()
@@ -973,6 +976,9 @@ function api.create_batch(srv, items)
   process_batch(srv, b, {}, { kind = "secret" })
   return id
 end
+
+-- After a restart (worker.lua: resume_all), a batch sealed but not processed yet.
+worker.process_batch = function(srv, b) process_batch(srv, b, {}, { kind = "secret" }) end
 
 local function pretty_issues(issues)
   local parts = {}

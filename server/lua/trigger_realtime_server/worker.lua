@@ -366,6 +366,10 @@ function Engine:resume_all()
     local row = row_of(self, id)
     if row and not worker.FINAL[row.status] then self:start(id) end
   end
+  -- A batch sealed but not processed yet (api.lua sets worker.process_batch).
+  for _, b in pairs(self.batches) do
+    if b.status == "PROCESSING" and worker.process_batch then worker.process_batch(self.srv, b) end
+  end
 end
 
 -- The state file (persist.lua) keeps all of it; after a load, unfinished runs start again.
