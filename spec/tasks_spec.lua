@@ -366,6 +366,18 @@ describe("trigger.tasks", function()
       assert.are.equal("email", lines[2].task)
     end)
 
+    it("batch: an error, not a handle, when the items never seal the batch", function()
+      rec = recorder {
+        { status = 202, body = '{"id":"batch_2","runCount":1,"isCached":false}' },
+        { status = 200, body = '{"id":"batch_2","sealed":false,"enqueuedCount":0,"expectedCount":1}' },
+      }
+      local b, err = tasks.batch_trigger("t", { { payload = 1 } }, opts(rec, { max_retries = 2 }))
+      assert.is_nil(b)
+      assert.are.equal("protocol", err.kind)
+      assert.matches("batch_2 is not sealed after 3 tries", err.message, 1, true)
+      assert.are.equal(4, #rec.requests())
+    end)
+
     it("sends x-trigger-branch with realtime, streams and token requests too", function()
       rec = recorder { { status = 401, body = '{"error":"nope"}' },
         { status = 200, body = '{"sub":"env_1"}' } }
