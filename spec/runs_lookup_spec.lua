@@ -273,13 +273,21 @@ describe("run look-ups (management API)", function()
 
   it("x-trigger-branch reaches the management API and the realtime feed", function()
     srv:reset_stats()
-    local h = assert(tasks.trigger("hello", nil, o { preview_branch = "feat-1" }))
+    local h = assert(tasks.trigger("story", nil, o { preview_branch = "feat-1" }))
     assert(trigger.runs.wait(h, o { preview_branch = "feat-1" }))
+    local chunks = {}
+    for item in trigger.runs.subscribe_to_run(h, o { preview_branch = "feat-1" }):with_streams() do
+      if item.chunk then chunks[#chunks + 1] = item.chunk end
+    end
+    assert.are.same({ "a", "b", "c" }, chunks)
+    local streams = 0
     for _, e in ipairs(srv:stats().log) do
       if e.path:match("^/api/") or e.path:match("^/realtime/") then
         assert.are.equal("feat-1", e.headers["x-trigger-branch"], e.path)
       end
+      if e.path:match("^/realtime/v1/streams/") then streams = streams + 1 end
     end
+    assert.is_true(streams >= 1, "the stream was read")
   end)
 
   it("inside a cqueues loop a trigger yields: other coroutines go on meanwhile", function()
