@@ -231,6 +231,26 @@ describe("trigger-realtime (the command)", function()
     assert.matches("^run_", out)
   end)
 
+  it("watch --until-finished exits 0 once every run seen has finished; --timeout exits 7",
+    function()
+      local _
+      local tag = helper.fresh_tag("watch:")
+      cli { "trigger", "hello", "--tag", tag }
+      cli { "trigger", "fails", "--tag", tag }
+      local out, err, rc = cli { "watch", "--tag", tag, "--until-finished", "--json",
+        "--created-at", "1h" }
+      assert.are.equal(0, rc, err)
+      local final = {}
+      for _, d in ipairs(ndjson(out)) do final[d.id] = d.status end
+      local statuses = {}
+      for _, st in pairs(final) do statuses[#statuses + 1] = st end
+      table.sort(statuses)
+      assert.are.same({ "COMPLETED", "FAILED" }, statuses)
+      _, err, rc = cli { "trigger", "never-defined", "--ttl", "1h", "--wait", "--timeout", "0.3" }
+      assert.are.equal(7, rc, err)
+      assert.matches("did not finish within 0.3 s", err, 1, true)
+    end)
+
   it("Ctrl-C closes the connection and exits 130", function()
     local tag = helper.fresh_tag("sigint:")
     local cmd = string.format("%s %s %s watch --tag %s >%s/out 2>%s/err </dev/null & echo $!; "
