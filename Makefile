@@ -68,10 +68,12 @@ $(BUILD)/trigger/curl.so: $(CURL_SRC) $(HEADERS) $(STAMP) $(LUA_HEADERS)
 # make install: the build and lua/ into INST_LIBDIR and INST_LUADIR (LuaRocks does not use it).
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
+INST_BINDIR ?= $(BUILD)/install/bin
 install: all
-	mkdir -p $(INST_LIBDIR)/trigger $(INST_LUADIR)
+	mkdir -p $(INST_LIBDIR)/trigger $(INST_LUADIR) $(INST_BINDIR)
 	cp $(BUILD)/trigger/core.so $(BUILD)/trigger/curl.so $(INST_LIBDIR)/trigger/
 	cp -r lua/trigger $(INST_LUADIR)/
+	cp bin/trigger-realtime $(INST_BINDIR)/
 
 test: deps all build/test_core build/test_http1 build/test_sse test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)

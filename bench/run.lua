@@ -13,7 +13,7 @@
 --   BENCH_STREAM_MANY_CHUNKS (1000), BENCH_STREAM_REPS (3)       the stream rows (issue 15)
 --   BENCH_FAN_CONSUMERS (1000), BENCH_FAN_UPDATES (100), BENCH_FAN_REPS (2)   fan-out (issue 17)
 --   BENCH_BURST_ROUNDS (5), BENCH_NATIVE_SCALE_REPS (2), BENCH_SYNC_BIG (100000)   issue 16
---   BENCH_ONLY (all)         a comma list of tests: throughput,latency,memory,scale,streams,
+--   BENCH_ONLY (all)         a comma list of tests: throughput,latency,roundtrip,memory,scale,streams,
 --                            fanout,native,sync100k,nginx_fanout (bench/nginx_fanout.lua's knobs)
 --   BENCH_OUT (bench/RESULTS.md)
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
@@ -268,6 +268,35 @@ local function bench_latency()
             client.merged == 1 and "" or "s") or "") }
   row { name = "Live latency p99", ours = ("%.3f ms"):format(c99), base = ("%.3f ms"):format(b99),
         ratio = c99 / b99, target = "—", detail = "median of the repetitions' p99" }
+end
+
+-- Trigger → run finished (issue 30): trigger.tasks.trigger + trigger.runs.wait (realtime, not
+-- polling) against the emulator's worker, for a task that finishes at once and one that takes
+-- 200 ms (100 ms queued, 100 ms running), on both feeds. No baseline: the SDK's runs.poll
+-- retrieves once a second, so its round trip is ~1 s by construction.
+local function bench_roundtrip()
+  local n = util.env_num("BENCH_ROUNDTRIP_RUNS", 50)
+  log("trigger → finished: %d runs in a row, per feed and task", n)
+  local tasks = {
+    instant = { queue_ms = 0, steps = { { output = { ok = true } } } },
+    ["takes-200ms"] = { queue_ms = 100, steps = { { sleep = 0.1 }, { output = { ok = true } } } },
+  }
+  for _, backend in ipairs { "electric", "native" } do
+    local srv = helper.start_server { hold_ms = 20000, backend = backend }
+    srv:admin("POST", "/_emulator/tasks", { tasks = tasks })
+    for _, task in ipairs { "instant", "takes-200ms" } do
+      local t = run_lua("bench/roundtrip_client.lua", srv.base_url, task, n).times_ms
+      table.remove(t, 1) -- the first pays for the connections
+      local p50 = util.percentile(t, 50)
+      row { name = ("Trigger → run finished (%s task, %s feed)"):format(task, backend),
+            ours = ("%.1f ms"):format(p50), base = "—", target = "—",
+            detail = ("p50 of %d in a row (p99 %.1f ms): trigger.tasks.trigger then "
+              .. "trigger.runs.wait on the realtime feed%s"):format(#t, util.percentile(t, 99),
+              backend == "native" and "; the native feed answers a live poll "
+              .. "`native_coalesce_ms` (250) after the first change" or "") }
+    end
+    srv:stop()
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -690,6 +719,7 @@ end
 sh("mkdir -p " .. TMP)
 local sync = wanted("throughput") and bench_throughput() or { bytes = 0, pages = 0 }
 if wanted("latency") then bench_latency() end
+if wanted("roundtrip") then bench_roundtrip() end
 if wanted("memory") then bench_memory() end
 if wanted("scale") then bench_scale_idle() end
 if wanted("streams") then bench_streams() end

@@ -375,10 +375,15 @@ static int configure(tr_request *r, const tr_request_opts *o) {
     if (o->connect_timeout_ms > 0)
         bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms) != 0;
     if (o->ca_file != NULL) bad |= curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) != CURLE_OK;
-    if (o->method != NULL && strcmp(o->method, "POST") == 0) {
+    if (o->fresh_connect) bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK;
+    /* PUT (a packet upload) sends its body as POST does (with Content-Length, never chunked),
+     * under its own method name. */
+    int put = o->method != NULL && strcmp(o->method, "PUT") == 0;
+    if (o->method != NULL && (put || strcmp(o->method, "POST") == 0)) {
         bad |= curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK;
         bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len) != 0;
         bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "") != CURLE_OK;
+        if (put) bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT") != CURLE_OK;
     } else if (o->method != NULL && strcmp(o->method, "GET") != 0) {
         return -1;
     }

@@ -26,6 +26,9 @@ typedef struct tr_request_opts {
     size_t pause_at;         /* streaming: pause the transfer while this many bytes wait to be taken
                                 (taking half of them resumes it); 0 = never pause */
     long idle_timeout_s;     /* fail when no byte arrived for this many seconds; 0 = no limit */
+    int fresh_connect;       /* a new connection, never a reused one: libcurl sends a request
+                                again by itself when a reused connection closes without an
+                                answer, which a request that must not run twice cannot have */
 } tr_request_opts;
 
 /* Returns NULL when libcurl or epoll cannot be set up; err (if not NULL) says why. */

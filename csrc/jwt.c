@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 int tr_hs256(const void *key, size_t key_len, const void *msg, size_t msg_len,
              unsigned char out[TR_HS256_LEN]) {
@@ -9,6 +10,17 @@ int tr_hs256(const void *key, size_t key_len, const void *msg, size_t msg_len,
     if (key_len > 0x7fffffff) return -1;
     if (HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &len) == NULL) return -1;
     return len == TR_HS256_LEN ? 0 : -1;
+}
+
+int tr_sha256(const void *msg, size_t msg_len, unsigned char out[TR_SHA256_LEN]) {
+    unsigned int len = 0;
+    if (EVP_Digest(msg, msg_len, out, &len, EVP_sha256(), NULL) != 1) return -1;
+    return len == TR_SHA256_LEN ? 0 : -1;
+}
+
+int tr_random_bytes(unsigned char *out, size_t n) {
+    if (n > 0x7fffffff) return -1;
+    return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
 }
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

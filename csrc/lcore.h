@@ -15,7 +15,7 @@ void tr_open_shape(lua_State *L);     /* lshape.c: shape, ends_up_to_date, shape
 void tr_open_pgtext(lua_State *L);    /* lpgtext.c: pg_array, pg_timestamp */
 void tr_open_runfields(lua_State *L); /* lrunfields.c: run_fields */
 void tr_open_rowblob(lua_State *L);   /* lrowblob.c: row_table, row_column, row_merge */
-void tr_open_jwt(lua_State *L);       /* ljwt.c: hs256, b64url_encode, b64url_decode */
+void tr_open_jwt(lua_State *L);       /* ljwt.c: hs256, sha256, random_bytes, b64url_* */
 void tr_open_url(lua_State *L);       /* lurl.c: url_encode */
 void tr_open_clock(lua_State *L);     /* lclock.c: monotonic */
 void tr_open_json(lua_State *L);      /* ljson.c: json_decode */

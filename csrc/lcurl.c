@@ -128,7 +128,7 @@ static size_t opt_size(lua_State *L, int t, const char *k) {
 }
 
 /* hub:request{ url=, method=, body=, headers = {"Name: value", ...}, timeout=, connect_timeout=,
- *              ca_file=, max_body=, pause_at=, idle_timeout= } -> request
+ *              ca_file=, max_body=, pause_at=, idle_timeout=, fresh_connect= } -> request
  * Streaming (read the body while it comes with head() and take()): pause_at = bytes held
  * before the transfer pauses until taken; idle_timeout = seconds without a byte before it
  * fails. */
@@ -149,6 +149,9 @@ static int hub_request(lua_State *L) {
     o.max_body = opt_size(L, 2, "max_body");
     o.pause_at = opt_size(L, 2, "pause_at");
     o.idle_timeout_s = (opt_ms(L, 2, "idle_timeout") + 999) / 1000;
+    lua_getfield(L, 2, "fresh_connect");
+    o.fresh_connect = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 2, "headers");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);

@@ -1,4 +1,5 @@
-/* trigger.core bindings of the JWT bytes (csrc/jwt.c): HMAC-SHA256 and base64url. */
+/* trigger.core bindings of the JWT bytes (csrc/jwt.c): HMAC-SHA256 and base64url; SHA-256 and
+ * random bytes. */
 #include "compat.h"
 #include "jwt.h"
 #include "lcore.h"
@@ -10,6 +11,26 @@ static int hs256(lua_State *L) {
     unsigned char mac[TR_HS256_LEN];
     if (tr_hs256(key, kn, msg, mn, mac) != 0) return luaL_error(L, "HMAC-SHA256 failed");
     lua_pushlstring(L, (const char *)mac, sizeof mac);
+    return 1;
+}
+
+/* sha256(s) -> the 32-byte digest */
+static int sha256(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    unsigned char md[TR_SHA256_LEN];
+    if (tr_sha256(s, n, md) != 0) return luaL_error(L, "SHA-256 failed");
+    lua_pushlstring(L, (const char *)md, sizeof md);
+    return 1;
+}
+
+/* random_bytes(n) -> n bytes (1..256) from the system's random source */
+static int random_bytes(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    unsigned char b[256];
+    luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof b, 1, "1 to 256 bytes");
+    if (tr_random_bytes(b, (size_t)n) != 0) return luaL_error(L, "no random bytes to be had");
+    lua_pushlstring(L, (const char *)b, (size_t)n);
     return 1;
 }
 
@@ -28,6 +49,8 @@ static int b64url_decode(lua_State *L) {
 }
 
 static const luaL_Reg functions[] = {{"hs256", hs256},
+                                     {"sha256", sha256},
+                                     {"random_bytes", random_bytes},
                                      {"b64url_encode", b64url_encode},
                                      {"b64url_decode", b64url_decode},
                                      {NULL, NULL}};

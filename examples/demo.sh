@@ -21,3 +21,6 @@ timeout 60 lua5.4 examples/watch_tag.lua user:1234 --until-finished
 echo
 echo "then a run that streams its output (sub:with_streams(): its status, and each chunk as it comes):"
 timeout 30 lua5.4 examples/stream_run.lua run_demo_stream
+echo
+echo "then a task triggered from the shell and followed live (bin/trigger-realtime trigger stream-story --follow --streams):"
+timeout 30 lua5.4 bin/trigger-realtime trigger stream-story --follow --streams

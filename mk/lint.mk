@@ -2,7 +2,7 @@
 #
 #   make lint          every gate below; one line per gate, then "N passed, N failed"; fails on
 #                      any finding. Each gate's full output is kept in build/lint/<gate>.log.
-#   make lint-lua      luacheck on lua/ server/ spec/ examples/ bench/ tools/ (config: .luacheckrc)
+#   make lint-lua      luacheck on lua/ server/ spec/ examples/ bench/ tools/ bin/ (config: .luacheckrc)
 #   make lint-format   clang-format --dry-run --Werror on csrc/ spec/c/ fuzz/ (config: .clang-format)
 #                      fix a file with: clang-format -i FILE
 #   make lint-cppcheck cppcheck (warning, performance, portability) on csrc/*.c
@@ -27,7 +27,7 @@ LINT_LUAINC  ?= /usr/include/lua5.4
 LINT_DIR     := build/lint
 
 # What each gate looks at; directories and files that do not exist (yet) are skipped.
-LINT_LUA_DIRS := $(wildcard lua server spec examples bench tools)
+LINT_LUA_DIRS := $(wildcard lua server spec examples bench tools bin/trigger-realtime)
 LINT_FORMAT   := $(wildcard csrc/*.c csrc/*.h spec/c/*.c fuzz/*.c)
 LINT_C        := $(wildcard csrc/*.c)
 

@@ -65,6 +65,7 @@ build = {
       libraries = { "curl" },
     },
     ["trigger"] = "lua/trigger/init.lua",
+    ["trigger.api"] = "lua/trigger/api.lua",
     ["trigger.auth"] = "lua/trigger/auth.lua",
     ["trigger.clock"] = "lua/trigger/clock.lua",
     ["trigger.config"] = "lua/trigger/config.lua",
@@ -74,6 +75,7 @@ build = {
     ["trigger.json"] = "lua/trigger/json.lua",
     ["trigger.packets"] = "lua/trigger/packets.lua",
     ["trigger.request"] = "lua/trigger/request.lua",
+    ["trigger.run_lookup"] = "lua/trigger/run_lookup.lua",
     ["trigger.run_object"] = "lua/trigger/run_object.lua",
     ["trigger.run_streams"] = "lua/trigger/run_streams.lua",
     ["trigger.runs"] = "lua/trigger/runs.lua",
@@ -84,6 +86,7 @@ build = {
     ["trigger.streams"] = "lua/trigger/streams.lua",
     ["trigger.subscription"] = "lua/trigger/subscription.lua",
     ["trigger.superjson"] = "lua/trigger/superjson.lua",
+    ["trigger.tasks"] = "lua/trigger/tasks.lua",
     ["trigger.transport"] = "lua/trigger/transport/init.lua",
     ["trigger.transport.curl"] = "lua/trigger/transport/curl.lua",
     ["trigger.transport.ngx"] = "lua/trigger/transport/ngx.lua",
@@ -94,4 +97,6 @@ build = {
   -- The LuaLS definitions (---@meta): installed as <tree>/lib/luarocks/rocks-X/trigger-realtime/
   -- <version>/types/, the folder to give lua-language-server as a library (types/README.md).
   copy_directories = { "types" },
+  -- The command line: LuaRocks writes a wrapper that runs it with the Lua it built for.
+  install = { bin = { ["trigger-realtime"] = "bin/trigger-realtime" } },
 }

@@ -94,17 +94,19 @@ end
 local claims_cache = {} -- base_url NUL secret → claims from the server
 
 local function fetch_claims(settings)
-  local cache_key = settings.base_url .. "\0" .. settings.access_token
+  local cache_key = settings.base_url .. "\0" .. settings.access_token .. "\0"
+    .. (settings.preview_branch or "")
   local cached = claims_cache[cache_key]
   if cached then return cached end
   local transport = settings.transport or require("trigger.transport").current()
   local url = settings.base_url .. "/api/v1/auth/jwt/claims"
   local where = "POST " .. url
+  local json_headers = request.api_headers(settings)
+  json_headers[#json_headers + 1] = "Content-Type: application/json"
   -- The library's one request path: yields to cqueues inside a cqueues coroutine.
   local status, headers, body = request.perform(transport, {
     url = url, method = "POST", body = "{}",
-    headers = { "Authorization: Bearer " .. settings.access_token,
-      "Content-Type: application/json" },
+    headers = json_headers,
     timeout = settings.read_timeout, connect_timeout = settings.connect_timeout,
     ca_file = settings.ca_file, max_body = 1024 * 1024,
   })

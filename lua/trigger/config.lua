@@ -21,7 +21,7 @@ local KNOWN = {
   access_token = "string", base_url = "string", ca_file = "string", read_timeout = "number",
   connect_timeout = "number", retry_base = "number", retry_cap = "number",
   max_retries = "number", max_body = "number", on_error = "function", timeout = "number",
-  transport = "table", share = "boolean",
+  transport = "table", share = "boolean", preview_branch = "string",
 }
 
 -- Numbers have a range too: an option that passes its type check but not this would only
@@ -167,20 +167,29 @@ end
 
 --- The settings for one call.
 -- @tparam[opt] table opts per-call options
+-- @tparam[opt] string fallback_token the access token to use when none is configured (not in
+--   `opts`, not by `configure`, not in the environment): a run handle's public access token
 -- @treturn[1] table settings
 -- @treturn[2] nil
 -- @treturn[2] table error (no access token)
-function M.resolve(opts)
+function M.resolve(opts, fallback_token)
   local s = {}
   for k, v in pairs(M.defaults) do s[k] = v end
   for k, v in pairs(configured) do s[k] = v end
   for k, v in pairs(opts or {}) do s[k] = v end
   local empty = s.access_token == "" -- given, but empty: no token (not one from elsewhere)
   s.access_token = s.access_token or env("TRIGGER_ACCESS_TOKEN") or env("TRIGGER_SECRET_KEY")
+    or fallback_token
   s.base_url = (s.base_url or env("TRIGGER_API_URL") or DEFAULT_BASE_URL):gsub("/+$", "")
   -- The scheme is case-insensitive (RFC 3986): HTTPS://… is https://…
   local scheme, rest = s.base_url:match("^(%a[%w+.-]*)(://.*)$")
   if scheme then s.base_url = scheme:lower() .. rest end
+  s.preview_branch = s.preview_branch or env("TRIGGER_PREVIEW_BRANCH")
+  if s.preview_branch and (s.preview_branch:find("[%c]") or s.preview_branch:find("^%s")
+      or s.preview_branch:find("%s$")) then
+    return nil, errors.new("bad_request", "preview_branch must be a branch name without control "
+      .. "characters or surrounding spaces")
+  end
   if not s.access_token or empty then
     return nil, errors.new("auth", "no access token" .. (empty and " (access_token is empty)" or "")
       .. ": pass access_token, call "

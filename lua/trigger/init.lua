@@ -25,6 +25,9 @@ local config = require "trigger.config"
 -- @tparam[opt] string opts.base_url the API's root URL (`http://` or `https://`, without
 --   `user:password@`: refused, a `bad_request` error at the call); default: env
 --   `TRIGGER_API_URL`, else `https://api.trigger.dev`
+-- @tparam[opt] string opts.preview_branch the preview (or dev) branch to work on: sent as
+--   `x-trigger-branch` with every request (realtime, streams, packets, tokens, triggers);
+--   default: env `TRIGGER_PREVIEW_BRANCH`. A `tr_preview_…` key needs it
 -- @tparam[opt] string opts.ca_file a PEM file of CA certificates to verify the server with
 -- @tparam[opt=60] number opts.read_timeout seconds one request may take (a live request is
 --   held open by the server for about 20 s)
@@ -58,11 +61,16 @@ function M.configure(opts)
   config.configure(opts)
 end
 
---- The subscriptions: `trigger.runs.subscribe_to_tag`, `subscribe_to_run`, `subscribe_to_batch`.
+--- The subscriptions: `trigger.runs.subscribe_to_tag`, `subscribe_to_run`, `subscribe_to_batch`;
+-- and the run look-ups `retrieve`, `cancel`, `list`, `list_page`, `wait` (`trigger.run_lookup`).
 M.runs = require "trigger.runs"
 
 --- Realtime streams of runs: `trigger.streams.read(run_id, key, opts)` (see `trigger.streams`).
 M.streams = require "trigger.streams"
+
+--- Triggering tasks: `trigger.tasks.trigger`, `batch_trigger`, `batch_trigger_by_id` (see
+-- `trigger.tasks`).
+M.tasks = require "trigger.tasks"
 
 --- Perform the network I/O of every subscription of this thread, waiting at most `seconds`
 -- for some to happen (returns early when it does; libcurl's own timers that bring no request

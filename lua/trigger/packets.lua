@@ -21,12 +21,12 @@ end
 -- Cached per packet path in `cache`, so an unchanged packet is fetched once.
 -- @param owner the reading coroutine's state (see `trigger.request`)
 -- @tparam table cache "field\0path" → {body, content type}
--- @tparam string auth_header "Authorization: Bearer …"
+-- @tparam {string,...} api_headers the request headers of the API (`trigger.request.api_headers`)
 -- @tparam string run_id
 -- @tparam string field "payload" or "output"
 -- @tparam string path the packet's storage path
 -- @return body and content type, or nil and a message
-function M.fetch(owner, cache, auth_header, run_id, field, path)
+function M.fetch(owner, cache, api_headers, run_id, field, path)
   local cache_key = field .. "\0" .. path
   local cached = cache[cache_key]
   if cached then return cached[1], cached[2] end
@@ -37,7 +37,7 @@ function M.fetch(owner, cache, auth_header, run_id, field, path)
   }
   local presigned, last
   for _, url in ipairs(tries) do
-    local status, headers, body = request.http(owner, { url = url, headers = { auth_header } })
+    local status, headers, body = request.http(owner, { url = url, headers = api_headers })
     if status == 200 then
       local doc = require("trigger.json").decode(body)
       presigned = type(doc) == "table" and doc.presignedUrl

@@ -15,6 +15,18 @@ local errors = require "trigger.errors"
 
 local M = {}
 
+--- The headers every request of the library to the Trigger.dev API carries (shape requests,
+-- streams, stored packets, token claims, the management API): the credential, the library's
+-- version and, when `preview_branch` is set, `x-trigger-branch`. The one place they are made.
+-- @tparam table settings what `trigger.config.resolve` gave
+-- @treturn {string,...} a fresh list of "Name: value" lines the caller may add to
+function M.api_headers(settings)
+  local h = { "Authorization: Bearer " .. settings.access_token,
+    "trigger-version: trigger-realtime-lua/" .. require("trigger")._VERSION }
+  if settings.preview_branch then h[#h + 1] = "x-trigger-branch: " .. settings.preview_branch end
+  return h
+end
+
 --- What an HTTP status that is not a success means: `"retry"` or `"fatal"`, the error kind
 -- and a short message. The same table the shape protocol core uses (csrc/shape.c).
 -- @tparam integer status

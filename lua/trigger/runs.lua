@@ -126,7 +126,21 @@ local function check_position(fn, pos)
   end
 end
 
-local function open(fn, path, params, opts, stop_when)
+-- A run or batch handle (what `trigger.tasks` returns) in place of an id: -> id, its token.
+local function id_of(fn, v, what)
+  if type(v) == "table" then
+    if type(v.id) ~= "string" or v.id == "" then
+      argerror(fn, 1, what .. " handle without an id")
+    end
+    local token = v.publicAccessToken
+    return v.id, type(token) == "string" and token ~= "" and token or nil
+  end
+  if type(v) ~= "string" or v == "" then argerror(fn, 1, what .. " id string or handle expected") end
+  return v, nil
+end
+M._id_of = id_of
+
+local function open(fn, path, params, opts, stop_when, handle_token)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(fn, 2, "table expected for options, got " .. type(opts))
   end
@@ -146,7 +160,7 @@ local function open(fn, path, params, opts, stop_when)
     if cols ~= "" then query.skipColumns = cols end
   end
   if opts.resume then check_position(fn, opts.resume) end
-  local settings, err = config.resolve(opts)
+  local settings, err = config.resolve(opts, handle_token)
   if not settings then errors.raise(err) end
   local sub = subscription.new {
     settings = settings, path = path, params = query,
@@ -219,7 +233,8 @@ end
 --- Follow one run. The iteration ends by itself once the run reached a final state
 -- (`COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`, `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`),
 -- unless `opts.stop_on_completion` is false.
--- @tparam string run_id the run's id (`run_…`)
+-- @tparam string|table run_id the run's id (`run_…`), or the handle `trigger.tasks.trigger`
+--   returned: its `publicAccessToken` is used when no access token is configured
 -- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`, refused here), plus:
 -- @tparam[opt=true] boolean opts.stop_on_completion end the iteration after handing out the
 --   run in a final state
@@ -229,19 +244,20 @@ end
 -- @usage
 -- for run in trigger.runs.subscribe_to_run("run_1234") do print(run.status) end
 function M.subscribe_to_run(run_id, opts)
-  if type(run_id) ~= "string" or run_id == "" then
-    argerror("subscribe_to_run", 1, "run id string expected")
-  end
+  local token
+  run_id, token = id_of("subscribe_to_run", run_id, "run")
   local stop
   if not (opts and opts.stop_on_completion == false) then
     stop = function(run) return run_object.FINAL[run.status] end
   end
   return open("subscribe_to_run", "/realtime/v1/runs/" .. core.url_encode(run_id), nil, opts,
-    stop)
+    stop, token)
 end
 
 --- Follow every run of a batch. Like `subscribe_to_tag`, the iteration never ends by itself.
--- @tparam string batch_id the batch's id (`batch_…`)
+-- @tparam string|table batch_id the batch's id (`batch_…`), or the handle
+--   `trigger.tasks.batch_trigger` returned: its `publicAccessToken` is used when no access
+--   token is configured
 -- @tparam[opt] table opts as for `subscribe_to_tag` (but `created_at`)
 -- @treturn Subscription the subscription (its own iterator and closing value)
 -- @raise as `subscribe_to_tag` does
@@ -250,11 +266,10 @@ end
 -- local run, why = sub:next(5)   -- a run, or nil, "timeout"
 -- sub:close()
 function M.subscribe_to_batch(batch_id, opts)
-  if type(batch_id) ~= "string" or batch_id == "" then
-    argerror("subscribe_to_batch", 1, "batch id string expected")
-  end
+  local token
+  batch_id, token = id_of("subscribe_to_batch", batch_id, "batch")
   return open("subscribe_to_batch", "/realtime/v1/batches/" .. core.url_encode(batch_id), nil,
-    opts)
+    opts, nil, token)
 end
 
 --- `subscribe_to_tag` under the name the TypeScript SDK gives it (`runs.subscribeToRunsWithTag`).
@@ -326,6 +341,12 @@ end
 --   print(run.id, run.taskIdentifier, run.status, run.updatedAt, run.output)
 --   if run.isCompleted or run.isCancelled then break end
 -- end
+
+-- Run look-ups of the management API: retrieve, cancel, list, list_page, wait
+-- (`trigger.run_lookup`, documented there).
+for k, v in pairs(require "trigger.run_lookup") do
+  if type(v) == "function" and k:sub(1, 1) ~= "_" then M[k] = v end
+end
 
 --- The same table as `trigger.errors`.
 -- @local

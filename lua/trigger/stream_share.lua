@@ -19,7 +19,7 @@ Tap.__index = Tap
 -- The options that make a stream's request (the rest are its caller's). The key holds the
 -- credentials: this table is never reachable from outside the module.
 local KEYED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
-  "max_body" }
+  "max_body", "preview_branch" }
 local open = {} -- key -> source, while it has taps and no chunk has been read
 
 local function sharing_key(run_id, key, o)

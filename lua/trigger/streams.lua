@@ -79,7 +79,7 @@ local OPTIONS = { from = "string", timeout_seconds = "number", resume = "table",
 -- run takes from the stream (with its retry settings and `on_error`).
 -- @local
 M.INHERITED = { "access_token", "base_url", "ca_file", "read_timeout", "connect_timeout",
-  "max_body", "transport" }
+  "max_body", "transport", "preview_branch" }
 local LOOK_ALSO = { "retry_base", "retry_cap", "max_retries", "on_error" }
 
 --- The stream keys a run lists: the legacy metadata `$$streams` when it is a non-empty array
@@ -746,7 +746,8 @@ local function check_resume(fn, pos)
 end
 
 --- Read one stream of a run.
--- @tparam string run_id the run's id (`run_…`)
+-- @tparam string|table run_id the run's id (`run_…`), or its handle (`trigger.tasks.trigger`):
+--   its `publicAccessToken` is used when no access token is configured
 -- @tparam[opt="default"] string key the stream's key
 -- @tparam[opt] table opts the options:
 -- @tparam[opt] string opts.from `"latest"`: start at the end of the stream (new chunks only;
@@ -775,9 +776,8 @@ end
 -- end
 function M.read(run_id, key, opts)
   local fn = "read"
-  if type(run_id) ~= "string" or run_id == "" then
-    errors.bad_argument(fn, 1, "run id string expected")
-  end
+  local handle_token
+  run_id, handle_token = require("trigger.runs")._id_of(fn, run_id, "run")
   if key == nil then key = "default" end
   if type(key) ~= "string" or key == "" then
     errors.bad_argument(fn, 2, "stream key string expected")
@@ -799,7 +799,7 @@ function M.read(run_id, key, opts)
   for k, v in pairs(opts) do
     if not OPTIONS[k] then copts[k] = v end
   end
-  local settings, err = config.resolve(copts)
+  local settings, err = config.resolve(copts, handle_token)
   if not settings then errors.raise(err) end
   local pos = opts.resume or {}
   local r = {
@@ -809,8 +809,7 @@ function M.read(run_id, key, opts)
     key = key,
     url = settings.base_url .. "/realtime/v1/streams/" .. core.url_encode(run_id) .. "/"
       .. core.url_encode(key),
-    headers = { "Accept: text/event-stream", "Authorization: Bearer " .. settings.access_token,
-      "trigger-version: trigger-realtime-lua/" .. require("trigger")._VERSION },
+    headers = request.api_headers(settings),
     timeout_seconds = tsec,
     latest = opts.from == "latest",
     reopen = opts.reopen ~= false,
@@ -827,6 +826,7 @@ function M.read(run_id, key, opts)
     ready = true,
     inflight = {},
   }
+  r.headers[#r.headers + 1] = "Accept: text/event-stream"
   r.is_closed = function() return r.closed end
   r.co = coroutine.create(function() return loop(r) end)
   local stream = setmetatable({ closed = false, finished = false }, Stream)

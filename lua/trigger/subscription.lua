@@ -134,7 +134,7 @@ function M.new(spec)
   end
   r.given = delivery.new(resume and resume.rows, rebuild)
   r.fetch_for_run = function(field, path)
-    return packets.fetch(r, r.packets, up.r.headers[1], delivering_id(r), field, path)
+    return packets.fetch(r, r.packets, up.r.api_headers, delivering_id(r), field, path)
   end
   r.warn_for_run = function(message)
     warn(r, "run " .. tostring(delivering_id(r)) .. " " .. message, r.delivering_url)

@@ -10,14 +10,13 @@
 -- @module trigger.upstream
 local core = require "trigger.core"
 local errors = require "trigger.errors"
+local request = require "trigger.request"
 local shape_loop = require "trigger.shape_loop"
 local shape_rows = require "trigger.shape_rows"
 
 local M = {}
 local Upstream = {}
 Upstream.__index = Upstream
-
-local unpack = table.unpack or unpack -- luacheck: ignore
 
 -- Electric and Trigger.dev headers every realtime request carries.
 local PROTOCOL_HEADERS = {
@@ -32,7 +31,7 @@ local shared = {}
 -- Settings that change what the upstream asks or how it retries: readers that differ in any
 -- of them do not share.
 local KEYED = { "base_url", "access_token", "read_timeout", "connect_timeout", "retry_base",
-  "retry_cap", "max_retries", "max_body", "ca_file" }
+  "retry_cap", "max_retries", "max_body", "ca_file", "preview_branch" }
 
 -- -> the key within this Lua state (the transport's identity among it), and the same key
 -- without the transport's identity (what nginx workers compare: `trigger.upstream_shm`)
@@ -75,12 +74,13 @@ local function new_upstream(spec, resume, key)
     params = spec.params or {},
     transport = spec.transport,
     shape = core.shape(),
-    headers = { "Authorization: Bearer " .. s.access_token, unpack(PROTOCOL_HEADERS) },
+    headers = request.api_headers(s),
+    api_headers = request.api_headers(s), -- stored packets: without the realtime protocol's
     closed = false,
     ready = true, -- the coroutine may have work to do without waiting for I/O
     inflight = {}, -- requests in flight: closing aborts them
   }
-  r.headers[#r.headers + 1] = "trigger-version: trigger-realtime-lua/" .. spec.version
+  for _, h in ipairs(PROTOCOL_HEADERS) do r.headers[#r.headers + 1] = h end
   local rebuild = false
   if resume ~= nil then
     local ok, err = r.shape:restore(resume.handle, resume.offset, resume.cursor)

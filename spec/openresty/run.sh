@@ -935,6 +935,16 @@ else
   not_ok "/token mints a working public token" "$token_json"
 fi
 
+# --- a task triggered inside nginx (issue 30) ---------------------------------------------------
+
+admin POST _emulator/tasks '{"tasks":{"echo-nginx":{"queue_ms":10,"steps":[{"echo":true}]}}}' >/dev/null
+trig_json=$(get "/test/trigger?task=echo-nginx" 30)
+if [ "$(json_field "$trig_json" 'doc.status .. " " .. doc.output.from .. " " .. doc.payload.from')" = "COMPLETED nginx nginx" ]; then
+  ok "trigger.tasks.trigger, runs.wait and runs.retrieve inside a request: $(json_field "$trig_json" 'doc.id') COMPLETED"
+else
+  not_ok "a task triggered and waited for inside nginx" "$trig_json"
+fi
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 if [ "$have_tls" = 1 ]; then

@@ -23,7 +23,9 @@
 --    upstream on its own (`trigger.upstream_ngx`: an nginx timer) so that fan-out (the `share`
 --    option) works without background requests too.
 --  * A request `req`: `url`, `method` (default GET), `headers` (a list of "Name: value"),
---    `body`, `timeout`, `connect_timeout` (seconds), `ca_file`, `max_body` (bytes), and for
+--    `body`, `timeout`, `connect_timeout` (seconds), `ca_file`, `max_body` (bytes),
+--    `fresh_connect` (true: never send it again by itself, as on a pooled connection that
+--    closed without an answer: a request that must not run twice), and for
 --    non-background transports `cancelled` (a function: true once the caller gave up).
 --  * An answer: `status, headers, body` (header names in lower case), or `nil, failure` with
 --    `failure = {kind = "network", permanent = boolean, message = string}`. Each transport

@@ -286,7 +286,8 @@ function M.perform(req)
   local entry = {}
   inflight[entry] = true
   local status, headers, body = attempt(req, u, request, method, deadline, entry)
-  if status == nil and body == true then -- a stale pooled connection: once more, afresh
+  -- a stale pooled connection: once more, afresh (not for a request that must not run twice)
+  if status == nil and body == true and not req.fresh_connect then
     stats.retried = stats.retried + 1
     status, headers, body = attempt(req, u, request, method, deadline, entry)
   end

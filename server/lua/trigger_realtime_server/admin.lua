@@ -14,9 +14,11 @@ end
 
 local OK = { ok = true }
 
-local function body_object(req)
+-- exact: keep `[]` apart from `{}` and the key order (json.decode_exact), for bodies whose values
+-- are shown again as they were given (task outputs, payloads).
+local function body_object(req, exact)
   if req.body == "" then return {} end
-  local v, err = json.decode(req.body)
+  local v, err = (exact and json.decode_exact or json.decode)(req.body)
   if type(v) ~= "table" then return nil, "body must be a JSON object" .. (err and (": " .. err) or "") end
   return v
 end
@@ -29,8 +31,8 @@ local function attempt(fn, ...)
   return false, reply(message:match("^no run ") and 404 or 400, { error = message })
 end
 
-local function with_body(req, fn)
-  local body, err = body_object(req)
+local function with_body(req, fn, exact)
+  local body, err = body_object(req, exact)
   if not body then return reply(400, { error = err }) end
   return fn(body)
 end
@@ -233,6 +235,44 @@ ROUTES["POST /_emulator/backend"] = function(srv, req)
     if not ok then return err end
     return reply(200, { backend = srv.backend })
   end)
+end
+
+-- The management API's task catalogue (worker.lua). POST {"tasks": {id: definition}, "replace"?:
+-- true} -> {"defined": [ids]}; GET -> {"tasks": {…}}.
+ROUTES["POST /_emulator/tasks"] = function(srv, req)
+  return with_body(req, function(body)
+    local ok, names = attempt(srv.define_tasks, srv, body.tasks, body.replace == true)
+    if not ok then return names end
+    return reply(200, { defined = json.array(names) })
+  end, true)
+end
+
+ROUTES["GET /_emulator/tasks"] = function(srv)
+  return reply(200, { tasks = srv.tasks.catalogue })
+end
+
+-- The management API's switches and limits: POST a partial config -> the whole config; GET reads.
+ROUTES["POST /_emulator/api_config"] = function(srv, req)
+  return with_body(req, function(body)
+    local ok, cfg = attempt(srv.tasks_config, srv, body)
+    if not ok then return cfg end
+    return reply(200, cfg)
+  end)
+end
+
+ROUTES["GET /_emulator/api_config"] = function(srv)
+  return reply(200, srv.tasks.config)
+end
+
+-- Trigger in-process: {"task", "payload"?, "options"?} -> {"id"} (no checks: a scenario's shortcut).
+ROUTES["POST /_emulator/trigger"] = function(srv, req)
+  return with_body(req, function(body)
+    if type(body.task) ~= "string" then return reply(400, { error = "task must be a string" }) end
+    local ok, id, why = attempt(srv.trigger, srv, body.task, body)
+    if not ok then return id end
+    if not id then return reply(422, { error = why }) end
+    return reply(200, { id = id })
+  end, true)
 end
 
 ROUTES["POST /_emulator/reset"] = function(srv)

@@ -3,6 +3,7 @@
 -- A fault spec is { kind = ..., match = { path_prefix, live, initial }, count = n, ... }.
 -- Each request takes the first pending fault that matches it (in injection order) and uses up
 -- one of its `count`. Faults never touch the /_emulator admin routes.
+local api = require "trigger_realtime_server.api"
 local json = require "trigger_realtime_server.json"
 local http = require "trigger_realtime_server.http"
 
@@ -21,6 +22,9 @@ faults.KINDS = {
   sse_error = true,       -- after `after` records: `event: error` (data = body), close without [DONE]
   overlap = true,         -- a resumed read first sends again the record at the cursor
   v1_id = true,           -- v1: every event carries `id: <id>` (any text) instead of its entry's
+  -- the management API (api.lua)
+  drop_response = true,   -- the request is served (a trigger creates its run), then the
+                          -- connection closes without an answer
 }
 
 local List = {}
@@ -54,7 +58,7 @@ local function normalize(spec)
     local ok, err = check_number(spec, name, 1)
     if not ok then return nil, err end
   end
-  for _, name in ipairs({ "delay_ms", "retry_after", "after" }) do
+  for _, name in ipairs({ "delay_ms", "retry_after", "after", "reset_ms" }) do
     local ok, err = check_number(spec, name, 0)
     if not ok then return nil, err end
   end
@@ -73,8 +77,20 @@ local function normalize(spec)
   end
   local body = spec.body
   if body ~= nil and type(body) ~= "string" then body = json.encode(body) end
+  local headers = {}
+  if spec.headers ~= nil and spec.headers ~= json.null then
+    if type(spec.headers) ~= "table" then return nil, "fault headers must be an object" end
+    for name, value in pairs(spec.headers) do
+      if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+        return nil, "fault headers must map names to strings"
+      end
+      headers[#headers + 1] = { name:lower(), tostring(value) }
+    end
+    table.sort(headers, function(a, b) return a[1] < b[1] end)
+  end
   return {
     kind = spec.kind, count = math.floor(spec.count or 1), status = status, body = body,
+    headers = headers, reset_ms = spec.reset_ms,
     retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
     delay_ms = spec.delay_ms, after = spec.after and math.floor(spec.after),
     id = spec.kind == "v1_id" and spec.id or nil,
@@ -125,16 +141,27 @@ function List:take(req)
   end
 end
 
--- The canned answer of a `status` fault.
-function faults.status_response(f)
+-- The canned answer of a `status` fault. On an /api/ route a 429 without a body is the API
+-- limiter's (problem+json, x-ratelimit-* with the reset `reset_ms` (default 1000) from now, in
+-- Unix ms); `headers` are added as given (x-should-retry, retry-after…).
+function faults.status_response(f, req, now_ms)
   local headers = { { "content-type", "application/json; charset=utf-8" } }
   if f.retry_after then headers[#headers + 1] = { "retry-after", json.number_text(f.retry_after) } end
   local body = f.body
+  if not body and f.status == 429 and req and req.path:sub(1, 5) == "/api/" then
+    local reset = now_ms + math.floor(f.reset_ms or 1000)
+    headers[1][2] = "application/problem+json; charset=utf-8"
+    headers[#headers + 1] = { "x-ratelimit-limit", "750" }
+    headers[#headers + 1] = { "x-ratelimit-remaining", "0" }
+    headers[#headers + 1] = { "x-ratelimit-reset", ("%d"):format(reset) }
+    body = api.rate_limit_body(reset, now_ms, 750)
+  end
   if not body then
     local message = f.status == 429 and "Too many concurrent requests"
       or http.REASONS[f.status] or "Injected fault"
     body = json.encode({ error = message })
   end
+  for _, h in ipairs(f.headers or {}) do headers[#headers + 1] = h end
   return http.response(f.status, headers, body)
 end
 

@@ -11,6 +11,7 @@ local condition = require "cqueues.condition"
 local errno = require "cqueues.errno"
 local socket = require "cqueues.socket"
 local admin = require "trigger_realtime_server.admin"
+local api = require "trigger_realtime_server.api"
 local faults = require "trigger_realtime_server.faults"
 local http = require "trigger_realtime_server.http"
 local json = require "trigger_realtime_server.json"
@@ -22,6 +23,7 @@ local store = require "trigger_realtime_server.store"
 local streams = require "trigger_realtime_server.streams"
 local util = require "trigger_realtime_server.util"
 local values = require "trigger_realtime_server.values"
+local worker = require "trigger_realtime_server.worker"
 
 local server = {}
 
@@ -100,6 +102,7 @@ function server.new(opts)
   self.backend = o.backend
   self.native = native.new(self)
   self.streams = streams.new(self)
+  self.tasks = worker.new(self)
   self:reset_stats()
   if o.state_file then
     assert(type(o.state_file) == "string" and o.state_file ~= "", "state_file must be a path")
@@ -159,22 +162,30 @@ function Server:stats()
   }
 end
 
--- Never the token itself: only whether one was sent.
+-- Request headers the log keeps (never Authorization: only whether one was sent).
+local LOGGED_HEADERS = {
+  "x-trigger-electric-version", "x-trigger-api-version", "last-event-id", "timeout-seconds",
+  "x-trigger-stream-start", "accept",
+  -- the management API's (management-api.md §1.2)
+  "x-trigger-branch", "trigger-version", "x-trigger-source", "x-trigger-realtime-streams-version",
+  "x-trigger-request-idempotency-key", "x-trigger-client", "idempotency-key", "idempotency-key-ttl",
+  "content-type", "content-length", "transfer-encoding",
+}
+local LOGGED_BODY = 65536 -- bytes of an /api/ request body kept in the log
+
 local function log_entry(req, status)
   local h = req.headers
-  return {
+  local headers = { has_authorization = h["authorization"] ~= nil }
+  for _, name in ipairs(LOGGED_HEADERS) do headers[name] = h[name] end
+  local entry = {
     method = req.method, path = req.path, query = req.query, status = status,
-    live = req.params.live == "true",
-    headers = {
-      ["x-trigger-electric-version"] = h["x-trigger-electric-version"],
-      ["x-trigger-api-version"] = h["x-trigger-api-version"],
-      ["last-event-id"] = h["last-event-id"],
-      ["timeout-seconds"] = h["timeout-seconds"],
-      ["x-trigger-stream-start"] = h["x-trigger-stream-start"],
-      accept = h["accept"],
-      has_authorization = h["authorization"] ~= nil,
-    },
+    live = req.params.live == "true", headers = headers,
   }
+  if req.path:sub(1, 5) == "/api/" and req.body and req.body ~= "" then
+    entry.body = req.body:sub(1, LOGGED_BODY)
+    if #req.body > LOGGED_BODY then entry.body_truncated = true end
+  end
+  return entry
 end
 
 local function route_name(path)
@@ -269,6 +280,7 @@ function Server:route(conn, req)
   local res = streams.dispatch(self, conn, req) -- /realtime/v1/streams/*, /_emulator/stream*
   if res == false then res = admin.dispatch(self, conn, req) end
   if res == false and self.persist then self.persist:check_request(req) end
+  if res == false then res = api.dispatch(self, conn, req) end -- /api/v*/… management, signed blobs
   if res == false then res = realtime.dispatch(self, conn, req) end
   if res == false then res = not_found() end
   return res
@@ -295,11 +307,15 @@ function Server:handle(conn, req)
   req.fault = fault -- a stream response applies its own (streams.lua)
   local res
   if fault and fault.kind == "status" then
-    res = faults.status_response(fault)
+    res = faults.status_response(fault, req, self.now_ms())
   else
     if fault and fault.kind == "delay" then cqueues.sleep((fault.delay_ms or 0) / 1000) end
     local ok, r = xpcall(self.route, debug.traceback, self, conn, req)
     if ok then res = r else res = internal_error(r) end
+  end
+  if fault and fault.kind == "drop_response" then
+    -- The request did its work (a run was created…); the answer is lost on the way.
+    res = nil
   end
   if not res or conn.dropped then
     -- Nothing to answer: the client went away, or the connections were dropped meanwhile.
@@ -514,8 +530,35 @@ function Server:stream_config(cfg)
   return self.streams:configure(cfg)
 end
 
+-- The management API's task catalogue (worker.lua): tasks = { ["task-id"] = { steps = {…},
+-- queue_ms, ttl } }; replace = true forgets the tasks defined before. -> the names defined
+function Server:define_tasks(tasks, replace)
+  return self.tasks:define(tasks, replace)
+end
+
+-- The management API's switches and limits (worker.DEFAULT_CONFIG). -> the whole config
+function Server:tasks_config(cfg)
+  return self.tasks:configure(cfg)
+end
+
+-- Trigger a run as POST /api/v1/tasks/{task}/trigger would with the secret key: body =
+-- { payload, options = {…} } as on the wire (not checked). -> friendlyId, or nil, message
+function Server:trigger(task, body)
+  local run, e = api.create_run(self, task, body or {}, { headers = {}, principal = { kind = "secret" } })
+  if not run then return nil, e.message end
+  return run.id
+end
+
+-- A batch of runs, as if both phases had come: items = { { task =, payload =, options = }, … }.
+-- Its runs are made on the loop right after. -> the batch id
+function Server:trigger_batch(items)
+  assert(type(items) == "table" and #items > 0, "trigger_batch needs a list of items")
+  return api.create_batch(self, items)
+end
+
 -- Forget runs, blobs, shapes, faults and stats (open connections stay open).
 function Server:reset()
+  self.tasks:clear()
   self.store:clear()
   self.shapes:clear()
   self.native:reset()

@@ -13,7 +13,30 @@
 -- every run it has seen is finished can't stop early. The server stays up afterwards.
 local STORE_PATH = "demo/process-upload/payload.json"
 
+-- Tasks the management API can trigger (worker.lua): `curl …/api/v1/tasks/hello-world/trigger`.
+-- Any other task id is accepted and waits in the queue until its TTL (10m here) expires it.
+local TASKS = {
+  ["hello-world"] = { steps = {
+    { sleep = 0.3 },
+    { metadata = { progress = 0.5 } },
+    { sleep = 0.3 },
+    { output = { message = "Hello, world!" } },
+  } },
+  ["stream-story"] = { steps = {
+    { stream = "default", interval = 0.15, chunks = {
+      "Once ", "upon ", "a ", "time, ", "a ", "run ", "was ", "triggered ", "and ", "followed ", "live." } },
+    { output = { words = 11 } },
+  } },
+  ["always-fails"] = { steps = {
+    { sleep = 0.4 },
+    { fail = { name = "Error", message = "This task always fails",
+               stackTrace = "Error: This task always fails\n    at run (src/trigger/fail.ts:4:11)" } },
+  } },
+  ["echo"] = { steps = { { sleep = 0.1 }, { echo = true } } },
+}
+
 return function(s, sleep)
+  s:define_tasks(TASKS)
   s:put_blob(STORE_PATH, "application/json",
              '{"file":"avatar.png","bytes":482113,"dimensions":{"width":512,"height":512}}')
 
@@ -62,6 +85,13 @@ return function(s, sleep)
     friendlyId = "run_demo_stream",
     payload = '{"topic":"autumn"}',
     tags = { "streams:demo" },
+  })
+
+  -- A batch of three hello-world runs, tagged demo:batch (realtime: /realtime/v1/batches/{id}).
+  s:trigger_batch({
+    { task = "hello-world", payload = { n = 1 }, options = { tags = { "demo:batch" } } },
+    { task = "hello-world", payload = { n = 2 }, options = { tags = { "demo:batch" } } },
+    { task = "echo", payload = { n = 3 }, options = { tags = { "demo:batch" } } },
   })
 
   local started = {}
