@@ -9,13 +9,10 @@ local errors = require "trigger.errors"
 local request = require "trigger.request"
 
 local THIS_FILE = "error_messages_spec%.lua"
-local OFFLINE = { access_token = "tr_dev_error_messages_spec", base_url = "http://127.0.0.1:9" }
+local OFFLINE = helper.offline_opts("error_messages_spec")
 
 local function with(extra)
-  local t = {}
-  for k, v in pairs(OFFLINE) do t[k] = v end
-  for k, v in pairs(extra or {}) do t[k] = v end
-  return t
+  return helper.offline_opts("error_messages_spec", extra)
 end
 
 -- The string error `f` raises (a misuse error), which must point at this file.

@@ -315,6 +315,14 @@ function helper.client_opts(srv, opts)
   return opts
 end
 
+-- Options for a spec that makes no request that matters (nothing listens on port 9: what it
+-- opens is closed before it could), with `extra` on top: a fresh table each call.
+function helper.offline_opts(name, extra)
+  local t = { access_token = "tr_dev_" .. name, base_url = "http://127.0.0.1:9" }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return t
+end
+
 -- The next n runs of `sub`, failing clearly if they do not come.
 function helper.collect(sub, n, timeout)
   local out = {}

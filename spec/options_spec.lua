@@ -6,14 +6,8 @@ local trigger = require "trigger"
 local config = require "trigger.config"
 
 local THIS_FILE = "options_spec%.lua:%d+: "
--- Nothing listens on port 9: the subscriptions made here are closed before they could matter.
-local OFFLINE = { access_token = "tr_dev_options_spec", base_url = "http://127.0.0.1:9" }
-
 local function with(extra)
-  local t = {}
-  for k, v in pairs(OFFLINE) do t[k] = v end
-  for k, v in pairs(extra or {}) do t[k] = v end
-  return t
+  return helper.offline_opts("options_spec", extra)
 end
 
 -- The message `f` raises (it must raise a string).
