@@ -62,7 +62,7 @@ function M.configure(opts)
 end
 
 --- The subscriptions: `trigger.runs.subscribe_to_tag`, `subscribe_to_run`, `subscribe_to_batch`;
--- and the run look-ups `retrieve`, `cancel`, `list`, `list_page`, `wait` (`trigger.run_lookup`).
+-- and the run look-ups `trigger.runs.retrieve`, `cancel`, `list`, `list_page`, `wait`.
 M.runs = require "trigger.runs"
 
 --- Realtime streams of runs: `trigger.streams.read(run_id, key, opts)` (see `trigger.streams`).

@@ -1,15 +1,7 @@
---- Looking runs up through the management API (management-api.md §4, §5), and waiting for a
--- run to finish on the realtime feed. The functions are `trigger.runs.retrieve`, `cancel`,
--- `list`, `list_page` and `wait`.
---
--- **Status names.** Requests carry `x-trigger-api-version: 2025-07-16`, so statuses have the
--- names of the SDK's `RunStatus` (the realtime feed's names): `DELAYED`, `PENDING_VERSION`,
--- `QUEUED`, `DEQUEUED`, `EXECUTING`, `WAITING`, `COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`,
--- `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`. The booleans the management API adds
--- (`isCompleted`, `isFailed`…) are its own and differ from the realtime run object's: an
--- EXPIRED or TIMED_OUT run has every one false there, and CANCELED counts as completed and
--- failed. Decide "finished" from `status` (`FINAL`), as `wait` does.
--- @module trigger.run_lookup
+--- Looking runs up through the management API (`retrieve`, `cancel`, `list`, `list_page`),
+-- and waiting for a run to finish on the realtime feed (`wait`). They are functions of
+-- `trigger.runs` (this file is documented as part of it: `trigger.runs.retrieve`, …).
+-- @submodule trigger.runs
 local api = require "trigger.api"
 local clock = require "trigger.clock"
 local config = require "trigger.config"
@@ -20,7 +12,9 @@ local run_object = require "trigger.run_object"
 local M = {}
 
 --- Statuses after which a run never changes: the realtime side's final statuses (`EXPIRED`
--- and `TIMED_OUT` included), and the legacy `INTERRUPTED`.
+-- and `TIMED_OUT` included), and the legacy `INTERRUPTED`. Internal: `wait` stops on them
+-- (not copied into `trigger.runs`; the statuses are listed at `ApiRun` and `wait`).
+-- @local
 M.FINAL = { INTERRUPTED = true }
 for k in pairs(run_object.FINAL) do M.FINAL[k] = true end
 
@@ -57,16 +51,74 @@ local function fetch_packet(settings, url, field)
   return value
 end
 
---- Retrieve a run as the management API gives it (`GET /api/v3/runs/{id}`): the fields of
--- management-api.md §4.2 (`id`, `status`, `taskIdentifier`, `payload`, `output`, `error`,
--- `tags`, `createdAt`, `relatedRuns`, …). A payload or output kept in object storage is fetched
--- once and decoded, so `payload`/`output` hold values either way. A run not found yet right
--- after its trigger (the server's replica lags: 404 with `x-should-retry: true`) is asked again
--- with the usual backoff.
+--- A run as the management API gives it: what `retrieve` returns, and (without `payload`,
+-- `output`, `error`, `schedule`, `attemptCount`, `attempts` and `relatedRuns`, with `env` and
+-- `taskKind`) each run of `list` and `list_page`. Timestamps are ISO 8601 strings with
+-- milliseconds and `Z`; a field marked "or nil" is absent when the run has none.
+--
+-- **Status names.** Requests carry `x-trigger-api-version: 2025-07-16`, so statuses have the
+-- names of the SDK's `RunStatus` (the realtime feed's names): `DELAYED`, `PENDING_VERSION`,
+-- `QUEUED`, `DEQUEUED`, `EXECUTING`, `WAITING`, `COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`,
+-- `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`. The booleans the management API adds
+-- (`isCompleted`, `isFailed`…) are its own and differ from the realtime run object's (`Run`):
+-- an EXPIRED or TIMED_OUT run has every one false here, and CANCELED counts as completed and
+-- failed. Decide "finished" from `status` (`COMPLETED`, `CANCELED`, `FAILED`, `CRASHED`,
+-- `SYSTEM_FAILURE`, `EXPIRED`, `TIMED_OUT`, and the legacy `INTERRUPTED`), as `wait` does.
+-- @table ApiRun
+-- @field id string: the run's id (`run_…`; opaque)
+-- @field status string: its status (above)
+-- @field taskIdentifier string: the task's id
+-- @field idempotencyKey string or nil: the user's key when one was given (`retrieve`), else
+--   the stored (hashed) key
+-- @field version string or nil: the deployed version the run is locked to
+-- @field createdAt string: when it was created
+-- @field updatedAt string: when it last changed
+-- @field startedAt string or nil: when it started
+-- @field finishedAt string or nil: when it finished
+-- @field expiredAt string or nil: when it expired
+-- @field delayedUntil string or nil: until when it is delayed
+-- @field ttl string or nil: its time to live (`"10m"`)
+-- @field costInCents number: its cost in cents
+-- @field baseCostInCents number: its base cost in cents
+-- @field durationMs number: its compute time in milliseconds
+-- @field isTest boolean: a test run
+-- @field depth integer: 0 for a root run, else how deep under its root
+-- @field tags {string,...}: its tags, sorted
+-- @field isQueued boolean: the management API's flag (see above)
+-- @field isExecuting boolean: the management API's flag
+-- @field isWaiting boolean: the management API's flag
+-- @field isCompleted boolean: the management API's flag (CANCELED included, EXPIRED and
+--   TIMED_OUT not)
+-- @field isSuccess boolean: the management API's flag
+-- @field isFailed boolean: the management API's flag (CANCELED included)
+-- @field isCancelled boolean: the management API's flag
+-- @field triggerFunction string: `trigger`, `triggerAndWait`, `batchTrigger` or
+--   `batchTriggerAndWait`
+-- @field batchId string or nil: its batch (`batch_…`)
+-- @field metadata table or nil: its metadata (decoded JSON)
+-- @field region string or nil: the region it ran in
+-- @field payload the input payload, decoded (one kept in object storage is fetched once);
+--   `retrieve` only
+-- @field output the output, decoded as `payload`; only when the status is COMPLETED;
+--   `retrieve` only
+-- @field error table or nil: why it failed, `{message, name, stackTrace}`; `retrieve` only
+-- @field schedule table or nil: `{id, externalId, deduplicationKey, generator = {type,
+--   expression, description}}` for a scheduled run; `retrieve` only
+-- @field attemptCount integer: attempts so far; `retrieve` only
+-- @field attempts table: always empty (deprecated); `retrieve` only
+-- @field relatedRuns table: `{root = run or nil, parent = run or nil, children = {run,...}}`,
+--   each run with the fields above up to `region`; `retrieve` only
+-- @field env table: `{id, name, user}`, the run's environment; `list` and `list_page` only
+-- @field taskKind string: the kind of task (`STANDARD`…); `list` and `list_page` only
+
+--- Retrieve a run as the management API gives it (`GET /api/v3/runs/{id}`): an `ApiRun`. A
+-- payload or output kept in object storage is fetched once and decoded, so `payload`/`output`
+-- hold values either way. A run not found yet right after its trigger (the server's replica
+-- lags: 404 with `x-should-retry: true`) is asked again with the usual backoff.
 -- @tparam string|table id the run's id, or its handle (`trigger.tasks.trigger`): its
 --   `publicAccessToken` is used when no access token is configured
 -- @tparam[opt] table opts the options of `trigger.configure`, for this call
--- @treturn[1] table the run
+-- @treturn[1] ApiRun the run
 -- @treturn[2] nil
 -- @treturn[2] table an error object (`not_found`, `auth`, `forbidden`, `network`…)
 -- @raise (a string) on a bad argument
@@ -190,7 +242,8 @@ end
 --- One page of runs (`GET /api/v1/runs`).
 -- @tparam[opt] table filters as for `list`, plus `after` / `before`: a page's `next` /
 --   `previous` cursor
--- @treturn[1] table `{data = {run, …}, next = cursor or nil, previous = cursor or nil}`
+-- @treturn[1] table `{data = {run, …}, next = cursor or nil, previous = cursor or nil}`, each
+--   run an `ApiRun`
 -- @treturn[2] nil
 -- @treturn[2] table an error object
 -- @raise (a string) on a bad filter
@@ -221,7 +274,7 @@ end
 -- @param filters.to created at or before: as `from`
 -- @tparam integer filters.page_size runs per request, 1 to 100 (default 25)
 -- @param filters.... and the options of `trigger.configure`, for these requests
--- @treturn function an iterator: each call gives the next run, nil after the last
+-- @treturn function an iterator: each call gives the next run (an `ApiRun`), nil after the last
 -- @raise (a string) on a bad filter; the iterator raises an error object when a page cannot
 --   be had
 -- @usage

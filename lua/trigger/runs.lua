@@ -26,6 +26,11 @@
 -- upstream of its own. Inside nginx the subscriptions of a worker share an upstream read by an
 -- `ngx.timer`, and with `lua_shared_dict trigger_realtime` one worker reads for all of them
 -- (docs/fan-out.md).
+--
+-- **Look-ups.** `retrieve`, `cancel`, `list` and `list_page` ask the management API for runs
+-- as it keeps them (an `ApiRun`: its own field set and status flags), and `wait` follows one run
+-- to its end on the realtime feed. `retrieve`, `cancel` and `wait` take a run's id or its handle
+-- (`trigger.tasks.trigger`).
 -- @module trigger.runs
 local config = require "trigger.config"
 local core = require "trigger.core"

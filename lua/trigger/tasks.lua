@@ -1,5 +1,5 @@
 --- Trigger tasks: one run (`trigger`), or many in one batch (`batch_trigger`,
--- `batch_trigger_by_id`), through Trigger.dev's management API (management-api.md §2, §3).
+-- `batch_trigger_by_id`), through Trigger.dev's management API, as the TypeScript SDK 4.8.3 does.
 --
 -- **Options are checked here**, where the server would take them silently the wrong way: a
 -- `delay` that does not parse or lies in the past (the run would start now), an
@@ -107,7 +107,7 @@ local function duration(fn, n, name, v)
 end
 
 --- The wire key of an idempotency key as the TypeScript SDK makes it outside a task
--- (management-api.md §2.4): 64 characters are taken as a hash already, any other string is
+-- (`idempotencyKeys.create` with scope `run`): 64 characters are taken as a hash already, any other string is
 -- hashed with SHA-256, a list is joined with `-` first.
 -- @tparam string|{string,...} key
 -- @treturn string the key to send (64 hex digits, or the 64 characters given)
