@@ -15,9 +15,12 @@
 --      there), and every name of a public module or class table is documented (public or
 --      `@local`) or starts with "_";
 --   3. the options: `trigger.Options` has exactly the options `trigger.configure` accepts
---      (trigger.config's KNOWN); the opts class of each subscribe function, of streams.read and
---      of auth.create_public_token adds exactly that call's own options (their OPTIONS tables);
---      each option `with_streams` is declared with is accepted by it.
+--      (trigger.config's KNOWN); the opts class (`---@param opts?` or `filters?`) of each call
+--      that takes options (the subscribe functions, runs.list/list_page/wait, tasks.trigger/
+--      batch_trigger/batch_trigger_by_id, streams.read, auth.create_public_token) extends it
+--      and declares beyond it exactly that call's own options (the call's options table, read
+--      from its upvalues); `trigger.TaskRunOptions` (a batch item's options) has exactly
+--      trigger.tasks' RUN_OPTIONS; each option `with_streams` is declared with is accepted by it.
 -- Each problem is one line naming the entry to add, remove or fix; exit status 1 if any.
 local items_file, meta_file = arg[1], arg[2]
 if not items_file or not meta_file then
@@ -64,12 +67,15 @@ do
   local n = 0
   for line in io.lines(meta_file) do
     n = n + 1
-    local cname, parent = line:match("^%-%-%-@class%s+([%w_.]+)%s*:?%s*([%w_.]*)")
+    local cname, parents = line:match("^%-%-%-@class%s+([%w_.]+)%s*:?%s*([%w_., ]*)")
     local alias_name = line:match("^%-%-%-@alias%s+([%w_.]+)")
     if cname then
       current, pending_class, alias = class(cname), cname, nil
       current.declared = n
-      if parent ~= "" then current.parent = parent end
+      current.parents = {}
+      for parent in (parents or ""):gmatch("[%w_.]+") do
+        current.parents[#current.parents + 1] = parent
+      end
     elseif alias_name then
       alias = { values = {} }
       aliases[alias_name] = alias
@@ -88,6 +94,7 @@ do
       if current then current.overload = n end
     elseif line:match("^%-%-%-@param%s") then
       local pname, ptype = line:match("^%-%-%-@param%s+([%w_]+)%??%s+([%w_.]+)")
+      if pname == "filters" then pname = "opts" end -- runs.list's options are its filters
       if pname then pending_params[pname] = ptype end
     else
       local lhs = line:match("^local%s+([%w_]+)%s*=%s*{}") or line:match("^([%w_.]+)%s*=%s*{}")
@@ -114,13 +121,15 @@ do
   end
 end
 
--- Every field of a class, its parents' included.
-local function all_fields(cname)
-  local out, c = {}, classes[cname]
-  while c do
-    for f in pairs(c.fields) do out[f] = true end
-    c = c.parent and classes[c.parent]
-  end
+-- Every field of a class, its parents' included (`---@class A: B, C`: every parent). A class
+-- in `skip` and its parents are left out.
+local function all_fields(cname, skip, out, seen)
+  out, seen = out or {}, seen or {}
+  local c = classes[cname]
+  if not c or seen[cname] or (skip and skip[cname]) then return out end
+  seen[cname] = true
+  for f in pairs(c.fields) do out[f] = true end
+  for _, parent in ipairs(c.parents) do all_fields(parent, skip, out, seen) end
   return out
 end
 
@@ -391,42 +400,63 @@ if configure_item then
   compare("trigger.configure's reference (@tparam opts.…)", doc, base, "class trigger.Options")
 end
 
--- Each call's own options: its opts class's fields beyond trigger.Options.
+-- Each call's own options: the fields its opts class declares beyond trigger.Options (those of
+-- the classes between them; one redeclared there, as wait's `timeout`, counts as its own).
 local function own_options(cname)
-  local out = {}
-  for f in pairs(all_fields(cname)) do
-    if not base[f] then out[f] = true end
-  end
-  return out
+  return all_fields(cname, { ["trigger.Options"] = true })
 end
+-- module, function, the name of its options table (an upvalue of the function or of one it
+-- reaches), and the key of the call's own table in it (runs' OPTIONS is per call)
 local calls = {
-  { "trigger.runs", "subscribe_to_tag", function(t) return t and t.subscribe_to_tag end },
-  { "trigger.runs", "subscribe_to_runs_with_tag", function(t) return t and t.subscribe_to_runs_with_tag end },
-  { "trigger.runs", "subscribe_to_run", function(t) return t and t.subscribe_to_run end },
-  { "trigger.runs", "subscribe_to_batch", function(t) return t and t.subscribe_to_batch end },
-  { "trigger.streams", "read" }, { "trigger.auth", "create_public_token" },
+  { "trigger.runs", "subscribe_to_tag", "OPTIONS", "subscribe_to_tag" },
+  { "trigger.runs", "subscribe_to_runs_with_tag", "OPTIONS", "subscribe_to_runs_with_tag" },
+  { "trigger.runs", "subscribe_to_run", "OPTIONS", "subscribe_to_run" },
+  { "trigger.runs", "subscribe_to_batch", "OPTIONS", "subscribe_to_batch" },
+  { "trigger.runs", "list", "LIST_OPTIONS" }, { "trigger.runs", "list_page", "LIST_OPTIONS" },
+  { "trigger.runs", "wait", "WAIT_OPTIONS" },
+  { "trigger.tasks", "trigger", "TRIGGER_OPTIONS" },
+  { "trigger.tasks", "batch_trigger", "BATCH_OPTIONS" },
+  { "trigger.tasks", "batch_trigger_by_id", "BATCH_OPTIONS" },
+  { "trigger.streams", "read", "OPTIONS" }, { "trigger.auth", "create_public_token", "TOKEN_OPTIONS" },
 }
-local TABLE_NAMES = { ["trigger.auth"] = "TOKEN_OPTIONS" }
 for _, call in ipairs(calls) do
-  local mname, fname = call[1], call[2]
+  local mname, fname, tname, key = call[1], call[2], call[3], call[4]
   local c = classes[mname]
   local opts_class = c and c.opts[fname]
-  local fn = runtime_table(mname)[fname]
-  local tbl = type(fn) == "function" and upvalue(fn, TABLE_NAMES[mname] or "OPTIONS")
-  if mname == "trigger.runs" and tbl then tbl = tbl[fname] end
+  local t = runtime_table(mname)
+  local fn = t and t[fname]
+  local tbl = type(fn) == "function" and upvalue(fn, tname)
+  if key and tbl then tbl = tbl[key] end
   local what = mname .. "." .. fname
   if not opts_class then
     problem("%s: %s: declare its options with ---@param opts? <class>", META, what)
   elseif not classes[opts_class] then
     problem("%s: %s: opts class %s is not declared", META, what, opts_class)
   elseif not tbl then
-    problem("tools/check/types.lua: %s: no options table found behind it", what)
+    problem("tools/check/types.lua: %s: no options table %s found behind it", what, tname)
   else
     if not all_fields(opts_class).access_token then
       problem("%s: class %s must extend trigger.Options (%s takes every option of configure)",
         META, opts_class, what)
     end
     compare(what, tbl, own_options(opts_class), "class " .. opts_class)
+  end
+end
+
+-- A batch item's options: exactly those of one run (trigger.tasks' RUN_OPTIONS, which
+-- batch_trigger checks each item's options against).
+do
+  local tasks = runtime_table("trigger.tasks")
+  local run_options = tasks and type(tasks.batch_trigger) == "function"
+    and upvalue(tasks.batch_trigger, "RUN_OPTIONS")
+  if not classes["trigger.TaskRunOptions"] then
+    problem("%s: no ---@class trigger.TaskRunOptions (the options of one run, a batch item's)", META)
+  elseif not run_options then
+    problem("tools/check/types.lua: trigger.tasks.batch_trigger: no options table RUN_OPTIONS "
+      .. "found behind it")
+  else
+    compare("a batch item (trigger.tasks RUN_OPTIONS)", run_options,
+      all_fields("trigger.TaskRunOptions"), "class trigger.TaskRunOptions")
   end
 end
 

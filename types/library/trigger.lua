@@ -1,6 +1,7 @@
 ---@meta trigger
 -- LuaLS (lua-language-server) definitions of trigger-realtime's public API: the modules, the
--- run object, the options, Subscription / RunStreams / Stream and the error object. Types only,
+-- run objects (realtime and management API), the handles, the options, Subscription /
+-- RunStreams / Stream and the error object. Types only,
 -- never loaded by the library. Kept true by tools/check/types.lua (make lint, item "types"):
 -- every entry the reference (LDoc) documents is declared here and every declaration names
 -- something the library has. See types/README.md for how to point an editor at it.
@@ -82,6 +83,78 @@
 ---@field message string
 ---@field stackTrace string?
 
+---A run as the management API gives it (`trigger.runs.retrieve`; each run of `list` and
+---`list_page` has the fields up to `region` plus `env` and `taskKind`). Its status flags are the
+---management API's and differ from `trigger.Run`'s: an EXPIRED or TIMED_OUT run has every flag
+---false, CANCELED counts as completed and failed. Decide "finished" from `status`.
+---@class trigger.ApiRun
+---@field id string the run's id, `run_…` (opaque)
+---@field status trigger.RunStatus|"INTERRUPTED" its status (`x-trigger-api-version: 2025-07-16` names; INTERRUPTED is legacy)
+---@field taskIdentifier string the task's id
+---@field idempotencyKey string? the user's key when one was given (`retrieve`), else the stored (hashed) key
+---@field version string? the deployed version the run is locked to
+---@field createdAt string when it was created (ISO 8601, milliseconds, `Z`)
+---@field updatedAt string when it last changed
+---@field startedAt string? when it started
+---@field finishedAt string? when it finished
+---@field expiredAt string? when it expired
+---@field delayedUntil string? until when it is delayed
+---@field ttl string? its time to live, such as `"10m"`
+---@field costInCents number its cost in cents
+---@field baseCostInCents number its base cost in cents
+---@field durationMs number its compute time in milliseconds
+---@field isTest boolean whether it is a test run
+---@field depth integer 0 for a root run, else how deep under its root
+---@field tags string[] its tags, sorted
+---@field isQueued boolean the management API's flag
+---@field isExecuting boolean the management API's flag
+---@field isWaiting boolean the management API's flag
+---@field isCompleted boolean the management API's flag (CANCELED included; EXPIRED and TIMED_OUT not)
+---@field isSuccess boolean the management API's flag
+---@field isFailed boolean the management API's flag (CANCELED included)
+---@field isCancelled boolean the management API's flag
+---@field triggerFunction "trigger"|"triggerAndWait"|"batchTrigger"|"batchTriggerAndWait" how it was triggered
+---@field batchId string? its batch, `batch_…`
+---@field metadata table? its metadata (decoded JSON)
+---@field region string? the region it ran in
+---@field payload trigger.Json the input payload, decoded (fetched once when kept in object storage); `retrieve` only
+---@field output trigger.Json the output, decoded as `payload`; only when COMPLETED; `retrieve` only
+---@field error trigger.RunError? why it failed; `retrieve` only
+---@field schedule trigger.ApiRunSchedule? the schedule of a scheduled run; `retrieve` only
+---@field attemptCount integer? attempts so far; `retrieve` only
+---@field attempts table? always empty (deprecated); `retrieve` only
+---@field relatedRuns { root: trigger.ApiRun?, parent: trigger.ApiRun?, children: trigger.ApiRun[] }? related runs (each with the fields up to `region`); `retrieve` only
+---@field env { id: string, name: string, user: string? }? the run's environment; `list` and `list_page` only
+---@field taskKind string? the kind of task (`"STANDARD"`…); `list` and `list_page` only
+
+---The schedule of a scheduled run (`trigger.ApiRun.schedule`).
+---@class trigger.ApiRunSchedule
+---@field id string
+---@field externalId string?
+---@field deduplicationKey string?
+---@field generator { type: "CRON", expression: string, description: string }
+
+---One page of `trigger.runs.list_page`.
+---@class trigger.ApiRunPage
+---@field data trigger.ApiRun[] the runs of this page
+---@field next string? the cursor of the next page (`after`), nil on the last
+---@field previous string? the cursor of the previous page (`before`)
+
+---The handle of a triggered run (`trigger.tasks.trigger`): every call that takes a run id takes
+---it too, and uses its `publicAccessToken` when no access token is configured.
+---@class trigger.Handle
+---@field id string the run's id, `run_…`
+---@field isCached boolean true when an idempotency key of yours found an existing run (no option of this call was applied)
+---@field publicAccessToken string? a token that can read this run (and write its input streams) for one hour
+---@field taskIdentifier string the task's id
+
+---The handle of a batch (`trigger.tasks.batch_trigger`): `trigger.runs.subscribe_to_batch` takes it.
+---@class trigger.BatchHandle
+---@field id string the batch's id, `batch_…`
+---@field runCount integer how many runs it makes
+---@field isCached boolean phase 1 found an existing batch by its idempotency key
+---@field publicAccessToken string? a token that can read the batch and its runs for one hour
+
 ---The error object every call raises or returns (`trigger.errors`).
 ---@class trigger.Error
 ---@field where string? the script line that called the library when the error was raised there
@@ -102,6 +175,7 @@
 ---@class trigger.Options
 ---@field access_token string? the secret key (`tr_dev_…`, `tr_prod_…`) or a public access token; default: env TRIGGER_ACCESS_TOKEN, else TRIGGER_SECRET_KEY
 ---@field base_url string? the API's root URL; default: env TRIGGER_API_URL, else https://api.trigger.dev
+---@field preview_branch string? the preview (or dev) branch to work on, sent as `x-trigger-branch` with every request; default: env TRIGGER_PREVIEW_BRANCH (a `tr_preview_…` key needs it)
 ---@field ca_file string? a PEM file of CA certificates to verify the server with
 ---@field read_timeout number? seconds one request may take (default 60)
 ---@field connect_timeout number? seconds to connect (default 10)
@@ -167,6 +241,72 @@
 ---@field scopes trigger.TokenScopes what the token may do
 ---@field expiration_time (string|number)? a duration (`"15m"`, `"1h"`, `"1 week"`) or an expiry in seconds since the epoch (default `"15m"`)
 ---@field realtime { skip_columns: string[]? }? columns every subscription made with this token leaves out
+
+---A duration: a string such as `"30s"`, `"10m"`, `"1h30m"` (units w d h/hr m s), or whole seconds.
+---@alias trigger.Duration string|integer
+
+---The options of one run: `trigger.tasks.trigger`'s own, and the `options` of a batch item.
+---Each is checked at the call (an error there, never a run that does something else).
+---@class trigger.TaskRunOptions
+---@field tags (string|string[])? up to 10 tags of up to 128 characters each
+---@field idempotency_key (string|string[]|false)? a key that makes the trigger idempotent, hashed as the TypeScript SDK hashes it (a list is joined with `-`; 64 characters are sent as they are); false: no key at all, not even the library's own (then only 429s are retried)
+---@field idempotency_key_ttl (string|integer)? how long the key holds: a number and one unit (`"30s"`, `"10m"`, `"24h"`, `"7d"`) or whole seconds; default 30 days
+---@field delay (trigger.Duration)? start the run later: a duration, whole seconds, or an ISO 8601 date-time in the future (`"2026-12-24T18:00:00Z"`)
+---@field ttl (trigger.Duration)? expire the run if it has not started within this; `0`: no time to live
+---@field queue string? the name of a queue declared in the task's code
+---@field concurrency_key (string|integer)? a key that gives the run its own copy of the queue
+---@field max_attempts integer? attempts before the run fails (at least 1)
+---@field max_duration number? seconds of compute before the run is stopped (at least 5)
+---@field priority number? seconds of head start in the queue
+---@field machine ("micro"|"small-1x"|"small-2x"|"medium-1x"|"medium-2x"|"large-1x"|"large-2x")? the machine preset
+---@field region string? the region to run in
+---@field version string? the deployed version to run (`"20250208.1"`)
+---@field metadata table? the run's metadata (JSON, at most 256 KiB)
+---@field test boolean? mark the run as a test run
+
+---The options of `trigger.tasks.trigger`: one run's, and every option of `trigger.configure` for this call.
+---@class trigger.TriggerOptions: trigger.Options, trigger.TaskRunOptions
+
+---An item of `trigger.tasks.batch_trigger`: one run.
+---@class trigger.BatchItem
+---@field payload any any value JSON can hold (nil: no payload)
+---@field options trigger.TaskRunOptions? the run's options
+
+---An item of `trigger.tasks.batch_trigger_by_id`: one run of the task `id`.
+---@class trigger.BatchItemById: trigger.BatchItem
+---@field id string the task's id
+
+---The options of a whole batch (`batch_trigger`, `batch_trigger_by_id`), with every option of `trigger.configure` for this call.
+---@class trigger.BatchOptions: trigger.Options
+---@field idempotency_key (string|string[])? the batch's key: an item without its own key gets `<key>-<index>`, as the SDK does
+---@field idempotency_key_ttl (string|integer)? how long the batch's key (and the items' derived keys) hold, as for a run
+
+---The filters of `trigger.runs.list` and `list_page` (a list means any of them), with every option of `trigger.configure` for these requests.
+---@class trigger.ListOptions: trigger.Options
+---@field status (trigger.RunStatus|trigger.RunStatus[])? statuses
+---@field task (string|string[])? task ids
+---@field tag (string|string[])? tags
+---@field version (string|string[])? deployed versions
+---@field queue (string|string[])? queues (`task/<id>` for a task's own)
+---@field machine (string|string[])? machine presets
+---@field region (string|string[])? regions
+---@field batch string? a batch id
+---@field schedule string? a schedule id
+---@field bulk_action string? a bulk action id
+---@field error string? an error text
+---@field is_test boolean? test runs only (true) or none (false)
+---@field created_at string? created within this duration (`"1d"`); without a time filter the server looks at the last 7 days
+---@field from (number|string)? created at or after: seconds since the epoch or an ISO 8601 date
+---@field to (number|string)? created at or before: as `from`
+---@field page_size integer? runs per request, 1 to 100 (default 25)
+---@field after string? `list_page`: a page's `next` cursor
+---@field before string? `list_page`: a page's `previous` cursor
+
+---The options of `trigger.runs.wait`, with every option of `trigger.configure` for this wait.
+---@class trigger.WaitOptions: trigger.Options
+---@field timeout number? give up after this many seconds (a `timeout` error); default: wait as long as it takes
+---@field on_change fun(run: trigger.Run)? called with each state of the run as it comes (the final one included)
+---@field skip_columns string[]? columns the server should leave out, as for `subscribe_to_run`
 
 ---Any table that keeps the transport contract (see `trigger.transport`).
 ---@class trigger.Transport
@@ -325,6 +465,7 @@ function Stream:unsubscribe() end
 ---@field streams trigger.streams realtime streams of runs
 ---@field errors trigger.errors the error objects
 ---@field auth trigger.auth public access tokens
+---@field tasks trigger.tasks triggering tasks
 local trigger = {}
 
 ---Set defaults for every later call.
@@ -370,16 +511,83 @@ function trigger.runs.subscribe_to_tag(tags, opts) end
 function trigger.runs.subscribe_to_runs_with_tag(tags, opts) end
 
 ---Follow one run; the iteration ends once the run reached a final state.
----@param run_id string
+---@param run_id string|trigger.Handle the run's id, or its handle
 ---@param opts? trigger.RunOptions
 ---@return trigger.Subscription
 function trigger.runs.subscribe_to_run(run_id, opts) end
 
 ---Follow every run of a batch.
----@param batch_id string
+---@param batch_id string|trigger.BatchHandle the batch's id, or its handle
 ---@param opts? trigger.SubscribeOptions
 ---@return trigger.Subscription
 function trigger.runs.subscribe_to_batch(batch_id, opts) end
+
+---Retrieve a run as the management API gives it (`GET /api/v3/runs/{id}`).
+---@param id string|trigger.Handle the run's id, or its handle
+---@param opts? trigger.Options the options of `trigger.configure`, for this call
+---@return trigger.ApiRun? run
+---@return trigger.Error? err
+function trigger.runs.retrieve(id, opts) end
+
+---Cancel a run (it becomes CANCELED shortly after; a finished run stays as it was).
+---@param id string|trigger.Handle the run's id, or its handle
+---@param opts? trigger.Options the options of `trigger.configure`, for this call
+---@return string? id the run's id
+---@return trigger.Error? err
+function trigger.runs.cancel(id, opts) end
+
+---Every run that matches, newest first, page after page; the iterator raises an error object when a page cannot be had.
+---@param filters? trigger.ListOptions
+---@return fun(): trigger.ApiRun?
+function trigger.runs.list(filters) end
+
+---One page of runs (`GET /api/v1/runs`).
+---@param filters? trigger.ListOptions
+---@return trigger.ApiRunPage? page
+---@return trigger.Error? err
+function trigger.runs.list_page(filters) end
+
+---Wait for a run to finish, following it on the realtime feed, and give its final state.
+---@param run string|trigger.Handle the run's id, or its handle
+---@param opts? trigger.WaitOptions
+---@return trigger.Run? run
+---@return trigger.Error? err
+function trigger.runs.wait(run, opts) end
+
+---@class trigger.tasks
+---@field OFFLOAD_BYTES integer payloads of this many bytes of JSON or more are uploaded to object storage first
+---@field OWN_KEY_TTL string how long the library's own idempotency key is kept (`"1h"`)
+---@field MAX_BATCH_ITEMS integer at most this many items in one batch (1000)
+trigger.tasks = {}
+
+---Trigger a task: one new run (or, with an idempotency key that found one, an existing run).
+---@param task_id string the task's id
+---@param payload? any any value JSON can hold
+---@param opts? trigger.TriggerOptions
+---@return trigger.Handle? handle
+---@return trigger.Error? err
+function trigger.tasks.trigger(task_id, payload, opts) end
+
+---Trigger one task many times in one batch (at most `MAX_BATCH_ITEMS` runs).
+---@param task_id string the task's id
+---@param items trigger.BatchItem[]
+---@param opts? trigger.BatchOptions
+---@return trigger.BatchHandle? handle
+---@return trigger.Error? err
+function trigger.tasks.batch_trigger(task_id, items, opts) end
+
+---Trigger several tasks in one batch: each item names its task.
+---@param items trigger.BatchItemById[]
+---@param opts? trigger.BatchOptions
+---@return trigger.BatchHandle? handle
+---@return trigger.Error? err
+function trigger.tasks.batch_trigger_by_id(items, opts) end
+
+---The wire key of an idempotency key as the TypeScript SDK makes it outside a task.
+---@param key string|string[]
+---@return string wire the key to send (64 hex digits, or the 64 characters given)
+---@return string joined the user's key as given (a list joined with `-`)
+function trigger.tasks.idempotency_key(key) end
 
 ---@class trigger.streams
 ---@field retry_base number the reconnect backoff's first ceiling in seconds
