@@ -206,6 +206,13 @@ static int shape_attempts(lua_State *L) {
     return 1;
 }
 
+/* shape:idle() -> idle answers in the current streak (the request budget, shape.h) */
+static int shape_idle(lua_State *L) {
+    lshape *u = check_shape(L);
+    lua_pushinteger(L, (lua_Integer)tr_shape_idle(u->s));
+    return 1;
+}
+
 /* --- Electric shape messages ------------------------------------------------------------------
  *
  * A shape-log response is an array of messages {"headers": {"operation": "insert", ...},
@@ -978,6 +985,7 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {"restore", shape_restore},
                                          {"position", shape_position},
                                          {"attempts", shape_attempts},
+                                         {"idle", shape_idle},
                                          {"close", shape_close},
                                          {"clone", shape_clone},
                                          {"interrupted", shape_interrupted},

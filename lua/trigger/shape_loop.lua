@@ -216,9 +216,11 @@ end
 -- reset what the server records as sent to this handle. Never after a live request (whose body,
 -- when good, always ends up to date). Asked of a copy of the shape state; if
 -- the body then turns out bad or says must-refetch, the loop wants another URL and aborts it.
+-- Never during a streak of idle answers (the request budget): the next request waits for the
+-- verdict on this one.
 local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
   if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
-      or body_up_to_date ~= false then
+      or body_up_to_date ~= false or r.shape:idle() > 0 then
     return nil
   end
   local peek = r.shape:clone()

@@ -147,7 +147,9 @@ function faults.status_response(f, req)
   if handle then headers[#headers + 1] = { "electric-handle", handle } end
   if f.echo then
     headers[#headers + 1] = { "electric-offset", p.offset or "-1" }
-    if p.live == "true" then headers[#headers + 1] = { "electric-cursor", (p.cursor or "") .. "1" } end
+    -- a cursor other than the request's, as Electric's (and as short, however long the storm)
+    local cursor = tostring((math.tointeger(tonumber(p.cursor)) or 0) % 1000 + 1)
+    if p.live == "true" then headers[#headers + 1] = { "electric-cursor", cursor } end
   end
   if f.up_to_date then headers[#headers + 1] = { "electric-up-to-date", "" } end
   if f.status == 204 and not f.body then return http.response(204, headers, "") end
