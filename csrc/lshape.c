@@ -96,6 +96,7 @@ static const char *header_field(lua_State *L, int headers, const char *name) {
 }
 
 static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
+static const char *const pace_names[] = {"go", "streak", "backoff"};
 
 /* shape:clone() -> an independent shape in the same state */
 static int shape_clone(lua_State *L) {
@@ -106,7 +107,8 @@ static int shape_clone(lua_State *L) {
     return 1;
 }
 
-/* shape:response(status, headers, body, body_up_to_date) -> action, kind, message */
+/* shape:response(status, headers, body, body_up_to_date, changes, body_must_refetch, elapsed_s)
+ * -> action, kind, message, pace ("go" | "streak" | "backoff": the request budget, shape.h) */
 static int shape_response(lua_State *L) {
     lshape *u = check_shape(L);
     tr_shape_response r;
@@ -123,6 +125,10 @@ static int shape_response(lua_State *L) {
     r.body_up_to_date = lua_toboolean(L, 5);
     const char *cc = header_field(L, 3, "cache-control");
     r.no_store = cc != NULL && strstr(cc, "no-store") != NULL;
+    lua_Integer changes = luaL_optinteger(L, 6, 0);
+    r.changes = changes <= 0 ? 0 : changes >= (lua_Integer)UINT_MAX ? UINT_MAX : (unsigned)changes;
+    r.body_must_refetch = lua_toboolean(L, 7);
+    r.elapsed_s = luaL_optnumber(L, 8, -1);
     tr_shape_verdict v = tr_shape_on_response(u->s, &r);
     lua_pushstring(L, action_names[v.action]);
     if (v.kind)
@@ -133,7 +139,8 @@ static int shape_response(lua_State *L) {
         lua_pushstring(L, v.message);
     else
         lua_pushnil(L);
-    return 3;
+    lua_pushstring(L, pace_names[v.pace]);
+    return 4;
 }
 
 /* shape:interrupted(): the request failed without a usable answer */
@@ -196,6 +203,13 @@ static int shape_position(lua_State *L) {
 static int shape_attempts(lua_State *L) {
     lshape *u = check_shape(L);
     lua_pushinteger(L, (lua_Integer)tr_shape_attempts(u->s));
+    return 1;
+}
+
+/* shape:idle() -> idle answers in the current streak (the request budget, shape.h) */
+static int shape_idle(lua_State *L) {
+    lshape *u = check_shape(L);
+    lua_pushinteger(L, (lua_Integer)tr_shape_idle(u->s));
     return 1;
 }
 
@@ -971,6 +985,7 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {"restore", shape_restore},
                                          {"position", shape_position},
                                          {"attempts", shape_attempts},
+                                         {"idle", shape_idle},
                                          {"close", shape_close},
                                          {"clone", shape_clone},
                                          {"interrupted", shape_interrupted},

@@ -1,5 +1,6 @@
 #include "shape.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct tr_shape {
     char *expired_handle;
     int live;
     unsigned attempts;
+    unsigned idle;         /* idle answers in the current streak (see TR_SHAPE_HELD_S) */
     unsigned cache_buster; /* non-zero after a stale response: forces a fresh URL */
 };
 
@@ -155,8 +157,32 @@ int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_
 }
 
 static tr_shape_verdict verdict(tr_shape_action a, const char *kind, const char *message) {
-    tr_shape_verdict v = {a, kind, message};
+    tr_shape_verdict v = {a, kind, message, a == TR_SHAPE_RETRY ? TR_SHAPE_BACKOFF : TR_SHAPE_GO};
     return v;
+}
+
+/* Count an applied answer (APPLY or RESYNC) in the request budget (shape.h, TR_SHAPE_HELD_S):
+ * idle_why says what made it idle (NULL: it was not); progress: it was a live answer that
+ * brought something or was held. */
+static tr_shape_verdict paced(tr_shape *s, tr_shape_verdict v, const char *idle_why, int progress) {
+    if (idle_why != NULL) {
+        if (s->idle < UINT_MAX) s->idle++;
+        v.pace = s->idle > 1 ? TR_SHAPE_BACKOFF : TR_SHAPE_STREAK;
+        v.kind = "protocol";
+        v.message = idle_why;
+    } else if (progress || s->idle == 0) {
+        s->idle = 0;
+        s->attempts = 0;
+        v.pace = TR_SHAPE_GO;
+    } else {
+        v.pace = TR_SHAPE_STREAK; /* a page of a resync: the streak goes on */
+    }
+    return v;
+}
+
+/* Did the server hold this (live) request, as a long-poll with nothing to say does? */
+static int was_held(const tr_shape_response *r) {
+    return !(r->elapsed_s >= 0.0) || r->elapsed_s >= TR_SHAPE_HELD_S;
 }
 
 static int body_says_out_of_bounds(const tr_shape_response *r) {
@@ -169,35 +195,45 @@ static int body_says_out_of_bounds(const tr_shape_response *r) {
 }
 
 /* The shape was dropped or rotated: forget our place and remember the old handle so caches
- * along the way can tell the fresh responses from stale ones. */
-static tr_shape_verdict must_refetch(tr_shape *s, const char *new_handle) {
+ * along the way can tell the fresh responses from stale ones. Without a new handle the next
+ * request names `<old>-next` (a URL no cache holds), or none once that would grow past a
+ * plausible token (a server that keeps answering 409 without a handle). why: what said so. */
+static tr_shape_verdict must_refetch(tr_shape *s, const char *new_handle, const char *why) {
     char *next = NULL;
+    int wanted = 0;
     if (is_token(new_handle)) {
+        wanted = 1;
         next = dup_or_null(new_handle);
-    } else if (s->handle != NULL) {
+    } else if (s->handle != NULL && strlen(s->handle) + sizeof "-next" <= TR_TOKEN_MAX) {
         size_t n = strlen(s->handle);
+        wanted = 1;
         next = malloc(n + sizeof "-next");
         if (next != NULL) {
             memcpy(next, s->handle, n);
             memcpy(next + n, "-next", sizeof "-next");
         }
     }
-    if ((is_token(new_handle) || s->handle != NULL) && next == NULL)
+    if (wanted && next == NULL)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory while resyncing");
     free(s->expired_handle);
     s->expired_handle = s->handle;
     s->handle = next;
     start_over(s);
-    s->attempts = 0;
-    return verdict(TR_SHAPE_RESYNC, NULL, "the shape must be fetched again (409 must-refetch)");
+    return paced(s, verdict(TR_SHAPE_RESYNC, NULL, NULL), why, 0);
 }
 
+#define IDLE_LIVE "a live request answered at once with nothing new"
+
 static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
+    int asked_live = s->live;
+    if (r->body_must_refetch)
+        return must_refetch(s, NULL,
+                            "the shape must be fetched again (must-refetch in a 2xx body)");
     if (r->status == 204) {
         /* Legacy "nothing new": we are up to date where we stand. */
         s->live = 1;
-        s->attempts = 0;
-        return verdict(TR_SHAPE_APPLY, NULL, NULL);
+        int idle = asked_live && !was_held(r);
+        return paced(s, verdict(TR_SHAPE_APPLY, NULL, NULL), idle ? IDLE_LIVE : NULL, asked_live);
     }
     if (r->handle == NULL || r->offset == NULL)
         return verdict(TR_SHAPE_FATAL, "protocol",
@@ -216,6 +252,16 @@ static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
         return verdict(TR_SHAPE_RETRY, "protocol",
                        "stale cached response for an expired shape handle");
     }
+    /* Measured against the request before the answer is adopted. */
+    const char *idle = NULL;
+    int up_to_date = r->up_to_date || r->body_up_to_date;
+    if (s->offset != NULL && s->handle != NULL && strcmp(r->handle, s->handle) != 0)
+        idle = "an answer for another shape handle than the one asked for, without a 409";
+    else if (asked_live && r->changes == 0 && !was_held(r))
+        idle = IDLE_LIVE;
+    else if (!asked_live && r->changes == 0 && !up_to_date &&
+             strcmp(r->offset, s->offset ? s->offset : "-1") == 0)
+        idle = "a non-live answer with nothing new, at the same offset and not up to date";
     if (set_str(&s->handle, r->handle) != 0 || set_str(&s->offset, r->offset) != 0)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
     if (s->expired_handle != NULL && strcmp(r->handle, s->expired_handle) == 0) {
@@ -224,17 +270,19 @@ static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
     }
     if (r->cursor != NULL && set_str(&s->cursor, r->cursor) != 0)
         return verdict(TR_SHAPE_RETRY, "network", "out of memory");
-    if (r->up_to_date || r->body_up_to_date) s->live = 1;
-    s->attempts = 0;
+    if (up_to_date) s->live = 1;
     s->cache_buster = 0;
-    return verdict(TR_SHAPE_APPLY, NULL, NULL);
+    return paced(s, verdict(TR_SHAPE_APPLY, NULL, NULL), idle, asked_live);
 }
 
 tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
     int st = r->status;
     if (st == 200 || st == 204) return on_success(s, r);
-    if (st == 409) return must_refetch(s, r->handle);
-    if (st == 400 && body_says_out_of_bounds(r)) return must_refetch(s, r->handle);
+    if (st == 409)
+        return must_refetch(s, r->handle, "the shape must be fetched again (409 must-refetch)");
+    if (st == 400 && body_says_out_of_bounds(r))
+        return must_refetch(s, r->handle,
+                            "the shape must be fetched again (400 offset out of bounds)");
     if (st == 400) return verdict(TR_SHAPE_FATAL, "bad_request", "the server refused the request");
     if (st == 401) return verdict(TR_SHAPE_FATAL, "auth", "the access token was not accepted");
     if (st == 403)
@@ -308,3 +356,4 @@ const char *tr_shape_offset(const tr_shape *s) { return s->offset ? s->offset : 
 const char *tr_shape_cursor(const tr_shape *s) { return s->cursor; }
 int tr_shape_live(const tr_shape *s) { return s->live; }
 unsigned tr_shape_attempts(const tr_shape *s) { return s->attempts; }
+unsigned tr_shape_idle(const tr_shape *s) { return s->idle; }

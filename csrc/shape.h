@@ -28,12 +28,39 @@ typedef struct tr_shape_response {
     int no_store;        /* cache-control says no-store: no cache kept this answer */
     const char *body;    /* read only for the 400 "offset out of bounds" case */
     size_t body_len;
+    int body_must_refetch; /* a 2xx body holds a must-refetch control message */
+    unsigned changes;      /* change messages (insert, update, delete) the body holds */
+    double elapsed_s;      /* seconds from sending the request to this answer; < 0: unknown */
 } tr_shape_response;
+
+/* The request budget (what keeps a hostile or broken server from getting a request storm out
+ * of one subscription). Every answer is one of:
+ *  - progress: a live answer with changes, or one the server held (a long-poll that ran out,
+ *    TR_SHAPE_HELD_S or more): any streak is over, the next request goes at once;
+ *  - neutral: a non-live answer that moves the position (a page of a sync, a catch-up);
+ *  - idle: nothing moved. A resync (409, 400 "out of bounds", a must-refetch body), a live
+ *    answer in under TR_SHAPE_HELD_S without changes (204, a bare up-to-date, []), an answer
+ *    that continues another shape than the one asked for without a 409 (a new handle), a
+ *    non-live answer at the same offset that is not up to date.
+ * Idle answers in a row (neutral ones between them do not break the row) make a streak: the
+ * first is free, every later one backs off (tr_shape_backoff, the same policy as a transient
+ * failure: exponential with full jitter, growing with the failures of the streak). */
+#define TR_SHAPE_HELD_S 0.25
+
+typedef enum tr_shape_pace {
+    TR_SHAPE_GO,     /* progress, or neutral outside a streak: no streak (any failure streak
+                        is over too) */
+    TR_SHAPE_STREAK, /* inside a streak of idle answers, no wait needed (its first answer, or a
+                        neutral one) */
+    TR_SHAPE_BACKOFF /* another idle answer of a streak: back off before the next request */
+} tr_shape_pace;
 
 typedef struct tr_shape_verdict {
     tr_shape_action action;
     const char *kind;    /* error kind for RETRY/FATAL: "network", "protocol", "auth", ... */
-    const char *message; /* static text explaining the verdict, NULL for APPLY */
+    const char *message; /* static text explaining the verdict, NULL for APPLY; for an idle
+                            answer, what made it idle */
+    tr_shape_pace pace;  /* for APPLY and RESYNC (RETRY always backs off, FATAL ends) */
 } tr_shape_verdict;
 
 typedef struct tr_param {
@@ -83,9 +110,10 @@ void tr_shape_interrupted(tr_shape *s);
 int tr_shape_body_ends_up_to_date(const char *body, size_t len);
 
 /* Seconds to wait before retrying: exponential backoff with full jitter (unit_random in
- * [0,1)), never below retry_after. Each call counts one more attempt; a successful
- * response resets the count. Always finite, in [0, TR_SHAPE_MAX_DELAY]: NaN or negative
- * inputs count as 0 (a NaN unit_random as 0.5), infinite ones as TR_SHAPE_MAX_DELAY. */
+ * [0,1)), never below retry_after. Each call counts one more attempt; a response that makes
+ * progress resets the count (a neutral one too, outside a streak of idle answers). Always finite,
+ * in [0, TR_SHAPE_MAX_DELAY]: NaN or negative inputs count as 0 (a NaN unit_random as 0.5),
+ * infinite ones as TR_SHAPE_MAX_DELAY. */
 #define TR_SHAPE_MAX_DELAY 86400.0
 double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
                         double unit_random);
@@ -95,6 +123,8 @@ const char *tr_shape_offset(const tr_shape *s);
 const char *tr_shape_cursor(const tr_shape *s);
 int tr_shape_live(const tr_shape *s);
 unsigned tr_shape_attempts(const tr_shape *s);
+/* Idle answers in the current streak (0: none). */
+unsigned tr_shape_idle(const tr_shape *s);
 
 /* Percent-encode everything but RFC 3986 unreserved characters: the C string s, or the n
  * bytes at s (a NUL among them as %00). */

@@ -32,8 +32,11 @@ function M.close_when_collected(obj, close, r)
 end
 
 --- Resume `obj`'s reading coroutine once: `kind, value` | `"wait"` | `"end"` (it finished: the
--- object is closed, `finished` set) | `"error", err` (a fatal error: the object is closed).
+-- object is closed, `finished` set) | `"error", err` (a fatal error: the object is closed) |
+-- `"busy"`: called from inside that coroutine (its `on_error`, say), which cannot go on from
+-- there; nothing changed.
 function M.resume(obj, r)
+  if coroutine.status(r.co) ~= "suspended" then return "busy" end
   local ok, what, value = coroutine.resume(r.co)
   if not ok then
     if not errors.is(what) then
@@ -93,7 +96,9 @@ end
 -- @tparam string kind what `resume` yields an item as ("run", "chunk")
 -- @tparam function resume
 -- @param[opt] last_error the error being retried, told with "timeout"
--- @return the item, or nil and "timeout" (and `last_error()`), "closed" or "finished"
+-- @return the item, or nil and "timeout" (and `last_error()`), "closed" or "finished"; called
+--   from inside the object's own `on_error` (its loop is busy telling it), nil and "timeout" at
+--   once, whatever `timeout` is
 function M.next(obj, r, timeout, kind, resume, last_error)
   if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
     error("bad argument #1 to 'next' (non-negative number expected)", 3)
@@ -108,6 +113,7 @@ function M.next(obj, r, timeout, kind, resume, last_error)
     local what, value = resume(obj, r)
     if what == kind then return value end
     if what == "error" then errors.raise(value) end
+    if what == "busy" then return nil, "timeout", last_error and last_error(r) end
     if what ~= "end" then
       local wait = obj:timeout()
       if deadline then

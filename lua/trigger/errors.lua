@@ -50,6 +50,9 @@ M.kinds = {
 --   with it (`new(kind, message, {retry_after = …})`); the library's own retries read
 --   `Retry-After` from the response as the backoff's floor, so the errors they report do not
 --   carry it today
+-- @field idle boolean or nil: true for a streak of answers that bring nothing (a resync after a
+--   resync, a live request answered at once with nothing new, ...: the request budget, see
+--   `trigger.shape_loop`), told to `on_error` once per streak, kind `"protocol"`
 -- @field run_id string or nil: for a stream that failed for good under `sub:with_streams()`
 --   (reported to `on_error`, or once on stderr, and dropped), the run whose stream it was
 -- @field stream string or nil: with `run_id`, the key of that stream
@@ -139,7 +142,7 @@ M.redact = redact
 --- Make an error object.
 -- @tparam string kind one of `kinds`
 -- @tparam string message what went wrong
--- @tparam[opt] table extra `status`, `request`, `retry_after`, `fatal`
+-- @tparam[opt] table extra `status`, `request`, `retry_after`, `fatal`, `idle`
 -- @treturn table the error
 -- @raise when `kind` is not one of `kinds`
 function M.new(kind, message, extra)
@@ -150,6 +153,7 @@ function M.new(kind, message, extra)
     e.request = M.cut(redact(extra.request))
     e.retry_after = extra.retry_after
     e.fatal = extra.fatal
+    e.idle = extra.idle
   end
   return e
 end

@@ -35,14 +35,20 @@ local config = require "trigger.config"
 -- @tparam[opt=1] number opts.retry_base first backoff ceiling in seconds, doubled per retry
 -- @tparam[opt=32] number opts.retry_cap the backoff ceiling never grows past this
 -- @tparam[opt] number opts.max_retries give up after this many retries in a row: the
---   subscription raises the last error (with `fatal = true`); default: retry for ever
+--   subscription raises the last error (with `fatal = true`); default: retry for ever. The
+--   same policy bounds a server that answers without progress (the request budget of
+--   `trigger.shape_loop`: a must-refetch after a must-refetch, a live request answered at once
+--   with nothing new, ...): after the first such answer each one backs off as a failure does
 -- @tparam[opt=268435456] number opts.max_body bytes one response body may have (256 MiB)
 -- @tparam[opt] function opts.on_error `function(err)`, called with each error object
 --   (`trigger.errors.Error`) before it is retried, and with `protocol` errors (`fatal =
 --   false`) for column values and packets that cannot be decoded; never with the error that is
 --   raised at the end. Without it, the first failure of each streak of failed requests is
 --   written once to stderr (`ngx.log` at WARN inside nginx), so a wrong URL or a server down
---   is never silent; `next(timeout)` also returns the error being retried as its third value
+--   is never silent; `next(timeout)` also returns the error being retried as its third value.
+--   A streak of answers without progress is told once (kind `protocol`, `idle = true`). It may
+--   close or read the subscription it is told about: `next` and `poll` called from inside it
+--   return at once (nil, `"timeout"` and the error)
 -- @tparam[opt] number opts.timeout seconds `for run in sub do` waits for the next run before
 --   it raises a `timeout` error; default: for ever
 -- @tparam[opt=true] boolean opts.share subscriptions of this Lua state with the same path,

@@ -171,6 +171,7 @@ local function perform_within_deadline(owner, req)
       coroutine.yield("wait")
     else
       req.timeout = (left and left < read_timeout) and left or read_timeout
+      req.sent_at = clock.now() -- (how long the answer took: the shape loop's request budget)
       local status, headers, body = owner.transport.perform(req)
       -- Closed meanwhile (from another light thread): the caller's next() says "closed", and
       -- this coroutine is never resumed again.

@@ -11,7 +11,20 @@
 --  * a page is asked for ahead only while the body does not end up to date;
 --  * a failed live poll is asked again non-live with the same handle (`shape:interrupted`);
 --  * a row older (by `updatedAt`) than the one already handed out is not yielded.
+--
+-- The request budget: whatever the server answers, the loop never asks in a tight loop. The
+-- shape core (csrc/shape.c, `TR_SHAPE_HELD_S`) counts each answer as progress (a live answer
+-- with changes, or one held as a long-poll is: 0.25 s or more), neutral (a page of a sync or a
+-- catch-up) or idle: a resync (409 must-refetch, 400 "offset out of bounds", a must-refetch in
+-- a 200 body), a live answer in under 0.25 s with nothing new (204, a bare up-to-date, `[]`),
+-- an answer under another handle than the one asked for without a 409, a non-live answer at
+-- the same offset that is not up to date. The first idle answer of a streak is free (a shape
+-- rotation costs no wait); every later one, until an answer makes progress, backs off as a
+-- transient failure does (`retry_base` doubled per attempt up to `retry_cap`, full jitter,
+-- `max_retries` bounding the streak), and `on_error` hears of the streak once (an error of kind
+-- `"protocol"`, `idle = true`), or one warning goes to stderr without `on_error`.
 -- @module trigger.shape_loop
+local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
@@ -44,9 +57,19 @@ function M.warn_once(r, err)
   end
 end
 
+-- on_error closed the loop's object (and with it this loop, its last reader gone): yield once
+-- so that the reader sees it closed; the loop is never resumed again (`Upstream:step`).
+local function stop_if_closed(r)
+  if r.closed then
+    coroutine.yield("wait")
+    error("the shape loop was resumed after it closed") -- never: step refuses a closed one
+  end
+end
+
 --- A failure worth retrying: give up after max_retries, else tell on_error (or warn once per
--- streak) and back off.
-function M.transient(r, err, retry_after)
+-- streak) and back off. `idle`: a streak of idle answers (see the module's request budget),
+-- which on_error hears of once.
+function M.transient(r, err, retry_after, idle)
   local s = r.settings
   local attempts = r.shape:attempts() + 1
   err.attempt = attempts
@@ -57,15 +80,40 @@ function M.transient(r, err, retry_after)
     err.fatal = true
     error(err, 0)
   end
-  if s.on_error then s.on_error(err) else M.warn_once(r, err) end
+  if not (idle and r.idle_reported) then
+    r.idle_reported = idle or r.idle_reported
+    if s.on_error then s.on_error(err) else M.warn_once(r, err) end
+    stop_if_closed(r)
+  end
   local delay = r.shape:backoff(s.retry_base, s.retry_cap, retry_after, math.random())
   request.sleep(r, delay)
 end
 
--- A response was applied: the failure streak (if any) is over.
+-- A response made progress: the failure streak (if any) is over.
 local function recovered(r)
   r.last_error = nil
   r.streak_reported = false
+  r.idle_reported = false
+end
+
+-- The change messages of a flat message list, and whether it holds a must-refetch.
+local function list_summary(list)
+  local changes, refetch = 0, false
+  for i = 2, #list, 3 do
+    if list[i] ~= false then
+      changes = changes + 1
+    elseif list[i - 1] == "must-refetch" then
+      refetch = true
+    end
+  end
+  return changes, refetch
+end
+
+-- An idle answer that must be backed off from (the core's pace "backoff"): the error on_error
+-- hears of the streak with, kept until the loop is about to ask again.
+local function idle_error(r, message, status, where)
+  r.idle_due = errors.new("protocol", "no progress from the server (" .. message
+    .. "): backing off", { status = status, request = where, idle = true })
 end
 
 -- Does the flat message list (operation, key, value triples) end with up-to-date?
@@ -88,8 +136,9 @@ end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
 -- out, false otherwise (applied, retried after a backoff, or to be fetched again). `between`:
--- for `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body).
-local function handle(r, url, status, headers, body, between, parsed)
+-- for `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body);
+-- `elapsed`: seconds the request took (for the request budget).
+local function handle(r, url, status, headers, body, between, parsed, elapsed)
   local where = "GET " .. url
   if not status and type(headers) == "table" and headers.kind == "interrupted" then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
@@ -117,9 +166,15 @@ local function handle(r, url, status, headers, body, between, parsed)
     return false
   end
   local body_up_to_date = messages ~= nil and list_ends_up_to_date(messages)
-  local action, kind, message = r.shape:response(status, headers, body, body_up_to_date)
+  local changes, refetch = 0, false
+  if messages then changes, refetch = list_summary(messages) end
+  local action, kind, message, pace = r.shape:response(status, headers, body, body_up_to_date,
+    changes, refetch, elapsed)
+  if pace == "go" then recovered(r) end
+  if pace == "backoff" and (action == "apply" or action == "resync") then
+    idle_error(r, message, status, where)
+  end
   if action == "apply" then
-    recovered(r)
     -- Rows may change from here on: until the batch is published they are not a whole state
     -- of the shape (a page of a resync, say), which a reader joining now must not take as one.
     r.mid_sync = true
@@ -132,16 +187,12 @@ local function handle(r, url, status, headers, body, between, parsed)
       if r.native_dialect then r.rows:reset() end
     end
     if headers["electric-schema"] then r.schema = headers["electric-schema"] end
-    local up_to_date, refetch = false, false
-    if messages then up_to_date, refetch = r.rows:apply(messages) end
-    if refetch then
-      r.shape:response(409, {})
-      r.rows:reset()
-    elseif up_to_date or headers["electric-up-to-date"] or status == 204 then
+    local up_to_date = false
+    if messages then up_to_date = r.rows:apply(messages) end
+    if up_to_date or headers["electric-up-to-date"] or status == 204 then
       return true
     end
   elseif action == "resync" then
-    recovered(r)
     r.mid_sync = true
     r.rows:reset()
   else
@@ -165,9 +216,11 @@ end
 -- reset what the server records as sent to this handle. Never after a live request (whose body,
 -- when good, always ends up to date). Asked of a copy of the shape state; if
 -- the body then turns out bad or says must-refetch, the loop wants another URL and aborts it.
+-- Never during a streak of idle answers (the request budget): the next request waits for the
+-- verdict on this one.
 local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
   if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
-      or body_up_to_date ~= false then
+      or body_up_to_date ~= false or r.shape:idle() > 0 then
     return nil
   end
   local peek = r.shape:clone()
@@ -198,10 +251,18 @@ function M.run(r)
     return p
   end
   while true do
+    if r.idle_due then
+      -- an idle answer again: wait before asking again (the request budget); nothing was
+      -- begun ahead for it (see below)
+      local err = r.idle_due
+      r.idle_due = nil
+      M.transient(r, err, 0, true)
+    end
     local url = base .. r.shape:query(r.params)
     local was_live = select(4, r.shape:position())
     local fresh = not (started and started.url == url) and r.transport.background
     local p = request_for(url, fresh)
+    local sent = p.since or clock.now()
     local status, headers, body, parsed
     if fresh then
       -- Nothing was begun ahead for it (the first page of a sync, the native feed's one
@@ -215,12 +276,13 @@ function M.run(r)
       started = request_ahead(r, base, was_live, status, headers,
         type(body) ~= "string" or ends_up_to_date(body))
     end
-    local batch = handle(r, url, status, headers, body, started and step_network, parsed)
+    local elapsed = clock.now() - (p.req and p.req.sent_at or sent)
+    local batch = handle(r, url, status, headers, body, started and step_network, parsed, elapsed)
     body, parsed = nil, nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work
       -- overlaps the next long-poll and closing the subscription aborts a live request.
-      if r.transport.background then
+      if r.transport.background and not r.idle_due then
         local nurl = base .. r.shape:query(r.params)
         started = { url = nurl, pending = request_for(nurl) }
       end

@@ -71,7 +71,7 @@ local function read(r)
     while not (r.full and full_ready(r)) and (r.full or up.batch_no == r.at) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
-      if what == "wait" then coroutine.yield("wait") end
+      if what == "wait" or what == "busy" then coroutine.yield(what) end
     end
     local keys, dropped, resync
     if r.full then -- joined a shape already read: every run it holds, as it is now

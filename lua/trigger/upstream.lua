@@ -48,15 +48,19 @@ end
 
 -- Transient failures go to every reader's on_error; the default (one warning per streak) when
 -- none of them has one.
+-- A reader's on_error may read (`next`, `poll`: `"busy"` from `step` meanwhile) or close any
+-- subscription of the upstream, the last one too (the loop then stops: `shape_loop`).
 local function fan_out_on_error(up)
   return function(err)
     local told = false
+    up.r.telling = true
     for reader in pairs(up.readers) do
       if reader.settings.on_error then
         told = true
         reader.settings.on_error(err)
       end
     end
+    up.r.telling = false
     if not told then shape_loop.warn_once(up.r, err) end
   end
 end
@@ -192,7 +196,8 @@ function Upstream:since(at)
 end
 
 --- Move the loop on (from a reader's coroutine or driver): `"batch"` when a batch was
--- published, `"wait"` while it waits for I/O (or another reader is driving it), `"error", err`
+-- published, `"wait"` while it waits for I/O (or another reader is driving it), `"busy"` while
+-- it is telling its readers' on_error of a failure (a reader called from there), `"error", err`
 -- once it failed for good.
 -- Inside nginx a shared upstream is driven by its pump (`trigger.upstream_ngx`), and a reader
 -- waits for the pump's next batch instead.
@@ -208,6 +213,7 @@ function Upstream:step(deadline)
   if self.failure then return "error", self.failure end
   if self.closed then return "error", errors.new("protocol", "the shared upstream was closed", {}) end
   local co = self.r.co
+  if self.r.telling then return "busy" end
   if coroutine.status(co) ~= "suspended" then return "wait" end
   self.r.deadline = deadline
   local ok, what = coroutine.resume(co)

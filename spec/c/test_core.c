@@ -388,9 +388,82 @@ static void test_rowblob_merge(void) {
     tr_buf_free(&out);
 }
 
+/* The request budget (shape.h, TR_SHAPE_HELD_S): idle answers in a row back off after the first. */
+static void test_shape_budget(void) {
+    tr_shape *s = tr_shape_new();
+    tr_shape_response r = ok200("h1", "1_0", 1);
+    r.changes = 1;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_GO && tr_shape_live(s),
+          "budget: a snapshot up to date goes on at once");
+    r = ok200("h1", "1_0", 1); /* a live answer at once with nothing new */
+    tr_shape_verdict v = tr_shape_on_response(s, &r);
+    check(v.action == TR_SHAPE_APPLY && v.pace == TR_SHAPE_STREAK && v.kind != NULL,
+          "budget: the first idle answer is free");
+    v = tr_shape_on_response(s, &r);
+    check(v.pace == TR_SHAPE_BACKOFF && strcmp(v.kind, "protocol") == 0 && tr_shape_idle(s) == 2,
+          "budget: the second backs off");
+    tr_shape_backoff(s, 1, 32, 0, 0.5);
+    tr_shape_backoff(s, 1, 32, 0, 0.5);
+    r.elapsed_s = 20; /* a long-poll that ran out */
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_GO && tr_shape_idle(s) == 0 &&
+              tr_shape_attempts(s) == 0,
+          "budget: a held long-poll is progress: the streak and its backoff are over");
+    r = ok200("h1", "2_0", 1);
+    r.changes = 3;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_GO, "budget: changes at once are progress");
+    memset(&r, 0, sizeof r);
+    r.status = 204;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_STREAK, "budget: a 204 at once is idle");
+    r = ok200("h2", "2_0", 1);
+    r.changes = 1;
+    r.elapsed_s = 20;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_BACKOFF,
+          "budget: another handle without a 409 is idle, held or not");
+    tr_shape_free(s);
+
+    /* 409s in a row, a snapshot between them or not: a resync after a resync backs off. */
+    s = tr_shape_new();
+    r = ok200("h1", "1_0", 1);
+    tr_shape_on_response(s, &r);
+    memset(&r, 0, sizeof r);
+    r.status = 409;
+    r.handle = "h2";
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_STREAK, "budget: the first 409 is free");
+    r = ok200("h2", "1_0", 1);
+    r.changes = 5;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_STREAK,
+          "budget: a resync's snapshot does not end the streak");
+    memset(&r, 0, sizeof r);
+    r.status = 409;
+    r.handle = "h3";
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_BACKOFF, "budget: a second 409 backs off");
+    r = ok200("h3", "1_0", 0);
+    r.body_must_refetch = 1;
+    check(tr_shape_on_response(s, &r).action == TR_SHAPE_RESYNC,
+          "budget: a must-refetch in a 200 body resyncs (no fake 409)");
+    memset(&r, 0, sizeof r);
+    r.status = 409; /* without a handle, for ever */
+    for (int i = 0; i < 500; i++)
+        tr_shape_on_response(s, &r);
+    const char *h = tr_shape_handle(s);
+    check(h == NULL || strlen(h) < 512, "budget: 409s without a handle never grow the handle");
+    tr_shape_free(s);
+
+    /* A non-live answer that moves nothing. */
+    s = tr_shape_new();
+    r = ok200("h1", "1_0", 0);
+    r.changes = 2;
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_GO, "budget: a page of a sync is neutral");
+    r = ok200("h1", "1_0", 0);
+    check(tr_shape_on_response(s, &r).pace == TR_SHAPE_STREAK,
+          "budget: a non-live [] at the same offset, not up to date, is idle");
+    tr_shape_free(s);
+}
+
 int main(void) {
     test_shape();
     test_shape_native();
+    test_shape_budget();
     test_pgtext();
     test_jwt();
     test_rowblob_merge();

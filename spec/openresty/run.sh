@@ -1159,6 +1159,31 @@ answer=$(get "/test/close-elsewhere?tag=user%3Aclose-$$" 15)
   ok "close() from another light thread ends a long-poll in progress (next() gives nil, \"closed\")" ||
   not_ok "close() from another light thread ends a long-poll in progress" "$answer"
 
+# --- the request budget inside nginx (issue 28.1) --------------------------------------------
+# A subscription whose every request after its first snapshot gets a storm answer of a hostile
+# server (spec/storms.lua) was asked again at once, 6,500-15,000 times a second; now the first
+# idle answer is free, the others back off (retry_base 0.1, retry_cap 1 here) and on_error hears
+# of the streak once. /test/storm follows it until on_error is told, then 2 s more; the server
+# counts the requests of its path: the snapshot, the streak until told, 2 s of backoff.
+
+storm_requests() { json_field "$(admin GET _emulator/stats)" "math.floor(doc.paths['/realtime/v1/runs/$1'] or 0)"; }
+for backend in electric native; do
+  admin POST _emulator/backend "{\"backend\":\"$backend\"}" >/dev/null
+  native=0; [ "$backend" = native ] && native=1
+  for answer in "409 must-refetch, a new handle each time" "up-to-date at once, header only" \
+      "up-to-date at once, body only"; do
+    id=$(create_run '{"status":"PENDING"}')
+    got=$(get "/test/storm?id=$id&native=$native&answer=$(printf %s "$answer" | sed 's/ /%20/g; s/,/%2C/g')" 20)
+    used=$(storm_requests "$id")
+    if [ "$got" = "first=QUEUED told=1 idle=true" ] && [ "$used" -le 25 ]; then
+      ok "request budget inside nginx, $backend, $answer: $used requests, on_error told once"
+    else
+      not_ok "request budget inside nginx, $backend, $answer" "$got" "requests: $used (at most 25)"
+    fi
+  done
+done
+admin POST _emulator/backend '{"backend":"electric"}' >/dev/null
+
 # --- libcurl stays out of nginx ----------------------------------------------------------------
 
 stats=$(get /test/stats)

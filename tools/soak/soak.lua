@@ -50,7 +50,7 @@ do
   while i <= #arg do
     local a = arg[i]
     local name = a:match("^%-%-(%w+)$")
-    if name == "quiet" or name == "strict" then
+    if name == "quiet" or name == "strict" or name == "hostile" or name == "measure" then
       opt[name] = true
     elseif name and opt[name] ~= nil or name == "seed" or name == "backend" then
       local v = arg[i + 1]
@@ -58,7 +58,7 @@ do
       i = i + 1
     else
       io.stderr:write("usage: soak.lua --seed N --k K --seconds S [--backend electric|native]"
-        .. " [--segment S] [--catchup S] [--quiet]\n")
+        .. " [--segment S] [--catchup S] [--quiet] [--hostile [--measure]]\n")
       os.exit(2)
     end
     i = i + 1
@@ -139,10 +139,21 @@ local function fail(fmt, ...)
   end
   print(("SOAK FAILED seed=%d k=%d seconds=%s at %.3f s: %s"):format(SEED, K, tostring(SECONDS),
     now() - T0, msg))
-  print(("replay: make soak SEED=%d K=%d SECONDS=%s"):format(SEED, K, tostring(SECONDS)))
+  print(("replay: make soak SEED=%d K=%d SECONDS=%s%s"):format(SEED, K, tostring(SECONDS),
+    opt.hostile and " SOAK_ARGS=--hostile" or ""))
   if srv then pcall(srv.stop, srv) end
   if srv and srv.opts.state_file then os.remove(srv.opts.state_file) end
   os.exit(1)
+end
+
+-- The hostile mode (issue 28: tools/soak/hostile.lua) on this seed, PRNG and log.
+if opt.hostile then
+  local hostile = dofile(here .. "/tools/soak/hostile.lua")
+  local ok, err = xpcall(hostile.run, debug.traceback, { seed = SEED, seconds = SECONDS,
+    backend = opt.backend, measure = opt.measure, rnd = rnd, rint = rint, pick = pick,
+    chance = chance, log = log, fail = fail, set_server = function(s) srv = s end })
+  if not ok then fail("hostile mode error: %s", tostring(err)) end
+  os.exit(0)
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,11 @@ local http = require "trigger_realtime_server.http"
 local faults = {}
 
 faults.KINDS = {
-  status = true,          -- answer `status` (retry_after, body optional) instead of the real thing
+  status = true,          -- answer `status` (retry_after, body optional) instead of the real thing;
+                          -- at once, also with status 200/204 (the storm answers of a hostile
+                          -- server): `echo` = electric-handle/-offset/-cursor of the request,
+                          -- `fresh_handle` = a new electric-handle every time, `up_to_date` =
+                          -- an electric-up-to-date header
   reset_mid_body = true,  -- headers and half the body, then the connection is closed at once
   drip = true,            -- the real response, chunked, chunk_size bytes at a time, delay_ms apart
   truncate = true,        -- Content-Length of the whole body, half of it sent, then a clean close
@@ -88,7 +92,15 @@ local function normalize(spec)
     end
     table.sort(headers, function(a, b) return a[1] < b[1] end)
   end
+  for _, name in ipairs({ "echo", "fresh_handle", "up_to_date" }) do
+    local v = spec[name]
+    if v ~= nil and v ~= json.null and type(v) ~= "boolean" then
+      return nil, ("fault %s must be a boolean"):format(name)
+    end
+  end
   return {
+    echo = spec.echo == true, fresh_handle = spec.fresh_handle == true,
+    up_to_date = spec.up_to_date == true,
     kind = spec.kind, count = math.floor(spec.count or 1), status = status, body = body,
     headers = headers, reset_ms = spec.reset_ms,
     retry_after = spec.retry_after, chunk_size = spec.chunk_size and math.floor(spec.chunk_size),
@@ -141,12 +153,29 @@ function List:take(req)
   end
 end
 
+local fresh_handles = 0
+
 -- The canned answer of a `status` fault. On an /api/ route a 429 without a body is the API
 -- limiter's (problem+json, x-ratelimit-* with the reset `reset_ms` (default 1000) from now, in
 -- Unix ms); `headers` are added as given (x-should-retry, retry-after…).
 function faults.status_response(f, req, now_ms)
   local headers = { { "content-type", "application/json; charset=utf-8" } }
   if f.retry_after then headers[#headers + 1] = { "retry-after", json.number_text(f.retry_after) } end
+  local p = req.params
+  local handle = f.echo and (p.handle or p.shape_id) or nil
+  if f.fresh_handle then
+    fresh_handles = fresh_handles + 1
+    handle = ("%d-%d"):format(1000000 + fresh_handles, os.time())
+  end
+  if handle then headers[#headers + 1] = { "electric-handle", handle } end
+  if f.echo then
+    headers[#headers + 1] = { "electric-offset", p.offset or "-1" }
+    -- a cursor other than the request's, as Electric's (and as short, however long the storm)
+    local cursor = tostring((math.tointeger(tonumber(p.cursor)) or 0) % 1000 + 1)
+    if p.live == "true" then headers[#headers + 1] = { "electric-cursor", cursor } end
+  end
+  if f.up_to_date then headers[#headers + 1] = { "electric-up-to-date", "" } end
+  if f.status == 204 and not f.body then return http.response(204, headers, "") end
   local body = f.body
   if not body and f.status == 429 and req and req.path:sub(1, 5) == "/api/" then
     local reset = now_ms + math.floor(f.reset_ms or 1000)

@@ -122,7 +122,7 @@ function Server:reset_stats()
   self.counters = { requests = 0, connections_opened = 0, connections_closed = 0,
                     realtime_requests = 0, live_requests = 0, non_live_requests = 0,
                     routes = { runs = 0, run = 0, batch = 0, admin = 0, other = 0 },
-                    backends = { electric = 0, native = 0 } }
+                    backends = { electric = 0, native = 0 }, paths = {} }
   self.request_log = {}
   -- req -> monotime it arrived, until it is answered (weak: a connection that dies unanswered)
   self.in_flight = self.in_flight or setmetatable({}, { __mode = "k" })
@@ -155,6 +155,8 @@ function Server:stats()
     live_requests = self.counters.live_requests,
     non_live_requests = self.counters.non_live_requests,
     backends = util.copy(self.counters.backends),
+    -- Realtime requests per path (a subscription to one run or batch has a path of its own).
+    paths = util.copy(self.counters.paths),
     backend = self.backend,
     active_native = self.native.active,   -- native live polls being held
     log = log,
@@ -209,6 +211,7 @@ function Server:count_request(req)
       c.non_live_requests = c.non_live_requests + 1
     end
     c.backends[self.backend] = c.backends[self.backend] + 1
+    c.paths[req.path] = (c.paths[req.path] or 0) + 1
   end
 end
 
