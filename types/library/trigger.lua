@@ -157,6 +157,7 @@
 
 ---The error object every call raises or returns (`trigger.errors`).
 ---@class trigger.Error
+---@field idle boolean? true on the error on_error hears once when the server answers without progress again and again
 ---@field where string? the script line that called the library when the error was raised there
 ---@field kind trigger.ErrorKind what kind of failure
 ---@field status integer? the HTTP status; nil when there was no response
