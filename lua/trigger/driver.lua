@@ -1,7 +1,15 @@
---- How a reading coroutine is driven: the part of `poll`, `next` and `pollfd` that subscriptions
--- and streams share. Each object keeps a private state `r` with `transport`, `closed`,
--- `finished`, `failure`, `deadline` and `steps_seen`, and a `resume(obj, r)` that resumes its
--- coroutine once and returns `kind, value` | `"wait"` | `"end"` | `"error", err`.
+--- The one waiting object: what every object a user waits on (Subscription, RunStreams,
+-- Stream) shares, written once, as lua-http's `connection_common` is for its connections.
+--
+--  * `M.pollable(Class, noun)` gives a class `pollfd`, `events`, `unsubscribe`, `__close`,
+--    `__gc` and `__call` (the generic for, with the `timeout` option); the class keeps its own
+--    `poll`, `timeout` (0 only when an item is ready, or it is closed), `close` and `position`.
+--  * One deadline rule (`M.wait`): a wait never outlives the caller's `next(timeout)`, nor the
+--    object's `timeout()`, whatever the transport.
+--  * How a reading coroutine is driven (`M.next`, `M.resume`, `M.look_at_network`): each object
+--    keeps a private state `r` with `transport`, `closed`, `finished`, `failure`, `deadline` and
+--    `steps_seen`, and a `resume(obj, r)` that resumes its coroutine once and returns
+--    `kind, value` | `"wait"` | `"end"` | `"error", err`.
 -- @module trigger.driver
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
@@ -100,10 +108,7 @@ end
 --   from inside the object's own `on_error` (its loop is busy telling it), nil and "timeout" at
 --   once, whatever `timeout` is
 function M.next(obj, r, timeout, kind, resume, last_error)
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
-    error("bad argument #1 to 'next' (non-negative number expected)", 3)
-  end
-  local deadline = timeout and clock.now() + timeout
+  local deadline = M.deadline_of(timeout, 4)
   r.deadline = deadline
   while true do
     if r.closed then
@@ -114,19 +119,65 @@ function M.next(obj, r, timeout, kind, resume, last_error)
     if what == kind then return value end
     if what == "error" then errors.raise(value) end
     if what == "busy" then return nil, "timeout", last_error and last_error(r) end
-    if what ~= "end" then
-      local wait = obj:timeout()
-      if deadline then
-        local left = deadline - clock.now()
-        if left <= 0 then return nil, "timeout", last_error and last_error(r) end
-        if wait == nil or left < wait then wait = left end
-      end
-      if r.transport.background then
-        request.wait_io(r.transport, wait, obj)
-      elseif r.up and r.up.pump then -- a shared upstream inside nginx: wait in this thread
-        r.up.pump:await(r, wait)
-      end
+    if what ~= "end" and not M.wait(obj, r, deadline) then
+      return nil, "timeout", last_error and last_error(r)
     end
+  end
+end
+
+--- The deadline of `next(timeout)`: nil (no limit) or a clock time; a timeout that is not a
+-- non-negative number is the caller's misuse (raised at `level`).
+function M.deadline_of(timeout, level)
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581 (NaN)
+    error("bad argument #1 to 'next' (non-negative number expected)", level)
+  end
+  return timeout and clock.now() + timeout
+end
+
+--- Wait once for `obj`'s I/O, as long as its `timeout()` says and never past `deadline`: the
+-- one deadline rule. False when the deadline has passed (nothing was waited for).
+function M.wait(obj, r, deadline)
+  local wait = obj:timeout()
+  if deadline then
+    local left = deadline - clock.now()
+    if left <= 0 then return false end
+    if wait == nil or left < wait then wait = left end
+  end
+  if r.transport.background then
+    request.wait_io(r.transport, wait, obj)
+  elseif r.up and r.up.pump then -- a shared upstream inside nginx: wait in this thread
+    r.up.pump:await(r, wait)
+  end
+  return true
+end
+
+--- Give `Class` the methods every waiting object has, written once: `pollfd` and `events` (the
+-- cqueues pollable protocol: the transport's descriptor), `unsubscribe`, `__close` and `__gc`
+-- (all `close`), and `__call`, the generic for's step: `next` with the `timeout` option, a
+-- `timeout` error object when nothing came in time (naming the failure being retried).
+-- @param Class the class (its `close`, `next` and private `state(obj, fn)` already set)
+-- @tparam function state `state(obj, fn)` → the private state, or the misuse error of `fn`
+-- @tparam string noun what an item is, for the timeout's message ("run", "chunk", "item")
+-- @tparam string name what the object is, for a misuse of the generic for ("subscription"…)
+function M.pollable(Class, state, noun, name)
+  function Class.pollfd(obj)
+    local r = state(obj, "pollfd")
+    M.need_background(r, "pollfd")
+    return r.transport.pollfd()
+  end
+  function Class.events() return "r" end
+  Class.unsubscribe = Class.close
+  Class.__close = Class.close
+  Class.__gc = Class.close
+  Class.__call = function(obj)
+    local r = state(obj, name)
+    local item, why, last = obj:next(r.settings.timeout)
+    if item == nil and why == "timeout" then
+      local message = "no " .. noun .. " within " .. r.settings.timeout .. " s"
+      if last then message = message .. " (last failure: " .. errors.describe(last) .. ")" end
+      errors.raise(errors.new("timeout", message, {}))
+    end
+    return item
   end
 end
 

@@ -28,7 +28,6 @@
 local clock = require "trigger.clock"
 local driver = require "trigger.driver"
 local errors = require "trigger.errors"
-local request = require "trigger.request"
 local run_object = require "trigger.run_object"
 local stream_share = require "trigger.stream_share"
 
@@ -117,6 +116,7 @@ function M.new(sub, settings, opts, given_run)
   local r = {
     sub = sub,
     settings = settings,
+    transport = settings.transport or require("trigger.transport").current(),
     drain_timeout = opts.drain_timeout or M.drain_timeout,
     max_streams = opts.max_streams or M.max_streams,
     waiting = {}, -- { run id, key } of streams waiting for their turn, in listing order
@@ -310,16 +310,12 @@ function RunStreams:timeout()
 end
 
 --- The descriptor to watch (the hub's, shared by every subscription and stream).
+-- @function RunStreams:pollfd
 -- @treturn integer fd
-function RunStreams:pollfd()
-  return state(self, "pollfd").sub:pollfd()
-end
 
 --- The events to watch on `pollfd`.
+-- @function RunStreams:events
 -- @treturn string "r"
-function RunStreams:events() -- luacheck: ignore 212
-  return "r"
-end
 
 --- The next item, waiting at most `timeout` seconds (yielding to cqueues inside a cqueues
 -- coroutine).
@@ -330,21 +326,12 @@ end
 -- @raise the subscription's fatal error
 function RunStreams:next(timeout)
   local r = state(self, "next")
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then -- luacheck: ignore 581
-    error("bad argument #1 to 'next' (non-negative number expected)", 2)
-  end
-  local deadline = timeout and clock.now() + timeout
+  local deadline = driver.deadline_of(timeout, 3)
   while true do
     local item = self:poll()
     if item then return item end
     if r.closed then return nil, r.finished and "finished" or "closed" end
-    local wait = self:timeout()
-    if deadline then
-      local left = deadline - clock.now()
-      if left <= 0 then return nil, "timeout" end
-      if wait == nil or left < wait then wait = left end
-    end
-    request.wait_io(r.settings.transport or require("trigger.transport").current(), wait, self)
+    if not driver.wait(self, r, deadline) then return nil, "timeout" end
   end
 end
 
@@ -389,21 +376,11 @@ end
 
 --- The same as `close` (the TypeScript SDK's name).
 -- @function RunStreams:unsubscribe
-RunStreams.unsubscribe = RunStreams.close
-
-RunStreams.__close = RunStreams.close
-RunStreams.__gc = RunStreams.close
 
 --- Calling it gives the next item, as the generic for does (waiting as the subscription's
 -- `timeout` option says).
-function RunStreams.__call(self)
-  local r = state(self, "run streams")
-  local item, why = self:next(r.settings.timeout)
-  if item == nil and why == "timeout" then
-    errors.raise(errors.new("timeout", "nothing within " .. r.settings.timeout .. " s", {}))
-  end
-  return item
-end
+-- @function RunStreams.__call
+driver.pollable(RunStreams, state, "item", "run streams")
 
 function RunStreams.__tostring(self)
   return "trigger.run_streams(" .. tostring(private[self] and private[self].sub or "?") .. ")"

@@ -609,18 +609,12 @@ end
 
 --- The descriptor an event loop should watch (the hub's; the same for every stream and
 -- subscription of this Lua state).
+-- @function Stream:pollfd
 -- @treturn integer fd
-function Stream:pollfd()
-  local r = state(self, "pollfd")
-  driver.need_background(r, "pollfd")
-  return r.transport.pollfd()
-end
 
 --- The events to watch on `pollfd`.
+-- @function Stream:events
 -- @treturn string "r"
-function Stream:events() -- luacheck: ignore 212
-  return "r"
-end
 
 --- The next chunk, never blocking: performs whatever I/O is ready (once per round, as
 -- `Subscription:poll` does), then returns a chunk if one is ready.
@@ -700,25 +694,13 @@ end
 
 --- The same as `close` (the TypeScript SDK's name).
 -- @function Stream:unsubscribe
-Stream.unsubscribe = Stream.close
-
-Stream.__close = Stream.close
-Stream.__gc = Stream.close
 
 --- Calling the stream gives the next chunk, as the generic for does; like `next`, waiting as
 -- long as the `timeout` option says (default: for ever).
+-- @function Stream.__call
 -- @raise as `next`; a `timeout` error object when the `timeout` option is set and no chunk
 --   came in time
-function Stream.__call(self)
-  local r = state(self, "stream")
-  local chunk, why, last = self:next(r.settings.timeout)
-  if chunk == nil and why == "timeout" then
-    local message = "no chunk within " .. r.settings.timeout .. " s"
-    if last then message = message .. " (last failure: " .. errors.describe(last) .. ")" end
-    errors.raise(errors.new("timeout", message, {}))
-  end
-  return chunk
-end
+driver.pollable(Stream, state, "chunk", "stream")
 
 function Stream.__tostring(self)
   local r = private[self]

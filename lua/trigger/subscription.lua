@@ -189,18 +189,12 @@ function Subscription:timeout()
 end
 
 --- The descriptor an event loop should watch (the cqueues pollable protocol).
+-- @function Subscription:pollfd
 -- @treturn integer fd
-function Subscription:pollfd()
-  local r = state(self, "pollfd")
-  driver.need_background(r, "pollfd")
-  return r.transport.pollfd()
-end
 
 --- The events to watch on `pollfd` (the cqueues pollable protocol).
+-- @function Subscription:events
 -- @treturn string "r"
-function Subscription:events() -- luacheck: ignore 212
-  return "r"
-end
 
 --- The next run, never blocking: performs whatever I/O is ready for every subscription of
 -- this thread (once per round: polling 1,000 subscriptions one after the other looks at the
@@ -349,28 +343,15 @@ end
 
 --- The same as `close` (the TypeScript SDK's name).
 -- @function Subscription:unsubscribe
-Subscription.unsubscribe = Subscription.close
-
-Subscription.__close = Subscription.close
-Subscription.__gc = Subscription.close
 
 --- Calling the subscription gives the next run, as the generic for does in `for run in sub do … end`.
 -- Like `next`, waiting as long as the `timeout` option says (default: for ever).
+-- @function Subscription.__call
 -- @tparam Subscription self
 -- @treturn table|nil the next run; nil ends the loop (the subscription finished or was closed)
 -- @raise a fatal error object, as `next` does; a `timeout` error object when the `timeout`
 --   option is set and no run came in time
-function Subscription.__call(self)
-  local r = state(self, "subscription")
-  -- (what `next` does, without its second look-up of the state: a call for every run)
-  local run, why, last = driver.next(self, r, r.settings.timeout, "run", resume, last_error)
-  if run == nil and why == "timeout" then
-    local message = "no run within " .. r.settings.timeout .. " s"
-    if last then message = message .. " (last failure: " .. errors.describe(last) .. ")" end
-    errors.raise(errors.new("timeout", message, {}))
-  end
-  return run
-end
+driver.pollable(Subscription, state, "run", "subscription")
 
 function Subscription.__tostring(self)
   local r = private[self]
