@@ -166,6 +166,19 @@ static int shape_backoff(lua_State *L) {
     return 1;
 }
 
+/* backoff_delay(attempts, base_s, cap_s, retry_after_s, unit_random) -> seconds: the delay of
+ * any other retry (tr_backoff_delay) */
+static int backoff_delay(lua_State *L) {
+    lua_Integer attempts = luaL_checkinteger(L, 1);
+    double d = tr_backoff_delay(attempts < 0      ? 0
+                                : attempts > 1000 ? 1000
+                                                  : (unsigned)attempts,
+                                luaL_checknumber(L, 2), luaL_checknumber(L, 3),
+                                luaL_optnumber(L, 4, 0), luaL_checknumber(L, 5));
+    lua_pushnumber(L, d);
+    return 1;
+}
+
 static int shape_restore(lua_State *L) {
     lshape *u = check_shape(L);
     luaL_optstring(L, 2, NULL); /* type checks; then the strings as the core may read them */
@@ -993,6 +1006,7 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
                                      {"ends_up_to_date", ends_up_to_date},
+                                     {"backoff_delay", backoff_delay},
                                      {"shape_messages", shape_messages},
                                      {"shape_reader", reader_new},
                                      {NULL, NULL}};

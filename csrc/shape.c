@@ -335,18 +335,24 @@ int tr_shape_body_ends_up_to_date(const char *body, size_t len) {
     return 0;
 }
 
-double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
+double tr_backoff_delay(unsigned attempts, double base_s, double cap_s, double retry_after_s,
                         double unit_random) {
     /* Whatever comes in (NaN, infinities, negatives), the delay is a finite number of seconds
      * >= 0: callers turn it into integer milliseconds. */
     if (!(cap_s >= 0.0) || cap_s > TR_SHAPE_MAX_DELAY) cap_s = cap_s > 0 ? TR_SHAPE_MAX_DELAY : 0;
     if (!(base_s >= 0.0)) base_s = 0;
-    double ceiling = base_s * ldexp(1.0, s->attempts > 60 ? 60 : (int)s->attempts);
+    double ceiling = base_s * ldexp(1.0, attempts > 60 ? 60 : (int)attempts);
     if (!(ceiling <= cap_s)) ceiling = cap_s; /* also catches NaN (0 * inf) */
     if (!(unit_random >= 0.0 && unit_random < 1.0)) unit_random = 0.5;
     double delay = ceiling * unit_random;
     if (retry_after_s > delay) delay = retry_after_s; /* never NaN */
     if (delay > TR_SHAPE_MAX_DELAY) delay = TR_SHAPE_MAX_DELAY;
+    return delay;
+}
+
+double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
+                        double unit_random) {
+    double delay = tr_backoff_delay(s->attempts, base_s, cap_s, retry_after_s, unit_random);
     s->attempts++;
     return delay;
 }

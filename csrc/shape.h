@@ -117,6 +117,10 @@ int tr_shape_body_ends_up_to_date(const char *body, size_t len);
 #define TR_SHAPE_MAX_DELAY 86400.0
 double tr_shape_backoff(tr_shape *s, double base_s, double cap_s, double retry_after_s,
                         double unit_random);
+/* The same delay for the attempts-th retry (0 for the first) of anything else the library
+ * retries (stream reads, management calls): the one backoff formula. */
+double tr_backoff_delay(unsigned attempts, double base_s, double cap_s, double retry_after_s,
+                        double unit_random);
 
 const char *tr_shape_handle(const tr_shape *s);
 const char *tr_shape_offset(const tr_shape *s);

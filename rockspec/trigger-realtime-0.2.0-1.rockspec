@@ -75,6 +75,7 @@ build = {
     ["trigger.json"] = "lua/trigger/json.lua",
     ["trigger.packets"] = "lua/trigger/packets.lua",
     ["trigger.request"] = "lua/trigger/request.lua",
+    ["trigger.retry"] = "lua/trigger/retry.lua",
     ["trigger.run_lookup"] = "lua/trigger/run_lookup.lua",
     ["trigger.run_object"] = "lua/trigger/run_object.lua",
     ["trigger.run_streams"] = "lua/trigger/run_streams.lua",

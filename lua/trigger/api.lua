@@ -1,8 +1,8 @@
 --- Calls of Trigger.dev's management API (trigger a task, batches, run look-ups): one JSON
 -- request through the library's one request path (`trigger.request.perform`: blocks the thread,
 -- or yields to cqueues or nginx), retried by the SDK's rules (management-api.md §1.5) with the
--- library's backoff (the shape core's: full jitter from `retry_base`, doubling up to
--- `retry_cap`).
+-- library's one retry policy (`trigger.retry`: full jitter from `retry_base`, doubling up to
+-- `retry_cap`; `on_error`, or one warning a streak).
 --
 -- What is retried: a failed connection, 408, 409, 429 and 5xx, and whatever status carries
 -- `x-should-retry: true` (a retrieve right after a trigger: the replica lags); never a status
@@ -15,6 +15,7 @@ local core = require "trigger.core"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
 local request = require "trigger.request"
+local retry_policy = require "trigger.retry"
 local clock = require "trigger.clock"
 
 local M = {}
@@ -127,8 +128,7 @@ function M.call(settings, spec)
   for _, h in ipairs(spec.headers or {}) do headers[#headers + 1] = h end
   local max_retries = settings.max_retries or M.DEFAULT_RETRIES
   local retry_all = spec.retry ~= "rate_limit"
-  local backoff = core.shape() -- the library's one backoff (its attempt count is this call's)
-  local state = {}              -- the once-per-streak warning of shape_loop
+  local state = {} -- the once-per-streak warning (trigger.retry)
   local attempt = 0
   while true do
     attempt = attempt + 1
@@ -144,7 +144,6 @@ function M.call(settings, spec)
       err = request.failure_error(rheaders, where)
       retry = retry_all and not err.fatal
     elseif status >= 200 and status <= 299 then
-      backoff:close()
       if spec.json == false then return body, rheaders, status end
       local doc = json.decode(body)
       if doc == nil then
@@ -163,22 +162,12 @@ function M.call(settings, spec)
       if wait > 0 then err.retry_after = wait end
     end
     err.attempt = attempt
-    if not retry or attempt > max_retries then
-      backoff:close()
-      if retry then
-        err.message = err.message .. string.format(" (gave up after %d %s)", max_retries,
-          max_retries == 1 and "retry" or "retries")
-      end
+    if not retry or retry_policy.gave_up(settings, err, attempt, max_retries) then
       err.fatal = true
       return nil, err
     end
-    if settings.on_error then
-      settings.on_error(err)
-    else
-      require("trigger.shape_loop").warn_once(state, err)
-    end
-    pause(transport, backoff:backoff(settings.retry_base, settings.retry_cap, wait,
-      math.random()))
+    retry_policy.tell(settings, state, err)
+    pause(transport, retry_policy.delay(settings, attempt, wait))
   end
 end
 

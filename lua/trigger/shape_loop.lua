@@ -28,6 +28,7 @@ local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
+local retry = require "trigger.retry"
 local shape_body = require "trigger.shape_body"
 local shape_rows = require "trigger.shape_rows"
 
@@ -40,21 +41,6 @@ local function retry_after_seconds(headers)
   local n = v and tonumber(v)
   if n and n >= 0 then return math.min(n, 300) end
   return 0
-end
-
--- The default reporter of a failure streak when no on_error is given: one line per streak,
--- on stderr (ngx.log inside nginx), so a wrong URL or a down server is never silent.
-function M.warn_once(r, err)
-  if r.streak_reported then return end
-  r.streak_reported = true
-  local line = "trigger-realtime: " .. errors.describe(err) .. " (retrying; pass on_error to handle"
-    .. " failures yourself)"
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.log then
-    ngx.log(ngx.WARN, line)
-  else
-    io.stderr:write(line, "\n")
-  end
 end
 
 -- on_error closed the loop's object (and with it this loop, its last reader gone): yield once
@@ -71,18 +57,11 @@ end
 -- which on_error hears of once.
 function M.transient(r, err, retry_after, idle)
   local s = r.settings
-  local attempts = r.shape:attempts() + 1
-  err.attempt = attempts
   r.last_error = err
-  if s.max_retries and attempts > s.max_retries then
-    err.message = err.message .. string.format(" (gave up after %d %s)", s.max_retries,
-      s.max_retries == 1 and "retry" or "retries")
-    err.fatal = true
-    error(err, 0)
-  end
+  if retry.gave_up(s, err, r.shape:attempts() + 1) then error(err, 0) end
   if not (idle and r.idle_reported) then
     r.idle_reported = idle or r.idle_reported
-    if s.on_error then s.on_error(err) else M.warn_once(r, err) end
+    retry.tell(s, r, err)
     stop_if_closed(r)
   end
   local delay = r.shape:backoff(s.retry_base, s.retry_cap, retry_after, math.random())
@@ -92,7 +71,7 @@ end
 -- A response made progress: the failure streak (if any) is over.
 local function recovered(r)
   r.last_error = nil
-  r.streak_reported = false
+  retry.recovered(r)
   r.idle_reported = false
 end
 

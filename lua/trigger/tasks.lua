@@ -540,28 +540,22 @@ local function batch(fn, n, items, opts, task_of)
   local body = table.concat(ndjson, "\n") .. "\n"
   local path = "/api/v3/batches/" .. core.url_encode(doc.id) .. "/items"
   local tries = (settings.max_retries or api.DEFAULT_RETRIES) + 1
-  local backoff = core.shape() -- the library's one backoff, for the batch not sealed yet
   for attempt = 1, tries do
     local sealed, err = api.call(settings, { method = "POST", path = path, body = body,
       content_type = "application/x-ndjson" })
     if not sealed then
-      backoff:close()
       err.message = "sending the items of " .. doc.id .. ": " .. err.message
       return nil, err
     end
-    if sealed.sealed ~= false then
-      backoff:close()
-      return handle
-    end
+    if sealed.sealed ~= false then return handle end
     if attempt == tries then
-      backoff:close()
       return nil, errors.new("protocol", string.format("batch %s is not sealed after %d tries "
         .. "(%s of %s items)", doc.id, tries, tostring(sealed.enqueuedCount),
         tostring(sealed.expectedCount)), { request = "POST " .. settings.base_url .. path,
         fatal = true })
     end
     api._pause(settings.transport or require("trigger.transport").current(),
-      backoff:backoff(settings.retry_base, settings.retry_cap, 0, math.random()))
+      require("trigger.retry").delay(settings, attempt)) -- the batch is not sealed yet
   end
 end
 

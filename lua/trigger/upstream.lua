@@ -61,7 +61,7 @@ local function fan_out_on_error(up)
       end
     end
     up.r.telling = false
-    if not told then shape_loop.warn_once(up.r, err) end
+    if not told then require("trigger.retry").warn_once(up.r, err) end
   end
 end
 

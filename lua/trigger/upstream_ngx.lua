@@ -105,7 +105,7 @@ function Pump:_on_error(err)
   if told then
     self:_wake_all()
   else
-    shape_loop.warn_once(self.up.r, err)
+    require("trigger.retry").warn_once(self.up.r, err)
   end
 end
 
