@@ -566,3 +566,54 @@ describe("trigger.streams.read and its run's end", function()
     assert.are.equal(404, err.status)
   end)
 end)
+
+-- A stream retries as everything else does (issue 29: one retry policy, trigger.retry).
+describe("trigger.streams.read retries by the library's one policy", function()
+  local srv
+  setup(function() srv = helper.start_server {} end)
+  teardown(function() srv:stop() end)
+  before_each(function() srv:reset() end)
+
+  local function failing_stream(n)
+    local id = srv:create_run { status = "EXECUTING" }
+    srv:create_stream(id, "default")
+    srv:append_stream(id, "default", { "a" })
+    srv:fault { match = { path_prefix = "/realtime/v1/streams" }, kind = "status", status = 500,
+      count = n }
+    return id
+  end
+
+  it("without on_error, tells the first failure of a streak once on stderr", function()
+    local id = failing_stream(3)
+    local lines, stderr = {}, io.stderr
+    -- luacheck: ignore 122 (io.stderr is set for this case only)
+    io.stderr = { write = function(_, ...) lines[#lines + 1] = table.concat { ... } end }
+    local ok, chunk = pcall(function()
+      local s = trigger.streams.read(id, "default", { access_token = srv.secret_key,
+        base_url = srv.base_url, retry_base = 0.01, retry_cap = 0.02 })
+      local c = s:next(10)
+      s:close()
+      return c
+    end)
+    io.stderr = stderr
+    assert(ok, chunk)
+    assert.are.equal("a", chunk)
+    assert.are.equal(1, #lines)
+    assert.matches("HTTP 500", lines[1], 1, true)
+    assert.matches("/realtime/v1/streams/" .. id, lines[1], 1, true)
+  end)
+
+  it("gives up after max_retries with the same words as a subscription", function()
+    local id = failing_stream(5)
+    local told = 0
+    local s = trigger.streams.read(id, "default", { access_token = srv.secret_key,
+      base_url = srv.base_url, retry_base = 0.01, retry_cap = 0.02, max_retries = 1,
+      on_error = function() told = told + 1 end })
+    local ok, err = pcall(s.next, s, 10)
+    assert.is_false(ok)
+    assert.is_true(err.fatal)
+    assert.are.equal(2, err.attempt)
+    assert.matches("(gave up after 1 retry)", err.message, 1, true)
+    assert.are.equal(1, told)
+  end)
+end)

@@ -154,6 +154,14 @@ function M.configure(t)
   for k, v in pairs(t) do configured[k] = v end
 end
 
+--- The value of option `name` a user gave, per call (`opts`) or with `configure`; nil when it
+-- is left to its default (a caller whose own default differs, as streams' backoff, keeps it).
+function M.given(opts, name)
+  local v = opts and opts[name]
+  if v == nil then v = configured[name] end
+  return v
+end
+
 --- Forget what `configure` set (for tests).
 function M.reset()
   configured = {}

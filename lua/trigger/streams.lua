@@ -36,10 +36,13 @@
 -- unless its run is finished: at each idle close the run is looked at once (a subscription to
 -- it, which shares a subscription of this Lua state that already follows it), and a finished
 -- run's stream is read once more to its end, then the read ends (`opts.stop_on_completion`);
--- a cut (mid-event, a reset, `event: error`, 5xx, 429, no `[DONE]` on v2) is retried with the
--- SDK's backoff: attempt n waits min(0.1 s · 2^(n−1), 5 s) · (1 − U/2), Retry-After as a floor,
--- the count reset by each record. 400, 401, 403, 404, 409, 410, 422 are not retried: the
--- stream raises an error object (`kind`, `status`, `request`; never the token).
+-- a cut (mid-event, a reset, `event: error`, 5xx, 429, no `[DONE]` on v2) is retried by the
+-- library's one retry policy (`trigger.retry`, as subscriptions are): attempt n waits a full
+-- jitter on `min(retry_base · 2^(n−1), retry_cap)`, Retry-After as a floor, the count reset by
+-- each record; `max_retries` bounds a streak; each failure goes to `on_error`, or the first of
+-- a streak once to stderr. A stream's own `retry_base` and `retry_cap` are the SDK's (0.1 s,
+-- 5 s) unless you give them. 400, 401, 403, 404, 409, 410, 422 are not retried: the stream
+-- raises an error object (`kind`, `status`, `request`; never the token).
 -- @module trigger.streams
 local clock = require "trigger.clock"
 local config = require "trigger.config"
@@ -48,13 +51,16 @@ local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
 local request = require "trigger.request"
+local retry = require "trigger.retry"
 local transport_of = require "trigger.transport"
 
 local M = {}
 
---- The reconnect backoff's first ceiling, in seconds (as the TypeScript SDK).
+--- The reconnect backoff's first ceiling, in seconds, when no `retry_base` is given (as the
+-- TypeScript SDK's).
 M.retry_base = 0.1
---- The reconnect backoff's cap, in seconds (as the TypeScript SDK).
+--- The reconnect backoff's cap, in seconds, when no `retry_cap` is given (as the TypeScript
+-- SDK's).
 M.retry_cap = 5
 --- Bytes a stream may hold unread before its transfer pauses (libcurl).
 -- @local
@@ -198,13 +204,6 @@ end
 -- -------------------------------------------------------------------------------------------------
 -- Reading, inside the stream's coroutine
 
-local function backoff(attempt, retry_after)
-  local ceiling = math.min(M.retry_base * 2 ^ (attempt - 1), M.retry_cap)
-  local d = ceiling * (1 - 0.5 * math.random())
-  if retry_after and retry_after > d then d = retry_after end
-  return d
-end
-
 local function retry_after_of(headers)
   local n = headers and tonumber(headers["retry-after"] or "")
   if n and n >= 0 then return math.min(n, 300) end
@@ -230,19 +229,22 @@ local function pause(r, seconds)
   end
 end
 
--- A failure worth retrying: tell on_error, give up after max_retries, else back off.
+-- The wait before the next reconnect: the library's one retry policy, with the stream's own
+-- first ceiling and cap unless the user gave `retry_base`/`retry_cap`.
+local function backoff(r, attempts, retry_after)
+  return retry.delay(r.settings, attempts, retry_after, r.retry_base, r.retry_cap)
+end
+
+-- A failure worth retrying (the one retry policy, `trigger.retry`): give up after max_retries,
+-- else tell on_error (or warn once per streak) and back off.
 local function transient(r, err, retry_after)
   local s = r.settings
   r.attempts = r.attempts + 1
-  err.attempt = r.attempts
   r.last_error = err
-  if s.max_retries and r.attempts > s.max_retries then
-    err.message = err.message .. string.format(" (gave up after %d retries)", s.max_retries)
-    err.fatal = true
-    error(err, 0)
-  end
-  if s.on_error then s.on_error(err) end
-  pause(r, backoff(r.attempts, retry_after))
+  if retry.gave_up(s, err, r.attempts) then error(err, 0) end
+  if r.attempts == 1 then retry.recovered(r) end -- a new streak: told again
+  retry.tell(s, r, err)
+  pause(r, backoff(r, r.attempts, retry_after))
 end
 
 -- The body of one response as a source of bytes. libcurl: in the background, taken as it comes.
@@ -556,7 +558,7 @@ local function loop(r)
         quiet = 0
       else
         quiet = quiet + 1
-        pause(r, backoff(quiet))
+        pause(r, backoff(r, quiet))
       end
     end
   end
@@ -782,6 +784,9 @@ function M.read(run_id, key, opts)
     if not OPTIONS[k] then copts[k] = v end
   end
   local settings, err = config.resolve(copts, handle_token)
+  -- (the stream's own backoff unless the user gave one: see `M.retry_base`)
+  local retry_base = config.given(copts, "retry_base") or M.retry_base
+  local retry_cap = config.given(copts, "retry_cap") or M.retry_cap
   if not settings then errors.raise(err) end
   local pos = opts.resume or {}
   local r = {
@@ -802,6 +807,8 @@ function M.read(run_id, key, opts)
     v1_count = pos.version == "v1" and pos.count or 0,
     ids = { set = {}, ring = {}, first = 1, n = 0 },
     attempts = 0,
+    retry_base = retry_base,
+    retry_cap = retry_cap,
     requests = 0,
     closed = false,
     finished = false,
