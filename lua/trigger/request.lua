@@ -221,12 +221,30 @@ function M.http(owner, req)
   return M.await(owner, M.begin(owner, req))
 end
 
---- Wait without I/O (a backoff), yielding `"wait"` until the time is up.
+--- Wait without I/O (a backoff) inside a reading coroutine, never past the caller's deadline:
+-- with a background transport it yields `"wait"` until the time is up (the driver waits, as
+-- long as `timeout()` and `next`'s deadline allow); a transport that sleeps in the caller
+-- (nginx) sleeps in slices bounded by the driver's deadline and yields once it has passed, so
+-- `next(timeout)` returns in time even in a backoff of 32 s.
 function M.sleep(owner, seconds)
-  if owner.transport.sleep then return owner.transport.sleep(seconds) end
-  owner.wake_at = clock.now() + seconds
-  while clock.now() < owner.wake_at do coroutine.yield("wait") end
-  owner.wake_at = nil
+  local t = owner.transport
+  local wake = clock.now() + seconds
+  if t.background or not t.sleep then
+    owner.wake_at = wake
+    while clock.now() < owner.wake_at do coroutine.yield("wait") end
+    owner.wake_at = nil
+    return
+  end
+  while not owner.closed do
+    local now = clock.now()
+    if now >= wake then return end
+    local left = owner.deadline and owner.deadline - now
+    if left and left <= 0 then
+      coroutine.yield("wait")
+    else
+      t.sleep(math.min(wake - now, left or wake - now))
+    end
+  end
 end
 
 return M

@@ -210,24 +210,8 @@ local function retry_after_of(headers)
   return nil
 end
 
--- Wait `seconds` in the reading coroutine. A transport that sleeps in the caller (nginx:
--- ngx.sleep) sleeps in slices bounded by the driver's deadline, yielding once it has passed, so
--- next(timeout) returns in time even while every attempt fails before a response comes.
-local function pause(r, seconds)
-  local t = r.transport
-  if t.background or not t.sleep then return request.sleep(r, seconds) end
-  local wake = clock.now() + seconds
-  while not r.closed do
-    local now = clock.now()
-    if now >= wake then return end
-    local left = r.deadline and r.deadline - now
-    if left and left <= 0 then
-      coroutine.yield("wait")
-    else
-      t.sleep(math.min(wake - now, left or wake - now))
-    end
-  end
-end
+-- Wait `seconds` in the reading coroutine, never past the caller's deadline.
+local pause = request.sleep
 
 -- The wait before the next reconnect: the library's one retry policy, with the stream's own
 -- first ceiling and cap unless the user gave `retry_base`/`retry_cap`.

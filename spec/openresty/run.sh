@@ -1144,6 +1144,14 @@ fi
 
 # --- next(timeout) and poll() inside nginx -----------------------------------------------------
 
+backoff_tag="user:backoff-$$"
+admin POST _emulator/faults '{"kind":"status","status":500,"count":50,"match":{"path_prefix":"/realtime/v1/runs"}}' >/dev/null
+answer=$(get "/test/next-in-backoff?tag=$(printf %s "$backoff_tag" | sed s/:/%3A/g)" 20)
+admin DELETE _emulator/faults >/dev/null
+[ "$answer" = "timeout timeout in-time" ] &&
+  ok "next(1) inside nginx returns in time while its subscription backs off for up to 30 s" ||
+  not_ok "next(1) inside nginx returns in time during a long backoff" "$answer"
+
 idle_tag="user:idle-$$"
 ( sleep 1.5; admin POST _emulator/runs "{\"runTags\":[\"$idle_tag\"],\"status\":\"PENDING\"}" >/dev/null ) &
 answer=$(get "/test/next-timeout?tag=$(printf %s "$idle_tag" | sed s/:/%3A/g)" 20)
