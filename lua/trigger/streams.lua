@@ -379,6 +379,9 @@ local function connection(r)
   -- Settled (no chunk will be written any more): whatever the stream holds comes at once, and
   -- a quiet second then ends it, instead of waiting for the server's usual idle close.
   r.short = r.settled
+  -- Only what this connection says of the tail counts: a ping or an idle close that left the
+  -- server before the run finished (and its last chunks were written) says nothing of them.
+  r.tail = nil
   local idle = r.short and 1 or r.timeout_seconds
   if idle then headers[#headers + 1] = "Timeout-Seconds: " .. string.format("%d", idle) end
   local where = "GET " .. r.url
@@ -438,7 +441,7 @@ local function connection(r)
         elseif ev.type == "batch" or ev.type == "ping" then
           local err = on_batch(r, parser, ev.data, where)
           if err then return "failed", err end
-          if r.settled and r.tail and r.tail <= r.seq + 1 then return "caught_up" end
+          if r.short and r.tail and r.tail <= r.seq + 1 then return "caught_up" end
         elseif ev.type == "error" then
           return "failed", errors.new("network", "the stream server reported: " .. ev.data,
             { request = where, status = 200 })
@@ -534,8 +537,11 @@ local function loop(r)
     elseif outcome ~= "settled" then
       r.attempts = 0
       r.last_error = nil
-      if not r.reopen or r.settled then return end
-      if r.stop_on_completion then look_after_idle_close(r) end
+      if not r.reopen then return end
+      -- settled: the end of a connection opened since then ends the stream; one opened before
+      -- may have closed before the run's last chunks were written: read once more
+      if r.short then return end
+      if r.stop_on_completion and not r.settled then look_after_idle_close(r) end
       -- Reopen from the last position (the server closed an idle stream). A server closing
       -- at once, again and again, is not hammered: the backoff grows while no record comes.
       if r.got or r.settled then
