@@ -2,6 +2,7 @@
 -- upstream shape (one request in flight), and each still sees exactly what it would see alone.
 -- Against the local server on both backends, counting the requests it gets.
 local helper = require "spec.helper"
+local cjson = require "cjson"
 local socket = require "socket"
 local trigger = require "trigger"
 local upstream = require "trigger.upstream"
@@ -203,6 +204,43 @@ for _, backend in ipairs { "electric", "native" } do
           assert.is_true(ids[a] and ids[b]) -- the native feed never says a run left
         end
         resumed:close()
+        keeper:close()
+      end)
+
+    -- Soak seed 104: each subscription resumed from a position kept its own copy of every run
+    -- the position held, the same state as the shared upstream's rows, for as long as the run
+    -- did not change (for ever, once finished): the heap grew with every resume.
+    it("resumes into a shared upstream without keeping a second copy of runs unchanged since",
+      function()
+        local tag = helper.fresh_tag()
+        local big = ("x"):rep(256 * 1024)
+        srv:create_run { runTags = { tag }, status = "COMPLETED_SUCCESSFULLY",
+          output = cjson.encode { blob = big }, outputType = "application/json" }
+        local first = open(srv, tag)
+        helper.collect(first, 1)
+        local keeper = open(srv, tag) -- keeps the upstream alive
+        drive_all({ first, keeper }, 0.3)
+        local text = cjson.encode(first:position()) -- as a script saves it
+        first:close()
+        local N = 8
+        collectgarbage("collect")
+        collectgarbage("collect")
+        local before = collectgarbage("count")
+        local resumed = {}
+        for i = 1, N do resumed[i] = open(srv, tag, { resume = cjson.decode(text) }) end
+        -- Each took its position's copy; once it has the upstream's batch it keeps that row.
+        local grown
+        local deadline = socket.gettime() + 10
+        repeat
+          local got = drive_all(resumed, 0.1)
+          for i = 1, N do assert.are.same({}, got[i]) end -- nothing changed since the position
+          collectgarbage("collect")
+          collectgarbage("collect")
+          grown = collectgarbage("count") - before
+        until grown < N * 256 / 2 or socket.gettime() > deadline
+        assert.is_true(grown < N * 256 / 2, ("heap grew by %d KB for %d resumed subscriptions of "
+          .. "one 256 KB run"):format(math.floor(grown), N))
+        for i = 1, N do resumed[i]:close() end
         keeper:close()
       end)
 

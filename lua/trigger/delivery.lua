@@ -166,10 +166,16 @@ function Delivery:take(store, keys, dropped, resync)
     local row, had = get(store, key), given[key]
     if row == nil then
       given[key] = nil
-    elseif had == nil or (had ~= row and not older(row, had) and not same(had, row)) then
-      n = n + 1
-      okeys[n], previous[n], out[n] = key, had or false, row
-      given[key] = row
+    elseif had == nil or (had ~= row and not older(row, had)) then
+      if had ~= nil and same(had, row) then
+        -- The state given already (a resumed position's copy, the other dialect after a flip,
+        -- a re-read): keep the store's row rather than a second copy of the same run.
+        given[key] = row
+      else
+        n = n + 1
+        okeys[n], previous[n], out[n] = key, had or false, row
+        given[key] = row
+      end
     end
   end
   if resync or self.forget_missing then

@@ -167,8 +167,11 @@ local function open(fn, path, params, opts, stop_when, handle_token)
   if opts.resume then check_position(fn, opts.resume) end
   local settings, err = config.resolve(opts, handle_token)
   if not settings then errors.raise(err) end
+  -- The position is read once, when the subscription begins: kept among the settings (for
+  -- as long as the subscription lives) it would hold a second copy of every run it names.
+  settings.resume = nil
   local sub = subscription.new {
-    settings = settings, path = path, params = query,
+    settings = settings, path = path, params = query, resume = opts and opts.resume,
     transport = settings.transport or transport.current(),
     stop_when = stop_when, version = require("trigger")._VERSION,
   }

@@ -99,11 +99,12 @@ local function read(r)
 end
 
 --- Create a subscription (called by `trigger.runs`).
--- @tparam table spec `path`, `params`, `settings`, `transport`, `stop_when` (function(run))
+-- @tparam table spec `path`, `params`, `settings`, `transport`, `stop_when` (function(run)),
+--   `resume` (a saved position, or nil)
 -- @local
 function M.new(spec)
   local s = spec.settings
-  local resume = s.resume
+  local resume = spec.resume
   local up, created = upstream.acquire(spec, resume)
   local r = {
     settings = s,

@@ -1143,23 +1143,28 @@ local function checkpoint(final)
         end
         while #tail > 8 do table.remove(tail, 1) end
       end
-      print("the server's last requests for it:\n" .. table.concat(tail, "\n"))
+      -- Said after the soak's event log (fail prints it first): CI shows a log's last lines.
+      local diag = { "the server's last requests for it:", table.concat(tail, "\n") }
       if ok then
-        local held = {}
+        diag[#diag + 1] = "the server's requests not answered yet:"
         for _, e in ipairs(st.in_flight or {}) do
-          held[#held + 1] = ("  %s %s?%s (%d ms)"):format(e.method, e.path, e.query or "", e.age_ms)
+          if not target or (e.path .. "?" .. (e.query or "")):find(target, 1, true) then
+            diag[#diag + 1] = ("  %s %s?%s (%d ms)"):format(e.method, e.path, e.query or "",
+              e.age_ms)
+          end
         end
-        print("the server's requests not answered yet:\n" .. table.concat(held, "\n"))
       end
       for _, sub in ipairs(subs) do
         if why:find("sub #" .. sub.n .. " ", 1, true) and sub.sub then
-          print("its state: " .. require("trigger.subscription")._debug_state(sub.sub))
+          diag[#diag + 1] = "its state: " .. require("trigger.subscription")._debug_state(sub.sub)
           local counters = srv:stats()
-          print(("server: active_realtime %s, active_native %s, open connections %s, backend %s")
-            :format(tostring(counters.active_realtime), tostring(counters.active_native),
-              tostring(counters.open_connections), tostring(counters.backend)))
+          diag[#diag + 1] = ("server: active_realtime %s, active_native %s, open connections %s, "
+            .. "backend %s"):format(tostring(counters.active_realtime),
+            tostring(counters.active_native), tostring(counters.open_connections),
+            tostring(counters.backend))
         end
       end
+      why = why .. "\n" .. table.concat(diag, "\n")
       fail("not caught up %d s after the faults stopped: %s", CATCHUP_S, why)
     end
   end
