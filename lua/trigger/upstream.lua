@@ -92,7 +92,7 @@ function InProcess:tell(err)
   self.up:tell_readers(err)
 end
 
--- The strategy for an upstream on `transport`, or nil when it cannot be shared: in-process on a
+--- The strategy for an upstream on `transport`, or nil when it cannot be shared: in-process on a
 -- transport with background requests; inside nginx (cosockets, no background requests) the
 -- pump, whose module says whether it can drive the transport.
 local function strategy_for(transport)
@@ -103,6 +103,8 @@ local function strategy_for(transport)
   end
   return nil
 end
+
+M.strategy_for = strategy_for
 
 local function new_upstream(spec, resume, key, strategy)
   local s = spec.settings
