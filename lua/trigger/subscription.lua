@@ -66,16 +66,15 @@ end
 local function read(r)
   local up = r.up
   while true do
-    while not (r.full and full_ready(r)) and (r.full or up:last_batch() == r.at) do
+    while not (r.full and full_ready(r)) and (r.full or not up:has_new(r)) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
       if what == "wait" or what == "busy" then coroutine.yield(what) end
     end
     -- joined a shape already read (`full`): every run it holds, as it is now
-    local whole, at = r.full, r.at
+    local whole = r.full
     r.full = false
-    r.at = up:last_batch() -- (before `take`: the batches every reader has taken are forgotten)
-    local batch = up:take(at, whole)
+    local batch = up:take(r, whole)
     local reached = batch.position
     local rows = r.given:take(batch.store, batch.keys, batch.dropped, batch.resync)
     if #rows == 0 then r.committed = reached end
@@ -104,7 +103,6 @@ function M.new(spec)
     transport = spec.transport,
     stop_when = spec.stop_when,
     up = up,
-    at = 0, -- the last batch of the upstream taken
     full = not created, -- joined a shared upstream: first take every run it holds
     closed = false,
     finished = false,
@@ -114,10 +112,9 @@ function M.new(spec)
     name = spec.path,
   }
   if r.full then
-    r.at = up:last_batch()
     -- The batch whose rows it takes whole: the next one if the shape is read again for it,
     -- else the current one (or the first one, while the upstream is still syncing).
-    r.full_after = math.max(r.at - 1, 0)
+    r.full_after = math.max(up:last_batch() - 1, 0)
     r.full_ticket = up:refresh() -- on the native feed: the read it must start from
   end
   local rebuild = resume ~= nil and (resume.offset == nil or resume.offset == "-1" or not created)
@@ -135,7 +132,9 @@ function M.new(spec)
   end
   r.is_closed = function() return r.closed end
   r.co = coroutine.create(function() return read(r) end)
-  up:join(r)
+  up:join(r, { on_error = s.on_error, co = r.co,
+    deadline = function() return r.deadline end,
+    gone = function() r.closed = true end }) -- (its thread was killed: it no longer reads)
   local sub = setmetatable({ closed = false, finished = false }, Subscription)
   private[sub] = r
   driver.close_when_collected(sub, close_state, r) -- dropped without close(), on LuaJIT too
@@ -170,7 +169,7 @@ function Subscription:timeout()
   if r.closed or r.ready or r.up:ready() then return 0 end
   if r.full then
     if full_ready(r) then return 0 end
-  elseif r.up:last_batch() > r.at then
+  elseif r.up:has_new(r) then
     return 0
   end
   local t = r.transport.background and r.transport.timeout() or nil
@@ -210,7 +209,7 @@ function Subscription:poll()
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
   local h = r.awaiting or r.up:awaiting()
-  if not r.ready and h and not h:done() and r.up:last_batch() == r.at and not r.full then
+  if not r.ready and h and not h:done() and not r.up:has_new(r) and not r.full then
     return nil
   end
   local what, value = resume(self, r)
@@ -357,8 +356,9 @@ end
 function M._debug_state(sub)
   local r = private[sub]
   if not r then return "no state" end
-  return string.format("closed=%s ready=%s full=%s at=%d | %s", tostring(r.closed),
-    tostring(r.ready), tostring(r.full), r.at, r.up:debug_state())
+  local rec = r.up:reader(r)
+  return string.format("closed=%s ready=%s full=%s at=%s | %s", tostring(r.closed),
+    tostring(r.ready), tostring(r.full), tostring(rec and rec.at), r.up:debug_state())
 end
 
 M.Subscription = Subscription

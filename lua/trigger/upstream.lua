@@ -188,10 +188,10 @@ function Upstream:tell_readers(err)
   local told = false
   local r = self.r
   r.telling = true
-  for reader in pairs(self.readers) do
-    if reader.settings.on_error then
+  for _, rec in pairs(self.readers) do
+    if rec.on_error then
       told = true
-      reader.settings.on_error(err)
+      rec.on_error(err)
     end
   end
   r.telling = false
@@ -203,17 +203,36 @@ function Upstream:warn(err)
   require("trigger.retry").warn_once(self.r, err)
 end
 
---- Add a reader (a subscription's private state: `settings`, and `at`, the last batch taken).
-function Upstream:join(reader)
+--- The readers and what the upstream keeps of each (`for reader, rec in up:each_reader()`):
+-- `at` (the last batch it took), and what it said when it joined: `on_error`, `co`, `gone`,
+-- `deadline`.
+function Upstream:each_reader()
+  return next, self.readers, nil
+end
+
+--- What the upstream keeps of `reader` (see `each_reader`), or nil once it left.
+function Upstream:reader(reader)
+  return self.readers[reader]
+end
+
+--- Add a reader (a subscription's private state, as a key), from the current batch on.
+-- @tparam table reader
+-- @tparam table port what the upstream and its strategy may use of it: `on_error` (nil: none),
+--   `co` (its reading coroutine), `gone` (called when a pump finds its thread was killed: it is
+--   made to leave), `deadline` (→ the deadline of the caller driving it now, or nil)
+function Upstream:join(reader, port)
   if not self.readers[reader] then
-    self.readers[reader] = true
+    self.readers[reader] = { at = self.batch_no, on_error = port.on_error, co = port.co,
+      gone = port.gone, deadline = port.deadline }
     self.n_readers = self.n_readers + 1
   end
 end
 
---- The readers (for `for reader in up:each_reader() do`).
-function Upstream:each_reader()
-  return next, self.readers, nil
+--- A reader whose thread was killed without closing it (a pump notices): told, and made to leave.
+function Upstream:reap(reader)
+  local rec = self.readers[reader]
+  if rec and rec.gone then rec.gone() end
+  self:leave(reader)
 end
 
 --- A reader leaves; the upstream closes with its last reader.
@@ -278,8 +297,8 @@ end
 -- Forget the batches every reader has taken.
 function Upstream:_trim()
   local low = self.batch_no
-  for reader in pairs(self.readers) do
-    if reader.at < low then low = reader.at end
+  for _, rec in pairs(self.readers) do
+    if rec.at < low then low = rec.at end
   end
   local batches, keep = self.batches, {}
   for _, b in ipairs(batches) do
@@ -314,6 +333,12 @@ function Upstream:last_batch()
   return self.batch_no
 end
 
+--- Whether `reader` has batches it has not taken.
+function Upstream:has_new(reader)
+  local rec = self.readers[reader]
+  return rec ~= nil and self.batch_no > rec.at
+end
+
 --- Whether a reader that joined after batch `after` (waiting for the refresh `ticket`, if any)
 -- can take every run the upstream holds now: a batch came since, its rows are whole (not between
 -- the pages of a resync), and on the native feed the read asked for it is in.
@@ -322,20 +347,21 @@ function Upstream:whole_ready(after, ticket)
     and (ticket == nil or (self.refreshed or 0) >= ticket)
 end
 
---- What a reader takes now: the keys of the batches after `at` merged (or, `whole`, every key
--- the upstream holds); then the batches every reader has taken are forgotten (the reader's `at`
--- is `last_batch()` by then).
--- @tparam number at the last batch it had taken
+--- What `reader` takes now: the keys of the batches it has not taken, merged (or, `whole`,
+-- every key the upstream holds); the batches every reader has taken are then forgotten.
+-- @tparam table reader
 -- @tparam boolean whole every run, as it is now
 -- @treturn table `keys`, `dropped`, `resync`, `store` (the rows), `position` reached, `url` of
 --   the last batch
-function Upstream:take(at, whole)
+function Upstream:take(reader, whole)
   local t = {}
+  local rec = self.readers[reader]
   if whole then
     t.keys, t.dropped, t.resync = self.r.rows:keys(), nil, false
   else
-    t.keys, t.dropped, t.resync = self:since(at)
+    t.keys, t.dropped, t.resync = self:since(rec.at)
   end
+  rec.at = self.batch_no
   self:_trim()
   t.store, t.position = self.r.rows, self.position
   local last = self.batches[#self.batches]

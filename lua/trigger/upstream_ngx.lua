@@ -122,8 +122,8 @@ end
 -- until its own thread looks (`_flush`), else one warning per streak.
 function Pump:tell_here(err)
   local told = false
-  for reader in self.up:each_reader() do
-    if reader.settings.on_error then
+  for reader, rec in self.up:each_reader() do
+    if rec.on_error then
       told = true
       local list = self.pending[reader] or {}
       self.pending[reader] = list
@@ -143,7 +143,9 @@ function Pump:_flush(reader)
   local list = reader and self.pending[reader]
   if not list then return end
   self.pending[reader] = nil
-  for _, err in ipairs(list) do reader.settings.on_error(err) end
+  local rec = self.up:reader(reader)
+  if not rec then return end
+  for _, err in ipairs(list) do rec.on_error(err) end
 end
 
 -- Post each waiting consumer's semaphore once. `waiting` stays set until the consumer's wait
@@ -168,8 +170,7 @@ function Pump:_reap()
   end
   for _, w in ipairs(gone) do
     w.waiting, w.posted = false, false
-    w.reader.closed = true
-    self.up:leave(w.reader)
+    self.up:reap(w.reader)
   end
 end
 
@@ -223,8 +224,8 @@ function Pump:_current()
   local co = coroutine.running()
   local reader = self.by_co[co]
   if reader == nil then
-    for rd in self.up:each_reader() do
-      if rd.co == co then reader = rd end
+    for rd, rec in self.up:each_reader() do
+      if rec.co == co then reader = rd end
     end
     if reader == nil then return nil end
     self.by_co[co] = reader
@@ -273,17 +274,19 @@ function Pump:await(reader, seconds)
     return
   end
   w.idle = false
-  if reader.closed or up:is_closed() or up:failed() or up:last_batch() ~= w.seen then
+  if not up:reader(reader) or up:is_closed() or up:failed() or up:last_batch() ~= w.seen then
     return
   end
-  -- The driver's deadline bounds the wait (the subscription keeps it in `deadline`). A `seconds`
+  -- The driver's deadline bounds the wait (the reader tells it: `deadline()`). A `seconds`
   -- of 0 is not honoured: this reader has nothing to take (checked above), and the 0 comes from
   -- the upstream's own readiness, which is the pump's business here (a native-feed refresh sets
   -- it); waking at once would spin, and ngx.sleep(0) in a loop starves nginx's event loop.
   local t = M.max_wait
   if seconds ~= nil and seconds > 0 and seconds < t then t = seconds end
-  if reader.deadline then
-    local left = reader.deadline - clock.now()
+  local rec = up:reader(reader)
+  local deadline = rec.deadline and rec.deadline()
+  if deadline then
+    local left = deadline - clock.now()
     if left <= 0 then return end
     if left < t then t = left end
   end
