@@ -4,9 +4,14 @@
 -- `trigger.delivery`, so sharing never changes what a subscription sees: a late one is first
 -- given the current state of every run, then the changes, exactly as if it were alone.
 --
--- The loop runs as a coroutine that any of its readers drives (`drive`), one request in flight
--- for all of them. At each up-to-date boundary it publishes a batch (the keys that changed and
--- the position reached); batches are kept until every reader has taken them.
+-- The loop runs as a coroutine, one request in flight for all of its readers. At each
+-- up-to-date boundary it publishes a batch (the keys that changed and the position reached);
+-- batches are kept until every reader has taken them. Who drives the loop, with which transport,
+-- and how its failures are told is the upstream's strategy, chosen when it is made (see
+-- "strategy" below): in-process (any of its readers drives it, `drive`), or inside nginx a pump
+-- of its own (`trigger.upstream_ngx`), with the shared-dict relay across workers
+-- (`trigger.upstream_shm`). The readers use its methods (`join`, `take`, `has_new`,
+-- `whole_ready`, `refresh`, `drive`, `await`, `leave`…), never its fields; nor does its strategy.
 -- @module trigger.upstream
 local clock = require "trigger.clock"
 local core = require "trigger.core"
