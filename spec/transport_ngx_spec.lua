@@ -54,10 +54,14 @@ describe("transport.ngx", function()
   end)
 
   -- The sharing itself runs in nginx (make test-openresty counts the upstreams at the server).
-  it("shares upstreams through a pump of its own, having no background requests", function()
+  -- The transport never requires the layers above it: the fan-out layer chooses the pump.
+  it("has no background requests; the fan-out's pump serves it, the transport knows no pump", function()
     assert.is_false(t.background)
-    assert.equal(require("trigger.upstream_ngx"), t.pump)
-    assert.is_function(t.pump.new)
-    assert.is_true(t.pump.max_wait > 0 and t.pump.dead_after > 0)
+    assert.is_nil(t.pump)
+    local pump = require "trigger.upstream_ngx"
+    assert.is_true(pump.serves(t))
+    assert.is_false(pump.serves({ background = false, perform = function() end }))
+    assert.is_function(pump.new)
+    assert.is_true(pump.max_wait > 0 and pump.dead_after > 0)
   end)
 end)

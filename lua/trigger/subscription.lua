@@ -57,9 +57,7 @@ local function delivering_id(r)
 end
 
 local function full_ready(r)
-  local up = r.up
-  return up.batch_no > r.full_after and not up.r.mid_sync
-    and (r.full_ticket == nil or (up.refreshed or 0) >= r.full_ticket)
+  return r.up:whole_ready(r.full_after, r.full_ticket)
 end
 
 -- The reading coroutine: wait for the upstream's next batch (driving it), then hand out the
@@ -68,24 +66,19 @@ end
 local function read(r)
   local up = r.up
   while true do
-    while not (r.full and full_ready(r)) and (r.full or up.batch_no == r.at) do
+    while not (r.full and full_ready(r)) and (r.full or not up:has_new(r)) do
       local what, err = up:drive(r.deadline)
       if what == "error" then error(err, 0) end
       if what == "wait" or what == "busy" then coroutine.yield(what) end
     end
-    local keys, dropped, resync
-    if r.full then -- joined a shape already read: every run it holds, as it is now
-      keys, dropped, resync = up.r.rows:keys(), nil, false
-      r.full = false
-    else
-      keys, dropped, resync = up:since(r.at)
-    end
-    r.at = up.batch_no
-    up:_trim()
-    local reached = up.position
-    local rows = r.given:take(up.r.rows, keys, dropped, resync)
+    -- joined a shape already read (`full`): every run it holds, as it is now
+    local whole = r.full
+    r.full = false
+    local batch = up:take(r, whole)
+    local reached = batch.position
+    local rows = r.given:take(batch.store, batch.keys, batch.dropped, batch.resync)
     if #rows == 0 then r.committed = reached end
-    r.delivering_url = up.batches[#up.batches] and up.batches[#up.batches].url
+    r.delivering_url = batch.url
     for i, row in ipairs(rows) do
       r.delivering_row = row
       local run = run_object.build(row, r.fetch_for_run, r.warn_for_run)
@@ -111,7 +104,6 @@ function M.new(spec)
     transport = spec.transport,
     stop_when = spec.stop_when,
     up = up,
-    at = 0, -- the last batch of the upstream taken
     full = not created, -- joined a shared upstream: first take every run it holds
     closed = false,
     finished = false,
@@ -121,10 +113,9 @@ function M.new(spec)
     name = spec.path,
   }
   if r.full then
-    r.at = up.batch_no
     -- The batch whose rows it takes whole: the next one if the shape is read again for it,
     -- else the current one (or the first one, while the upstream is still syncing).
-    r.full_after = math.max(up.batch_no - 1, 0)
+    r.full_after = math.max(up:last_batch() - 1, 0)
     r.full_ticket = up:refresh() -- on the native feed: the read it must start from
   end
   local rebuild = resume ~= nil and (resume.offset == nil or resume.offset == "-1" or not created)
@@ -135,14 +126,16 @@ function M.new(spec)
   end
   r.given = delivery.new(resume and resume.rows, rebuild)
   r.fetch_for_run = function(field, path)
-    return packets.fetch(r, r.packets, up.r.api_headers, delivering_id(r), field, path)
+    return packets.fetch(r, r.packets, up:api_headers(), delivering_id(r), field, path)
   end
   r.warn_for_run = function(message)
     warn(r, "run " .. tostring(delivering_id(r)) .. " " .. message, r.delivering_url)
   end
   r.is_closed = function() return r.closed end
   r.co = coroutine.create(function() return read(r) end)
-  up:join(r)
+  up:join(r, { on_error = s.on_error, co = r.co,
+    deadline = function() return r.deadline end,
+    gone = function() r.closed = true end }) -- (its thread was killed: it no longer reads)
   local sub = setmetatable({ closed = false, finished = false }, Subscription)
   private[sub] = r
   driver.close_when_collected(sub, close_state, r) -- dropped without close(), on LuaJIT too
@@ -174,14 +167,14 @@ local raise = errors.raise
 -- local run = sub:poll()
 function Subscription:timeout()
   local r = state(self, "timeout")
-  if r.closed or r.ready or r.up.r.ready then return 0 end
+  if r.closed or r.ready or r.up:ready() then return 0 end
   if r.full then
     if full_ready(r) then return 0 end
-  elseif r.up.batch_no > r.at then
+  elseif r.up:has_new(r) then
     return 0
   end
   local t = r.transport.background and r.transport.timeout() or nil
-  local wake = r.up.r.wake_at
+  local wake = r.up:wake_at()
   if wake then
     local w = math.max(0, wake - clock.now())
     if not t or w < t then t = w end
@@ -216,8 +209,8 @@ function Subscription:poll()
   driver.look_at_network(r)
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
   -- after every wakeup pays this once per subscription).
-  local h = r.awaiting or r.up.r.awaiting
-  if not r.ready and h and not h:done() and r.up.batch_no == r.at and not r.full then
+  local h = r.awaiting or r.up:awaiting()
+  if not r.ready and h and not h:done() and not r.up:has_new(r) and not r.full then
     return nil
   end
   local what, value = resume(self, r)
@@ -228,7 +221,7 @@ end
 
 -- The error a `timeout` from `next` tells of: the one being retried, if any.
 local function last_error(r)
-  return r.up.r.last_error
+  return r.up:last_error()
 end
 
 --- The next run, waiting at most `timeout` seconds.
@@ -271,7 +264,7 @@ end
 function Subscription:position()
   local r = state(self, "position")
   local c = r.committed
-  local pos = { rows = r.given:snapshot(), schema = r.up.r.schema }
+  local pos = { rows = r.given:snapshot(), schema = r.up:schema() }
   if c then pos.handle, pos.offset, pos.cursor = c[1], c[2], c[3] end
   return pos
 end
@@ -364,18 +357,9 @@ end
 function M._debug_state(sub)
   local r = private[sub]
   if not r then return "no state" end
-  local up, ur = r.up, r.up.r
-  local h = ur.awaiting
-  local ok, done = pcall(function() return h and h:done() end)
-  return string.format("closed=%s ready=%s full=%s at=%d | upstream closed=%s failure=%s "
-    .. "batch_no=%d readers=%d ready=%s awaiting=%s done=%s wake_in=%s co=%s position=%s "
-    .. "request=%s (%.1f s ago)",
-    tostring(r.closed), tostring(r.ready), tostring(r.full), r.at, tostring(up.closed),
-    tostring(up.failure), up.batch_no, up.n_readers, tostring(ur.ready), tostring(h ~= nil),
-    tostring(ok and done or done), tostring(ur.wake_at and ur.wake_at - clock.now()),
-    coroutine.status(ur.co), tostring(up.position and up.position[2]),
-    tostring(h and ur.awaited and ur.awaited.url),
-    h and ur.awaited and clock.now() - ur.awaited.since or 0)
+  local rec = r.up:reader(r)
+  return string.format("closed=%s ready=%s full=%s at=%s | %s", tostring(r.closed),
+    tostring(r.ready), tostring(r.full), tostring(rec and rec.at), r.up:debug_state())
 end
 
 M.Subscription = Subscription

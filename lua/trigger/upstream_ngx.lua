@@ -6,7 +6,7 @@
 -- another. So inside nginx a shared upstream's protocol loop runs in an `ngx.timer.at` callback
 -- of its own (the pump; timers outlive the request that started them), and its consumers (one
 -- per client request) wait, each in the thread that called `next()` (never inside the reading
--- coroutine: see `Pump:wait`), on an `ngx.semaphore` of their own until the pump publishes a
+-- coroutine: see `Pump:drive`), on an `ngx.semaphore` of their own until the pump publishes a
 -- batch, then take it through their own `trigger.delivery` exactly as they would from a shared
 -- upstream of the libcurl transport. A consumer that leaves (`close()`, also
 -- from another light thread, as `ngx.on_abort` does) only wakes its own wait and leaves the
@@ -19,8 +19,8 @@
 -- consumer's own light thread (never in the pump's timer, where request APIs such as `ngx.print`
 -- are not available); without any `on_error`, one warning per streak goes to `ngx.log`.
 --
--- Used through the `pump` field of `trigger.transport.ngx`: `trigger.upstream` shares an
--- upstream on a transport without background requests only when the transport has one. Every
+-- One of the strategies of `trigger.upstream` (see its strategy interface): it chooses this one
+-- for a shared upstream on nginx cosockets (`M.serves`); the transport knows nothing of it. Every
 -- worker has its own upstreams; with a `lua_shared_dict trigger_realtime` and more than one
 -- worker, only one of them asks the server and the others follow it through the dict
 -- (`trigger.upstream_shm`); without it, consumers of one filter in W workers make at most W
@@ -53,48 +53,77 @@ local function closed_error()
   return errors.new("protocol", "the shared upstream was closed", {})
 end
 
---- The pump of a new shared upstream `up` (called by `trigger.upstream` when it makes one).
+--- Whether the pump can drive a shared upstream on `transport` (`trigger.upstream` asks when it
+-- chooses an upstream's strategy): nginx cosockets, requests performed in the caller.
+function M.serves(transport)
+  return transport.background == false and transport == package.loaded["trigger.transport.ngx"]
+end
+
+--- The pump strategy of a new shared upstream `up` (`trigger.upstream` makes it: see its
+-- strategy interface). The pump, not the consumers, drives the loop.
 function M.new(up)
   semaphore = semaphore or require "ngx.semaphore"
   local self = setmetatable({ up = up, waiters = {}, by_co = setmetatable({}, { __mode = "k" }),
-    pending = {}, running = false }, Pump)
-  local r = up.r
-  r.ready = false -- a consumer's timeout() looks at it: the pump, not the consumer, moves the loop
-  -- A reader joining a native feed asks for a fresh read (`Upstream:refresh` sets r.interrupt):
-  -- the read in flight wakes within cancel_check_s to see it and is given up as "interrupted".
-  -- The owner of an upstream shared across workers renews its lease from here as well.
-  r.is_closed = function()
-    if self.relay then self.relay:tick() end
-    return r.closed or r.interrupt == true
-  end
-  local base = r.transport
+    pending = {}, running = false, pumped = true }, Pump)
+  local dict = upstream_shm.dict()
+  if dict then self.relay = upstream_shm.new(up, dict, self) end
+  return self
+end
+
+-- A reader joining a native feed asks for a fresh read (`Upstream:refresh`): the read in flight
+-- wakes within cancel_check_s to see it and is given up as "interrupted". The owner of an
+-- upstream shared across workers renews its lease from here as well.
+function Pump:is_closed()
+  if self.relay then self.relay:tick() end
+  return self.up:interrupt_pending()
+end
+
+--- The loop's transport: the consumers', given up when a fresh read is asked.
+function Pump:transport(base)
+  local up = self.up
   local transport = setmetatable({}, { __index = base })
   transport.perform = function(req)
     local interrupted = { kind = "interrupted", permanent = false, message = "asked again afresh" }
     if self.relay then self.relay:before_request() end -- leaves here once another worker owns it
-    if r.interrupt then
-      r.interrupt = nil
+    if up:take_interrupt() then
       return nil, interrupted
     end
     local status, headers, body = base.perform(req)
-    if r.interrupt and not r.closed then -- also when the answer is in (as trigger.request does)
-      r.interrupt = nil
+    -- also when the answer is in (as trigger.request does)
+    if up:interrupt_pending() and not up:is_closed() then
+      up:take_interrupt()
       return nil, interrupted
     end
     return status, headers, body
   end
-  r.transport = transport
-  -- Failures reach each consumer's on_error in its own thread (see `Pump:_flush`).
-  r.settings.on_error = function(err) self:_on_error(err) end
-  local dict = upstream_shm.dict()
-  if dict then self.relay = upstream_shm.new(up, dict) end
-  return self
+  return transport
 end
 
-function Pump:_on_error(err)
+--- The loop's body (in the pump's coroutine): the relay's when sharing across workers.
+function Pump:body(r)
+  if self.relay then return self.relay:run(r) end
+  return shape_loop.run(r)
+end
+
+--- A batch the loop reached: the relay's owner logs it first.
+function Pump:publish(batch)
+  if self.relay then return self.relay:publish(batch) end
+  return true
+end
+
+--- Failures reach each consumer's on_error in its own thread (see `Pump:_flush`); the relay's
+-- owner logs them for the other workers first.
+function Pump:tell(err)
+  if self.relay then self.relay:record_error(err) end
+  self:tell_here(err)
+end
+
+--- A transient failure for this worker's consumers: kept for each consumer with an on_error
+-- until its own thread looks (`_flush`), else one warning per streak.
+function Pump:tell_here(err)
   local told = false
-  for reader in pairs(self.up.readers) do
-    if reader.settings.on_error then
+  for reader, rec in self.up:each_reader() do
+    if rec.on_error then
       told = true
       local list = self.pending[reader] or {}
       self.pending[reader] = list
@@ -105,7 +134,7 @@ function Pump:_on_error(err)
   if told then
     self:_wake_all()
   else
-    require("trigger.retry").warn_once(self.up.r, err)
+    self.up:warn(err)
   end
 end
 
@@ -114,7 +143,9 @@ function Pump:_flush(reader)
   local list = reader and self.pending[reader]
   if not list then return end
   self.pending[reader] = nil
-  for _, err in ipairs(list) do reader.settings.on_error(err) end
+  local rec = self.up:reader(reader)
+  if not rec then return end
+  for _, err in ipairs(list) do rec.on_error(err) end
 end
 
 -- Post each waiting consumer's semaphore once. `waiting` stays set until the consumer's wait
@@ -139,8 +170,7 @@ function Pump:_reap()
   end
   for _, w in ipairs(gone) do
     w.waiting, w.posted = false, false
-    w.reader.closed = true
-    self.up:leave(w.reader)
+    self.up:reap(w.reader)
   end
 end
 
@@ -149,23 +179,17 @@ local function pump(premature, self)
   local up = self.up
   if premature then -- the worker is exiting before the pump ever ran
     self.running = false
-    up.failure = up.failure or closed_error()
-    up:close()
+    up:fail(closed_error())
     self:_wake_all()
     return
   end
   -- The loop's coroutine must belong to this timer: a coroutine made in a request can only be
   -- resumed from that request (ngx_lua), and the request that made the upstream may end first.
-  local r = up.r
   local relay = self.relay
-  r.co = coroutine.create(function()
-    if relay then return relay:run() end
-    return shape_loop.run(r)
-  end)
+  up:start_loop()
   local ok, err = pcall(function()
-    while not up.closed do
+    while not up:is_closed() do
       local what = up:step(nil)
-      r.ready = false
       if what == "batch" or what == "error" then self:_wake_all() end
       if what == "error" then break end
       if what == "wait" then
@@ -176,22 +200,19 @@ local function pump(premature, self)
   end)
   self.running = false
   if not ok then
-    up.failure = up.failure or errors.new("protocol", "internal error: " .. tostring(err),
-      { fatal = true })
-    up:close()
+    up:fail(errors.new("protocol", "internal error: " .. tostring(err), { fatal = true }))
   end
   self:_wake_all()
 end
 
 function Pump:_start()
-  if self.running or self.up.closed then return true end
+  if self.running or self.up:is_closed() then return true end
   local ok, err = ngx.timer.at(0, pump, self)
   if not ok then
     local failure = errors.new("protocol", "cannot start the shared upstream's ngx.timer ("
       .. tostring(err) .. "): raise lua_max_running_timers / lua_max_pending_timers, or "
       .. "subscribe with share = false", { fatal = true })
-    self.up.failure = failure
-    self.up:close()
+    self.up:fail(failure)
     return nil, failure
   end
   self.running = true
@@ -203,8 +224,8 @@ function Pump:_current()
   local co = coroutine.running()
   local reader = self.by_co[co]
   if reader == nil then
-    for rd in pairs(self.up.readers) do
-      if rd.co == co then reader = rd end
+    for rd, rec in self.up:each_reader() do
+      if rec.co == co then reader = rd end
     end
     if reader == nil then return nil end
     self.by_co[co] = reader
@@ -217,24 +238,25 @@ function Pump:_current()
   return w
 end
 
---- What `Upstream:drive` does for a consumer inside nginx, in its reading coroutine: start the
--- pump if it is not running, hand the consumer the failures kept for it, and say `"wait"`
--- (nothing new: the driver then waits in `await`, in the consumer's own thread) or
+--- The strategy's `drive` (what `Upstream:drive` does for a consumer inside nginx, in its
+-- reading coroutine): start the pump if it is not running, hand the consumer the failures
+-- kept for it, and say `"wait"` (nothing new: the driver then waits in `await`, in the
+-- consumer's own thread) or
 -- `"error", err`. It never waits here: an `ngx.semaphore` or `ngx.sleep` wait inside a plain
 -- coroutine is not cleaned up by ngx_lua when the request is killed (`ngx.exit` from
 -- `ngx.on_abort`), and its later wake-up touches freed memory (a worker crash, or "http lua
 -- fake request count is zero" alerts); waits in a request's entry thread or light threads are.
-function Pump:wait()
+function Pump:drive()
   local up = self.up
-  if up.failure then return "error", up.failure end
-  if up.closed then return "error", closed_error() end
+  if up:failed() then return "error", up:failed() end
+  if up:is_closed() then return "error", closed_error() end
   local started, failure = self:_start()
   if not started then return "error", failure end
-  if self.relay and up.r.interrupt then upstream_shm.nudge() end -- a follower asks the owner
+  if self.relay and up:interrupt_pending() then upstream_shm.nudge() end -- a follower asks the owner
   local w = self:_current()
   if w then
     self:_flush(w.reader)
-    w.idle, w.seen = true, up.batch_no
+    w.idle, w.seen = true, up:last_batch()
   end
   return "wait"
 end
@@ -252,15 +274,19 @@ function Pump:await(reader, seconds)
     return
   end
   w.idle = false
-  if reader.closed or up.closed or up.failure or up.batch_no ~= w.seen then return end
-  -- The driver's deadline bounds the wait (the subscription keeps it in `deadline`). A `seconds`
+  if not up:reader(reader) or up:is_closed() or up:failed() or up:last_batch() ~= w.seen then
+    return
+  end
+  -- The driver's deadline bounds the wait (the reader tells it: `deadline()`). A `seconds`
   -- of 0 is not honoured: this reader has nothing to take (checked above), and the 0 comes from
   -- the upstream's own readiness, which is the pump's business here (a native-feed refresh sets
   -- it); waking at once would spin, and ngx.sleep(0) in a loop starves nginx's event loop.
   local t = M.max_wait
   if seconds ~= nil and seconds > 0 and seconds < t then t = seconds end
-  if reader.deadline then
-    local left = reader.deadline - clock.now()
+  local rec = up:reader(reader)
+  local deadline = rec.deadline and rec.deadline()
+  if deadline then
+    local left = deadline - clock.now()
     if left <= 0 then return end
     if left < t then t = left end
   end

@@ -83,12 +83,14 @@ function M.dict()
   return nil
 end
 
---- The relay of shared upstream `up` (its pump drives `Relay:run` as the upstream's loop).
-function M.new(up, dict)
+--- The relay of shared upstream `up`, made by its pump (`trigger.upstream_ngx`), which hands
+-- it the batches the loop reaches (`publish`), the loop's failures (`record_error`) and runs
+-- `Relay:run` as the upstream's loop; the failures it reads from the log go to `pump:tell_here`.
+function M.new(up, dict, pump)
   local self = setmetatable({
     up = up, dict = dict,
-    prefix = "trigger-realtime:" .. ngx.encode_base64(ngx.sha1_bin(up.portable_key)) .. ":",
-    seen = 0,             -- the last batch of the log applied to up.r.rows (0: none)
+    prefix = "trigger-realtime:" .. ngx.encode_base64(ngx.sha1_bin(up:portable_key())) .. ":",
+    seen = 0,             -- the last batch of the log applied to the loop's rows (0: none)
     owning = false,
     lost = false,         -- the lease went to another worker while this one owned it
     asked = {},           -- follower: {ticket, value} refreshes asked of the owner
@@ -99,25 +101,25 @@ function M.new(up, dict)
     snapshot_asked_at = nil,
   }, Relay)
   self.id = ngx.worker.pid() .. ":" .. tostring(self):match("0x%x+$")
+  self.tell = function(err) pump:tell_here(err) end
   watcher.followers = watcher.followers + 1
-  local r = up.r
-  local publish_local = r.publish
-  r.publish = function(batch)
-    if self.owning then
-      self:_record(batch)
-      -- Not in the log: this worker's consumers must not get it either (they follow the log
-      -- from here on, which another worker writes).
-      if self.lost then return end
-    end
-    publish_local(batch)
-  end
-  local tell = r.settings.on_error
-  self.tell = tell
-  r.settings.on_error = function(err)
-    if self.owning then self:_record_error(err) end
-    tell(err)
-  end
   return self
+end
+
+--- A batch the loop reached (the pump's `publish`): an owner writes it to the log first. →
+-- whether this worker's consumers get it (not once the lease is lost: they follow the log from
+-- here on, which another worker writes).
+function Relay:publish(batch)
+  if self.owning then
+    self:_record(batch)
+    if self.lost then return false end
+  end
+  return true
+end
+
+--- A transient failure of the loop (the pump's `tell`): an owner logs it for the other workers.
+function Relay:record_error(err)
+  if self.owning then self:_record_error(err) end
 end
 
 function Relay:_key(name)
@@ -161,10 +163,10 @@ end
 -- Sets `lost` (and interrupts the read) once the lease is another worker's.
 function Relay:tick()
   if not self.owning or self.lost then return end
-  local dict, r = self.dict, self.up.r
+  local dict, r = self.dict, self.r
   if self:_owner() ~= self.id then
     self.lost = true
-    r.interrupt = true
+    self.up:interrupt()
     return
   end
   dict:set(self:_key("owner"), self.id, M.lease_s)
@@ -232,8 +234,8 @@ end
 
 -- `position`: the last batch's (in `_record` it is not the upstream's yet).
 function Relay:_write_snapshot(position)
-  local r = self.up.r
-  local snap = state_of(r, position or self.up.position)
+  local r = self.r
+  local snap = state_of(r, position or self.up:last_position())
   snap.n = self.seen
   snap.keys, snap.rows = row_list(r)
   self:_put("snapshot", snap)
@@ -242,7 +244,7 @@ end
 
 -- A batch the owner publishes goes to the log first.
 function Relay:_record(batch)
-  local r = self.up.r
+  local r = self.r
   if (self.dict:get(self:_key("head")) or 0) ~= self.seen then
     -- Another worker wrote since: this one's lease has gone (it stops at its next request).
     self.lost = true
@@ -315,7 +317,7 @@ end
 -- Apply one entry of the log (or a snapshot, `whole`) to the rows and publish its batch here.
 function Relay:_apply(entry, whole)
   if entry.fatal then error(error_from(entry.fatal, true), 0) end
-  local r = self.up.r
+  local r = self.r
   if whole or entry.resync then r.rows:reset() end
   local list, n = {}, 0
   local function op(name, key, row)
@@ -344,7 +346,7 @@ function Relay:_apply(entry, whole)
     end
     self.asked = keep
   end
-  self.up:_publish(batch)
+  self.up:publish(batch)
 end
 
 -- Catch up with the log: apply what it has after `seen`. -> true when up to date with its head,
@@ -408,14 +410,14 @@ function Relay:_from_snapshot()
   return false
 end
 
--- A reader joined here on the native feed (`Upstream:refresh` set r.interrupt): ask the owner.
+-- A reader joined here on the native feed (`Upstream:refresh` asked a fresh read): ask the owner.
 function Relay:_pass_refresh()
-  local r = self.up.r
-  if not r.interrupt then return end
-  r.interrupt = nil
+  local up = self.up
+  if not up:take_interrupt() then return end
   local value = self.dict:incr(self:_key("refresh"), 1, 0, M.keep_s)
-  if value and r.refresh_ticket then
-    self.asked[#self.asked + 1] = { ticket = r.refresh_ticket, value = value }
+  local ticket = up:refresh_ticket()
+  if value and ticket then
+    self.asked[#self.asked + 1] = { ticket = ticket, value = value }
   end
 end
 
@@ -424,16 +426,16 @@ function Relay:_follow()
   self.changes_seen = self.dict:get(CHANGES)
   self:_relay_errors()
   self:_pass_refresh()
-  local before = self.up.batch_no
+  local before = self.up:last_batch()
   if not self:_catch_up() then self:_from_snapshot() end
-  return self.up.batch_no > before and "batch" or "wait"
+  return self.up:last_batch() > before and "batch" or "wait"
 end
 
 --- The pump's wait when `run` said "wait": a follower sleeps until the dict changes (the
 -- worker's watcher wakes it) or `follow_wait_s` pass; an owner's loop briefly.
 function Relay:wait()
   if self.owning then return ngx.sleep(M.poll_s) end
-  if self.dict:get(CHANGES) ~= self.changes_seen or self.up.r.interrupt then return end
+  if self.dict:get(CHANGES) ~= self.changes_seen or self.up:interrupt_pending() then return end
   if not watcher.running then
     watcher.sema = watcher.sema or require("ngx.semaphore").new(0)
     if not ngx.timer.at(0, watch, self.dict) then return ngx.sleep(M.poll_s) end
@@ -454,7 +456,7 @@ end
 -- date), else the snapshot, else (nothing usable) the upstream as it was made (its own resume
 -- position, or a fresh read). A fresh read after a log exists is published as a resync.
 function Relay:_adopt()
-  local r = self.up.r
+  local r = self.r
   self.can_snapshot = false
   local usable = self:_catch_up()
   if not usable then usable = self:_from_snapshot() end
@@ -467,8 +469,8 @@ function Relay:_adopt()
   -- killed, when the server sees the connection close), and a change it takes is marked sent
   -- for that handle, so a read with the same handle would never get it. A new read from the
   -- start has a handle of its own; the readers get the runs whose state differs (a resync).
-  if usable and self.seen > 0 and self.up.position and not r.native_dialect then
-    local p = self.up.position
+  local p = self.up:last_position()
+  if usable and self.seen > 0 and p and not r.native_dialect then
     local shape = core.shape()
     if p[2] ~= nil and shape:restore(p[1], p[2], p[3]) then
       r.shape:close()
@@ -488,8 +490,8 @@ end
 -- Own the upstream: run the protocol loop in a coroutine of its own, passing its yields on,
 -- until the lease is lost. A fatal failure goes to the log (for the other workers) and up.
 function Relay:_own()
-  local r = self.up.r
-  local before = self.up.batch_no
+  local r = self.r
+  local before = self.up:last_batch()
   self:_adopt()
   self.owning, self.lost = true, false
   ngx.log(ngx.NOTICE, "trigger-realtime: this worker asks the server for shared upstream ",
@@ -498,7 +500,7 @@ function Relay:_own()
   self.first_whole = #r.rows:keys() == 0 -- nothing yet: the first batch holds every row
   local loop = coroutine.create(function() return shape_loop.run(r) end)
   -- What the log had that this worker's consumers have not been woken for yet.
-  if self.up.batch_no > before then coroutine.yield("batch") end
+  if self.up:last_batch() > before then coroutine.yield("batch") end
   while true do
     self:tick()
     if self.lost then break end
@@ -526,13 +528,17 @@ function Relay:_own()
     " now: this one follows it")
   for handle in pairs(r.inflight) do handle:close() end
   r.inflight = {}
-  r.interrupt, r.rebuild_next, r.mid_sync = nil, nil, false
+  self.up:take_interrupt()
+  r.rebuild_next, r.mid_sync = nil, false
   self.owning, self.lost, self.seen = false, false, 0
 end
 
 --- The upstream's loop inside nginx when sharing across workers (the pump's coroutine body):
 -- own it when the lease is free, else follow the log. Never returns.
-function Relay:run()
+-- @tparam table r the loop's state (the relay runs the loop: `trigger.shape_loop` as an owner,
+--   the log's batches applied to its rows as a follower)
+function Relay:run(r)
+  self.r = r
   while true do
     if self:_take_lease() then
       self:_own()

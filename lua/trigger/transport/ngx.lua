@@ -62,10 +62,9 @@ local stats = { requests = 0, connects = 0, reused = 0, retried = 0, wakeups = 0
 --- Requests run inside `perform`, in the caller's light thread: there is no `start`.
 M.background = false
 
---- Subscriptions of a worker asking for the same runs share one upstream all the same: its
--- protocol loop runs in an `ngx.timer` of its own (the pump, `trigger.upstream_ngx`), not in any
--- client's request, and each subscription waits for its batches on an `ngx.semaphore`.
-M.pump = require "trigger.upstream_ngx"
+-- Subscriptions of a worker asking for the same runs share one upstream all the same: the
+-- fan-out layer above (`trigger.upstream`) runs its loop in an `ngx.timer` of its own (the pump,
+-- `trigger.upstream_ngx`). This transport knows nothing of it.
 
 -- Failures no retry can mend: a certificate that does not verify, a body over max_body.
 local function is_permanent(message)
