@@ -145,8 +145,8 @@ function M.wait(obj, r, deadline)
   end
   if r.transport.background then
     request.wait_io(r.transport, wait, obj)
-  elseif r.up and r.up.pump then -- a shared upstream inside nginx: wait in this thread
-    r.up.pump:await(r, wait)
+  elseif r.up then -- a shared upstream inside nginx: its strategy waits in this thread
+    r.up:await(r, wait)
   end
   return true
 end

@@ -118,8 +118,6 @@ local function new_upstream(spec, resume, key, strategy)
   local up = setmetatable({ key = key, readers = {}, n_readers = 0, batches = {}, batch_no = 0,
     closed = false, portable = spec.portable_key }, Upstream)
   up.strategy = (strategy or M.in_process).new(up)
-  -- (what trigger.driver looks at to wait for a pumped upstream's batch: `Upstream:await`)
-  if up.strategy.pumped then up.pump = up end
   local how = up.strategy
   settings.on_error = function(err) how:tell(err) end
   local r = {
