@@ -275,3 +275,57 @@ for _, backend in ipairs { "electric", "native" } do
       end)
   end)
 end
+
+-- Soak seed 183: a reader joined a shared upstream just after the server flipped from the native
+-- feed to Electric, while the shape was being read again page by page (the 409 for the native
+-- handle). The loop still took the shape for a native one (it had learnt so from the last body
+-- that ended up to date), so the page that answered the joiner's fresh read dropped the rows of
+-- the pages before it as runs that had left; Electric's next partial update of one of them then
+-- made a run of a few columns, handed out with no id.
+describe("fan-out across a flip from the native feed to Electric", function()
+  local srv
+  setup(function()
+    srv = helper.start_server { hold_ms = HOLD_MS, backend = "native", native_coalesce_ms = 20,
+                                chunk_rows = 2 }
+  end)
+  teardown(function() srv:stop() end)
+
+  it("keeps every run when a reader joins between the pages of the resync", function()
+    local tag = helper.fresh_tag()
+    local ids = {}
+    for i = 1, 6 do ids[i] = srv:create_run { runTags = { tag }, status = "EXECUTING" } end
+    local first = open(srv, tag)
+    helper.collect(first, 6)
+    drive_all({ first }, 0.3) -- live on the native feed
+    -- Electric does not know the native handle (409): the shape is read again in pages of 2;
+    -- every page after the first is held, so that the joiner comes between them.
+    srv:fault { kind = "delay", delay_ms = 1200, count = 4,
+      match = { path_prefix = "/realtime/v1/runs", live = false, initial = false } }
+    srv:set_backend("electric")
+    local got = drive_all({ first }, 1)
+    local joiner = open(srv, tag)
+    local more = drive_all({ first, joiner }, 6)
+    for _, run in ipairs(more[1]) do got[1][#got[1] + 1] = run end
+    srv:update_run(ids[1], { status = "COMPLETED_SUCCESSFULLY" })
+    local after = drive_all({ first, joiner }, 2)
+    for i, list in ipairs { got[1], more[2], after[1], after[2] } do
+      for _, run in ipairs(list) do
+        assert(type(run.id) == "string" and type(run.taskIdentifier) == "string",
+          ("list %d: a run handed out without its id or task (%s)"):format(i, cjson.encode(run)))
+      end
+    end
+    local function final(list)
+      local last = last_states(list)
+      return last[ids[1]] and last[ids[1]].status
+    end
+    assert.are.equal("COMPLETED", final(after[1]))
+    assert.are.equal("COMPLETED", final(after[2]))
+    assert.are.equal(6, #joiner:position().rows and (function()
+      local n = 0
+      for _ in pairs(joiner:position().rows) do n = n + 1 end
+      return n
+    end)())
+    first:close()
+    joiner:close()
+  end)
+end)

@@ -157,13 +157,16 @@ local function handle(r, url, status, headers, body, between, parsed, elapsed)
     -- Rows may change from here on: until the batch is published they are not a whole state
     -- of the shape (a page of a resync, say), which a reader joining now must not take as one.
     r.mid_sync = true
-    -- The native feed says up to date in the body only; Electric in a header as well.
-    if body_up_to_date then r.native_dialect = not headers["electric-up-to-date"] end
+    -- The native feed says up to date in the body only; Electric in a header as well. Which
+    -- one answered is read off each answer: the server can flip between two of them.
+    local native_answer = body_up_to_date and not headers["electric-up-to-date"]
+    if body_up_to_date then r.native_dialect = native_answer end
     if r.rebuild_next and status == 200 then
       r.rebuilt = r.rebuild_next
       r.rebuild_next = nil
-      -- A non-live answer of the native feed is the whole shape: what it lacks has left.
-      if r.native_dialect then r.rows:reset() end
+      -- A non-live answer of the native feed is the whole shape: what it lacks has left. (A
+      -- page of Electric's log is not: taken for one, it dropped the pages before it.)
+      if native_answer then r.rows:reset() end
     end
     if headers["electric-schema"] then r.schema = headers["electric-schema"] end
     local up_to_date = false
