@@ -143,6 +143,25 @@ static int shape_response(lua_State *L) {
     return 4;
 }
 
+/* core.status_verdict(status[, body]) -> action, kind, message: what an HTTP status means by
+ * itself (tr_status_verdict: the table tr_shape_on_response starts from), no shape needed */
+static int status_verdict(lua_State *L) {
+    size_t len = 0;
+    int status = (int)luaL_checkinteger(L, 1);
+    const char *body = luaL_optlstring(L, 2, NULL, &len);
+    tr_shape_verdict v = tr_status_verdict(status, body, len);
+    lua_pushstring(L, action_names[v.action]);
+    if (v.kind)
+        lua_pushstring(L, v.kind);
+    else
+        lua_pushnil(L);
+    if (v.message)
+        lua_pushstring(L, v.message);
+    else
+        lua_pushnil(L);
+    return 3;
+}
+
 /* shape:interrupted(): the request failed without a usable answer */
 static int shape_interrupted(lua_State *L) {
     tr_shape_interrupted(check_shape(L)->s);
@@ -1005,6 +1024,7 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {NULL, NULL}};
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
+                                     {"status_verdict", status_verdict},
                                      {"ends_up_to_date", ends_up_to_date},
                                      {"backoff_delay", backoff_delay},
                                      {"shape_messages", shape_messages},

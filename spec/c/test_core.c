@@ -460,8 +460,55 @@ static void test_shape_budget(void) {
     tr_shape_free(s);
 }
 
+/* tr_status_verdict: the one table of statuses, and tr_shape_on_response agrees with it. */
+static void test_status_verdict(void) {
+    static const int statuses[] = {200, 204, 301, 400, 401, 403, 404, 408,
+                                   409, 418, 429, 500, 503, 599, 600};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        int st = statuses[i];
+        tr_shape_verdict v = tr_status_verdict(st, NULL, 0);
+        tr_shape *s = tr_shape_new();
+        tr_shape_response r;
+        memset(&r, 0, sizeof r);
+        r.status = st;
+        r.handle = "h1";
+        r.offset = "0_0";
+        tr_shape_verdict w = tr_shape_on_response(s, &r);
+        char what[96];
+        snprintf(what, sizeof what, "status %d: the shape state starts from the status verdict",
+                 st);
+        check(v.action == w.action && (v.action == TR_SHAPE_APPLY || strcmp(v.kind, w.kind) == 0),
+              what);
+        tr_shape_free(s);
+    }
+    tr_shape_verdict v = tr_status_verdict(409, NULL, 0);
+    check(v.action == TR_SHAPE_RESYNC && strcmp(v.kind, "protocol") == 0 &&
+              strstr(v.message, "409") != NULL,
+          "status verdict: 409 resyncs");
+    static const char oob[] = "{\"message\":\"offset out of bounds\"}";
+    v = tr_status_verdict(400, oob, sizeof oob - 1);
+    check(v.action == TR_SHAPE_RESYNC && strstr(v.message, "out of bounds") != NULL,
+          "status verdict: 400 out of bounds resyncs");
+    v = tr_status_verdict(400, "bad", 3);
+    check(v.action == TR_SHAPE_FATAL && strcmp(v.kind, "bad_request") == 0,
+          "status verdict: another 400 is a bad request");
+    check(tr_status_verdict(401, NULL, 0).action == TR_SHAPE_FATAL &&
+              strcmp(tr_status_verdict(401, NULL, 0).kind, "auth") == 0,
+          "status verdict: 401 is auth, fatal");
+    check(tr_status_verdict(429, NULL, 0).action == TR_SHAPE_RETRY &&
+              strcmp(tr_status_verdict(429, NULL, 0).kind, "rate_limited") == 0,
+          "status verdict: 429 retries");
+    check(tr_status_verdict(503, NULL, 0).action == TR_SHAPE_RETRY &&
+              strcmp(tr_status_verdict(503, NULL, 0).kind, "network") == 0,
+          "status verdict: 5xx retries as network");
+    check(tr_status_verdict(302, NULL, 0).action == TR_SHAPE_FATAL,
+          "status verdict: a redirect is fatal");
+    check(tr_status_verdict(204, NULL, 0).action == TR_SHAPE_APPLY, "status verdict: 204 applies");
+}
+
 int main(void) {
     test_shape();
+    test_status_verdict();
     test_shape_native();
     test_shape_budget();
     test_pgtext();
