@@ -26,7 +26,7 @@ BUILD      ?= build/$(LUA_TAG)
 # lcore.c holds only luaopen_trigger_core. Flat rather than csrc/core/ + csrc/lua/: a binding
 # is found next to the core it wraps, every include stays "name.h", and the C unit tests and
 # fuzz targets (which link the plain C only) keep their one -Icsrc.
-CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
+CORE_C   := csrc/buf.c csrc/shape.c csrc/shapelog.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
             csrc/sse.c csrc/rowblob.c
 CORE_L   := csrc/lcore.c csrc/lscratch.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
             csrc/lurl.c csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
@@ -75,7 +75,7 @@ install: all
 	cp -r lua/trigger $(INST_LUADIR)/
 	cp bin/trigger-realtime $(INST_BINDIR)/
 
-test: deps all build/test_core build/test_http1 build/test_sse test-stamp
+test: deps all build/test_core build/test_http1 build/test_sse build/test_shapelog test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 # The build stamp: another LUA_INCDIR or CFLAGS rebuilds, the same ones do not (in a build
@@ -95,6 +95,12 @@ clean:
 build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c $(CORE_C) $(CRYPTO_LIBS) -lm
+
+build/test_shapelog: spec/c/test_shapelog.c spec/c/shapelog_drive.h csrc/shapelog.c csrc/shape.c \
+  csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_shapelog.c csrc/shapelog.c csrc/shape.c csrc/json.c \
+	  csrc/buf.c -lm
 
 build/test_sse: spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c $(HEADERS)
 	@mkdir -p build

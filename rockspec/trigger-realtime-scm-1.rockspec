@@ -47,7 +47,7 @@ build = {
   modules = {
     ["trigger.core"] = {
       sources = {
-        "csrc/buf.c", "csrc/shape.c", "csrc/pgtext.c", "csrc/jwt.c", "csrc/json.c",
+        "csrc/buf.c", "csrc/shape.c", "csrc/shapelog.c", "csrc/pgtext.c", "csrc/jwt.c", "csrc/json.c",
         "csrc/http1.c", "csrc/sse.c", "csrc/rowblob.c",
         "csrc/lcore.c", "csrc/lscratch.c", "csrc/lshape.c", "csrc/lpgtext.c",
         "csrc/lrunfields.c", "csrc/lrowblob.c", "csrc/ljwt.c", "csrc/lurl.c", "csrc/lclock.c",
