@@ -75,7 +75,8 @@ install: all
 	cp -r lua/trigger $(INST_LUADIR)/
 	cp bin/trigger-realtime $(INST_BINDIR)/
 
-test: deps all build/test_core build/test_http1 build/test_sse build/test_shapelog test-stamp
+test: deps all build/test_core build/test_http1 build/test_sse build/test_shapelog \
+      build/test_json build/test_rowblob test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 # The build stamp: another LUA_INCDIR or CFLAGS rebuilds, the same ones do not (in a build
@@ -101,6 +102,14 @@ build/test_shapelog: spec/c/test_shapelog.c spec/c/shapelog_drive.h csrc/shapelo
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_shapelog.c csrc/shapelog.c csrc/shape.c csrc/json.c \
 	  csrc/buf.c -lm
+
+build/test_json: spec/c/test_json.c csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_json.c csrc/json.c csrc/buf.c -lm
+
+build/test_rowblob: spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c -lm
 
 build/test_sse: spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c $(HEADERS)
 	@mkdir -p build

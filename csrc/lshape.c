@@ -711,16 +711,12 @@ static tr_shapelog_verdict parse_message(lua_State *L, reader *r, messages *m, i
     r->count = m->count;
     r->out = m->out;
     lua_settop(L, m->slot + SLOTS - 1);
-    tr_shapelog_parse kind;
-    if (m->problem)
-        kind = TR_SHAPELOG_PARSE_REFUSED;
-    else if (st == TR_JSON_STOPPED && m->element_done)
-        kind = TR_SHAPELOG_PARSE_DONE;
-    else if (st == TR_JSON_STOPPED)
-        kind = TR_SHAPELOG_PARSE_REFUSED; /* (too deep: the sink stopped without a problem) */
-    else
-        kind = TR_SHAPELOG_PARSE_INVALID; /* (TR_JSON_OK cannot be: a message ends by the
-                                             sink's stop, anything else is refused) */
+    /* A problem of the sink, or a stop without the message's end (too deep for the Lua
+     * stack), is a refusal; a parse that failed (TR_JSON_OK cannot be: a message ends by the
+     * sink's stop) is invalid JSON, or a message not all in yet. */
+    tr_shapelog_parse kind = TR_SHAPELOG_PARSE_INVALID;
+    if (m->problem || st == TR_JSON_STOPPED)
+        kind = !m->problem && m->element_done ? TR_SHAPELOG_PARSE_DONE : TR_SHAPELOG_PARSE_REFUSED;
     tr_shapelog_verdict v = tr_shapelog_parsed(&r->log, kind, at, what);
     if (v == TR_SHAPELOG_AGAIN) {
         r->count = count; /* (a message goes into the list only once complete) */
