@@ -1,5 +1,7 @@
-/* trigger.core bindings of the shape protocol (csrc/shape.c): the shape userdata, the tail check
- * of a body, and shape_messages, the shape-log body decoder built on ljson.c's value builder. */
+/* trigger.core bindings of the shape protocol (csrc/shape.h, csrc/shapelog.h): the shape
+ * userdata, status_verdict, url_encode and is_token, the tail check of a body, shape_messages
+ * (the shape-log body decoder built on lvalue.c's value builder) and shape_reader (the streaming
+ * reader of shapelog.c, each message decoded by the same sink). */
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
@@ -7,7 +9,7 @@
 #include "compat.h"
 #include "json.h"
 #include "lcore.h"
-#include "ljson.h"
+#include "lvalue.h"
 #include "rowblob.h"
 #include "shape.h"
 #include "shapelog.h"
@@ -98,6 +100,23 @@ static const char *header_field(lua_State *L, int headers, const char *name) {
 
 static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
 static const char *const pace_names[] = {"go", "streak", "backoff"};
+
+/* core.url_encode(s) -> s percent-encoded (tr_url_encode_n: the query's encoding) */
+static int url_encode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    tr_buf *b = tr_scratch_take(L);
+    return tr_scratch_push(L, tr_url_encode_n(b, s, n), "out of memory");
+}
+
+/* core.is_token(s) -> whether a value from the server may be sent back in a request header
+ * (tr_is_token) */
+static int is_token(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, tr_is_token(s, n));
+    return 1;
+}
 
 /* shape:clone() -> an independent shape in the same state */
 static int shape_clone(lua_State *L) {
@@ -252,7 +271,7 @@ static int shape_idle(lua_State *L) {
  * "key": "...", "value": {column: text, ...}} or {"headers": {"control": "up-to-date"}}. Only
  * the operation or control, the key and the value matter; building the message and header
  * tables only to take them apart again was a third of the decoding of an initial sync. So
- * this sink reads the messages itself, builds only the values (with ljson.c's builder), checks
+ * this sink reads the messages itself, builds only the values (with lvalue.c's builder), checks
  * each message as it ends, and hands out a flat list: operation, key, value for each row
  * message, and control, false, false for each control message; messages with neither are
  * left out. */
@@ -889,6 +908,8 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
                                      {"status_verdict", status_verdict},
+                                     {"url_encode", url_encode},
+                                     {"is_token", is_token},
                                      {"ends_up_to_date", ends_up_to_date},
                                      {"backoff_delay", backoff_delay},
                                      {"shape_messages", shape_messages},

@@ -94,7 +94,7 @@ FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
 FUZZ_SRC_fuzz_sse          := csrc/sse.c csrc/json.c csrc/buf.c
-FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lscratch.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c csrc/shapelog.c \
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c csrc/shapelog.c \
                               csrc/buf.c csrc/rowblob.c csrc/lrowblob.c csrc/lrunfields.c csrc/lpgtext.c \
                               csrc/pgtext.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
