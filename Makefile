@@ -22,17 +22,20 @@ BUILD      ?= build/$(LUA_TAG)
 
 # csrc/ is one flat folder with one naming rule: the plain C core is <name>.c/<name>.h (no Lua
 # header, no I/O; hub.c is the one that drives libcurl), and the Lua binding of a module sits
-# beside it as l<name>.c, adding its functions through a tr_open_<name>() listed in lcore.h;
-# lcore.c holds only luaopen_trigger_core. Flat rather than csrc/core/ + csrc/lua/: a binding
+# beside it as l<name>.c, adding its functions through a tr_open_<name>() listed in lcore.h
+# (lhub.c binds hub.c as the trigger.curl module); lcore.c holds only luaopen_trigger_core.
+# A binding calls no other binding's functions: what they share is laux.c (scratch boxes, size
+# options) and lvalue.c (the Lua values of the cores' values: the JSON value builder, Postgres
+# arrays, row blob members), as lauxlib serves Lua's own libraries. Flat rather than csrc/core/ + csrc/lua/: a binding
 # is found next to the core it wraps, every include stays "name.h", and the C unit tests and
 # fuzz targets (which link the plain C only) keep their one -Icsrc.
-CORE_C   := csrc/buf.c csrc/shape.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
+CORE_C   := csrc/buf.c csrc/shape.c csrc/shapelog.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
             csrc/sse.c csrc/rowblob.c
-CORE_L   := csrc/lcore.c csrc/lscratch.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
-            csrc/lurl.c csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
+CORE_L   := csrc/lcore.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
+            csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
             csrc/lsse.c
 CURL_C   := csrc/buf.c csrc/hub.c
-CURL_L   := csrc/lcurl.c
+CURL_L   := csrc/lhub.c
 CORE_SRC := $(CORE_C) $(CORE_L)
 CURL_SRC := $(CURL_C) $(CURL_L)
 HEADERS  := $(wildcard csrc/*.h)
@@ -75,7 +78,8 @@ install: all
 	cp -r lua/trigger $(INST_LUADIR)/
 	cp bin/trigger-realtime $(INST_BINDIR)/
 
-test: deps all build/test_core build/test_http1 build/test_sse test-stamp
+test: deps all build/test_core build/test_http1 build/test_sse build/test_shapelog \
+      build/test_json build/test_rowblob test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 # The build stamp: another LUA_INCDIR or CFLAGS rebuilds, the same ones do not (in a build
@@ -95,6 +99,20 @@ clean:
 build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c $(CORE_C) $(CRYPTO_LIBS) -lm
+
+build/test_shapelog: spec/c/test_shapelog.c spec/c/shapelog_drive.h csrc/shapelog.c csrc/shape.c \
+  csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_shapelog.c csrc/shapelog.c csrc/shape.c csrc/json.c \
+	  csrc/buf.c -lm
+
+build/test_json: spec/c/test_json.c csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_json.c csrc/json.c csrc/buf.c -lm
+
+build/test_rowblob: spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c -lm
 
 build/test_sse: spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c $(HEADERS)
 	@mkdir -p build

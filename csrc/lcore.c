@@ -12,7 +12,6 @@ TR_EXPORT int luaopen_trigger_core(lua_State *L) {
     tr_open_runfields(L);
     tr_open_rowblob(L);
     tr_open_jwt(L);
-    tr_open_url(L);
     tr_open_clock(L);
     tr_open_json(L);
     tr_open_superjson(L);

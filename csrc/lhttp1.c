@@ -19,26 +19,6 @@ static lh1 *check_h1(lua_State *L) {
     return u;
 }
 
-/* tr_size_option (lcore.h): shared by the parser bindings. */
-size_t tr_size_option(lua_State *L, int t, const char *name) {
-    lua_getfield(L, t, name);
-    size_t v = 0;
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER) {
-            lua_pushfstring(L, "option '%s' must be a number", name);
-            luaL_argerror(L, 1, lua_tostring(L, -1));
-        }
-        lua_Number n = lua_tonumber(L, -1);
-        if (!(n >= 1)) { /* also refuses NaN */
-            lua_pushfstring(L, "option '%s' must be at least 1", name);
-            luaL_argerror(L, 1, lua_tostring(L, -1));
-        }
-        v = n >= (lua_Number)SIZE_MAX ? SIZE_MAX : (size_t)n;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 /* http1_parser([{max_body=, max_header_bytes=, max_headers=, head=}]) -> parser */
 static int h1_new(lua_State *L) {
     tr_h1_limits lim = {0, 0, 0};

@@ -5,7 +5,7 @@
 
 #include "compat.h"
 #include "lcore.h"
-#include "ljson.h"
+#include "lvalue.h"
 #include "rowblob.h"
 
 static const char *check_blob(lua_State *L, size_t *n) {
@@ -25,34 +25,6 @@ static int row_table(lua_State *L) {
     tr_json_sink sink = tr_ljson_sink(&b);
     if (tr_rowblob_replay(s, n, &sink, 1, 1) != 0) return luaL_argerror(L, 1, "not a stored row");
     return 1;
-}
-
-void tr_push_rowblob_member(lua_State *L, const tr_rowblob_member *m, int null_index,
-                            tr_ljson_intern *c, int cache_index) {
-    switch (m->tag) {
-    case 's':
-        tr_ljson_push_cached(L, c, cache_index, m->s, m->len, 0);
-        break;
-    case 'n':
-        lua_pushvalue(L, null_index);
-        break;
-    case 't':
-    case 'f':
-        lua_pushboolean(L, m->tag == 't');
-        break;
-    case 'i': /* as the builder pushes it (ljson.c) */
-#if LUA_VERSION_NUM >= 503
-        lua_pushinteger(L, (lua_Integer)m->i);
-#else
-        lua_pushnumber(L, (lua_Number)m->i);
-#endif
-        break;
-    case 'd':
-        lua_pushnumber(L, (lua_Number)m->d);
-        break;
-    default:
-        lua_pushnil(L);
-    }
 }
 
 /* row_column(blob, name, null) -> the value of column `name` (the last one of that name), or

@@ -7,7 +7,7 @@
 #include "compat.h"
 #include "json.h"
 #include "lcore.h"
-#include "ljson.h"
+#include "lvalue.h"
 #include "pgtext.h"
 #include "rowblob.h"
 
@@ -110,7 +110,7 @@ typedef struct run_builder {
     const tr_rowblob_member *cols;
     int row, null_index, run, problems; /* stack indices; problems holds nil until the first */
     int array_mt;                       /* stack index of the arrays' metatable, 0: none */
-    tr_ljson_intern *intern;            /* the short-string cache (ljson.c), its table at: */
+    tr_ljson_intern *intern;            /* the short-string cache (lvalue.c), its table at: */
     int intern_index;
 } run_builder;
 

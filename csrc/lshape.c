@@ -1,5 +1,7 @@
-/* trigger.core bindings of the shape protocol (csrc/shape.c): the shape userdata, the tail check
- * of a body, and shape_messages, the shape-log body decoder built on ljson.c's value builder. */
+/* trigger.core bindings of the shape protocol (csrc/shape.h, csrc/shapelog.h): the shape
+ * userdata, status_verdict, url_encode and is_token, the tail check of a body, shape_messages
+ * (the shape-log body decoder built on lvalue.c's value builder) and shape_reader (the streaming
+ * reader of shapelog.c, each message decoded by the same sink). */
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
@@ -7,9 +9,10 @@
 #include "compat.h"
 #include "json.h"
 #include "lcore.h"
-#include "ljson.h"
+#include "lvalue.h"
 #include "rowblob.h"
 #include "shape.h"
+#include "shapelog.h"
 
 #define SHAPE_MT "trigger.shape"
 
@@ -98,6 +101,23 @@ static const char *header_field(lua_State *L, int headers, const char *name) {
 static const char *const action_names[] = {"apply", "resync", "retry", "fatal"};
 static const char *const pace_names[] = {"go", "streak", "backoff"};
 
+/* core.url_encode(s) -> s percent-encoded (tr_url_encode_n: the query's encoding) */
+static int url_encode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    tr_buf *b = tr_scratch_take(L);
+    return tr_scratch_push(L, tr_url_encode_n(b, s, n), "out of memory");
+}
+
+/* core.is_token(s) -> whether a value from the server may be sent back in a request header
+ * (tr_is_token) */
+static int is_token(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, tr_is_token(s, n));
+    return 1;
+}
+
 /* shape:clone() -> an independent shape in the same state */
 static int shape_clone(lua_State *L) {
     lshape *u = check_shape(L);
@@ -141,6 +161,25 @@ static int shape_response(lua_State *L) {
         lua_pushnil(L);
     lua_pushstring(L, pace_names[v.pace]);
     return 4;
+}
+
+/* core.status_verdict(status[, body]) -> action, kind, message: what an HTTP status means by
+ * itself (tr_status_verdict: the table tr_shape_on_response starts from), no shape needed */
+static int status_verdict(lua_State *L) {
+    size_t len = 0;
+    int status = (int)luaL_checkinteger(L, 1);
+    const char *body = luaL_optlstring(L, 2, NULL, &len);
+    tr_shape_verdict v = tr_status_verdict(status, body, len);
+    lua_pushstring(L, action_names[v.action]);
+    if (v.kind)
+        lua_pushstring(L, v.kind);
+    else
+        lua_pushnil(L);
+    if (v.message)
+        lua_pushstring(L, v.message);
+    else
+        lua_pushnil(L);
+    return 3;
 }
 
 /* shape:interrupted(): the request failed without a usable answer */
@@ -232,7 +271,7 @@ static int shape_idle(lua_State *L) {
  * "key": "...", "value": {column: text, ...}} or {"headers": {"control": "up-to-date"}}. Only
  * the operation or control, the key and the value matter; building the message and header
  * tables only to take them apart again was a third of the decoding of an initial sync. So
- * this sink reads the messages itself, builds only the values (with ljson.c's builder), checks
+ * this sink reads the messages itself, builds only the values (with lvalue.c's builder), checks
  * each message as it ends, and hands out a flat list: operation, key, value for each row
  * message, and control, false, false for each control message; messages with neither are
  * left out. */
@@ -604,69 +643,36 @@ static int shape_messages(lua_State *L) {
  *
  * core.shape_reader([null]) reads a shape-log body in pieces as they arrive, with exactly the
  * results of shape_messages on the whole body (the same list, the same refusal or error text)
- * for any split. It never holds the body: only the unfinished tail (the message still coming,
- * at most a piece plus one message).
- *
- * The top level (the array's brackets, commas and white space) is followed here, each message
- * by the JSON parser with the sink above (stopping right after the message's closing brace).
- * A message that is an object is parsed with the bytes there are, no scan for its end first
- * (a scan cost a quarter of the parse): the parser sees a prefix of what it would see in the
- * whole body, so when it gets to the message's closing brace (or the sink refuses the message,
- * which it does only at a brace) the result is the whole body's; when it fails instead, the
- * bytes may not all be in yet, and the message is parsed again once the tail has doubled
- * (so a long message costs a bounded number of tries), or at finish() with the true end. Any
- * other message is refused, once the parser has read it to a byte after it ("5" may be "5x":
- * bad JSON first). A body that does not start with '[' is kept whole and decoded by
- * shape_messages' own path at finish() (it is refused anyway). */
+ * for any split. The top level (the array's brackets, commas and white space, what is kept of
+ * the body, when a message is tried again) is the plain-C reader of shapelog.h; each message is
+ * parsed here by the JSON parser with the sink above (stopping right after the message's
+ * closing brace). A body that does not start with '[' is decoded by shape_messages' own path
+ * at finish(). */
 
 #define READER_MT "trigger.shape_reader"
-#define LAST_KEEP 512 /* body bytes kept for reader:ends_up_to_date() */
 
-enum {
-    R_START,   /* before the array: white space */
-    R_FIRST,   /* after '[': a message or ']' */
-    R_ELEMENT, /* in a message (not all of it in yet) */
-    R_AFTER,   /* after a message: ',' or ']' */
-    R_VALUE,   /* after ',': a message */
-    R_END,     /* after ']': white space only */
-    R_WHOLE,   /* not an array: kept whole for finish() */
-    R_FAILED,  /* refused (the problem is in the user value) */
-    R_BUSY,    /* inside a call (a call a Lua error unwound leaves it so) */
-    R_CLOSED
-};
 enum { UV_LIST = 1, UV_NULL, UV_PROBLEM, UV_BODY };
 
 typedef struct reader {
-    int state;
-    tr_buf tail;     /* the bytes not consumed yet; tail.data[0] is body byte `base` */
-    size_t base;     /* body offset of tail.data[0] */
-    size_t pos;      /* the next byte of the top level (in tail) */
-    size_t retry;    /* parse the current message again once the tail holds this many bytes
-                        from pos (0: at once) */
+    tr_shapelog log;
+    int closed;
+    int busy;        /* inside a call (a call a Lua error unwound leaves it so) */
     int count;       /* messages so far */
     lua_Integer out; /* entries in the list */
-    size_t fed;      /* body bytes so far */
-    char last[LAST_KEEP];
-    size_t last_len;
-    int borrowed; /* reader:parse: tail is the bytes of the body string at UV_BODY, not ours */
-    int budget;   /* messages advance() may still parse in this call; < 0: no limit */
-    int blobs;    /* values as row blobs, written in `blob` */
+    int blobs;       /* values as row blobs, written in `blob` */
     tr_buf blob;
 } reader;
 
 /* The tail is given up (freed unless borrowed). */
 static void drop_tail(reader *r) {
-    if (r->borrowed)
-        tr_buf_init(&r->tail);
-    else
-        tr_buf_free(&r->tail);
+    tr_shapelog_release(&r->log);
     tr_buf_free(&r->blob);
 }
 
 static reader *check_reader(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
-    if (r->state == R_CLOSED) luaL_argerror(L, 1, "shape reader is closed");
-    if (r->state == R_BUSY) luaL_error(L, "shape reader broken by an earlier error");
+    if (r->closed) luaL_argerror(L, 1, "shape reader is closed");
+    if (r->busy) luaL_error(L, "shape reader broken by an earlier error");
     return r;
 }
 
@@ -674,8 +680,9 @@ static int reader_new(lua_State *L) {
     int blobs = lua_toboolean(L, 2);
     lua_settop(L, 1);
     reader *r = lua_newuserdata(L, sizeof *r); /* 2 */
-    r->state = R_CLOSED; /* closed first: nothing to free until it is set up */
-    tr_buf_init(&r->tail);
+    r->closed = 1; /* closed first: nothing to free until it is set up */
+    r->busy = 0;
+    tr_shapelog_init(&r->log);
     tr_buf_init(&r->blob);
     r->blobs = blobs;
     luaL_getmetatable(L, READER_MT);
@@ -686,14 +693,9 @@ static int reader_new(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, UV_NULL);
     tr_setuservalue(L, 2);
-    r->base = r->pos = r->retry = 0;
     r->count = 0;
     r->out = 0;
-    r->fed = 0;
-    r->last_len = 0;
-    r->borrowed = 0;
-    r->budget = -1;
-    r->state = R_START;
+    r->closed = 0;
     return 1;
 }
 
@@ -701,27 +703,16 @@ static int reader_new(lua_State *L) {
 static int reader_close(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
     drop_tail(r);
-    r->state = R_CLOSED;
+    r->closed = 1;
     return 0;
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-/* A failure at body byte `at` (0-based), as tr_ljson_failed words it. */
-static void fail_at(lua_State *L, reader *r, int uv, const char *what, size_t at) {
-    lua_pushfstring(L, "%s at byte %d", what, (int)at + 1);
-    lua_rawseti(L, uv, UV_PROBLEM);
-    r->state = R_FAILED;
-}
-
-/* Parse the message at r->pos with the bytes there are (final: all of them); 0: it is in the
- * list (r->pos after it), -1: refused (r->state R_FAILED), 1 (not final only): it did not
- * parse, the rest of it may be still to come (nothing changed). */
-static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *scratch, int final) {
+/* Parse the message at p[0..n) (whole: all the bytes it will have) into the list; what the
+ * reader makes of it (tr_shapelog_parsed). A refusal's text goes into the user value at uv. */
+static tr_shapelog_verdict parse_message(lua_State *L, reader *r, messages *m, int uv,
+                                         tr_buf *scratch, const char *p, size_t n) {
     int count = r->count;
     lua_Integer out = r->out;
-    size_t avail = r->tail.len - r->pos;
-    int object = r->tail.data[r->pos] == '{';
     m->count = r->count;
     m->out = r->out;
     m->depth = 1; /* inside the array */
@@ -734,41 +725,29 @@ static int parse_message(lua_State *L, reader *r, messages *m, int uv, tr_buf *s
     size_t at = 0;
     const char *what = NULL;
     tr_json_sink sink = sink_of(m);
-    tr_json_status st = tr_json_parse_with(r->tail.data + r->pos, r->tail.len - r->pos,
-                                           TR_LJSON_DEFAULT_DEPTH - 1, &sink, scratch, &at, &what);
+    tr_json_status st =
+        tr_json_parse_with(p, n, TR_LJSON_DEFAULT_DEPTH - 1, &sink, scratch, &at, &what);
     r->count = m->count;
     r->out = m->out;
     lua_settop(L, m->slot + SLOTS - 1);
-    if (st == TR_JSON_STOPPED && m->element_done) {
-        r->pos += at;
-        r->state = R_AFTER;
-        return 0;
-    }
-    /* Not all in yet, maybe: a parse that failed, or a refusal of a message that is not an
-     * object which read to the end of the bytes ("5" may be "5x", bad JSON first). */
-    if (!final && ((!m->problem && st != TR_JSON_STOPPED) || (!object && at >= avail))) {
+    /* A problem of the sink, or a stop without the message's end (too deep for the Lua
+     * stack), is a refusal; a parse that failed (TR_JSON_OK cannot be: a message ends by the
+     * sink's stop) is invalid JSON, or a message not all in yet. */
+    tr_shapelog_parse kind = TR_SHAPELOG_PARSE_INVALID;
+    if (m->problem || st == TR_JSON_STOPPED)
+        kind = !m->problem && m->element_done ? TR_SHAPELOG_PARSE_DONE : TR_SHAPELOG_PARSE_REFUSED;
+    tr_shapelog_verdict v = tr_shapelog_parsed(&r->log, kind, at, what);
+    if (v == TR_SHAPELOG_AGAIN) {
         r->count = count; /* (a message goes into the list only once complete) */
         r->out = out;
-        return 1;
-    }
-    if (m->problem) {
-        push_refusal(L, m);
+    } else if (v == TR_SHAPELOG_REFUSE && kind == TR_SHAPELOG_PARSE_REFUSED) {
+        if (m->problem)
+            push_refusal(L, m);
+        else
+            lua_pushliteral(L, "JSON too deep for the Lua stack");
         lua_rawseti(L, uv, UV_PROBLEM);
-        r->state = R_FAILED;
-    } else if (st == TR_JSON_STOPPED) {
-        lua_pushliteral(L, "JSON too deep for the Lua stack");
-        lua_rawseti(L, uv, UV_PROBLEM);
-        r->state = R_FAILED;
-    } else {
-        /* (TR_JSON_OK cannot be: a message ends by the sink's stop, anything else is refused) */
-        fail_at(L, r, uv, what ? what : "invalid JSON", r->base + r->pos + at);
     }
-    return -1;
-}
-
-static void skip_space_at(reader *r) {
-    while (r->pos < r->tail.len && is_space(r->tail.data[r->pos]))
-        r->pos++;
+    return v;
 }
 
 /* Move the top level on as far as the bytes go (final: they are all there). The reader's user
@@ -785,89 +764,23 @@ static void advance(lua_State *L, reader *r, int uv, int final) {
     m->b.intern = intern;
     m->b.intern_index = base + 3;
     if (r->blobs) m->blob = &r->blob;
-    int state = r->state;
-    r->state = R_BUSY;
-    for (;;) {
-        if (state == R_START || state == R_FIRST || state == R_AFTER || state == R_VALUE ||
-            state == R_END) {
-            skip_space_at(r);
-            if (r->pos >= r->tail.len) {
-                if (final && state != R_END) {
-                    r->state = state;
-                    fail_at(L, r, uv, "unexpected end", r->base + r->tail.len);
-                    state = R_FAILED;
-                }
-                break;
-            }
-        }
-        char c = '\0';
-        if (r->pos < r->tail.len) c = r->tail.data[r->pos];
-        if (state == R_START) {
-            if (c != '[') {
-                state = R_WHOLE;
-                break;
-            }
-            r->pos++;
-            state = R_FIRST;
-        } else if (state == R_FIRST && c == ']') {
-            r->pos++;
-            state = R_END;
-        } else if (state == R_FIRST || state == R_VALUE) {
-            r->retry = 0;
-            state = R_ELEMENT;
-        } else if (state == R_ELEMENT) {
-            if (r->budget == 0) break; /* reader:parse: enough for this call */
-            int whole = final || r->borrowed;
-            if (!whole && r->tail.len - r->pos < r->retry) break;
-            r->state = state;
-            int rc = parse_message(L, r, m, uv, scratch, whole);
-            if (rc > 0) { /* try again once the tail has doubled */
-                r->retry = 2 * (r->tail.len - r->pos);
-                break;
-            }
-            if (rc != 0) {
-                state = R_FAILED;
-                break;
-            }
-            if (r->budget > 0) r->budget--;
-            state = R_AFTER;
-        } else if (state == R_AFTER) {
-            r->pos++;
-            if (c == ',') {
-                state = R_VALUE;
-            } else if (c == ']') {
-                state = R_END;
-            } else {
-                r->state = state;
-                fail_at(L, r, uv, "expected , or a closing bracket", r->base + r->pos);
-                state = R_FAILED;
-                break;
-            }
-        } else if (state == R_END) {
-            r->state = state;
-            fail_at(L, r, uv, "text after the value", r->base + r->pos);
-            state = R_FAILED;
-            break;
-        } else {
-            break; /* R_WHOLE, R_FAILED: nothing to do until finish() */
-        }
-    }
+    r->busy = 1;
+    const char *p;
+    size_t n;
+    while (tr_shapelog_next(&r->log, final, &p, &n) == TR_SHAPELOG_MESSAGE)
+        if (parse_message(L, r, m, uv, scratch, p, n) == TR_SHAPELOG_AGAIN) break;
     tr_scratch_give(L, base + 2);
     lua_settop(L, base);
-    r->state = state;
-    if (state == R_FAILED) {
+    r->busy = 0;
+    if (r->log.state == TR_SHAPELOG_FAILED) {
+        if (r->log.what != NULL) { /* (else the refusal is in the user value already) */
+            lua_pushfstring(L, "%s at byte %d", r->log.what, (int)r->log.at + 1);
+            lua_rawseti(L, uv, UV_PROBLEM);
+        }
         drop_tail(r);
-        r->pos = r->retry = 0;
         return;
     }
-    /* Forget what is consumed (a body kept whole stays whole, a borrowed one as it is). */
-    if (state != R_START && state != R_WHOLE && r->pos > 0 && !r->borrowed) {
-        size_t k = r->pos;
-        memmove(r->tail.data, r->tail.data + k, r->tail.len - k);
-        r->tail.len -= k;
-        r->base += k;
-        r->pos = 0;
-    }
+    tr_shapelog_compact(&r->log);
 }
 
 static int push_problem(lua_State *L, int uv) {
@@ -883,17 +796,11 @@ static int reader_feed(lua_State *L) {
     const char *s = luaL_checklstring(L, 2, &n);
     lua_settop(L, 2);
     tr_getuservalue(L, 1); /* 3 */
-    if (r->state == R_FAILED) return push_problem(L, 3);
-    if (r->borrowed) return luaL_error(L, "shape reader: feed after parse");
-    size_t keep = n < LAST_KEEP ? n : LAST_KEEP;
-    size_t old = r->last_len + keep > LAST_KEEP ? LAST_KEEP - keep : r->last_len;
-    memmove(r->last, r->last + r->last_len - old, old);
-    memcpy(r->last + old, s + n - keep, keep);
-    r->last_len = old + keep;
-    r->fed += n;
-    if (tr_buf_add(&r->tail, s, n) != 0) return luaL_error(L, "out of memory");
+    if (r->log.state == TR_SHAPELOG_FAILED) return push_problem(L, 3);
+    if (r->log.borrowed) return luaL_error(L, "shape reader: feed after parse");
+    if (tr_shapelog_feed(&r->log, s, n) != 0) return luaL_error(L, "out of memory");
     advance(L, r, 3, 0);
-    if (r->state == R_FAILED) return push_problem(L, 3);
+    if (r->log.state == TR_SHAPELOG_FAILED) return push_problem(L, 3);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -912,30 +819,22 @@ static int reader_parse(lua_State *L) {
     luaL_argcheck(L, max >= 1, 3, "at least one message");
     lua_settop(L, 3);
     tr_getuservalue(L, 1); /* 4 */
-    if (r->state == R_FAILED) return push_problem(L, 4);
-    if (!r->borrowed) {
-        if (r->fed != 0 || r->state != R_START)
+    if (r->log.state == TR_SHAPELOG_FAILED) return push_problem(L, 4);
+    if (!r->log.borrowed) {
+        if (tr_shapelog_borrow(&r->log, s, n) != 0)
             return luaL_error(L, "shape reader: parse after feed");
         lua_pushvalue(L, 2);
         lua_rawseti(L, 4, UV_BODY); /* keeps the bytes the tail points at */
-        size_t keep = n < LAST_KEEP ? n : LAST_KEEP;
-        memcpy(r->last, s + n - keep, keep);
-        r->last_len = keep;
-        r->fed = n;
-        r->tail.data = (char *)s; /* (never written: a borrowed tail is not moved or freed) */
-        r->tail.len = n;
-        r->tail.cap = 0;
-        r->borrowed = 1;
     } else {
         lua_rawgeti(L, 4, UV_BODY);
         if (!lua_rawequal(L, -1, 2)) return luaL_error(L, "shape reader: parse of another body");
         lua_pop(L, 1);
     }
-    r->budget = max > INT_MAX ? INT_MAX : (int)max;
-    if (r->state != R_WHOLE) advance(L, r, 4, 1);
-    r->budget = -1;
-    if (r->state == R_FAILED) return push_problem(L, 4);
-    lua_pushboolean(L, r->state == R_END || r->state == R_WHOLE);
+    r->log.budget = max > INT_MAX ? INT_MAX : (int)max;
+    if (r->log.state != TR_SHAPELOG_WHOLE) advance(L, r, 4, 1);
+    r->log.budget = -1;
+    if (r->log.state == TR_SHAPELOG_FAILED) return push_problem(L, 4);
+    lua_pushboolean(L, r->log.state == TR_SHAPELOG_END || r->log.state == TR_SHAPELOG_WHOLE);
     return 1;
 }
 
@@ -944,43 +843,46 @@ static int reader_finish(lua_State *L) {
     reader *r = check_reader(L);
     lua_settop(L, 1);
     tr_getuservalue(L, 1); /* 2 */
-    r->budget = -1;
-    if (r->state != R_FAILED && r->state != R_WHOLE) advance(L, r, 2, 1);
-    if (r->state == R_WHOLE) {
+    r->log.budget = -1;
+    if (r->log.state != TR_SHAPELOG_FAILED && r->log.state != TR_SHAPELOG_WHOLE)
+        advance(L, r, 2, 1);
+    if (r->log.state == TR_SHAPELOG_WHOLE) {
         lua_rawgeti(L, 2, UV_NULL); /* 3 */
-        r->state = R_BUSY;
-        int k = whole_messages(L, r->tail.data ? r->tail.data : "", r->tail.len, 3, r->blobs);
+        r->busy = 1;
+        const tr_buf *t = &r->log.tail;
+        int k = whole_messages(L, t->data ? t->data : "", t->len, 3, r->blobs);
+        r->busy = 0;
         reader_close(L);
         return k;
     }
     int k;
-    if (r->state == R_FAILED) {
+    if (r->log.state == TR_SHAPELOG_FAILED) {
         k = push_problem(L, 2);
     } else {
         lua_rawgeti(L, 2, UV_LIST);
         k = 1;
     }
-    if (r->borrowed) { /* the body is no longer held (the key is there: no allocation) */
+    if (r->log.borrowed) { /* the body is no longer held (the key is there: no allocation) */
         lua_pushnil(L);
         lua_rawseti(L, 2, UV_BODY);
     }
     drop_tail(r);
-    r->state = R_CLOSED;
+    r->closed = 1;
     return k;
 }
 
 /* reader:ends_up_to_date() -> boolean: core.ends_up_to_date of the body so far (its last
- * LAST_KEEP bytes) */
+ * TR_SHAPELOG_LAST_KEEP bytes) */
 static int reader_ends_up_to_date(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
-    lua_pushboolean(L, tr_shape_body_ends_up_to_date(r->last, r->last_len));
+    lua_pushboolean(L, tr_shapelog_ends_up_to_date(&r->log));
     return 1;
 }
 
 /* reader:bytes() -> the body bytes fed so far */
 static int reader_bytes(lua_State *L) {
     reader *r = tr_checkudata(L, 1, READER_MT);
-    lua_pushinteger(L, (lua_Integer)r->fed);
+    lua_pushinteger(L, (lua_Integer)r->log.fed);
     return 1;
 }
 
@@ -1005,6 +907,9 @@ static const luaL_Reg shape_methods[] = {{"query", shape_query},
                                          {NULL, NULL}};
 
 static const luaL_Reg functions[] = {{"shape", shape_new},
+                                     {"status_verdict", status_verdict},
+                                     {"url_encode", url_encode},
+                                     {"is_token", is_token},
                                      {"ends_up_to_date", ends_up_to_date},
                                      {"backoff_delay", backoff_delay},
                                      {"shape_messages", shape_messages},

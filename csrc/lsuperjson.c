@@ -13,7 +13,7 @@
 #include "compat.h"
 #include "json.h"
 #include "lcore.h"
-#include "ljson.h"
+#include "lvalue.h"
 
 /* More entries than this go the general way, which counts them against its own budget. */
 #define LEAVES_MAX 1000
@@ -156,7 +156,7 @@ static int superjson_leaves(lua_State *L) {
  * A super+json packet is {"json": value, "meta": {"values": annotations}}. Decoding it whole
  * made a table for the document, for meta, for values and for every annotation (["Date"]),
  * only to read them once and drop them: a third of the tables of a run handed out. This sink
- * builds the json value (with ljson.c's builder) and reads the annotations as they go by,
+ * builds the json value (with lvalue.c's builder) and reads the annotations as they go by,
  * keeping the leaves (a field of the top-level object, one plain annotation) in C. Anything
  * else (a path, a nested tree, a map, a repeated or odd name, more leaves than it keeps, a
  * document that is not an object, bad JSON) stops it, and the caller decodes the packet the

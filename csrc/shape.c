@@ -185,12 +185,12 @@ static int was_held(const tr_shape_response *r) {
     return !(r->elapsed_s >= 0.0) || r->elapsed_s >= TR_SHAPE_HELD_S;
 }
 
-static int body_says_out_of_bounds(const tr_shape_response *r) {
+static int body_says_out_of_bounds(const char *body, size_t body_len) {
     static const char needle[] = "out of bounds";
     size_t k = sizeof needle - 1;
-    if (r->body == NULL || r->body_len < k) return 0;
-    for (size_t i = 0; i + k <= r->body_len; i++)
-        if (memcmp(r->body + i, needle, k) == 0) return 1;
+    if (body == NULL || body_len < k) return 0;
+    for (size_t i = 0; i + k <= body_len; i++)
+        if (memcmp(body + i, needle, k) == 0) return 1;
     return 0;
 }
 
@@ -275,14 +275,14 @@ static tr_shape_verdict on_success(tr_shape *s, const tr_shape_response *r) {
     return paced(s, verdict(TR_SHAPE_APPLY, NULL, NULL), idle, asked_live);
 }
 
-tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
-    int st = r->status;
-    if (st == 200 || st == 204) return on_success(s, r);
+tr_shape_verdict tr_status_verdict(int st, const char *body, size_t body_len) {
+    if (st == 200 || st == 204) return verdict(TR_SHAPE_APPLY, NULL, NULL);
     if (st == 409)
-        return must_refetch(s, r->handle, "the shape must be fetched again (409 must-refetch)");
-    if (st == 400 && body_says_out_of_bounds(r))
-        return must_refetch(s, r->handle,
-                            "the shape must be fetched again (400 offset out of bounds)");
+        return verdict(TR_SHAPE_RESYNC, "protocol",
+                       "the shape must be fetched again (409 must-refetch)");
+    if (st == 400 && body_says_out_of_bounds(body, body_len))
+        return verdict(TR_SHAPE_RESYNC, "protocol",
+                       "the shape must be fetched again (400 offset out of bounds)");
     if (st == 400) return verdict(TR_SHAPE_FATAL, "bad_request", "the server refused the request");
     if (st == 401) return verdict(TR_SHAPE_FATAL, "auth", "the access token was not accepted");
     if (st == 403)
@@ -296,6 +296,13 @@ tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
                        "unexpected redirect (redirects are not followed so the token stays "
                        "with its host)");
     return verdict(TR_SHAPE_FATAL, "protocol", "unexpected HTTP status");
+}
+
+tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r) {
+    tr_shape_verdict v = tr_status_verdict(r->status, r->body, r->body_len);
+    if (v.action == TR_SHAPE_APPLY) return on_success(s, r);
+    if (v.action == TR_SHAPE_RESYNC) return must_refetch(s, r->handle, v.message);
+    return v;
 }
 
 void tr_shape_interrupted(tr_shape *s) { s->live = 0; }

@@ -94,6 +94,13 @@ int tr_shape_restore(tr_shape *s, const char *handle, const char *offset, const 
  * Returns 0, or -1 when memory runs out. */
 int tr_shape_query(const tr_shape *s, const tr_param *extra, size_t n_extra, tr_buf *out);
 
+/* What an HTTP status means, before any state is looked at (the one table of statuses, which
+ * tr_shape_on_response starts from and single requests use alone): APPLY for 200/204 (the
+ * body is to be read), RESYNC for 409 and for a 400 whose body says "out of bounds" (kind
+ * "protocol", message why), RETRY or FATAL with the error kind and a static message for the
+ * rest. body may be NULL (then a 400 is "bad_request"). */
+tr_shape_verdict tr_status_verdict(int status, const char *body, size_t body_len);
+
 /* What a response means; adopts handle/offset/cursor on success. */
 tr_shape_verdict tr_shape_on_response(tr_shape *s, const tr_shape_response *r);
 

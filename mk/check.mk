@@ -86,6 +86,7 @@ FUZZ_ALL      := $(filter-out $(if $(wildcard csrc/http1.c),,fuzz_http1),\
                    $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
 FUZZ_TARGETS  ?= $(FUZZ_ALL)
 FUZZ_SRC_fuzz_shape        := csrc/shape.c csrc/buf.c
+FUZZ_SRC_fuzz_shapelog     := csrc/shapelog.c csrc/shape.c csrc/json.c csrc/buf.c
 FUZZ_SRC_fuzz_pg_array     := csrc/pgtext.c csrc/buf.c
 FUZZ_SRC_fuzz_pg_timestamp := csrc/pgtext.c csrc/buf.c
 FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
@@ -93,7 +94,7 @@ FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
 FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
 FUZZ_SRC_fuzz_sse          := csrc/sse.c csrc/json.c csrc/buf.c
-FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/lscratch.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c \
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c csrc/shapelog.c \
                               csrc/buf.c csrc/rowblob.c csrc/lrowblob.c csrc/lrunfields.c csrc/lpgtext.c \
                               csrc/pgtext.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
@@ -140,7 +141,7 @@ check-valgrind-build: $(addprefix $(CHECK_DIR)/bin/,$(CHECK_C_TESTS))
 
 # One rule per target: build/fuzz/<target> from fuzz/<target>.c and its FUZZ_SRC_<target>.
 define FUZZ_RULE
-$(FUZZ_BUILD)/$(1): fuzz/$(1).c fuzz/fuzz_assert.h $(FUZZ_SRC_$(1)) $(HEADERS)
+$(FUZZ_BUILD)/$(1): fuzz/$(1).c fuzz/fuzz_assert.h spec/c/shapelog_drive.h $(FUZZ_SRC_$(1)) $(HEADERS)
 	@mkdir -p $(FUZZ_BUILD)
 	$(CHECK_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
 	  -fno-sanitize-recover=undefined $(WARN) -Icsrc $(FUZZ_INC_$(1)) -o $$@ fuzz/$(1).c $(FUZZ_SRC_$(1)) \

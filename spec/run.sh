@@ -17,7 +17,8 @@ count() { # count OUTPUT-FILE STATUS: add a TAP run's ok / not ok lines to the t
   if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi # the runner itself failed
 }
 
-for t in build/test_core build/test_http1 build/test_sse; do
+for t in build/test_core build/test_http1 build/test_sse build/test_shapelog build/test_json \
+  build/test_rowblob; do
   [ -x "$t" ] || continue
   "$t" > "$out" 2>&1
   status=$?

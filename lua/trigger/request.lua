@@ -34,11 +34,10 @@ end
 -- @treturn string kind
 -- @treturn string message
 function M.status_verdict(status)
-  -- A throw-away shape state answers from the core's own table: one place says what a status
-  -- means. For a single request there is no shape to fetch again, so 409 is a protocol error.
-  local shape = core.shape()
-  local action, kind, message = shape:response(status, {})
-  shape:close()
+  -- The core's own table of statuses (tr_status_verdict, which the shape state starts from):
+  -- one place says what a status means. For a single request there is no shape to fetch
+  -- again, so 409 is a protocol error.
+  local action, kind, message = core.status_verdict(status)
   if action == "resync" or action == "apply" then
     return "fatal", "protocol", "unexpected HTTP status " .. status
   end

@@ -5,7 +5,6 @@
 
 #include "../../csrc/jwt.h"
 #include "../../csrc/pgtext.h"
-#include "../../csrc/rowblob.h"
 #include "../../csrc/shape.h"
 
 static int n_checks;
@@ -306,88 +305,6 @@ static void test_jwt(void) {
     tr_buf_free(&b);
 }
 
-/* A blob of the columns named <prefix><i> for i in [from, to) by `step`, each valued <i>. */
-static int columns_blob(tr_buf *b, const char *prefix, long from, long to, long step) {
-    char name[32], value[32];
-    if (tr_rowblob_start(b) != 0) return -1;
-    for (long i = from; i < to; i += step) {
-        int n = snprintf(name, sizeof name, "%s%ld", prefix, i);
-        int v = snprintf(value, sizeof value, "%ld", i);
-        if (tr_rowblob_name(b, name, (size_t)n) != 0 || tr_rowblob_string(b, value, (size_t)v) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static void test_rowblob_merge(void) {
-    enum { N = 100000 };
-    tr_buf old, changes, out;
-    tr_buf_init(&old);
-    tr_buf_init(&changes);
-    tr_buf_init(&out);
-    /* old: c0..c99999; changes: every other one of them and as many new columns */
-    int built = columns_blob(&old, "c", 0, N, 1) == 0;
-    built = built && tr_rowblob_start(&changes) == 0;
-    for (long i = 0; built && i < N; i += 2) {
-        char name[32];
-        int n = snprintf(name, sizeof name, "c%ld", i);
-        built = tr_rowblob_name(&changes, name, (size_t)n) == 0 &&
-                tr_rowblob_string(&changes, "new", 3) == 0;
-        n = snprintf(name, sizeof name, "d%ld", i);
-        built = built && tr_rowblob_name(&changes, name, (size_t)n) == 0 &&
-                tr_rowblob_null(&changes) == 0;
-    }
-    check(built, "rowblob: 100,000-column blobs built");
-    size_t compares = 0;
-    int rc =
-        tr_rowblob_merge_counted(old.data, old.len, changes.data, changes.len, &out, &compares);
-    check(rc == 0, "rowblob: a 100,000-column merge");
-    /* the old columns the changes do not name (the odd ones, in order), then the changes */
-    size_t pos = 0, members = 0;
-    tr_rowblob_member m;
-    int order = 1;
-    char want[32];
-    while (tr_rowblob_next(out.data, out.len, &pos, &m) == 1) {
-        long i = (long)members;
-        if (i < N / 2)
-            snprintf(want, sizeof want, "c%ld", 2 * i + 1);
-        else
-            snprintf(want, sizeof want, "%c%ld", (i - N / 2) % 2 ? 'd' : 'c', (i - N / 2) / 2 * 2);
-        order = order && m.name_len == strlen(want) && memcmp(m.name, want, m.name_len) == 0 &&
-                (i >= N / 2 || (m.tag == 's' && strcmp(m.s, want + 1) == 0));
-        members++;
-    }
-    check(order && members == N / 2 + N, "rowblob: merged columns in order, old values kept");
-    /* linear: a name is compared with a few of the changes' names, not with all of them
-     * (scanning them was 100,000 x 100,000 / 2 comparisons here) */
-    if (compares > (size_t)4 * N) printf("# %zu names compared\n", compares);
-    check(compares <= (size_t)4 * N, "rowblob: a merge compares a few names per column");
-    /* a name the changes hold twice, an empty name, an old blob that is cut short */
-    tr_buf_reset(&changes);
-    built = tr_rowblob_start(&changes) == 0 && tr_rowblob_name(&changes, "c1", 2) == 0 &&
-            tr_rowblob_null(&changes) == 0 && tr_rowblob_name(&changes, "", 0) == 0 &&
-            tr_rowblob_boolean(&changes, 1) == 0 && tr_rowblob_name(&changes, "c1", 2) == 0 &&
-            tr_rowblob_integer(&changes, 7) == 0 && columns_blob(&old, "c", 0, 3, 1) == 0;
-    rc = tr_rowblob_merge(old.data, old.len, changes.data, changes.len, &out);
-    pos = 0;
-    members = 0;
-    order = 1;
-    const char *names[] = {"c0", "c2", "c1", "", "c1"};
-    while (tr_rowblob_next(out.data, out.len, &pos, &m) == 1 && members < 5) {
-        order = order && m.name_len == strlen(names[members]) &&
-                memcmp(m.name, names[members], m.name_len) == 0;
-        members++;
-    }
-    check(built && rc == 0 && order && members == 5 && pos == out.len,
-          "rowblob: names given twice or empty merge as tables do");
-    check(tr_rowblob_merge(old.data, old.len - 1, changes.data, changes.len, &out) == -1 &&
-              tr_rowblob_merge(old.data, old.len, changes.data, changes.len - 1, &out) == -1,
-          "rowblob: a malformed blob is refused");
-    tr_buf_free(&old);
-    tr_buf_free(&changes);
-    tr_buf_free(&out);
-}
-
 /* The request budget (shape.h, TR_SHAPE_HELD_S): idle answers in a row back off after the first. */
 static void test_shape_budget(void) {
     tr_shape *s = tr_shape_new();
@@ -460,13 +377,59 @@ static void test_shape_budget(void) {
     tr_shape_free(s);
 }
 
+/* tr_status_verdict: the one table of statuses, and tr_shape_on_response agrees with it. */
+static void test_status_verdict(void) {
+    static const int statuses[] = {200, 204, 301, 400, 401, 403, 404, 408,
+                                   409, 418, 429, 500, 503, 599, 600};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        int st = statuses[i];
+        tr_shape_verdict v = tr_status_verdict(st, NULL, 0);
+        tr_shape *s = tr_shape_new();
+        tr_shape_response r;
+        memset(&r, 0, sizeof r);
+        r.status = st;
+        r.handle = "h1";
+        r.offset = "0_0";
+        tr_shape_verdict w = tr_shape_on_response(s, &r);
+        char what[96];
+        snprintf(what, sizeof what, "status %d: the shape state starts from the status verdict",
+                 st);
+        check(v.action == w.action && (v.action == TR_SHAPE_APPLY || strcmp(v.kind, w.kind) == 0),
+              what);
+        tr_shape_free(s);
+    }
+    tr_shape_verdict v = tr_status_verdict(409, NULL, 0);
+    check(v.action == TR_SHAPE_RESYNC && strcmp(v.kind, "protocol") == 0 &&
+              strstr(v.message, "409") != NULL,
+          "status verdict: 409 resyncs");
+    static const char oob[] = "{\"message\":\"offset out of bounds\"}";
+    v = tr_status_verdict(400, oob, sizeof oob - 1);
+    check(v.action == TR_SHAPE_RESYNC && strstr(v.message, "out of bounds") != NULL,
+          "status verdict: 400 out of bounds resyncs");
+    v = tr_status_verdict(400, "bad", 3);
+    check(v.action == TR_SHAPE_FATAL && strcmp(v.kind, "bad_request") == 0,
+          "status verdict: another 400 is a bad request");
+    check(tr_status_verdict(401, NULL, 0).action == TR_SHAPE_FATAL &&
+              strcmp(tr_status_verdict(401, NULL, 0).kind, "auth") == 0,
+          "status verdict: 401 is auth, fatal");
+    check(tr_status_verdict(429, NULL, 0).action == TR_SHAPE_RETRY &&
+              strcmp(tr_status_verdict(429, NULL, 0).kind, "rate_limited") == 0,
+          "status verdict: 429 retries");
+    check(tr_status_verdict(503, NULL, 0).action == TR_SHAPE_RETRY &&
+              strcmp(tr_status_verdict(503, NULL, 0).kind, "network") == 0,
+          "status verdict: 5xx retries as network");
+    check(tr_status_verdict(302, NULL, 0).action == TR_SHAPE_FATAL,
+          "status verdict: a redirect is fatal");
+    check(tr_status_verdict(204, NULL, 0).action == TR_SHAPE_APPLY, "status verdict: 204 applies");
+}
+
 int main(void) {
     test_shape();
+    test_status_verdict();
     test_shape_native();
     test_shape_budget();
     test_pgtext();
     test_jwt();
-    test_rowblob_merge();
     printf("1..%d\n", n_checks);
     return 0;
 }

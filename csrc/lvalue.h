@@ -1,8 +1,8 @@
-/* The Lua value builder of core.json_decode (ljson.c), shared with core.shape_messages
- * (lshape.c), which builds the values of a shape log with it. Each callback has the signature
- * of the matching tr_json_sink member (ud: the builder). */
-#ifndef TR_LJSON_H
-#define TR_LJSON_H
+/* The Lua value builder (lvalue.c): a sink of the json.c parser that builds Lua values, used
+ * by core.json_decode (ljson.c), core.shape_messages (lshape.c) and the other decoders. Each
+ * callback has the signature of the matching tr_json_sink member (ud: the builder). */
+#ifndef TR_LVALUE_H
+#define TR_LVALUE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,7 +13,7 @@
 #define TR_LJSON_MAX_DEPTH 1000
 #define TR_LJSON_DEFAULT_DEPTH 128
 
-/* One open container (its values wait on the Lua stack above its slot: ljson.c). */
+/* One open container (its values wait on the Lua stack above its slot: lvalue.c). */
 typedef struct tr_ljson_level {
     int slot; /* stack index of the table, nil until the first flush */
     unsigned char object;
@@ -21,7 +21,7 @@ typedef struct tr_ljson_level {
     lua_Integer count; /* array elements already in the table */
 } tr_ljson_level;
 
-/* The short-string cache of the builders (ljson.c): one per Lua state. */
+/* The short-string cache of the builders (lvalue.c): one per Lua state. */
 typedef struct tr_ljson_intern tr_ljson_intern;
 
 typedef struct tr_ljson_builder {

@@ -1,4 +1,7 @@
-/* Scratch boxes: the one rule for C temporaries under a Lua error (lcore.h).
+/* The auxiliary functions every binding may use (as lauxlib serves Lua's libraries): scratch
+ * boxes, and tr_size_option for the parsers' size options.
+ *
+ * Scratch boxes: the one rule for C temporaries under a Lua error (lcore.h).
  *
  * Any Lua API call that allocates (lua_push*, lua_*table, lua_set*, ...) may raise a memory
  * error, which longjmps past every C frame up to the nearest pcall: heap memory a C local holds
@@ -13,6 +16,8 @@
  * collector; tr_scratch_give puts the box back. The functions called once per packet or run keep
  * theirs in an upvalue instead (tr_scratch_take_from, tr_scratch_give_to): the same rule
  * without a registry look-up and store on every call. */
+#include <stdint.h>
+
 #include "compat.h"
 #include "lcore.h"
 
@@ -114,4 +119,24 @@ int tr_scratch_push(lua_State *L, int rc, const char *what) {
     if (rc != 0) lua_pushstring(L, what);
     tr_scratch_give(L, box);
     return rc == 0 ? 1 : 2;
+}
+
+/* tr_size_option (lcore.h): the size options of the parser bindings. */
+size_t tr_size_option(lua_State *L, int t, const char *name) {
+    lua_getfield(L, t, name);
+    size_t v = 0;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pushfstring(L, "option '%s' must be a number", name);
+            luaL_argerror(L, 1, lua_tostring(L, -1));
+        }
+        lua_Number n = lua_tonumber(L, -1);
+        if (!(n >= 1)) { /* also refuses NaN */
+            lua_pushfstring(L, "option '%s' must be at least 1", name);
+            luaL_argerror(L, 1, lua_tostring(L, -1));
+        }
+        v = n >= (lua_Number)SIZE_MAX ? SIZE_MAX : (size_t)n;
+    }
+    lua_pop(L, 1);
+    return v;
 }
