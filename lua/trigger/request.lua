@@ -12,6 +12,7 @@
 local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
+local transport_contract = require "trigger.transport"
 
 local M = {}
 
@@ -71,7 +72,8 @@ end
 --- Perform a request outside any reading coroutine.
 -- @param transport a transport module
 -- @tparam table req see `trigger.transport`
--- @return status, headers, body; or nil and a transport error `{kind, permanent, message}`
+-- @return status, headers, body; or nil and the transport's failure
+--   (`trigger.transport.failure`: `{kind, code, permanent, message}`)
 function M.perform(transport, req)
   if not transport.background then return transport.perform(req) end
   local h, err = transport.start(req)
@@ -89,15 +91,18 @@ function M.perform(transport, req)
 end
 
 --- Turn a failed request into an error object of the library.
--- @param failure the transport's error `{kind, permanent, message}`
+-- @param failure the transport's failure (`trigger.transport.failure`: `{kind, code, permanent,
+--   message}`; a user's transport may give a table without `code`, or a string)
 -- @tparam string where "GET url"
--- @return the error (its `fatal` field set when no retry can mend it)
+-- @return the error (its `fatal` field set when no retry can mend it, its `code` the failure's)
 function M.failure_error(failure, where)
   if type(failure) ~= "table" then
     failure = { kind = "network", permanent = false, message = tostring(failure) }
   end
-  return errors.new(failure.kind or "network", failure.message or "request failed",
-    { request = where, fatal = failure.permanent or nil })
+  local kind = failure.kind
+  if not errors.kinds[kind] then kind = "network" end
+  return errors.new(kind, failure.message or "request failed",
+    { request = where, fatal = failure.permanent or nil, code = failure.code })
 end
 
 --- The server's own words from an error body: {"error": "..."} or {"message": "..."}.
@@ -184,7 +189,8 @@ local function perform_within_deadline(owner, req)
 end
 
 --- The result of a started request, yielding `"wait"` while it runs.
--- @return status, headers, body; or nil and a transport error
+-- @return status, headers, body; or nil and the failure (`trigger.transport.failure`; code
+--   `"interrupted"` when a reader asked for a fresh read meanwhile)
 function M.await(owner, p)
   if p.err then return nil, p.err end
   if p.req then return perform_within_deadline(owner, p.req) end
@@ -196,7 +202,7 @@ function M.await(owner, p)
       owner.interrupt = nil
       owner.awaiting, owner.awaited = nil, nil
       M.abort(owner, p)
-      return nil, { kind = "interrupted", permanent = false, message = "asked again afresh" }
+      return nil, transport_contract.interrupted()
     end
     if h:done() then break end
     coroutine.yield("wait")

@@ -17,6 +17,7 @@
 -- @module trigger.shape_body
 local core = require "trigger.core"
 local request = require "trigger.request"
+local transport_contract = require "trigger.transport"
 local null = require("trigger.json").null
 
 local shape_reader = core.shape_reader
@@ -46,15 +47,15 @@ function M.begin(owner, req)
 end
 
 local function too_large(max)
-  return { kind = "network", permanent = true,
-    message = ("response body larger than the %d-byte limit"):format(max) }
+  return { failure = transport_contract.failure("body_too_large",
+    ("response body larger than the %d-byte limit"):format(max)) }
 end
 
 -- The whole answer at once (a transport without streaming, or an answer that was complete
 -- before its head was looked at).
 local function decoded(status, headers, body)
+  if not status then return { failure = headers } end -- (nil, failure)
   local res = { status = status, headers = headers }
-  if not status then return res end
   if status == 200 and type(body) == "string" then
     res.list, res.problem = shape_messages(body, null, true) -- rows as blobs: trigger.shape_rows
     res.body_up_to_date = ends_up_to_date(body)
@@ -76,14 +77,15 @@ end
 -- @tparam[opt] table opts `on_complete = function(status, headers, body_up_to_date)`: called
 --   once every byte of a 200 is in and before its last messages are decoded (the place to
 --   begin the next request early)
--- @treturn table `{status, headers, list, problem, body_up_to_date, body}`:
---   * `status` nil: the request failed, `headers` is the transport's failure
---     `{kind, permanent, message}` (a 200 whose body went past `max_body` too: permanent);
+-- @treturn table `{status, headers, failure, list, problem, body_up_to_date, body}`:
+--   * `failure` (and no `status`): the request failed, as `trigger.transport.failure` says
+--     (code `"body_too_large"` for a 200 whose body went past `max_body`: permanent;
+--     `"interrupted"` when a reader asked for a fresh read meanwhile);
 --   * 200: `list` (as `shape_rows.parse` gives it) or `problem` (the body is refused; `list` nil),
 --     `body_up_to_date` (the body's last message is up-to-date: `core.ends_up_to_date`), no `body`;
 --   * any other status: `body`, the whole body as a string.
 function M.read(owner, p, opts)
-  if p.err then return { status = nil, headers = p.err } end
+  if p.err then return { failure = p.err } end
   local h = p.handle
   if p.req or not (h and h.head and h.take) then
     return decoded(request.await(owner, p))
@@ -99,8 +101,7 @@ function M.read(owner, p, opts)
   local function interrupted()
     owner.interrupt = nil
     ended()
-    return { status = nil, headers = { kind = "interrupted", permanent = false,
-      message = "asked again afresh" } }
+    return { failure = transport_contract.interrupted() }
   end
   -- the head
   owner.awaiting, owner.awaited = head_watch(h), p
@@ -142,7 +143,7 @@ function M.read(owner, p, opts)
       if not take(bytes) then
         ended()
         if reader then reader:close() end
-        return { status = nil, headers = too_large(max) }
+        return too_large(max)
       end
       if problem then -- refused: the rest of the body cannot mend it
         ended()
@@ -154,11 +155,11 @@ function M.read(owner, p, opts)
       ended()
       if not st then
         if reader then reader:close() end
-        return { status = nil, headers = failure }
+        return { failure = failure }
       end
       if rest and rest ~= "" and not take(rest) then
         if reader then reader:close() end
-        return { status = nil, headers = too_large(max) }
+        return too_large(max)
       end
       break
     else

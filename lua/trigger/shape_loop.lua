@@ -31,6 +31,7 @@ local request = require "trigger.request"
 local retry = require "trigger.retry"
 local shape_body = require "trigger.shape_body"
 local shape_rows = require "trigger.shape_rows"
+local transport_contract = require "trigger.transport"
 
 local ends_up_to_date = core.ends_up_to_date
 
@@ -114,19 +115,20 @@ local function publish(r, url)
 end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
--- out, false otherwise (applied, retried after a backoff, or to be fetched again). `between`:
--- for `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body);
+-- out, false otherwise (applied, retried after a backoff, or to be fetched again). `failure`:
+-- the transport's (`trigger.transport.failure`), when there is no answer; `between`: for
+-- `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body);
 -- `elapsed`: seconds the request took (for the request budget).
-local function handle(r, url, status, headers, body, between, parsed, elapsed)
+local function handle(r, url, failure, status, headers, body, between, parsed, elapsed)
   local where = "GET " .. url
-  if not status and type(headers) == "table" and headers.kind == "interrupted" then
+  if transport_contract.is_interrupted(failure) then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
     r.shape:interrupted()
     r.rebuild_next = r.refresh_ticket -- the refresh this read answers
     return false
   end
-  if not status then
-    local err = request.failure_error(headers, where)
+  if failure then
+    local err = request.failure_error(failure, where)
     if err.fatal then error(err, 0) end
     r.shape:interrupted()
     M.transient(r, err)
@@ -242,21 +244,23 @@ function M.run(r)
     local fresh = not (started and started.url == url) and r.transport.background
     local p = request_for(url, fresh)
     local sent = p.since or clock.now()
-    local status, headers, body, parsed
+    local status, headers, body, parsed, failure
     if fresh then
       -- Nothing was begun ahead for it (the first page of a sync, the native feed's one
       -- snapshot): read as it arrives, decoded while the rest is on the wire, never held whole.
       parsed = shape_body.read(r, p, { on_complete = function(st, hd, up_to_date)
         started = request_ahead(r, base, was_live, st, hd, up_to_date)
       end })
-      status, headers, body = parsed.status, parsed.headers, parsed.body
+      status, headers, body, failure = parsed.status, parsed.headers, parsed.body, parsed.failure
     else
       status, headers, body = request.await(r, p)
+      if not status then failure, headers = headers, nil end -- (nil, failure)
       started = request_ahead(r, base, was_live, status, headers,
         type(body) ~= "string" or ends_up_to_date(body))
     end
     local elapsed = clock.now() - (p.req and p.req.sent_at or sent)
-    local batch = handle(r, url, status, headers, body, started and step_network, parsed, elapsed)
+    local batch = handle(r, url, failure, status, headers, body, started and step_network, parsed,
+      elapsed)
     body, parsed = nil, nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work

@@ -70,7 +70,7 @@ function M.new(up)
   local base = r.transport
   local transport = setmetatable({}, { __index = base })
   transport.perform = function(req)
-    local interrupted = { kind = "interrupted", permanent = false, message = "asked again afresh" }
+    local interrupted = require("trigger.transport").interrupted()
     if self.relay then self.relay:before_request() end -- leaves here once another worker owns it
     if r.interrupt then
       r.interrupt = nil
