@@ -19,16 +19,15 @@ end
 -- (optional) is called with the count of waits so far after each. Gives fn's results as a list.
 local function run_co(fn, between)
   local co = coroutine.create(fn)
-  local results, waits = nil, 0
+  local waits = 0
   while true do
-    results = { coroutine.resume(co) }
+    local results = { coroutine.resume(co) }
     assert(results[1], results[2])
-    if coroutine.status(co) == "dead" then break end
+    if coroutine.status(co) == "dead" then return { results[2], results[3] } end
     waits = waits + 1
     if between then between(waits) end
     curl.step(0.05)
   end
-  return { results[2], results[3] }
 end
 
 local function closed_url()

@@ -647,10 +647,6 @@ function transport.current() end
 ---@field permanent boolean true when no retry can mend it (decided by `code`)
 ---@field message string what failed, in words
 
----The failure codes no retry can mend.
----@type table<string, true>
-transport.PERMANENT = {}
-
 ---Make a failure (`permanent` decided by `code`).
 ---@param code string
 ---@param message string

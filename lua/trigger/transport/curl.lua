@@ -18,7 +18,7 @@ end
 M.background = true
 
 -- CURLcode numbers as their names (the failure's `code`), read once here; whether one is
--- permanent is decided by name (`trigger.transport.PERMANENT`). A number not listed is
+-- permanent is decided by name (`trigger.transport.failure`). A number not listed is
 -- "CURLE_<n>".
 local CURLCODE = {
   [1] = "CURLE_UNSUPPORTED_PROTOCOL", [2] = "CURLE_FAILED_INIT", [3] = "CURLE_URL_MALFORMAT",

@@ -34,8 +34,8 @@
 --    errno-style names for socket errors, `"ECONNREFUSED"`, `"ETIMEDOUT"`...; libcurl's
 --    CURLcode names, `"CURLE_COULDNT_CONNECT"`...; the library's own lower-case names for
 --    what no system call says: `"body_too_large"`, `"bad_url"`, `"interrupted"`...), and
---    `permanent` follows from the code (`PERMANENT`): true when no retry can mend it (a
---    certificate that does not verify, a body over `max_body`, a URL that is not one); refused,
+--    `permanent` follows from the code (one table, in `failure`): true when no retry can mend
+--    it (a certificate that does not verify, a body over `max_body`, a URL that is not one); refused,
 --    reset, timed out and cut-short requests are not permanent. A transport of the user's may
 --    leave `code` out; `permanent` is then its word. HTTP statuses are never failures
 --    here: what they mean is the library's business, not the transport's. A failure's
@@ -53,12 +53,11 @@
 -- @module trigger.transport
 local M = {}
 
---- The failure codes no retry can mend (the one decision of `permanent`, for every transport):
+-- The failure codes no retry can mend (the one decision of `permanent`, for every transport):
 -- a URL that is not one or a request that cannot be made, a body over `max_body` (libcurl's
 -- `CURLE_WRITE_ERROR`: the hub's write callback refuses only such a body, or a header holding a
 -- NUL byte), a certificate that does not verify, a CA file that cannot be read.
--- @table PERMANENT
-M.PERMANENT = {
+local PERMANENT = {
   bad_url = true, bad_request = true, body_too_large = true, cert_verify = true,
   CURLE_UNSUPPORTED_PROTOCOL = true, CURLE_URL_MALFORMAT = true, CURLE_WRITE_ERROR = true,
   CURLE_SSL_CERTPROBLEM = true, CURLE_PEER_FAILED_VERIFICATION = true,
@@ -66,12 +65,13 @@ M.PERMANENT = {
 }
 
 --- A failed request, as every transport and the readers above them give it: the one
--- constructor of the value (`permanent` decided by `code`, see `PERMANENT`).
+-- constructor of the value (`permanent` decided by `code`, from one table: `body_too_large`, `bad_url`,
+-- `bad_request`, `cert_verify` and libcurl's certificate, CA file, URL and write errors).
 -- @tparam string code the machine-readable name
 -- @tparam string message what failed, in words (never a token)
 -- @treturn table `{kind = "network", code =, permanent =, message =}`
 function M.failure(code, message)
-  return { kind = "network", code = code, permanent = M.PERMANENT[code] == true,
+  return { kind = "network", code = code, permanent = PERMANENT[code] == true,
     message = message }
 end
 

@@ -70,7 +70,7 @@ M.pump = require "trigger.upstream_ngx"
 
 -- ngx_lua's cosocket error strings (of connect, sslhandshake, send, receive) as failure codes:
 -- the one place they are read. The first pattern found in the string names it; whether the
--- failure is permanent follows from the code (`trigger.transport.PERMANENT`): a certificate
+-- failure is permanent follows from the code (`trigger.transport.failure`): a certificate
 -- that does not verify ("certificate host mismatch", "18: self signed certificate"...) is.
 local SOCKET_ERRORS = {
   { "^timeout", "ETIMEDOUT" },
