@@ -26,6 +26,45 @@ local ends_up_to_date = core.ends_up_to_date
 
 local M = {}
 
+--- Up to date: the one place the shape loop's answers are judged by it, for both of
+-- Trigger.dev's backends, with no setting. There are two questions:
+--
+--  * Does the body end up to date (its last message is the control message `up-to-date`)? The
+--    native runs feed says up to date there only: every answer of it ends so, and it sends no
+--    header. Electric ends a caught-up body so as well. This is what the shape core hears
+--    (`shape:response`), what says a page is whole (no page is asked for ahead of it), and
+--    what tells the native feed from Electric (up to date in the body without the header).
+--    Asked of the bytes before they are decoded (`core.ends_up_to_date`, the streaming
+--    reader's `ends_up_to_date()`) and of a decoded list (`up_to_date`): the same rule.
+--  * Is a batch of changes complete (an up-to-date boundary: hand out what changed)? Electric
+--    says so in the `electric-up-to-date` header (a 204 is a live answer with nothing new: up
+--    to date too); either backend with an up-to-date control message in the body.
+--
+-- @tparam integer status the answer's HTTP status
+-- @tparam table headers its headers (lower-case names)
+-- @tparam[opt] table list its messages, as `shape_rows.parse` gives them (nil: no body read)
+-- @treturn boolean a batch is complete (the boundary)
+-- @treturn boolean the body ends up to date
+-- @treturn boolean the answer is the native feed's (up to date in the body only); false when
+--   the body does not end up to date (nothing is known then)
+function M.up_to_date(status, headers, list)
+  local n = list and #list or 0
+  local body_ends = n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
+  local in_body = body_ends
+  for i = 1, n - 3, 3 do -- (the last message is looked at above)
+    if in_body then break end
+    in_body = list[i] == "up-to-date" and list[i + 1] == false
+  end
+  local header = headers and headers["electric-up-to-date"] ~= nil
+  return in_body or header or status == 204, body_ends, body_ends and not header
+end
+
+--- Does a whole body (bytes, not decoded yet) end up to date? The first rule of `up_to_date`,
+-- asked of the bytes (`core.ends_up_to_date`).
+-- @tparam string body
+-- @treturn boolean
+M.ends_up_to_date = ends_up_to_date
+
 --- Bytes a streaming transfer may hold untaken before it pauses (`pause_at` of `begin`): the
 -- reader takes them at every resume, so this only bounds what piles up while nobody reads (a
 -- request begun ahead while the previous batch is handed out).

@@ -7,7 +7,8 @@
 -- log and the native runs feed (a state poller dressed as a shape: up to date only in the
 -- body, full rows, no deletes, and a per-handle record of what was sent, kept on the server).
 -- What makes that safe:
---  * up to date is read from the body's last control message as well as the header;
+--  * up to date is read from the body's last control message as well as the header (the one
+--    rule: `shape_body.up_to_date`);
 --  * a page is asked for ahead only while the body does not end up to date;
 --  * a failed live poll is asked again non-live with the same handle (`shape:interrupted`);
 --  * a row older (by `updatedAt`) than the one already handed out is not yielded.
@@ -25,7 +26,6 @@
 -- `"protocol"`, `idle = true`), or one warning goes to stderr without `on_error`.
 -- @module trigger.shape_loop
 local clock = require "trigger.clock"
-local core = require "trigger.core"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
 local retry = require "trigger.retry"
@@ -33,7 +33,7 @@ local shape_body = require "trigger.shape_body"
 local shape_rows = require "trigger.shape_rows"
 local transport_contract = require "trigger.transport"
 
-local ends_up_to_date = core.ends_up_to_date
+local ends_up_to_date = shape_body.ends_up_to_date
 
 local M = {}
 
@@ -96,12 +96,6 @@ local function idle_error(r, message, status, where)
     .. "): backing off", { status = status, request = where, idle = true })
 end
 
--- Does the flat message list (operation, key, value triples) end with up-to-date?
-local function list_ends_up_to_date(list)
-  local n = #list
-  return n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
-end
-
 -- At an up-to-date boundary: hand the batch of what changed, with the position it reaches, to
 -- the readers (`r.publish`), then let the driving reader take it.
 local function publish(r, url)
@@ -146,7 +140,8 @@ local function handle(r, url, failure, status, headers, body, between, parsed, e
       { status = status, request = where }))
     return false
   end
-  local body_up_to_date = messages ~= nil and list_ends_up_to_date(messages)
+  -- (up to date: decided in `shape_body.up_to_date`, for both backends)
+  local boundary, body_up_to_date, native = shape_body.up_to_date(status, headers, messages)
   local changes, refetch = 0, false
   if messages then changes, refetch = list_summary(messages) end
   local action, kind, message, pace = r.shape:response(status, headers, body, body_up_to_date,
@@ -160,7 +155,7 @@ local function handle(r, url, failure, status, headers, body, between, parsed, e
     -- of the shape (a page of a resync, say), which a reader joining now must not take as one.
     r.mid_sync = true
     -- The native feed says up to date in the body only; Electric in a header as well.
-    if body_up_to_date then r.native_dialect = not headers["electric-up-to-date"] end
+    if body_up_to_date then r.native_dialect = native end
     if r.rebuild_next and status == 200 then
       r.rebuilt = r.rebuild_next
       r.rebuild_next = nil
@@ -168,11 +163,8 @@ local function handle(r, url, failure, status, headers, body, between, parsed, e
       if r.native_dialect then r.rows:reset() end
     end
     if headers["electric-schema"] then r.schema = headers["electric-schema"] end
-    local up_to_date = false
-    if messages then up_to_date = r.rows:apply(messages) end
-    if up_to_date or headers["electric-up-to-date"] or status == 204 then
-      return true
-    end
+    if messages then r.rows:apply(messages) end
+    if boundary then return true end
   elseif action == "resync" then
     r.mid_sync = true
     r.rows:reset()
@@ -200,9 +192,9 @@ end
 -- Never during a streak of idle answers (the request budget): the next request waits for the
 -- verdict on this one.
 local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
-  if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
-      or body_up_to_date ~= false or r.shape:idle() > 0 then
-    return nil
+  if was_live or status ~= 200 or not r.transport.background or body_up_to_date ~= false
+      or shape_body.up_to_date(status, headers) or r.shape:idle() > 0 then
+    return nil -- (up to date by its header: the body is not decoded yet)
   end
   local peek = r.shape:clone()
   local url = peek:response(status, headers) == "apply" and base .. peek:query(r.params)
