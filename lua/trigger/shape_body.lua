@@ -104,12 +104,6 @@ local function decoded(status, headers, body)
   return res
 end
 
--- What poll() looks at to skip resuming the coroutine while nothing can have changed: "done"
--- once the head is in (or the request ended).
-local function head_watch(h)
-  return { done = function() return h:done() or h:head() ~= nil end }
-end
-
 --- Read the response of a pending request (from `begin` or `request.begin`).
 -- @param owner the reader's private state (`transport`, `settings`, `inflight`, ...)
 -- @param p the pending request
@@ -126,36 +120,19 @@ end
 function M.read(owner, p, opts)
   if p.err then return { failure = p.err } end
   local h = p.handle
-  if p.req or not (h and h.head and h.take) then
+  if p.req or not (h and h.head and h.take) then -- (nginx: the answer whole, see above)
     return decoded(request.await(owner, p))
-  end
-  local transport = owner.transport
-  local function ended()
-    owner.awaiting, owner.awaited = nil, nil
-    owner.inflight[h] = nil
-    h:close()
   end
   -- A reader asked for a fresh read (`Upstream:refresh` sets owner.interrupt): this request is
   -- given up, as `request.await` gives it up, even when its answer is in.
-  local function interrupted()
-    owner.interrupt = nil
-    ended()
-    return { failure = transport_contract.interrupted() }
-  end
-  -- the head
-  owner.awaiting, owner.awaited = head_watch(h), p
-  local status, headers = h:head()
-  while not status do
-    if owner.interrupt then return interrupted() end
-    if h:done() then
-      local st, hd, body = transport.result(h)
-      ended()
-      return decoded(st, hd, body)
-    end
-    coroutine.yield("wait")
-    status, headers = h:head()
-  end
-  owner.awaiting = nil -- bytes may come at any step now: every resume takes them
+  local body = request.open_body(owner, p, nil, { take = M.TAKE, watch_head = true,
+    stop = function()
+      if not owner.interrupt then return nil end
+      owner.interrupt = nil
+      return transport_contract.interrupted()
+    end })
+  local status, headers = body.head()
+  if not status then return { failure = headers } end
   local max = owner.settings and owner.settings.max_body
   if max and max <= 0 then max = nil end
   local reader = status == 200 and shape_reader(null, true) or nil
@@ -173,36 +150,23 @@ function M.read(owner, p, opts)
     return true
   end
   while true do
-    if owner.interrupt then
-      if reader then reader:close() end
-      return interrupted()
-    end
-    local bytes = h:take(M.TAKE)
+    local bytes, failure = body.read()
     if bytes then
       if not take(bytes) then
-        ended()
+        body.close()
         if reader then reader:close() end
         return too_large(max)
       end
       if problem then -- refused: the rest of the body cannot mend it
-        ended()
+        body.close()
         reader:close()
         return { status = status, headers = headers, problem = problem }
       end
-    elseif h:done() then
-      local st, failure, rest = transport.result(h)
-      ended()
-      if not st then
-        if reader then reader:close() end
-        return { failure = failure }
-      end
-      if rest and rest ~= "" and not take(rest) then
-        if reader then reader:close() end
-        return too_large(max)
-      end
-      break
+    elseif failure then
+      if reader then reader:close() end
+      return { failure = failure }
     else
-      coroutine.yield("wait")
+      break
     end
   end
   if not reader then

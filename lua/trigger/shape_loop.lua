@@ -192,7 +192,7 @@ end
 -- Never during a streak of idle answers (the request budget): the next request waits for the
 -- verdict on this one.
 local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
-  if was_live or status ~= 200 or not r.transport.background or body_up_to_date ~= false
+  if was_live or status ~= 200 or not request.in_background(r.transport) or body_up_to_date ~= false
       or shape_body.up_to_date(status, headers) or r.shape:idle() > 0 then
     return nil -- (up to date by its header: the body is not decoded yet)
   end
@@ -233,7 +233,7 @@ function M.run(r)
     end
     local url = base .. r.shape:query(r.params)
     local was_live = select(4, r.shape:position())
-    local fresh = not (started and started.url == url) and r.transport.background
+    local fresh = not (started and started.url == url) and request.in_background(r.transport)
     local p = request_for(url, fresh)
     local sent = p.since or clock.now()
     local status, headers, body, parsed, failure
@@ -257,7 +257,7 @@ function M.run(r)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work
       -- overlaps the next long-poll and closing the subscription aborts a live request.
-      if r.transport.background and not r.idle_due then
+      if request.in_background(r.transport) and not r.idle_due then
         local nurl = base .. r.shape:query(r.params)
         started = { url = nurl, pending = request_for(nurl) }
       end
