@@ -158,6 +158,49 @@ describe("trigger.request on the curl transport", function()
     assert.equal("interrupted", err.code)
   end)
 
+  it("reads a body as it comes with the one body reader: the same bytes as the whole answer",
+    function()
+    for _ = 1, 4 do
+      srv:create_run { tags = { "body" }, payload = ('{"pad":"%s"}'):format(("b"):rep(3000)) }
+    end
+    local req = api("/realtime/v1/runs?tags=body&offset=-1")
+    local status, _, whole = request.perform(curl, req)
+    assert.equal(200, status)
+    local owner = owner_for()
+    local res = run_co(function()
+      local reader = assert(request.open_body(owner, request.begin(owner,
+        api("/realtime/v1/runs?tags=body&offset=-1")), nil, { take = 1000 }))
+      local st, headers = reader.head()
+      assert.is_table(headers)
+      local pieces = {}
+      while true do
+        local bytes, failure = reader.read()
+        assert.is_nil(failure)
+        if not bytes then break end
+        pieces[#pieces + 1] = bytes
+      end
+      assert.same({ nil }, { reader.read() }) -- the end, again
+      reader.close() -- idempotent
+      return st, table.concat(pieces)
+    end)
+    assert.equal(200, res[1])
+    assert.equal(whole, res[2])
+    assert.is_nil(next(owner.inflight))
+  end)
+
+  it("gives a refused connection to the body reader's head as the failure value", function()
+    local owner = owner_for()
+    local res = run_co(function()
+      local reader = assert(request.open_body(owner, request.begin(owner,
+        { url = closed_url() }), nil))
+      return reader.head()
+    end)
+    assert.is_nil(res[1])
+    assert.equal("CURLE_COULDNT_CONNECT", res[2].code)
+    assert.is_false(res[2].permanent)
+    assert.is_nil(next(owner.inflight))
+  end)
+
   it("gives up a read in flight when a reader asks afresh: the interrupted failure, aborted",
     function()
     local status, headers = request.perform(curl, api("/realtime/v1/runs?tags=afresh&offset=-1"))
