@@ -37,6 +37,12 @@ M.kinds = {
 --   (`{"error": …}`), credentials masked
 -- @field request string or nil: the method and URL of the request (`GET https://…`),
 --   credentials masked; nil when no request was made
+-- @field code string or nil: for a request that got no HTTP answer (kind `"network"`), the
+--   transport's machine-readable name of the failure, to branch on instead of the message:
+--   socket errors as luv names them (`"ECONNREFUSED"`, `"ECONNRESET"`, `"ETIMEDOUT"`, `"EOF"`,
+--   `"EAI_NONAME"`: inside nginx), libcurl's CURLcode names (`"CURLE_COULDNT_CONNECT"`,
+--   `"CURLE_OPERATION_TIMEDOUT"`, `"CURLE_PEER_FAILED_VERIFICATION"`...), or the library's own
+--   (`"body_too_large"`, `"bad_url"`, `"cert_verify"`...); see `trigger.transport`
 -- @field fatal boolean or nil: true when the subscription or stream ended because of it (the
 --   error the iteration raises: a 401/403/404/400, a protocol error it cannot recover from, a
 --   certificate that does not verify, a body over `max_body`, `max_retries` used up); false
@@ -142,7 +148,7 @@ M.redact = redact
 --- Make an error object.
 -- @tparam string kind one of `kinds`
 -- @tparam string message what went wrong
--- @tparam[opt] table extra `status`, `request`, `retry_after`, `fatal`, `idle`
+-- @tparam[opt] table extra `status`, `request`, `retry_after`, `fatal`, `idle`, `code`
 -- @treturn table the error
 -- @raise when `kind` is not one of `kinds`
 function M.new(kind, message, extra)
@@ -154,6 +160,7 @@ function M.new(kind, message, extra)
     e.retry_after = extra.retry_after
     e.fatal = extra.fatal
     e.idle = extra.idle
+    e.code = extra.code
   end
   return e
 end

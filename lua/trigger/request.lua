@@ -12,6 +12,7 @@
 local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
+local transport_contract = require "trigger.transport"
 
 local M = {}
 
@@ -44,6 +45,16 @@ function M.status_verdict(status)
   return action, kind, message
 end
 
+--- Whether requests of `transport` run in the background (libcurl: started at once, moved on
+-- by `step`, their bodies readable as they come) or in the caller (nginx cosockets: performed
+-- where they are awaited). The one place the contract's `background` flag is read: this layer
+-- and the ones above it (shape loop, shape bodies, streams) ask here.
+-- @param transport a transport module
+-- @treturn boolean
+function M.in_background(transport)
+  return transport.background and true or false
+end
+
 local function cqueues_running()
   local cq = package.loaded.cqueues
   return cq and cq.running and cq.running() and cq
@@ -70,9 +81,10 @@ end
 --- Perform a request outside any reading coroutine.
 -- @param transport a transport module
 -- @tparam table req see `trigger.transport`
--- @return status, headers, body; or nil and a transport error `{kind, permanent, message}`
+-- @return status, headers, body; or nil and the transport's failure
+--   (`trigger.transport.failure`: `{kind, code, permanent, message}`)
 function M.perform(transport, req)
-  if not transport.background then return transport.perform(req) end
+  if not M.in_background(transport) then return transport.perform(req) end
   local h, err = transport.start(req)
   if not h then return nil, err end
   local ok, status, headers, body = pcall(function()
@@ -88,15 +100,18 @@ function M.perform(transport, req)
 end
 
 --- Turn a failed request into an error object of the library.
--- @param failure the transport's error `{kind, permanent, message}`
+-- @param failure the transport's failure (`trigger.transport.failure`: `{kind, code, permanent,
+--   message}`; a user's transport may give a table without `code`, or a string)
 -- @tparam string where "GET url"
--- @return the error (its `fatal` field set when no retry can mend it)
+-- @return the error (its `fatal` field set when no retry can mend it, its `code` the failure's)
 function M.failure_error(failure, where)
   if type(failure) ~= "table" then
     failure = { kind = "network", permanent = false, message = tostring(failure) }
   end
-  return errors.new(failure.kind or "network", failure.message or "request failed",
-    { request = where, fatal = failure.permanent or nil })
+  local kind = failure.kind
+  if not errors.kinds[kind] then kind = "network" end
+  return errors.new(kind, failure.message or "request failed",
+    { request = where, fatal = failure.permanent or nil, code = failure.code })
 end
 
 --- The server's own words from an error body: {"error": "..."} or {"message": "..."}.
@@ -149,7 +164,7 @@ function M.begin(owner, req)
   req.ca_file = s.ca_file
   req.max_body = s.max_body
   local transport = owner.transport
-  if not transport.background then
+  if not M.in_background(transport) then
     req.cancelled = owner.is_closed -- close() from another light thread ends the wait
     return { req = req }
   end
@@ -183,7 +198,8 @@ local function perform_within_deadline(owner, req)
 end
 
 --- The result of a started request, yielding `"wait"` while it runs.
--- @return status, headers, body; or nil and a transport error
+-- @return status, headers, body; or nil and the failure (`trigger.transport.failure`; code
+--   `"interrupted"` when a reader asked for a fresh read meanwhile)
 function M.await(owner, p)
   if p.err then return nil, p.err end
   if p.req then return perform_within_deadline(owner, p.req) end
@@ -195,7 +211,7 @@ function M.await(owner, p)
       owner.interrupt = nil
       owner.awaiting, owner.awaited = nil, nil
       M.abort(owner, p)
-      return nil, { kind = "interrupted", permanent = false, message = "asked again afresh" }
+      return nil, transport_contract.interrupted()
     end
     if h:done() then break end
     coroutine.yield("wait")
@@ -215,6 +231,132 @@ function M.abort(owner, p)
   end
 end
 
+---------------------------------------------------------------------------------------------------
+-- The one streaming body reader: the answer of a request read as it comes, inside a reading
+-- coroutine (shape bodies, realtime streams).
+
+-- A background request's handle (`head()`, `take()`: libcurl).
+local function handle_reader(owner, p, opts)
+  local h, transport = p.handle, owner.transport
+  local stop, idle, most = opts.stop, opts.idle, opts.take
+  local watch = opts.watch_head and
+    { done = function() return h:done() or h:head() ~= nil end } or nil
+  local reader = {}
+  local function ended()
+    owner.awaiting, owner.awaited = nil, nil
+    owner.inflight[h] = nil
+    h:close()
+  end
+  reader.close = ended
+  function reader.head()
+    -- poll() skips resuming the coroutine while nothing can have changed: "done" once the head
+    -- is in (or the request ended)
+    if watch then owner.awaiting, owner.awaited = watch, p end
+    while true do
+      local failure = stop and stop()
+      if failure then
+        ended()
+        return nil, failure
+      end
+      local status, headers = h:head()
+      if status then
+        if watch then owner.awaiting = nil end -- bytes may come at any step now
+        return status, headers
+      end
+      if h:done() then
+        local st, hd = transport.result(h)
+        if watch then owner.awaiting = nil end
+        if not st then ended() end
+        return st, hd
+      end
+      coroutine.yield("wait")
+    end
+  end
+  local over, last -- the request ended (`last`: its failure, if it failed): read says so again
+  function reader.read()
+    if over then return nil, last end
+    while true do
+      local failure = stop and stop()
+      if failure then
+        ended()
+        over, last = true, failure
+        return nil, failure
+      end
+      local bytes = h:take(most)
+      if bytes then return bytes end
+      if h:done() then
+        local st, failed, rest = transport.result(h)
+        ended()
+        over, last = true, not st and failed or nil
+        if last then return nil, last end
+        if rest and rest ~= "" then return rest end
+        return nil
+      end
+      if idle and idle() then return nil, nil, "idle" end
+      coroutine.yield("wait")
+    end
+  end
+  return reader
+end
+
+-- nginx cosockets: the transport's stream reader (`open_stream`), its waits bounded by the
+-- driver's deadline, given up once the owner is closed.
+local function stream_reader(owner, req)
+  -- Nothing is opened once the owner is closed (from another light thread, while this one
+  -- slept) or past the driver's deadline (the request's connect would not look at it).
+  while owner.closed or (owner.deadline and owner.deadline <= clock.now()) do
+    coroutine.yield("wait")
+  end
+  req.cancelled = owner.is_closed
+  req.connect_timeout = owner.settings.connect_timeout
+  local stream, failure = owner.transport.open_stream(req)
+  if not stream then return nil, failure end
+  -- close() of the owner closes the connection at once (the reading coroutine may never run
+  -- again to do it: it waits to hand something out, or in a read another light thread gave up)
+  local handle = { close = function() stream.close() end }
+  owner.inflight[handle] = true
+  local function wait_for(fn)
+    while true do
+      local left = owner.deadline and owner.deadline - clock.now()
+      if left and left <= 0 then
+        coroutine.yield("wait")
+      else
+        local a, b, c = fn(left)
+        while owner.closed do coroutine.yield("wait") end
+        if a ~= nil or b ~= "timeout" then return a, b, c end
+      end
+    end
+  end
+  return {
+    head = function() return wait_for(stream.head) end,
+    read = function() return wait_for(stream.read) end,
+    close = function()
+      owner.inflight[handle] = nil
+      stream.close()
+    end,
+  }
+end
+
+--- Open the body of a request to read it as it comes (yields `"wait"` while nothing came).
+-- A background transport's pending request `p` (of `begin`) is read through its handle
+-- (`head()`, `take()`); without one (`p` nil: a transport that is not background) `req` is
+-- opened here with the transport's `open_stream`.
+-- @param owner the reader's private state (see above)
+-- @param p the pending request (`begin`) whose handle streams; nil: open `req` as a stream
+-- @tparam table req the request, when `p` is nil
+-- @tparam[opt] table opts (background only) `stop` (a function giving a failure to give the
+--   request up with now, or nil: asked at every look), `idle` (a function: true to stop waiting
+--   for bytes, `read` then gives `nil, nil, "idle"`), `take` (most bytes a read gives),
+--   `watch_head` (`owner.awaiting` says when the head is in, for `poll()`)
+-- @return a reader `{head, read, close}`: `head()` → status, headers | nil, failure (the
+--   request then closed); `read()` → bytes | nil at the end | nil, failure | nil, nil, "idle";
+--   `close()` gives the request up (idempotent); or nil and the failure
+function M.open_body(owner, p, req, opts)
+  if p == nil then return stream_reader(owner, req) end
+  if p.err then return nil, p.err end
+  return handle_reader(owner, p, opts or {})
+end
+
 --- `begin` then `await`.
 function M.http(owner, req)
   return M.await(owner, M.begin(owner, req))
@@ -228,7 +370,7 @@ end
 function M.sleep(owner, seconds)
   local t = owner.transport
   local wake = clock.now() + seconds
-  if t.background or not t.sleep then
+  if M.in_background(t) or not t.sleep then
     owner.wake_at = wake
     while clock.now() < owner.wake_at do coroutine.yield("wait") end
     owner.wake_at = nil

@@ -17,6 +17,7 @@
 -- @module trigger.shape_body
 local core = require "trigger.core"
 local request = require "trigger.request"
+local transport_contract = require "trigger.transport"
 local null = require("trigger.json").null
 
 local shape_reader = core.shape_reader
@@ -24,6 +25,45 @@ local shape_messages = core.shape_messages
 local ends_up_to_date = core.ends_up_to_date
 
 local M = {}
+
+--- Up to date: the one place the shape loop's answers are judged by it, for both of
+-- Trigger.dev's backends, with no setting. There are two questions:
+--
+--  * Does the body end up to date (its last message is the control message `up-to-date`)? The
+--    native runs feed says up to date there only: every answer of it ends so, and it sends no
+--    header. Electric ends a caught-up body so as well. This is what the shape core hears
+--    (`shape:response`), what says a page is whole (no page is asked for ahead of it), and
+--    what tells the native feed from Electric (up to date in the body without the header).
+--    Asked of the bytes before they are decoded (`core.ends_up_to_date`, the streaming
+--    reader's `ends_up_to_date()`) and of a decoded list (`up_to_date`): the same rule.
+--  * Is a batch of changes complete (an up-to-date boundary: hand out what changed)? Electric
+--    says so in the `electric-up-to-date` header (a 204 is a live answer with nothing new: up
+--    to date too); either backend with an up-to-date control message in the body.
+--
+-- @tparam integer status the answer's HTTP status
+-- @tparam table headers its headers (lower-case names)
+-- @tparam[opt] table list its messages, as `shape_rows.parse` gives them (nil: no body read)
+-- @treturn boolean a batch is complete (the boundary)
+-- @treturn boolean the body ends up to date
+-- @treturn boolean the answer is the native feed's (up to date in the body only); false when
+--   the body does not end up to date (nothing is known then)
+function M.up_to_date(status, headers, list)
+  local n = list and #list or 0
+  local body_ends = n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
+  local in_body = body_ends
+  for i = 1, n - 3, 3 do -- (the last message is looked at above)
+    if in_body then break end
+    in_body = list[i] == "up-to-date" and list[i + 1] == false
+  end
+  local header = headers and headers["electric-up-to-date"] ~= nil
+  return in_body or header or status == 204, body_ends, body_ends and not header
+end
+
+--- Does a whole body (bytes, not decoded yet) end up to date? The first rule of `up_to_date`,
+-- asked of the bytes (`core.ends_up_to_date`).
+-- @tparam string body
+-- @treturn boolean
+M.ends_up_to_date = ends_up_to_date
 
 --- Bytes a streaming transfer may hold untaken before it pauses (`pause_at` of `begin`): the
 -- reader takes them at every resume, so this only bounds what piles up while nobody reads (a
@@ -46,15 +86,15 @@ function M.begin(owner, req)
 end
 
 local function too_large(max)
-  return { kind = "network", permanent = true,
-    message = ("response body larger than the %d-byte limit"):format(max) }
+  return { failure = transport_contract.failure("body_too_large",
+    ("response body larger than the %d-byte limit"):format(max)) }
 end
 
 -- The whole answer at once (a transport without streaming, or an answer that was complete
 -- before its head was looked at).
 local function decoded(status, headers, body)
+  if not status then return { failure = headers } end -- (nil, failure)
   local res = { status = status, headers = headers }
-  if not status then return res end
   if status == 200 and type(body) == "string" then
     res.list, res.problem = shape_messages(body, null, true) -- rows as blobs: trigger.shape_rows
     res.body_up_to_date = ends_up_to_date(body)
@@ -64,58 +104,35 @@ local function decoded(status, headers, body)
   return res
 end
 
--- What poll() looks at to skip resuming the coroutine while nothing can have changed: "done"
--- once the head is in (or the request ended).
-local function head_watch(h)
-  return { done = function() return h:done() or h:head() ~= nil end }
-end
-
 --- Read the response of a pending request (from `begin` or `request.begin`).
 -- @param owner the reader's private state (`transport`, `settings`, `inflight`, ...)
 -- @param p the pending request
 -- @tparam[opt] table opts `on_complete = function(status, headers, body_up_to_date)`: called
 --   once every byte of a 200 is in and before its last messages are decoded (the place to
 --   begin the next request early)
--- @treturn table `{status, headers, list, problem, body_up_to_date, body}`:
---   * `status` nil: the request failed, `headers` is the transport's failure
---     `{kind, permanent, message}` (a 200 whose body went past `max_body` too: permanent);
+-- @treturn table `{status, headers, failure, list, problem, body_up_to_date, body}`:
+--   * `failure` (and no `status`): the request failed, as `trigger.transport.failure` says
+--     (code `"body_too_large"` for a 200 whose body went past `max_body`: permanent;
+--     `"interrupted"` when a reader asked for a fresh read meanwhile);
 --   * 200: `list` (as `shape_rows.parse` gives it) or `problem` (the body is refused; `list` nil),
 --     `body_up_to_date` (the body's last message is up-to-date: `core.ends_up_to_date`), no `body`;
 --   * any other status: `body`, the whole body as a string.
 function M.read(owner, p, opts)
-  if p.err then return { status = nil, headers = p.err } end
+  if p.err then return { failure = p.err } end
   local h = p.handle
-  if p.req or not (h and h.head and h.take) then
+  if p.req or not (h and h.head and h.take) then -- (nginx: the answer whole, see above)
     return decoded(request.await(owner, p))
-  end
-  local transport = owner.transport
-  local function ended()
-    owner.awaiting, owner.awaited = nil, nil
-    owner.inflight[h] = nil
-    h:close()
   end
   -- A reader asked for a fresh read (`Upstream:refresh` sets owner.interrupt): this request is
   -- given up, as `request.await` gives it up, even when its answer is in.
-  local function interrupted()
-    owner.interrupt = nil
-    ended()
-    return { status = nil, headers = { kind = "interrupted", permanent = false,
-      message = "asked again afresh" } }
-  end
-  -- the head
-  owner.awaiting, owner.awaited = head_watch(h), p
-  local status, headers = h:head()
-  while not status do
-    if owner.interrupt then return interrupted() end
-    if h:done() then
-      local st, hd, body = transport.result(h)
-      ended()
-      return decoded(st, hd, body)
-    end
-    coroutine.yield("wait")
-    status, headers = h:head()
-  end
-  owner.awaiting = nil -- bytes may come at any step now: every resume takes them
+  local body = request.open_body(owner, p, nil, { take = M.TAKE, watch_head = true,
+    stop = function()
+      if not owner.interrupt then return nil end
+      owner.interrupt = nil
+      return transport_contract.interrupted()
+    end })
+  local status, headers = body.head()
+  if not status then return { failure = headers } end
   local max = owner.settings and owner.settings.max_body
   if max and max <= 0 then max = nil end
   local reader = status == 200 and shape_reader(null, true) or nil
@@ -133,36 +150,23 @@ function M.read(owner, p, opts)
     return true
   end
   while true do
-    if owner.interrupt then
-      if reader then reader:close() end
-      return interrupted()
-    end
-    local bytes = h:take(M.TAKE)
+    local bytes, failure = body.read()
     if bytes then
       if not take(bytes) then
-        ended()
+        body.close()
         if reader then reader:close() end
-        return { status = nil, headers = too_large(max) }
+        return too_large(max)
       end
       if problem then -- refused: the rest of the body cannot mend it
-        ended()
+        body.close()
         reader:close()
         return { status = status, headers = headers, problem = problem }
       end
-    elseif h:done() then
-      local st, failure, rest = transport.result(h)
-      ended()
-      if not st then
-        if reader then reader:close() end
-        return { status = nil, headers = failure }
-      end
-      if rest and rest ~= "" and not take(rest) then
-        if reader then reader:close() end
-        return { status = nil, headers = too_large(max) }
-      end
-      break
+    elseif failure then
+      if reader then reader:close() end
+      return { failure = failure }
     else
-      coroutine.yield("wait")
+      break
     end
   end
   if not reader then

@@ -7,7 +7,8 @@
 -- log and the native runs feed (a state poller dressed as a shape: up to date only in the
 -- body, full rows, no deletes, and a per-handle record of what was sent, kept on the server).
 -- What makes that safe:
---  * up to date is read from the body's last control message as well as the header;
+--  * up to date is read from the body's last control message as well as the header (the one
+--    rule: `shape_body.up_to_date`);
 --  * a page is asked for ahead only while the body does not end up to date;
 --  * a failed live poll is asked again non-live with the same handle (`shape:interrupted`);
 --  * a row older (by `updatedAt`) than the one already handed out is not yielded.
@@ -25,14 +26,14 @@
 -- `"protocol"`, `idle = true`), or one warning goes to stderr without `on_error`.
 -- @module trigger.shape_loop
 local clock = require "trigger.clock"
-local core = require "trigger.core"
 local errors = require "trigger.errors"
 local request = require "trigger.request"
 local retry = require "trigger.retry"
 local shape_body = require "trigger.shape_body"
 local shape_rows = require "trigger.shape_rows"
+local transport_contract = require "trigger.transport"
 
-local ends_up_to_date = core.ends_up_to_date
+local ends_up_to_date = shape_body.ends_up_to_date
 
 local M = {}
 
@@ -95,12 +96,6 @@ local function idle_error(r, message, status, where)
     .. "): backing off", { status = status, request = where, idle = true })
 end
 
--- Does the flat message list (operation, key, value triples) end with up-to-date?
-local function list_ends_up_to_date(list)
-  local n = #list
-  return n >= 3 and list[n - 2] == "up-to-date" and list[n - 1] == false
-end
-
 -- At an up-to-date boundary: hand the batch of what changed, with the position it reaches, to
 -- the readers (`r.publish`), then let the driving reader take it.
 local function publish(r, url)
@@ -114,19 +109,20 @@ local function publish(r, url)
 end
 
 -- What one response of the shape log means: true when a batch of runs is ready to be handed
--- out, false otherwise (applied, retried after a backoff, or to be fetched again). `between`:
--- for `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body);
+-- out, false otherwise (applied, retried after a backoff, or to be fetched again). `failure`:
+-- the transport's (`trigger.transport.failure`), when there is no answer; `between`: for
+-- `shape_rows.parse`; `parsed`: the answer as `shape_body.read` read it (its list, no body);
 -- `elapsed`: seconds the request took (for the request budget).
-local function handle(r, url, status, headers, body, between, parsed, elapsed)
+local function handle(r, url, failure, status, headers, body, between, parsed, elapsed)
   local where = "GET " .. url
-  if not status and type(headers) == "table" and headers.kind == "interrupted" then
+  if transport_contract.is_interrupted(failure) then
     -- A reader joined a shared native feed: read the whole shape again (see `Upstream:refresh`).
     r.shape:interrupted()
     r.rebuild_next = r.refresh_ticket -- the refresh this read answers
     return false
   end
-  if not status then
-    local err = request.failure_error(headers, where)
+  if failure then
+    local err = request.failure_error(failure, where)
     if err.fatal then error(err, 0) end
     r.shape:interrupted()
     M.transient(r, err)
@@ -144,7 +140,8 @@ local function handle(r, url, status, headers, body, between, parsed, elapsed)
       { status = status, request = where }))
     return false
   end
-  local body_up_to_date = messages ~= nil and list_ends_up_to_date(messages)
+  -- (up to date: decided in `shape_body.up_to_date`, for both backends)
+  local boundary, body_up_to_date, native = shape_body.up_to_date(status, headers, messages)
   local changes, refetch = 0, false
   if messages then changes, refetch = list_summary(messages) end
   local action, kind, message, pace = r.shape:response(status, headers, body, body_up_to_date,
@@ -158,22 +155,18 @@ local function handle(r, url, status, headers, body, between, parsed, elapsed)
     -- of the shape (a page of a resync, say), which a reader joining now must not take as one.
     r.mid_sync = true
     -- The native feed says up to date in the body only; Electric in a header as well. Which
-    -- one answered is read off each answer: the server can flip between two of them.
-    local native_answer = body_up_to_date and not headers["electric-up-to-date"]
-    if body_up_to_date then r.native_dialect = native_answer end
+    -- one answered is read off each answer: the server can flip between the two.
+    if body_up_to_date then r.native_dialect = native end
     if r.rebuild_next and status == 200 then
       r.rebuilt = r.rebuild_next
       r.rebuild_next = nil
       -- A non-live answer of the native feed is the whole shape: what it lacks has left. (A
       -- page of Electric's log is not: taken for one, it dropped the pages before it.)
-      if native_answer then r.rows:reset() end
+      if native then r.rows:reset() end
     end
     if headers["electric-schema"] then r.schema = headers["electric-schema"] end
-    local up_to_date = false
-    if messages then up_to_date = r.rows:apply(messages) end
-    if up_to_date or headers["electric-up-to-date"] or status == 204 then
-      return true
-    end
+    if messages then r.rows:apply(messages) end
+    if boundary then return true end
   elseif action == "resync" then
     r.mid_sync = true
     r.rows:reset()
@@ -201,9 +194,9 @@ end
 -- Never during a streak of idle answers (the request budget): the next request waits for the
 -- verdict on this one.
 local function request_ahead(r, base, was_live, status, headers, body_up_to_date)
-  if was_live or status ~= 200 or not r.transport.background or headers["electric-up-to-date"]
-      or body_up_to_date ~= false or r.shape:idle() > 0 then
-    return nil
+  if was_live or status ~= 200 or not request.in_background(r.transport) or body_up_to_date ~= false
+      or shape_body.up_to_date(status, headers) or r.shape:idle() > 0 then
+    return nil -- (up to date by its header: the body is not decoded yet)
   end
   local peek = r.shape:clone()
   local url = peek:response(status, headers) == "apply" and base .. peek:query(r.params)
@@ -242,29 +235,31 @@ function M.run(r)
     end
     local url = base .. r.shape:query(r.params)
     local was_live = select(4, r.shape:position())
-    local fresh = not (started and started.url == url) and r.transport.background
+    local fresh = not (started and started.url == url) and request.in_background(r.transport)
     local p = request_for(url, fresh)
     local sent = p.since or clock.now()
-    local status, headers, body, parsed
+    local status, headers, body, parsed, failure
     if fresh then
       -- Nothing was begun ahead for it (the first page of a sync, the native feed's one
       -- snapshot): read as it arrives, decoded while the rest is on the wire, never held whole.
       parsed = shape_body.read(r, p, { on_complete = function(st, hd, up_to_date)
         started = request_ahead(r, base, was_live, st, hd, up_to_date)
       end })
-      status, headers, body = parsed.status, parsed.headers, parsed.body
+      status, headers, body, failure = parsed.status, parsed.headers, parsed.body, parsed.failure
     else
       status, headers, body = request.await(r, p)
+      if not status then failure, headers = headers, nil end -- (nil, failure)
       started = request_ahead(r, base, was_live, status, headers,
         type(body) ~= "string" or ends_up_to_date(body))
     end
     local elapsed = clock.now() - (p.req and p.req.sent_at or sent)
-    local batch = handle(r, url, status, headers, body, started and step_network, parsed, elapsed)
+    local batch = handle(r, url, failure, status, headers, body, started and step_network, parsed,
+      elapsed)
     body, parsed = nil, nil -- luacheck: ignore 311 (not kept alive while the batch is handed out)
     if batch then
       -- The following request starts before the runs are handed out, so the user's work
       -- overlaps the next long-poll and closing the subscription aborts a live request.
-      if r.transport.background and not r.idle_due then
+      if request.in_background(r.transport) and not r.idle_due then
         local nurl = base .. r.shape:query(r.params)
         started = { url = nurl, pending = request_for(nurl) }
       end

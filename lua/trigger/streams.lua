@@ -231,76 +231,19 @@ local function transient(r, err, retry_after)
   pause(r, backoff(r, r.attempts, retry_after))
 end
 
--- The body of one response as a source of bytes. libcurl: in the background, taken as it comes.
-local function curl_source(r, req)
-  local p = request.begin(r, req)
-  if p.err then return nil, p.err end
-  local h, t = p.handle, r.transport
-  local src = {}
-  function src.head() -- status, headers | nil, failure
-    while true do
-      local status, headers = h:head()
-      if status then return status, headers end
-      if h:done() then
-        local st, hd = t.result(h)
-        if not st then return nil, hd end
-        return st, hd
-      end
-      coroutine.yield("wait")
-    end
-  end
-  function src.read() -- bytes | nil (the end) | nil, failure | nil, nil, "settled"
-    while true do
-      local b = h:take()
-      if b then return b end
-      if h:done() then
-        local st, failure, rest = t.result(h)
-        if not st then return nil, failure end
-        if rest ~= "" then return rest end
-        return nil
-      end
-      if r.settled and not r.short then return nil, nil, "settled" end
-      coroutine.yield("wait")
-    end
-  end
-  function src.close()
-    r.inflight[h] = nil
-    h:close()
-  end
-  return src
-end
-
--- nginx cosockets: the transport's stream reader, its waits bounded by the caller's deadline.
-local function cosocket_source(r, req)
-  -- Nothing is opened once the stream is closed (from another light thread, while this one
-  -- slept) or past the driver's deadline (the request's connect would not look at it).
-  while r.closed or (r.deadline and r.deadline <= clock.now()) do coroutine.yield("wait") end
-  req.cancelled = r.is_closed
-  req.connect_timeout = r.settings.connect_timeout
-  local reader, failure = r.transport.open_stream(req)
-  if not reader then return nil, failure end
-  -- close() of the stream closes the connection at once (the reading coroutine may never run
-  -- again to do it: it waits in deliver(), or in a read another light thread gave up)
-  local handle = { close = function() reader.close() end }
-  r.inflight[handle] = true
-  local src = {}
-  local function wait_for(fn)
-    while true do
-      local left = r.deadline and r.deadline - clock.now()
-      if left and left <= 0 then
-        coroutine.yield("wait")
-      else
-        local a, b, c = fn(left)
-        while r.closed do coroutine.yield("wait") end
-        if a ~= nil or b ~= "timeout" then return a, b, c end
-      end
-    end
-  end
-  function src.head() return wait_for(reader.head) end
-  function src.read() return wait_for(reader.read) end
-  function src.close()
-    r.inflight[handle] = nil
-    reader.close()
+-- The body of one response as a source of bytes: the library's one body reader
+-- (`request.open_body`). libcurl: in the background, taken as it comes (settled: a read that
+-- finds nothing new ends the connection); nginx cosockets: the transport's stream reader.
+local function source(r, req)
+  local p = request.in_background(r.transport) and request.begin(r, req) or nil
+  local src, failure = request.open_body(r, p, req, {
+    idle = function() return r.settled and not r.short end })
+  if not src then return nil, failure end
+  local read = src.read
+  src.read = function() -- bytes | nil (the end) | nil, failure | nil, nil, "settled"
+    local bytes, why, idle = read()
+    if idle then return nil, nil, "settled" end
+    return bytes, why
   end
   return src
 end
@@ -388,7 +331,7 @@ local function connection(r)
   local req = { url = r.url, headers = headers, timeout = 0, pause_at = M.pause_at,
     idle_timeout = (idle or 60) + s.read_timeout }
   r.requests = r.requests + 1
-  local src, failure = (r.transport.background and curl_source or cosocket_source)(r, req)
+  local src, failure = source(r, req)
   if not src then
     local err = request.failure_error(failure, where)
     if err.fatal then error(err, 0) end

@@ -83,7 +83,7 @@ function Pump:transport(base)
   local up = self.up
   local transport = setmetatable({}, { __index = base })
   transport.perform = function(req)
-    local interrupted = { kind = "interrupted", permanent = false, message = "asked again afresh" }
+    local interrupted = require("trigger.transport").interrupted()
     if self.relay then self.relay:before_request() end -- leaves here once another worker owns it
     if up:take_interrupt() then
       return nil, interrupted

@@ -161,6 +161,7 @@
 ---@field where string? the script line that called the library when the error was raised there
 ---@field kind trigger.ErrorKind what kind of failure
 ---@field status integer? the HTTP status; nil when there was no response
+---@field code string? with no HTTP answer: the transport's name of the failure (`"ECONNREFUSED"`, `"CURLE_COULDNT_CONNECT"`, `"body_too_large"`…)
 ---@field message string what went wrong (credentials masked)
 ---@field request string? the method and URL of the request (`GET https://…`), masked
 ---@field fatal boolean? true when the subscription or stream ended because of it
@@ -621,7 +622,7 @@ trigger.errors = {}
 ---Make an error object.
 ---@param kind trigger.ErrorKind
 ---@param message string
----@param extra? { status: integer?, request: string?, retry_after: number?, fatal: boolean? }
+---@param extra? { status: integer?, request: string?, retry_after: number?, fatal: boolean?, code: string? }
 ---@return trigger.Error
 function trigger.errors.new(kind, message, extra) end
 
@@ -638,5 +639,27 @@ local transport = {}
 ---The transport module for the current host.
 ---@return trigger.Transport
 function transport.current() end
+
+---A failed request as a transport gives it.
+---@class trigger.TransportFailure
+---@field kind "network"
+---@field code string the machine-readable name (`"ECONNREFUSED"`, `"CURLE_OPERATION_TIMEDOUT"`, `"body_too_large"`, `"interrupted"`…)
+---@field permanent boolean true when no retry can mend it (decided by `code`)
+---@field message string what failed, in words
+
+---Make a failure (`permanent` decided by `code`).
+---@param code string
+---@param message string
+---@return trigger.TransportFailure
+function transport.failure(code, message) end
+
+---The failure of a read given up for a fresh one (code `"interrupted"`).
+---@return trigger.TransportFailure
+function transport.interrupted() end
+
+---Is this the failure of a read given up for a fresh one?
+---@param failure any
+---@return boolean
+function transport.is_interrupted(failure) end
 
 return trigger

@@ -2,6 +2,7 @@
 -- so one thread drives any number of them through one pollable fd.
 -- @module trigger.transport.curl
 local curl = require "trigger.curl"
+local transport = require "trigger.transport"
 
 local M = {}
 
@@ -16,29 +17,52 @@ end
 --- Requests run in the background: `start` returns at once, `step` moves them along.
 M.background = true
 
--- libcurl failures that no retry can mend: a certificate that does not verify, a CA file that
--- cannot be read, a URL that is not one, a body over max_body (the write callback refused it).
-local PERMANENT = {
-  [1] = true, [3] = true, [23] = true, [58] = true, [60] = true, [77] = true,
+-- CURLcode numbers as their names (the failure's `code`), read once here; whether one is
+-- permanent is decided by name (`trigger.transport.failure`). A number not listed is
+-- "CURLE_<n>".
+local CURLCODE = {
+  [1] = "CURLE_UNSUPPORTED_PROTOCOL", [2] = "CURLE_FAILED_INIT", [3] = "CURLE_URL_MALFORMAT",
+  [4] = "CURLE_NOT_BUILT_IN", [5] = "CURLE_COULDNT_RESOLVE_PROXY",
+  [6] = "CURLE_COULDNT_RESOLVE_HOST", [7] = "CURLE_COULDNT_CONNECT",
+  [8] = "CURLE_WEIRD_SERVER_REPLY", [16] = "CURLE_HTTP2", [18] = "CURLE_PARTIAL_FILE",
+  [23] = "CURLE_WRITE_ERROR", [26] = "CURLE_READ_ERROR", [27] = "CURLE_OUT_OF_MEMORY",
+  [28] = "CURLE_OPERATION_TIMEDOUT", [35] = "CURLE_SSL_CONNECT_ERROR",
+  [42] = "CURLE_ABORTED_BY_CALLBACK", [43] = "CURLE_BAD_FUNCTION_ARGUMENT",
+  [45] = "CURLE_INTERFACE_FAILED", [47] = "CURLE_TOO_MANY_REDIRECTS", [52] = "CURLE_GOT_NOTHING",
+  [55] = "CURLE_SEND_ERROR", [56] = "CURLE_RECV_ERROR", [58] = "CURLE_SSL_CERTPROBLEM",
+  [59] = "CURLE_SSL_CIPHER", [60] = "CURLE_PEER_FAILED_VERIFICATION",
+  [61] = "CURLE_BAD_CONTENT_ENCODING", [77] = "CURLE_SSL_CACERT_BADFILE",
+  [80] = "CURLE_SSL_SHUTDOWN_FAILED", [83] = "CURLE_SSL_ISSUER_ERROR",
+  [90] = "CURLE_SSL_PINNEDPUBKEYNOTMATCH", [91] = "CURLE_SSL_INVALIDCERTSTATUS",
+  [92] = "CURLE_HTTP2_STREAM", [95] = "CURLE_HTTP3",
 }
+
+--- The name of a CURLcode number (`"CURLE_COULDNT_CONNECT"` for 7).
+-- @tparam integer n
+-- @treturn string
+function M.code_name(n)
+  return CURLCODE[n] or ("CURLE_" .. tostring(n))
+end
 
 --- Start a request in the background; drive it with `step`.
 -- @tparam table req see `trigger.transport`
 -- @treturn[1] userdata a request: `done()`, `close()`; its answer comes from `result`
 -- @treturn[2] nil
--- @treturn[2] table the failure `{kind, permanent, message}`
+-- @treturn[2] table the failure (`trigger.transport.failure`; code `"bad_request"`: the hub
+--   cannot make this request)
 function M.start(req)
   local r, err = the_hub():request(req)
-  if not r then return nil, { kind = "network", permanent = true, message = err } end
+  if not r then return nil, transport.failure("bad_request", err) end
   return r
 end
 
 --- The answer of a finished request.
--- @return status, headers (lower-case names), body; or nil and `{kind, permanent, message}`
+-- @return status, headers (lower-case names), body; or nil and the failure
+--   (`trigger.transport.failure`, its code the CURLcode's name)
 function M.result(r)
   local status, headers, body = r:result()
   if status then return status, headers, body end
-  return nil, { kind = "network", permanent = PERMANENT[body] == true, message = headers }
+  return nil, transport.failure(M.code_name(body), headers)
 end
 
 --- Perform a request and wait for it (yielding to cqueues inside a cqueues coroutine).

@@ -28,10 +28,16 @@
 --    closed without an answer: a request that must not run twice), and for
 --    non-background transports `cancelled` (a function: true once the caller gave up).
 --  * An answer: `status, headers, body` (header names in lower case), or `nil, failure` with
---    `failure = {kind = "network", permanent = boolean, message = string}`. Each transport
---    classifies its own failures: `permanent` is true when no retry can mend it (a certificate
---    that does not verify, a body over `max_body`, a URL that is not one); refused, reset,
---    timed out and cut-short requests are not permanent. HTTP statuses are never failures
+--    `failure = {kind = "network", code = string, permanent = boolean, message = string}` (a
+--    value of its own, made by `failure`; callers branch on `code` and `permanent`, never on
+--    the message). Each transport names its own failures once, in one table (`code`: luv's
+--    errno-style names for socket errors, `"ECONNREFUSED"`, `"ETIMEDOUT"`...; libcurl's
+--    CURLcode names, `"CURLE_COULDNT_CONNECT"`...; the library's own lower-case names for
+--    what no system call says: `"body_too_large"`, `"bad_url"`, `"interrupted"`...), and
+--    `permanent` follows from the code (one table, in `failure`): true when no retry can mend
+--    it (a certificate that does not verify, a body over `max_body`, a URL that is not one); refused,
+--    reset, timed out and cut-short requests are not permanent. A transport of the user's may
+--    leave `code` out; `permanent` is then its word. HTTP statuses are never failures
 --    here: what they mean is the library's business, not the transport's. A failure's
 --    message never holds a token.
 --  * Streaming bodies (optional; realtime streams need them, shape bodies use them when
@@ -46,6 +52,42 @@
 --    shape body is read whole and `trigger.streams` cannot be used.
 -- @module trigger.transport
 local M = {}
+
+-- The failure codes no retry can mend (the one decision of `permanent`, for every transport):
+-- a URL that is not one or a request that cannot be made, a body over `max_body` (libcurl's
+-- `CURLE_WRITE_ERROR`: the hub's write callback refuses only such a body, or a header holding a
+-- NUL byte), a certificate that does not verify, a CA file that cannot be read.
+local PERMANENT = {
+  bad_url = true, bad_request = true, body_too_large = true, cert_verify = true,
+  CURLE_UNSUPPORTED_PROTOCOL = true, CURLE_URL_MALFORMAT = true, CURLE_WRITE_ERROR = true,
+  CURLE_SSL_CERTPROBLEM = true, CURLE_PEER_FAILED_VERIFICATION = true,
+  CURLE_SSL_CACERT_BADFILE = true,
+}
+
+--- A failed request, as every transport and the readers above them give it: the one
+-- constructor of the value (`permanent` decided by `code`, from one table: `body_too_large`, `bad_url`,
+-- `bad_request`, `cert_verify` and libcurl's certificate, CA file, URL and write errors).
+-- @tparam string code the machine-readable name
+-- @tparam string message what failed, in words (never a token)
+-- @treturn table `{kind = "network", code =, permanent =, message =}`
+function M.failure(code, message)
+  return { kind = "network", code = code, permanent = PERMANENT[code] == true,
+    message = message }
+end
+
+--- The failure of a read given up because a reader asked for a fresh one (`Upstream:refresh`):
+-- never an error, the shape loop reads the shape again (code `"interrupted"`).
+-- @treturn table
+function M.interrupted()
+  return M.failure("interrupted", "asked again afresh")
+end
+
+--- Is `failure` the read given up by `interrupted`?
+-- @param failure a failure (or nil)
+-- @treturn boolean
+function M.is_interrupted(failure)
+  return type(failure) == "table" and failure.code == "interrupted"
+end
 
 --- The transport module for the current host.
 function M.current()

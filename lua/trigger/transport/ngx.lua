@@ -29,6 +29,7 @@
 --
 -- @module trigger.transport.ngx
 local core = require "trigger.core"
+local transport = require "trigger.transport"
 
 local ngx = ngx -- luacheck: ignore
 
@@ -66,13 +67,43 @@ M.background = false
 -- fan-out layer above (`trigger.upstream`) runs its loop in an `ngx.timer` of its own (the pump,
 -- `trigger.upstream_ngx`). This transport knows nothing of it.
 
--- Failures no retry can mend: a certificate that does not verify, a body over max_body.
-local function is_permanent(message)
-  return message:find("certificate", 1, true) ~= nil or message:find("max_body", 1, true) ~= nil
+-- ngx_lua's cosocket error strings (of connect, sslhandshake, send, receive) as failure codes:
+-- the one place they are read. The first pattern found in the string names it; whether the
+-- failure is permanent follows from the code (`trigger.transport.failure`): a certificate
+-- that does not verify ("certificate host mismatch", "18: self signed certificate"...) is.
+local SOCKET_ERRORS = {
+  { "^timeout", "ETIMEDOUT" },
+  { "^closed", "EOF" },
+  { "connection refused", "ECONNREFUSED" },
+  { "connection reset", "ECONNRESET" },
+  { "could not be resolved", "EAI_NONAME" },
+  { "no resolver defined", "EAI_NONAME" },
+  { "host is unreachable", "EHOSTUNREACH" },
+  { "no route to host", "EHOSTUNREACH" },
+  { "network is unreachable", "ENETUNREACH" },
+  { "certificate", "cert_verify" },
+  { "handshake failed", "tls_handshake" },
+  { "busy", "EBUSY" },
+  { "no memory", "ENOMEM" },
+}
+
+--- The failure code of one of ngx_lua's cosocket error strings (`"ECONNREFUSED"` for
+-- "connection refused"; `"socket_error"` for one not known).
+-- @tparam string err
+-- @treturn string
+function M.code_of(err)
+  err = tostring(err):lower()
+  for _, known in ipairs(SOCKET_ERRORS) do
+    if err:find(known[1]) then return known[2] end
+  end
+  return "socket_error"
 end
 
-local function failure(message, permanent)
-  return { kind = "network", permanent = permanent, message = message }
+local failure = transport.failure
+
+-- The failure of a cosocket call that said `err`, described by `what` (words before it).
+local function socket_failure(what, err)
+  return failure(M.code_of(err), what .. tostring(err))
 end
 
 local function now()
@@ -147,20 +178,20 @@ local function build_request(req, u)
 end
 M._build_request = build_request
 
--- One attempt on one connection. Returns status, headers, body | nil, message, retryable
+-- One attempt on one connection. Returns status, headers, body | nil, failure, retryable
 -- (retryable: a pooled connection the server had closed before answering anything).
 -- `entry`: the request's entry in `inflight`.
 local function attempt(req, u, request, method, deadline, entry)
   entry.sock = nil
   local sock, err = ngx.socket.tcp()
-  if not sock then return nil, "cannot create a cosocket: " .. tostring(err) end
+  if not sock then return nil, socket_failure("cannot create a cosocket: ", err) end
   local where = u.host .. ":" .. u.port
   local connect_s = math.min(req.connect_timeout or 10, math.max(deadline - now(), 0.001))
   sock:settimeout(ms(connect_s))
   local ok
   ok, err = sock:connect(u.host, u.port, { pool = u.scheme .. "://" .. where,
     pool_size = M.pool_size })
-  if not ok then return nil, "connect to " .. where .. " failed: " .. tostring(err) end
+  if not ok then return nil, socket_failure("connect to " .. where .. " failed: ", err) end
   entry.sock = sock
   local reused = (sock:getreusedtimes() or 0) > 0
   if reused then
@@ -173,20 +204,20 @@ local function attempt(req, u, request, method, deadline, entry)
     ok, err = sock:sslhandshake(false, name, true)
     if not ok then
       sock:close()
-      return nil, "TLS handshake with " .. where .. " failed: " .. tostring(err)
+      return nil, socket_failure("TLS handshake with " .. where .. " failed: ", err)
     end
   end
   local left = deadline - now()
   if left <= 0 then
     sock:close()
-    return nil, "timeout: no time left to send the request to " .. where
+    return nil, failure("ETIMEDOUT", "timeout: no time left to send the request to " .. where)
   end
   sock:settimeout(ms(left))
   local sent
   sent, err = sock:send(request)
   if not sent then
     sock:close()
-    return nil, "send to " .. where .. " failed: " .. tostring(err), reused
+    return nil, socket_failure("send to " .. where .. " failed: ", err), reused
   end
 
   local parser = core.http1_parser { max_body = req.max_body, head = method == "HEAD" }
@@ -196,7 +227,8 @@ local function attempt(req, u, request, method, deadline, entry)
     if left <= 0 then
       sock:close()
       parser:close()
-      return nil, "timeout: no complete response from " .. where .. " in time"
+      return nil, failure("ETIMEDOUT", "timeout: no complete response from " .. where
+        .. " in time")
     end
     local cancelled = req.cancelled
     sock:settimeout(ms(cancelled and math.min(left, M.cancel_check_s) or left))
@@ -207,7 +239,7 @@ local function attempt(req, u, request, method, deadline, entry)
     elseif rerr == "timeout" and cancelled and cancelled() then
       sock:close()
       parser:close()
-      return nil, "cancelled: the request to " .. where .. " was given up"
+      return nil, failure("ECANCELED", "cancelled: the request to " .. where .. " was given up")
     elseif data then
       got_any = true
       state, extra, code = parser:feed(data)
@@ -216,15 +248,17 @@ local function attempt(req, u, request, method, deadline, entry)
       if state == nil and not got_any and reused then
         sock:close()
         parser:close()
-        return nil, "the pooled connection to " .. where .. " was closed", true
+        return nil, failure("EOF", "the pooled connection to " .. where .. " was closed"), true
       end
     else
       sock:close()
       parser:close()
       if rerr == "timeout" then
-        return nil, "timeout: no complete response from " .. where .. " in time"
+        return nil, failure("ETIMEDOUT", "timeout: no complete response from " .. where
+          .. " in time")
       end
-      return nil, "receive from " .. where .. " failed: " .. tostring(rerr), reused and not got_any
+      return nil, socket_failure("receive from " .. where .. " failed: ", rerr),
+        reused and not got_any
     end
     if state == "done" then
       local status = parser:status()
@@ -241,10 +275,11 @@ local function attempt(req, u, request, method, deadline, entry)
       sock:close()
       parser:close()
       if code == "body_too_large" then
-        return nil, "response body from " .. where .. " larger than max_body ("
-          .. tostring(req.max_body) .. " bytes)"
+        return nil, failure("body_too_large", "response body from " .. where
+          .. " larger than max_body (" .. tostring(req.max_body) .. " bytes)")
       end
-      return nil, "bad HTTP response from " .. where .. ": " .. tostring(extra)
+      return nil, failure("bad_response", "bad HTTP response from " .. where .. ": "
+        .. tostring(extra))
     end
   end
 end
@@ -277,9 +312,9 @@ function M.perform(req)
       " cosockets verify against lua_ssl_trusted_certificate")
   end
   local u, err = parse_url(req.url)
-  if not u then return nil, failure(err, true) end
+  if not u then return nil, failure("bad_url", err) end
   local request, method = build_request(req, u)
-  if not request then return nil, failure(method, true) end
+  if not request then return nil, failure("bad_request", method) end
   local deadline = now() + (req.timeout or 60)
   stats.requests = stats.requests + 1
   local entry = {}
@@ -291,7 +326,7 @@ function M.perform(req)
     status, headers, body = attempt(req, u, request, method, deadline, entry)
   end
   inflight[entry] = nil
-  if status == nil then return nil, failure(headers, is_permanent(headers)) end
+  if status == nil then return nil, headers end
   return status, headers, body
 end
 
@@ -316,18 +351,18 @@ function M.open_stream(req)
     error("trigger-realtime: cosockets are disabled in nginx's " .. phase .. " phase", 2)
   end
   local u, err = parse_url(req.url)
-  if not u then return nil, failure(err, true) end
+  if not u then return nil, failure("bad_url", err) end
   local request = build_request(req, u)
-  if not request then return nil, failure("bad request", true) end
+  if not request then return nil, failure("bad_request", "bad request") end
   stats.requests = stats.requests + 1
   local where = u.host .. ":" .. u.port
   local sock
   sock, err = ngx.socket.tcp()
-  if not sock then return nil, failure("cannot create a cosocket: " .. tostring(err), false) end
+  if not sock then return nil, socket_failure("cannot create a cosocket: ", err) end
   sock:settimeout(ms(req.connect_timeout or 10))
   local ok
   ok, err = sock:connect(u.host, u.port)
-  if not ok then return nil, failure("connect to " .. where .. " failed: " .. tostring(err), false) end
+  if not ok then return nil, socket_failure("connect to " .. where .. " failed: ", err) end
   stats.connects = stats.connects + 1
   -- In flight until closed (active() also drops it once ngx_lua closed the socket: the light
   -- thread reading it was killed, as when a browser leaves and the handler calls ngx.exit).
@@ -338,15 +373,14 @@ function M.open_stream(req)
     if not ok then
       sock:close()
       inflight[entry] = nil
-      local message = "TLS handshake with " .. where .. " failed: " .. tostring(err)
-      return nil, failure(message, is_permanent(message))
+      return nil, socket_failure("TLS handshake with " .. where .. " failed: ", err)
     end
   end
   ok, err = sock:send(request)
   if not ok then
     sock:close()
     inflight[entry] = nil
-    return nil, failure("send to " .. where .. " failed: " .. tostring(err), false)
+    return nil, socket_failure("send to " .. where .. " failed: ", err)
   end
   local limit = math.min(req.max_body or M.stream_body_max, M.stream_body_max)
   local parser = core.http1_parser { max_body = limit }
@@ -362,7 +396,7 @@ function M.open_stream(req)
     end
   end
   local function gone()
-    return failure("closed: the stream from " .. where .. " was closed", false)
+    return failure("ECANCELED", "closed: the stream from " .. where .. " was closed")
   end
   local function pump(seconds) -- one receive: true | nil, "timeout" | nil, failure
     if closed then return nil, gone() end
@@ -376,25 +410,29 @@ function M.open_stream(req)
       shut()
       return nil, gone()
     end
-    local state, message
+    local state, message, code
     if data then
       last = now()
-      state, message = parser:feed(data)
+      state, message, code = parser:feed(data)
     elseif rerr == "closed" then
-      state, message = parser:finish()
+      state, message, code = parser:finish()
     elseif rerr == "timeout" then
       if req.cancelled and req.cancelled() then
-        return nil, failure("cancelled: the stream from " .. where .. " was given up", false)
+        return nil, failure("ECANCELED", "cancelled: the stream from " .. where .. " was given up")
       end
       if idle and now() - last >= idle then
-        return nil, failure("timeout: no byte from " .. where .. " in " .. idle .. " s", false)
+        return nil, failure("ETIMEDOUT", "timeout: no byte from " .. where .. " in " .. idle
+          .. " s")
       end
       return nil, "timeout"
     else
-      return nil, failure("receive from " .. where .. " failed: " .. tostring(rerr), false)
+      return nil, socket_failure("receive from " .. where .. " failed: ", rerr)
     end
     if state == nil then
-      return nil, failure("bad HTTP response from " .. where .. ": " .. tostring(message), false)
+      -- past stream_body_max the stream fails softly (its reader reopens it): not the
+      -- permanent "body_too_large" of a whole response
+      return nil, failure(code == "body_too_large" and "stream_full" or "bad_response",
+        "bad HTTP response from " .. where .. ": " .. tostring(message))
     end
     if state == "done" or rerr == "closed" then ended = true end
     return true
@@ -403,7 +441,7 @@ function M.open_stream(req)
   function reader.head(seconds)
     if closed then return nil, gone() end
     while not parser:headers_complete() do
-      if ended then return nil, failure("no response head from " .. where, false) end
+      if ended then return nil, failure("EOF", "no response head from " .. where) end
       local progressed, why = pump(seconds)
       if not progressed then return nil, why end
     end
