@@ -123,7 +123,7 @@ function M.call(settings, spec)
   if spec.body then
     headers[#headers + 1] = "Content-Type: " .. (spec.content_type or "application/json")
     -- libcurl would wait for a "100 Continue" before a large body; the API never sends one
-    if transport.background then headers[#headers + 1] = "Expect:" end
+    if request.in_background(transport) then headers[#headers + 1] = "Expect:" end
   end
   for _, h in ipairs(spec.headers or {}) do headers[#headers + 1] = h end
   local max_retries = settings.max_retries or M.DEFAULT_RETRIES

@@ -78,7 +78,7 @@ end
 
 --- Raise the misuse error of `fn` on a transport without background requests (nginx).
 function M.need_background(r, fn)
-  if not r.transport.background then
+  if not request.in_background(r.transport) then
     error(fn .. "() needs requests that run in the background, which this transport (nginx "
       .. "cosockets) cannot do: use next(timeout) or the for-loop form", 3)
   end
@@ -143,7 +143,7 @@ function M.wait(obj, r, deadline)
     if left <= 0 then return false end
     if wait == nil or left < wait then wait = left end
   end
-  if r.transport.background then
+  if request.in_background(r.transport) then
     request.wait_io(r.transport, wait, obj)
   elseif r.up then -- a shared upstream inside nginx: its strategy waits in this thread
     r.up:await(r, wait)

@@ -417,7 +417,7 @@ local function look_at_run(r)
   r.look = sub
   local ok, run = pcall(function()
     while not sub.closed do
-      if r.transport.background then
+      if request.in_background(r.transport) then
         local run = sub:poll()
         if run then return run end
         if not sub.closed then coroutine.yield("wait") end
@@ -532,7 +532,7 @@ local raise = errors.raise
 function Stream:timeout()
   local r = state(self, "timeout")
   if r.closed or r.ready then return 0 end
-  local t = r.transport.background and r.transport.timeout() or nil
+  local t = request.in_background(r.transport) and r.transport.timeout() or nil
   if r.wake_at then
     local w = math.max(0, r.wake_at - clock.now())
     if not t or w < t then t = w end

@@ -25,6 +25,7 @@ local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local packets = require "trigger.packets"
 local run_object = require "trigger.run_object"
+local request = require "trigger.request"
 local shape_rows = require "trigger.shape_rows"
 local upstream = require "trigger.upstream"
 local clock = require "trigger.clock"
@@ -173,7 +174,7 @@ function Subscription:timeout()
   elseif r.up:has_new(r) then
     return 0
   end
-  local t = r.transport.background and r.transport.timeout() or nil
+  local t = request.in_background(r.transport) and r.transport.timeout() or nil
   local wake = r.up:wake_at()
   if wake then
     local w = math.max(0, wake - clock.now())
@@ -204,7 +205,7 @@ function Subscription:poll()
     if r.failure then raise(r.failure) end
     return nil
   end
-  if not r.transport.background then driver.need_background(r, "poll") end
+  if not request.in_background(r.transport) then driver.need_background(r, "poll") end
   r.deadline = nil
   driver.look_at_network(r)
   -- Still waiting for the same request: nothing to do (a host polling many subscriptions
@@ -303,7 +304,7 @@ function Subscription:with_streams(opts)
   if m ~= nil and not (type(m) == "number" and m >= 1 and m == math.floor(m)) then
     errors.bad_argument("with_streams", 1, "max_streams must be a whole number of at least 1")
   end
-  if not r.transport.background then
+  if not request.in_background(r.transport) then
     error("with_streams() needs requests that run in the background, which this transport "
       .. "(nginx cosockets) cannot do: read each stream with trigger.streams.read in a light "
       .. "thread of its own", 2)

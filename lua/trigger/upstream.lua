@@ -101,7 +101,7 @@ end
 -- transport with background requests; inside nginx (cosockets, no background requests) the
 -- pump, whose module says whether it can drive the transport.
 local function strategy_for(transport)
-  if transport.background then return M.in_process end
+  if request.in_background(transport) then return M.in_process end
   if rawget(_G, "ngx") then -- luacheck: ignore
     local pump = require "trigger.upstream_ngx"
     if pump.serves(transport) then return pump end
