@@ -127,6 +127,19 @@ static int shape_clone(lua_State *L) {
     return 1;
 }
 
+/* A verdict's action, error kind and message (nil when none): three values. */
+static void push_verdict(lua_State *L, tr_shape_verdict v) {
+    lua_pushstring(L, action_names[v.action]);
+    if (v.kind)
+        lua_pushstring(L, v.kind);
+    else
+        lua_pushnil(L);
+    if (v.message)
+        lua_pushstring(L, v.message);
+    else
+        lua_pushnil(L);
+}
+
 /* shape:response(status, headers, body, body_up_to_date, changes, body_must_refetch, elapsed_s)
  * -> action, kind, message, pace ("go" | "streak" | "backoff": the request budget, shape.h) */
 static int shape_response(lua_State *L) {
@@ -150,15 +163,7 @@ static int shape_response(lua_State *L) {
     r.body_must_refetch = lua_toboolean(L, 7);
     r.elapsed_s = luaL_optnumber(L, 8, -1);
     tr_shape_verdict v = tr_shape_on_response(u->s, &r);
-    lua_pushstring(L, action_names[v.action]);
-    if (v.kind)
-        lua_pushstring(L, v.kind);
-    else
-        lua_pushnil(L);
-    if (v.message)
-        lua_pushstring(L, v.message);
-    else
-        lua_pushnil(L);
+    push_verdict(L, v);
     lua_pushstring(L, pace_names[v.pace]);
     return 4;
 }
@@ -170,15 +175,7 @@ static int status_verdict(lua_State *L) {
     int status = (int)luaL_checkinteger(L, 1);
     const char *body = luaL_optlstring(L, 2, NULL, &len);
     tr_shape_verdict v = tr_status_verdict(status, body, len);
-    lua_pushstring(L, action_names[v.action]);
-    if (v.kind)
-        lua_pushstring(L, v.kind);
-    else
-        lua_pushnil(L);
-    if (v.message)
-        lua_pushstring(L, v.message);
-    else
-        lua_pushnil(L);
+    push_verdict(L, v);
     return 3;
 }
 
