@@ -32,7 +32,7 @@ end
 local sync_s = util.now() - t0
 local settle = util.now() + 1
 while util.now() < settle do trigger.step(settle - util.now()) end
-local upstreams = require("trigger.upstream").count()
+local upstreams = require("trigger.fanout.upstream").count()
 local rss_live = util.status_kb("VmRSS")
 
 http.request("127.0.0.1", port, "PATCH", "/_emulator/runs/run_bench_fanout_ctl",

@@ -1,7 +1,7 @@
 -- Offline profile of the throughput test on the streaming path (issue 16): the saved response
 -- bodies of an initial sync replayed through a fake background transport, either whole (the
 -- path of today: request.await -> shape_rows.parse(body) -> Rows:apply) or in chunks through
--- trigger.shape_body (request:head(), then request:take() pieces fed to core.shape_reader).
+-- trigger.shape.body (request:head(), then request:take() pieces fed to core.shape_reader).
 -- Meant for `valgrind --tool=callgrind` (instruction counts are repeatable where the clock of
 -- this shared machine is not) and for peak RSS (VmHWM, printed in the RESULT line).
 --
@@ -120,13 +120,13 @@ else
     end
     return h
   end
-  local shape_rows = require "trigger.shape_rows"
-  local run_object = require "trigger.run_object"
+  local shape_rows = require "trigger.shape.rows"
+  local run_object = require "trigger.run.object"
   local store = shape_rows.new()
   local transport = { background = true, result = function(h) return h.result() end }
   local owner = { transport = transport, inflight = {}, settings = { max_body = 0 } }
-  local shape_body = mode == "stream" and require "trigger.shape_body"
-  local request = require "trigger.request"
+  local shape_body = mode == "stream" and require "trigger.shape.body"
+  local request = require "trigger.transport.request"
   local co = coroutine.wrap(function()
     for k = 1, pages do
       local h = page_request(k)

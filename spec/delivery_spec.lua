@@ -1,10 +1,10 @@
--- trigger.delivery: what one reader of a shape was given. Over a real row store first (what
+-- trigger.shape.delivery: what one reader of a shape was given. Over a real row store first (what
 -- each take hands out, in the two backends' dialects), then through subscriptions against the
 -- local server on both backends (a position taken in the middle of a batch).
 local helper = require "spec.helper"
 local trigger = require "trigger"
-local delivery = require "trigger.delivery"
-local shape_rows = require "trigger.shape_rows"
+local delivery = require "trigger.shape.delivery"
+local shape_rows = require "trigger.shape.rows"
 
 -- A store holding `rows` (key → table of columns).
 local function store_of(rows)
@@ -30,7 +30,7 @@ local function row(id, updated, extra)
   return r
 end
 
-describe("trigger.delivery over a row store", function()
+describe("trigger.shape.delivery over a row store", function()
   it("hands out each state once, in the order of the keys", function()
     local store = store_of { a = row("run_a", "2025-01-10 12:00:00.1"),
       b = row("run_b", "2025-01-10 12:00:00.1") }

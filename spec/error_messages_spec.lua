@@ -6,7 +6,7 @@
 local helper = require "spec.helper"
 local trigger = require "trigger"
 local errors = require "trigger.errors"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 
 local THIS_FILE = "error_messages_spec%.lua"
 local OFFLINE = helper.offline_opts("error_messages_spec")

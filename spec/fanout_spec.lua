@@ -5,7 +5,7 @@ local helper = require "spec.helper"
 local cjson = require "cjson"
 local socket = require "socket"
 local trigger = require "trigger"
-local upstream = require "trigger.upstream"
+local upstream = require "trigger.fanout.upstream"
 
 local HOLD_MS = 500
 local CHUNK_ROWS = 3 -- pages of the Electric sync (the native feed answers in one)

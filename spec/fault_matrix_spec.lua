@@ -36,7 +36,7 @@ local helper = require "spec.helper"
 local trigger = require "trigger"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
-local run_object = require "trigger.run_object"
+local run_object = require "trigger.run.object"
 local socket = require "socket"
 
 local NULL = helper.null

@@ -7,7 +7,7 @@ local helper = require "spec.helper"
 local lfs = require "lfs"
 local trigger = require "trigger"
 local subscription = require "trigger.subscription"
-local upstream = require "trigger.upstream"
+local upstream = require "trigger.fanout.upstream"
 
 local function fds()
   local n = 0

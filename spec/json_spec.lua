@@ -225,7 +225,7 @@ end)
 -- The public name (issue 31, point 6): what a user calls on a run, a chunk or a position.
 describe("trigger.encode_json", function()
   local trigger = require "trigger"
-  local run_object = require "trigger.run_object"
+  local run_object = require "trigger.run.object"
 
   it("encodes a run as the library hands it out: an empty tags list stays []", function()
     local run = run_object.build {

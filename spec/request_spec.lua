@@ -1,15 +1,15 @@
--- trigger.request and the transport contract's failures (trigger.transport.failure), on the
+-- trigger.transport.request and the transport contract's failures (trigger.transport.failure), on the
 -- curl transport against the local server: a request that gets no HTTP answer gives a failure
 -- value of its own (kind, a machine-readable code, permanent, message), never in the headers
 -- position of an answer; whether it is permanent follows from its code; the error object made
 -- of it keeps the code; a read given up for a fresh one is the "interrupted" failure.
 local helper = require "spec.helper"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 local transport = require "trigger.transport"
 local curl = require "trigger.transport.curl"
 local errors = require "trigger.errors"
 
--- The private state of a reading coroutine, as a subscription's is (see trigger.request).
+-- The private state of a reading coroutine, as a subscription's is (see trigger.transport.request).
 local function owner_for(settings)
   return { transport = curl, inflight = {}, is_closed = function() return false end,
     settings = settings or { read_timeout = 10, connect_timeout = 5 } }
@@ -70,7 +70,7 @@ describe("trigger.transport.failure", function()
   end)
 end)
 
-describe("trigger.request on the curl transport", function()
+describe("trigger.transport.request on the curl transport", function()
   local srv
   setup(function() srv = helper.start_server { hold_ms = 3000 } end)
   teardown(function() srv:stop() end)

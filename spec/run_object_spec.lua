@@ -1,5 +1,5 @@
 -- Unit tests: TaskRun rows (Postgres text values) to public run objects.
-local run_object = require "trigger.run_object"
+local run_object = require "trigger.run.object"
 local json = require "trigger.json"
 local null = json.null
 
@@ -290,7 +290,7 @@ end)
 describe("run_object.build from a row blob", function()
   local core = require "trigger.core"
 
-  -- The row as the store keeps a whole value of the shape log (trigger.shape_rows).
+  -- The row as the store keeps a whole value of the shape log (trigger.shape.rows).
   local function blob_of(r)
     local body = json.encode { { headers = { operation = "insert" }, key = "k", value = r } }
     local list = assert(core.shape_messages(body, null, true))

@@ -1,10 +1,10 @@
--- trigger.shape_body and core.shape_reader: a shape-log response read as it arrives gives what
+-- trigger.shape.body and core.shape_reader: a shape-log response read as it arrives gives what
 -- the whole body gives (core.shape_messages), for every split, against the local server too.
 local helper = require "spec.helper"
 local core = require "trigger.core"
 local json = require "trigger.json"
-local shape_body = require "trigger.shape_body"
-local request = require "trigger.request"
+local shape_body = require "trigger.shape.body"
+local request = require "trigger.transport.request"
 local transport_curl = require "trigger.transport.curl"
 
 local null = json.null
@@ -212,7 +212,7 @@ describe("core.shape_reader", function()
   end)
 
   it("shape_rows.parse with `between`: the same list, `between` called between slices", function()
-    local shape_rows = require "trigger.shape_rows"
+    local shape_rows = require "trigger.shape.rows"
     local body = insert_page(1000, 100)
     local calls = 0
     local list = assert(shape_rows.parse(body, function() calls = calls + 1 end))
@@ -268,7 +268,7 @@ local function shape_req(srv, query)
   return { url = srv.base_url .. "/realtime/v1/runs?" .. query, headers = h }
 end
 
-describe("trigger.shape_body against the local server", function()
+describe("trigger.shape.body against the local server", function()
   local srv, tag
   setup(function()
     srv = helper.start_server { chunk_rows = 40 }
@@ -378,11 +378,11 @@ describe("trigger.shape_body against the local server", function()
     assert.equal(whole, table.concat(pieces) .. rest)
     assert.equal(1000, longest)
     assert.is_true(#pieces >= math.floor(#whole / 1000))
-    assert.equal(shape_body.TAKE, 64 * 1024) -- what trigger.shape_body takes at a time
+    assert.equal(shape_body.TAKE, 64 * 1024) -- what trigger.shape.body takes at a time
   end)
 end)
 
-describe("trigger.shape_body on other transports", function()
+describe("trigger.shape.body on other transports", function()
   it("decodes a whole answer when the transport does not stream", function()
     local body = '[{"headers":{"operation":"insert"},"key":"k","value":{"a":"1"}},'
       .. '{"headers":{"control":"up-to-date"}}]'

@@ -1,4 +1,4 @@
--- trigger.shape_loop and its one rule for "up to date" (shape_body.up_to_date), against the
+-- trigger.shape.loop and its one rule for "up to date" (shape_body.up_to_date), against the
 -- local server on both of Trigger.dev's realtime backends: the Electric shape log says up to
 -- date in the `electric-up-to-date` header and in the body, the native runs feed in the body
 -- only. The loop is run here as an upstream runs it (a coroutine over the curl transport),
@@ -7,10 +7,10 @@ local helper = require "spec.helper"
 local core = require "trigger.core"
 local curl = require "trigger.transport.curl"
 local json = require "trigger.json"
-local request = require "trigger.request"
-local shape_body = require "trigger.shape_body"
-local shape_loop = require "trigger.shape_loop"
-local shape_rows = require "trigger.shape_rows"
+local request = require "trigger.transport.request"
+local shape_body = require "trigger.shape.body"
+local shape_loop = require "trigger.shape.loop"
+local shape_rows = require "trigger.shape.rows"
 local socket = require "socket"
 
 local WAIT = 10 -- seconds any one wait may take before the case fails (a guard, not a measure)
@@ -64,7 +64,7 @@ describe("shape_body.up_to_date", function()
   end)
 end)
 
--- A shape loop for `tag` on `srv`, as trigger.upstream makes one; `batches` gets what it
+-- A shape loop for `tag` on `srv`, as trigger.fanout.upstream makes one; `batches` gets what it
 -- publishes, `errs` what on_error hears.
 local function new_loop(srv, tag)
   local batches, errs = {}, {}

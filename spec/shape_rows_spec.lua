@@ -1,7 +1,7 @@
--- Unit tests: rows kept from the shape log (trigger.shape_rows) and what is handed to a reader
--- (trigger.delivery).
-local shape_rows = require "trigger.shape_rows"
-local delivery = require "trigger.delivery"
+-- Unit tests: rows kept from the shape log (trigger.shape.rows) and what is handed to a reader
+-- (trigger.shape.delivery).
+local shape_rows = require "trigger.shape.rows"
+local delivery = require "trigger.shape.delivery"
 local json = require "trigger.json"
 local null = json.null
 
@@ -207,7 +207,7 @@ describe("shape_rows", function()
     assert.are.equal(1, #s:take())
   end)
 
-  -- A child Lua 5.4 in the given collector mode loads trigger.delivery with collectgarbage
+  -- A child Lua 5.4 in the given collector mode loads trigger.shape.delivery with collectgarbage
   -- counted (then, given `later`, switches to that mode, as a host may), hands out a batch of
   -- 600 rows and prints the mode it ends in and the steps asked.
   local function child(mode, later)
@@ -220,7 +220,7 @@ describe("shape_rows", function()
       end
       package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
       package.cpath = %q .. package.cpath
-      local delivery = require "trigger.delivery"
+      local delivery = require "trigger.shape.delivery"
       if %s then real(%q) end
       local rows = {}
       for i = 1, 600 do rows["k" .. i] = { id = "k" .. i } end

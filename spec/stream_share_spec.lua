@@ -1,10 +1,10 @@
--- trigger.stream_share: the with_streams() objects of one Lua state reading the same stream of
+-- trigger.streams.share: the with_streams() objects of one Lua state reading the same stream of
 -- the same run share one request, each tap with its own place in the chunks. Against the local
 -- server, on both stream framings (v1 Redis, v2 S2), counting the stream requests it gets.
 local helper = require "spec.helper"
 local socket = require "socket"
 local trigger = require "trigger"
-local stream_share = require "trigger.stream_share"
+local stream_share = require "trigger.streams.share"
 
 local PREFIX = "/realtime/v1/streams/"
 

@@ -1,5 +1,5 @@
 -- Unit tests: application/super+json packets.
-local superjson = require "trigger.superjson"
+local superjson = require "trigger.run.superjson"
 local json = require "trigger.json"
 
 local function decode(doc) return superjson.decode(json.encode(doc)) end

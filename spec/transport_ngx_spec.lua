@@ -58,7 +58,7 @@ describe("transport.ngx", function()
   it("has no background requests; the fan-out's pump serves it, the transport knows no pump", function()
     assert.is_false(t.background)
     assert.is_nil(t.pump)
-    local pump = require "trigger.upstream_ngx"
+    local pump = require "trigger.fanout.ngx_pump"
     assert.is_true(pump.serves(t))
     assert.is_false(pump.serves({ background = false, perform = function() end }))
     assert.is_function(pump.new)

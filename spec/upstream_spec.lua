@@ -1,10 +1,10 @@
--- trigger.upstream: one upstream object per shared shape, with the strategy chosen when it is
+-- trigger.fanout.upstream: one upstream object per shared shape, with the strategy chosen when it is
 -- acquired (in-process here; the nginx pump and its shared-dict relay under make
 -- test-openresty). Against the local server on both backends, counting the requests it gets.
 local helper = require "spec.helper"
 local socket = require "socket"
 local trigger = require "trigger"
-local upstream = require "trigger.upstream"
+local upstream = require "trigger.fanout.upstream"
 
 -- Long enough that no long-poll ends by itself while a case drives (a case's own requests are
 -- then the only ones the server counts).
@@ -64,7 +64,7 @@ local function until_held(srv, subs)
   assert.equal(1, held(srv))
 end
 
-describe("trigger.upstream's strategies", function()
+describe("trigger.fanout.upstream's strategies", function()
   it("in-process for a transport with background requests; nothing to share without one", function()
     local curl = require "trigger.transport.curl"
     assert.equal(upstream.in_process, upstream.strategy_for(curl))

@@ -1,5 +1,5 @@
 --- Calls of Trigger.dev's management API (trigger a task, batches, run look-ups): one JSON
--- request through the library's one request path (`trigger.request.perform`: blocks the thread,
+-- request through the library's one request path (`trigger.transport.request.perform`: blocks the thread,
 -- or yields to cqueues or nginx), retried by the SDK's rules (management-api.md §1.5) with the
 -- library's one retry policy (`trigger.retry`: full jitter from `retry_base`, doubling up to
 -- `retry_cap`; `on_error`, or one warning a streak).
@@ -14,7 +14,7 @@
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 local retry_policy = require "trigger.retry"
 local clock = require "trigger.clock"
 

@@ -5,7 +5,7 @@ local config = require "trigger.config"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 
 local M = {}
 

@@ -13,7 +13,7 @@
 -- @module trigger.driver
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 
 local M = {}
 

@@ -58,7 +58,7 @@ M.kinds = {
 --   carry it today
 -- @field idle boolean or nil: true for a streak of answers that bring nothing (a resync after a
 --   resync, a live request answered at once with nothing new, ...: the request budget, see
---   `trigger.shape_loop`), told to `on_error` once per streak, kind `"protocol"`
+--   `trigger.shape.loop`), told to `on_error` once per streak, kind `"protocol"`
 -- @field run_id string or nil: for a stream that failed for good under `sub:with_streams()`
 --   (reported to `on_error`, or once on stderr, and dropped), the run whose stream it was
 -- @field stream string or nil: with `run_id`, the key of that stream

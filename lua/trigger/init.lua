@@ -37,7 +37,7 @@ local config = require "trigger.config"
 -- @tparam[opt] number opts.max_retries give up after this many retries in a row: the
 --   subscription raises the last error (with `fatal = true`); default: retry for ever. The
 --   same policy bounds a server that answers without progress (the request budget of
---   `trigger.shape_loop`: a must-refetch after a must-refetch, a live request answered at once
+--   `trigger.shape.loop`: a must-refetch after a must-refetch, a live request answered at once
 --   with nothing new, ...): after the first such answer each one backs off as a failure does
 -- @tparam[opt=268435456] number opts.max_body bytes one response body may have (256 MiB)
 -- @tparam[opt] function opts.on_error `function(err)`, called with each error object

@@ -1,5 +1,5 @@
 --- The one retry policy: every request the library tries again — a shape request
--- (`trigger.shape_loop`), a stream read (`trigger.streams`), a management call (`trigger.api`),
+-- (`trigger.shape.loop`), a stream read (`trigger.streams`), a management call (`trigger.api`),
 -- a batch waiting to be sealed (`trigger.tasks`) — gives up, tells and waits the same way:
 --
 --  * the wait before the n-th retry of a streak: full jitter on

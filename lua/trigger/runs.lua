@@ -35,7 +35,7 @@
 local config = require "trigger.config"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
-local run_object = require "trigger.run_object"
+local run_object = require "trigger.run.object"
 local subscription = require "trigger.subscription"
 local transport = require "trigger.transport"
 
@@ -351,8 +351,8 @@ end
 -- end
 
 -- Run look-ups of the management API: retrieve, cancel, list, list_page, wait
--- (`trigger.run_lookup`, documented there).
-for k, v in pairs(require "trigger.run_lookup") do
+-- (`trigger.run.lookup`, documented there).
+for k, v in pairs(require "trigger.run.lookup") do
   if type(v) == "function" and k:sub(1, 1) ~= "_" then M[k] = v end
 end
 

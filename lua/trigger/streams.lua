@@ -50,7 +50,7 @@ local core = require "trigger.core"
 local driver = require "trigger.driver"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 local retry = require "trigger.retry"
 local transport_of = require "trigger.transport"
 
@@ -452,7 +452,7 @@ local function look_after_idle_close(r)
   for _, key in ipairs(M.stream_keys(run)) do
     if key == r.key then listed = true end
   end
-  local finished = require("trigger.run_object").FINAL[run.status]
+  local finished = require("trigger.run.object").FINAL[run.status]
   if not listed and not has_read(r) then
     local message = string.format("run %s %s no stream %q", r.run_id,
       finished and "is " .. run.status .. " and has" or "has", r.key)

@@ -20,14 +20,14 @@
 -- option: see `trigger.runs`) while each keeps its own delivery and position.
 -- @classmod Subscription
 local config = require "trigger.config"
-local delivery = require "trigger.delivery"
+local delivery = require "trigger.shape.delivery"
 local driver = require "trigger.driver"
 local errors = require "trigger.errors"
-local packets = require "trigger.packets"
-local run_object = require "trigger.run_object"
-local request = require "trigger.request"
-local shape_rows = require "trigger.shape_rows"
-local upstream = require "trigger.upstream"
+local packets = require "trigger.run.packets"
+local run_object = require "trigger.run.object"
+local request = require "trigger.transport.request"
+local shape_rows = require "trigger.shape.rows"
+local upstream = require "trigger.fanout.upstream"
 local clock = require "trigger.clock"
 
 local M = {}
@@ -322,7 +322,7 @@ function Subscription:with_streams(opts)
     r.delivering_row = row
     return run_object.build(row, r.fetch_for_run, r.warn_for_run)
   end
-  local obj = require("trigger.run_streams").new(self, r.settings, opts, given_run)
+  local obj = require("trigger.streams.run_streams").new(self, r.settings, opts, given_run)
   return obj, nil, nil, obj
 end
 

@@ -273,7 +273,7 @@ local trigger = require "trigger"
 -- require), or a class table kept in a module.
 local CLASS_TABLES = {
   ["trigger.Subscription"] = { "trigger.subscription", "Subscription" },
-  ["trigger.RunStreams"] = { "trigger.run_streams", "RunStreams" },
+  ["trigger.RunStreams"] = { "trigger.streams.run_streams", "RunStreams" },
   ["trigger.Stream"] = { "trigger.streams", "Stream" },
 }
 local function runtime_table(cname)

@@ -23,7 +23,7 @@
 --   * every stream reader has every chunk appended so far, none lost, repeated or out of order
 --     (checked per chunk as it comes, too);
 --   * Lua heap (after a full collection) and open fds stay flat after the warm-up checkpoint.
--- Rows are compared as run objects (trigger.run_object.build) since the two dialects write the
+-- Rows are compared as run objects (trigger.run.object.build) since the two dialects write the
 -- same values differently; idempotencyKey is left out (the native feed never sends it).
 local here = debug.getinfo(1, "S").source:gsub("^@", ""):match("^(.*)/tools/soak/") or "."
 package.path = here .. "/?.lua;" .. package.path
@@ -32,7 +32,7 @@ local helper = require "spec.helper"
 local trigger = require "trigger"
 local errors = require "trigger.errors"
 local json = require "trigger.json"
-local run_object = require "trigger.run_object"
+local run_object = require "trigger.run.object"
 local socket = require "socket"
 local lfs = require "lfs"
 
@@ -1157,6 +1157,20 @@ local function checkpoint(final)
       for _, sub in ipairs(subs) do
         if why:find("sub #" .. sub.n .. " ", 1, true) and sub.sub then
           diag[#diag + 1] = "its state: " .. require("trigger.subscription")._debug_state(sub.sub)
+          -- What its position says it was given of that run: tells a run the upstream never
+          -- got from one it got and did not hand out.
+          local run_id = why:match(": run (run_[%w]+):")
+          local ok_pos, pos = pcall(sub.sub.position, sub.sub)
+          if run_id and ok_pos and type(pos) == "table" and pos.rows then
+            local given = "nothing"
+            for _, row in pairs(pos.rows) do
+              if row.friendlyId == run_id then
+                given = ("%s at %s"):format(tostring(row.status), tostring(row.updatedAt))
+              end
+            end
+            diag[#diag + 1] = ("its position holds %s of %s (offset %s)"):format(given, run_id,
+              tostring(pos.offset))
+          end
           local counters = srv:stats()
           diag[#diag + 1] = ("server: active_realtime %s, active_native %s, open connections %s, "
             .. "backend %s"):format(tostring(counters.active_realtime),

@@ -68,7 +68,7 @@ end
 --- Perform a request and wait for it (yielding to cqueues inside a cqueues coroutine).
 -- @return as `result`
 function M.perform(req)
-  return require("trigger.request").perform(M, req)
+  return require("trigger.transport.request").perform(M, req)
 end
 
 --- Perform whatever I/O is ready, waiting at most `seconds`: 0, a negative number or NaN wait

@@ -20,8 +20,8 @@
 --  * When `background` is false it has `perform(req)`, which runs the request in the caller
 --    (yielding to its scheduler, as cosockets do) and returns the answer, and optionally
 --    `sleep(seconds)` (a backoff that yields too). Fan-out (the `share` option) without
---    background requests is the business of the layer above (`trigger.upstream`: inside nginx
---    it runs a shared upstream in a timer of its own, `trigger.upstream_ngx`).
+--    background requests is the business of the layer above (`trigger.fanout.upstream`: inside nginx
+--    it runs a shared upstream in a timer of its own, `trigger.fanout.ngx_pump`).
 --  * A request `req`: `url`, `method` (default GET), `headers` (a list of "Name: value"),
 --    `body`, `timeout`, `connect_timeout` (seconds), `ca_file`, `max_body` (bytes),
 --    `fresh_connect` (true: never send it again by itself, as on a pooled connection that

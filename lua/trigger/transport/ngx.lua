@@ -64,8 +64,8 @@ local stats = { requests = 0, connects = 0, reused = 0, retried = 0, wakeups = 0
 M.background = false
 
 -- Subscriptions of a worker asking for the same runs share one upstream all the same: the
--- fan-out layer above (`trigger.upstream`) runs its loop in an `ngx.timer` of its own (the pump,
--- `trigger.upstream_ngx`). This transport knows nothing of it.
+-- fan-out layer above (`trigger.fanout.upstream`) runs its loop in an `ngx.timer` of its own (the pump,
+-- `trigger.fanout.ngx_pump`). This transport knows nothing of it.
 
 -- ngx_lua's cosocket error strings (of connect, sslhandshake, send, receive) as failure codes:
 -- the one place they are read. The first pattern found in the string names it; whether the

@@ -9,7 +9,7 @@
 -- reads on its own. Settings that change the request (credentials, URL, timeouts) must be equal to share;
 -- `share = false` (the subscription's option) opens a stream of its own. No I/O of its own:
 -- the stream (`trigger.streams`) does it.
--- @module trigger.stream_share
+-- @module trigger.streams.share
 local streams = require "trigger.streams"
 
 local M = {}

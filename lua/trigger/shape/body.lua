@@ -6,7 +6,7 @@
 -- the body) and the tail check of `core.ends_up_to_date`.
 --
 -- The list is exactly the one `core.shape_messages(body, null, true)` gives for the whole body
--- (rows as blobs: `trigger.shape_rows`), and a refusal the same words, for any split of the body
+-- (rows as blobs: `trigger.shape.rows`), and a refusal the same words, for any split of the body
 -- (spec/c/test_shape_reader.c, the fuzz target fuzz/fuzz_shape_reader.c); nothing is applied
 -- here, so a bad body still leaves the store as it was.
 --
@@ -14,9 +14,9 @@
 -- started request) the body is read incrementally; otherwise (nginx cosockets, a transport
 -- without `take`) the answer is awaited whole as `request.await` does and decoded at once.
 -- Runs inside a reading coroutine: yields `"wait"` while bytes are coming.
--- @module trigger.shape_body
+-- @module trigger.shape.body
 local core = require "trigger.core"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 local transport_contract = require "trigger.transport"
 local null = require("trigger.json").null
 
@@ -77,7 +77,7 @@ M.TAKE = 64 * 1024
 
 --- `request.begin` for a shape request read by `read`: the same, with `pause_at` set (unless
 -- the caller set one) so that a body nobody reads yet waits on the network, not in memory.
--- @param owner the reader's private state (see `trigger.request`)
+-- @param owner the reader's private state (see `trigger.transport.request`)
 -- @tparam table req `{url =, headers =}` as for `request.begin`
 -- @return the pending request
 function M.begin(owner, req)
@@ -96,7 +96,7 @@ local function decoded(status, headers, body)
   if not status then return { failure = headers } end -- (nil, failure)
   local res = { status = status, headers = headers }
   if status == 200 and type(body) == "string" then
-    res.list, res.problem = shape_messages(body, null, true) -- rows as blobs: trigger.shape_rows
+    res.list, res.problem = shape_messages(body, null, true) -- rows as blobs: trigger.shape.rows
     res.body_up_to_date = ends_up_to_date(body)
   else
     res.body = body

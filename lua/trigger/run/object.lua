@@ -1,8 +1,8 @@
 --- From a stored TaskRun row (Postgres text values) to the documented public run object.
--- @module trigger.run_object
+-- @module trigger.run.object
 local core = require "trigger.core"
 local json = require "trigger.json"
-local superjson = require "trigger.superjson"
+local superjson = require "trigger.run.superjson"
 
 local M = {}
 
@@ -88,7 +88,7 @@ end
 
 --- Build a public run object.
 -- @tparam table|string row column name → text value (or json.null), or a row blob
---   (`trigger.shape_rows`)
+--   (`trigger.shape.rows`)
 -- @tparam[opt] function fetch_packet `fetch_packet(field, data)` for store packets
 -- @tparam[opt] function warn called with a message when a value does not decode
 -- @treturn table a fresh run table

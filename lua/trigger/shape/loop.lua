@@ -1,6 +1,6 @@
 --- The protocol loop of one upstream shape (shared by the subscriptions that read it, see
--- `trigger.upstream`), run as a coroutine: ask the shape core which request comes next, perform
--- it through `trigger.request`, apply the answer to the rows, and at each up-to-date boundary
+-- `trigger.fanout.upstream`), run as a coroutine: ask the shape core which request comes next, perform
+-- it through `trigger.transport.request`, apply the answer to the rows, and at each up-to-date boundary
 -- publish the batch of what changed and yield `"batch"` (`"wait"` while waiting for I/O).
 --
 -- One loop serves both of Trigger.dev's realtime backends with no setting: the Electric shape
@@ -24,13 +24,13 @@
 -- transient failure does (`retry_base` doubled per attempt up to `retry_cap`, full jitter,
 -- `max_retries` bounding the streak), and `on_error` hears of the streak once (an error of kind
 -- `"protocol"`, `idle = true`), or one warning goes to stderr without `on_error`.
--- @module trigger.shape_loop
+-- @module trigger.shape.loop
 local clock = require "trigger.clock"
 local errors = require "trigger.errors"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 local retry = require "trigger.retry"
-local shape_body = require "trigger.shape_body"
-local shape_rows = require "trigger.shape_rows"
+local shape_body = require "trigger.shape.body"
+local shape_rows = require "trigger.shape.rows"
 local transport_contract = require "trigger.transport"
 
 local ends_up_to_date = shape_body.ends_up_to_date

@@ -1,5 +1,5 @@
 --- The rows of one shape, kept from the messages of the shape log, and the batches of what
--- changed at each up-to-date boundary. What each reader was given is `trigger.delivery`'s
+-- changed at each up-to-date boundary. What each reader was given is `trigger.shape.delivery`'s
 -- business (several readers can share one store). No I/O: bodies are parsed in C
 -- (`core.shape_messages`).
 --
@@ -13,7 +13,7 @@
 -- instead of a table of ~30 strings the rows cost the collector and the builder nothing until
 -- each is built into a run object (issue 16). `get` gives a table either way, `raw` the row as
 -- stored; `M.column` and `M.table` read either.
--- @module trigger.shape_rows
+-- @module trigger.shape.rows
 
 local core = require "trigger.core"
 local null = require("trigger.json").null

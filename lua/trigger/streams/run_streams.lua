@@ -20,7 +20,7 @@
 -- `subscribe_…(…, {resume = p.subscription}):with_streams{resume = p.streams}`. It needs a
 -- background transport (libcurl): inside nginx read each stream with `trigger.streams.read`
 -- in a light thread of its own. The subscription under it may share its upstream with others
--- (fan-out), and so may its streams (`trigger.stream_share`): the `with_streams()` objects that
+-- (fan-out), and so may its streams (`trigger.streams.share`): the `with_streams()` objects that
 -- open a (run, key) while the chunks from its beginning are all still kept (every consumer of a
 -- shared subscription sees the run list it in the same batch) read it through one request,
 -- each at its own place; one that comes later, resumes, or has `share = false` reads it alone.
@@ -28,13 +28,13 @@
 local clock = require "trigger.clock"
 local driver = require "trigger.driver"
 local errors = require "trigger.errors"
-local run_object = require "trigger.run_object"
-local stream_share = require "trigger.stream_share"
+local run_object = require "trigger.run.object"
+local stream_share = require "trigger.streams.share"
 
 local M = {}
 local RunStreams = {}
 RunStreams.__index = RunStreams
-RunStreams.__name = "trigger.run_streams"
+RunStreams.__name = "trigger.streams.run_streams"
 
 local private = setmetatable({}, { __mode = "k" })
 local close_state -- closes a private state (below)
@@ -383,7 +383,7 @@ end
 driver.pollable(RunStreams, state, "item", "run streams")
 
 function RunStreams.__tostring(self)
-  return "trigger.run_streams(" .. tostring(private[self] and private[self].sub or "?") .. ")"
+  return "trigger.streams.run_streams(" .. tostring(private[self] and private[self].sub or "?") .. ")"
 end
 
 M.RunStreams = RunStreams

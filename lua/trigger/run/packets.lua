@@ -1,9 +1,9 @@
 --- `application/store` packets: a run's payload or output too large for the row lives in
 -- object storage. The API gives a presigned URL for it, fetched without our credentials.
--- Runs inside a reading coroutine (a subscription's loop), through `trigger.request`.
--- @module trigger.packets
+-- Runs inside a reading coroutine (a subscription's loop), through `trigger.transport.request`.
+-- @module trigger.run.packets
 local core = require "trigger.core"
-local request = require "trigger.request"
+local request = require "trigger.transport.request"
 
 local M = {}
 
@@ -19,9 +19,9 @@ end
 
 --- Fetch a stored packet, asking the newer per-run route first and the legacy one after a 404.
 -- Cached per packet path in `cache`, so an unchanged packet is fetched once.
--- @param owner the reading coroutine's state (see `trigger.request`)
+-- @param owner the reading coroutine's state (see `trigger.transport.request`)
 -- @tparam table cache "field\0path" → {body, content type}
--- @tparam {string,...} api_headers the request headers of the API (`trigger.request.api_headers`)
+-- @tparam {string,...} api_headers the request headers of the API (`trigger.transport.request.api_headers`)
 -- @tparam string run_id
 -- @tparam string field "payload" or "output"
 -- @tparam string path the packet's storage path

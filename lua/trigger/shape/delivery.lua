@@ -1,11 +1,11 @@
 --- What one reader of a shape was given: the rows as last handed out, and the rows of the
 -- batch being handed out, so that a saved position holds exactly what the reader saw. Several
--- readers (consumers of one shared upstream) keep one each over the same `trigger.shape_rows`
+-- readers (consumers of one shared upstream) keep one each over the same `trigger.shape.rows`
 -- store. No I/O.
--- @module trigger.delivery
+-- @module trigger.shape.delivery
 local core = require "trigger.core"
 local json = require "trigger.json"
-local shape_rows = require "trigger.shape_rows"
+local shape_rows = require "trigger.shape.rows"
 
 local pg_timestamp, pg_array = core.pg_timestamp, core.pg_array
 local null = json.null
@@ -144,7 +144,7 @@ end
 
 --- The rows of `keys` whose state this reader has not been given yet, in that order; each counts
 -- as given (see `handed` for a saved position).
--- @param store the `trigger.shape_rows` store
+-- @param store the `trigger.shape.rows` store
 -- @tparam {string,...} keys changed keys (repeats allowed: batches merged)
 -- @tparam[opt] table dropped key → true: deleted since (even if stored again): given anew
 -- @tparam[opt] boolean resync the store was read again from the start: runs it no longer holds

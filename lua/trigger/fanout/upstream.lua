@@ -1,7 +1,7 @@
---- One upstream shape: the protocol loop (`trigger.shape_loop`) with its request in flight, its
+--- One upstream shape: the protocol loop (`trigger.shape.loop`) with its request in flight, its
 -- shape position and its rows, shared by every subscription of the Lua state that asks for the
 -- same path, filter and credentials (fan-out). Each subscription reads it through its own
--- `trigger.delivery`, so sharing never changes what a subscription sees: a late one is first
+-- `trigger.shape.delivery`, so sharing never changes what a subscription sees: a late one is first
 -- given the current state of every run, then the changes, exactly as if it were alone.
 --
 -- The loop runs as a coroutine, one request in flight for all of its readers. At each
@@ -9,16 +9,16 @@
 -- batches are kept until every reader has taken them. Who drives the loop, with which transport,
 -- and how its failures are told is the upstream's strategy, chosen when it is made (see
 -- "strategy" below): in-process (any of its readers drives it, `drive`), or inside nginx a pump
--- of its own (`trigger.upstream_ngx`), with the shared-dict relay across workers
--- (`trigger.upstream_shm`). The readers use its methods (`join`, `take`, `has_new`,
+-- of its own (`trigger.fanout.ngx_pump`), with the shared-dict relay across workers
+-- (`trigger.fanout.shm_relay`). The readers use its methods (`join`, `take`, `has_new`,
 -- `whole_ready`, `refresh`, `drive`, `await`, `leave`…), never its fields; nor does its strategy.
--- @module trigger.upstream
+-- @module trigger.fanout.upstream
 local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
-local request = require "trigger.request"
-local shape_loop = require "trigger.shape_loop"
-local shape_rows = require "trigger.shape_rows"
+local request = require "trigger.transport.request"
+local shape_loop = require "trigger.shape.loop"
+local shape_rows = require "trigger.shape.rows"
 
 local M = {}
 local Upstream = {}
@@ -40,7 +40,7 @@ local KEYED = { "base_url", "access_token", "read_timeout", "connect_timeout", "
   "retry_cap", "max_retries", "max_body", "ca_file", "preview_branch" }
 
 -- -> the key within this Lua state (the transport's identity among it), and the same key
--- without the transport's identity (what nginx workers compare: `trigger.upstream_shm`)
+-- without the transport's identity (what nginx workers compare: `trigger.fanout.shm_relay`)
 local function sharing_key(settings, path, params, transport)
   local parts = { path }
   local names = {}
@@ -54,7 +54,7 @@ end
 
 --- The strategy of an upstream: what differs between an upstream whose loop its readers drive
 -- in this Lua state (in-process, the transports with background requests) and one driven by an
--- nginx pump (`trigger.upstream_ngx`, with the shared-dict relay `trigger.upstream_shm` when
+-- nginx pump (`trigger.fanout.ngx_pump`, with the shared-dict relay `trigger.fanout.shm_relay` when
 -- nginx runs several workers). It is chosen once, when the upstream is made (`strategy_for`),
 -- and the upstream asks it; it never writes the upstream's fields (it calls its methods).
 --
@@ -103,7 +103,7 @@ end
 local function strategy_for(transport)
   if request.in_background(transport) then return M.in_process end
   if rawget(_G, "ngx") then -- luacheck: ignore
-    local pump = require "trigger.upstream_ngx"
+    local pump = require "trigger.fanout.ngx_pump"
     if pump.serves(transport) then return pump end
   end
   return nil
@@ -173,7 +173,7 @@ function M.acquire(spec, resume)
 end
 
 --- The key of the upstream without the transport's identity (what nginx workers compare:
--- `trigger.upstream_shm`), nil for one that is not shared.
+-- `trigger.fanout.shm_relay`), nil for one that is not shared.
 function Upstream:portable_key()
   return self.portable
 end

@@ -8,7 +8,7 @@
 --    how to wait;
 --  * outside one (`perform`): blocks the thread, or yields to cqueues when called from a
 --    cqueues coroutine, so a token request never stalls an event loop.
--- @module trigger.request
+-- @module trigger.transport.request
 local clock = require "trigger.clock"
 local core = require "trigger.core"
 local errors = require "trigger.errors"

@@ -3,7 +3,7 @@
 -- stay strings; `bigint` becomes an integer when it fits in 64 bits (Lua 5.3+), else its
 -- decimal string; `undefined` removes the value; `number` restores NaN and the infinities;
 -- `set` stays an array; `map` becomes a table keyed by the map's keys.
--- @module trigger.superjson
+-- @module trigger.run.superjson
 local core = require "trigger.core"
 local json = require "trigger.json"
 

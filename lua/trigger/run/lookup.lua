@@ -7,7 +7,7 @@ local clock = require "trigger.clock"
 local config = require "trigger.config"
 local core = require "trigger.core"
 local errors = require "trigger.errors"
-local run_object = require "trigger.run_object"
+local run_object = require "trigger.run.object"
 
 local M = {}
 
