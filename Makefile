@@ -20,25 +20,24 @@ CURL_LIBS  ?= -lcurl
 CRYPTO_LIBS ?= -lcrypto
 BUILD      ?= build/$(LUA_TAG)
 
-# csrc/ is one flat folder with one naming rule: the plain C core is <name>.c/<name>.h (no Lua
-# header, no I/O; hub.c is the one that drives libcurl), and the Lua binding of a module sits
-# beside it as l<name>.c, adding its functions through a tr_open_<name>() listed in lcore.h
-# (lhub.c binds hub.c as the trigger.curl module); lcore.c holds only luaopen_trigger_core.
-# A binding calls no other binding's functions: what they share is laux.c (scratch boxes, size
-# options) and lvalue.c (the Lua values of the cores' values: the JSON value builder, Postgres
-# arrays, row blob members), as lauxlib serves Lua's own libraries. Flat rather than csrc/core/ + csrc/lua/: a binding
-# is found next to the core it wraps, every include stays "name.h", and the C unit tests and
-# fuzz targets (which link the plain C only) keep their one -Icsrc.
-CORE_C   := csrc/buf.c csrc/shape.c csrc/shapelog.c csrc/pgtext.c csrc/jwt.c csrc/json.c csrc/http1.c \
-            csrc/sse.c csrc/rowblob.c
+# Two layers, as cqueues' src/lib: csrc/lib/ holds the plain C cores (<name>.c/<name>.h: no Lua
+# header, no I/O, except hub.c, the one that drives libcurl), each testable with a C harness
+# (spec/c/) and fuzzable (fuzz/); csrc/ holds their Lua bindings, l<name>.c binding lib/<name>.c
+# and adding its functions through a tr_open_<name>() listed in lcore.h (lhub.c binds hub.c as
+# the trigger.curl module; lcore.c holds only luaopen_trigger_core). A binding calls no other
+# binding's functions: what they share is laux.c (scratch boxes, size options) and lvalue.c (the
+# Lua values of the cores' values: the JSON value builder, Postgres arrays, row blob members), as
+# lauxlib serves Lua's own libraries. Bindings include "lib/<name>.h", so no build needs -I.
+CORE_C   := csrc/lib/buf.c csrc/lib/shape.c csrc/lib/shapelog.c csrc/lib/pgtext.c csrc/lib/jwt.c csrc/lib/json.c csrc/lib/http1.c \
+            csrc/lib/sse.c csrc/lib/rowblob.c
 CORE_L   := csrc/lcore.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
             csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
             csrc/lsse.c
-CURL_C   := csrc/buf.c csrc/hub.c
+CURL_C   := csrc/lib/buf.c csrc/lib/hub.c
 CURL_L   := csrc/lhub.c
 CORE_SRC := $(CORE_C) $(CORE_L)
 CURL_SRC := $(CURL_C) $(CURL_L)
-HEADERS  := $(wildcard csrc/*.h)
+HEADERS  := $(wildcard csrc/*.h csrc/lib/*.h)
 
 # The build is keyed on the Lua headers and the flags, not only on LUA: every object depends on
 # a stamp file holding what it was built with (rewritten only when that changes) and on the Lua
@@ -91,32 +90,32 @@ test-stamp:
 demo: deps all
 	@sh examples/demo.sh
 
-# (csrc/*.o and trigger/*.so: what `luarocks make` leaves in a checkout)
+# (csrc/*.o, csrc/lib/*.o and trigger/*.so: what `luarocks make` leaves in a checkout)
 clean:
 	rm -rf build trigger
-	rm -f csrc/*.o
+	rm -f csrc/*.o csrc/lib/*.o
 
 build/test_core: spec/c/test_core.c $(CORE_C) $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_core.c $(CORE_C) $(CRYPTO_LIBS) -lm
 
-build/test_shapelog: spec/c/test_shapelog.c spec/c/shapelog_drive.h csrc/shapelog.c csrc/shape.c \
-  csrc/json.c csrc/buf.c $(HEADERS)
+build/test_shapelog: spec/c/test_shapelog.c spec/c/shapelog_drive.h csrc/lib/shapelog.c csrc/lib/shape.c \
+  csrc/lib/json.c csrc/lib/buf.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_shapelog.c csrc/shapelog.c csrc/shape.c csrc/json.c \
-	  csrc/buf.c -lm
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_shapelog.c csrc/lib/shapelog.c csrc/lib/shape.c csrc/lib/json.c \
+	  csrc/lib/buf.c -lm
 
-build/test_json: spec/c/test_json.c csrc/json.c csrc/buf.c $(HEADERS)
+build/test_json: spec/c/test_json.c csrc/lib/json.c csrc/lib/buf.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_json.c csrc/json.c csrc/buf.c -lm
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_json.c csrc/lib/json.c csrc/lib/buf.c -lm
 
-build/test_rowblob: spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c $(HEADERS)
+build/test_rowblob: spec/c/test_rowblob.c csrc/lib/rowblob.c csrc/lib/json.c csrc/lib/buf.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_rowblob.c csrc/rowblob.c csrc/json.c csrc/buf.c -lm
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_rowblob.c csrc/lib/rowblob.c csrc/lib/json.c csrc/lib/buf.c -lm
 
-build/test_sse: spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c $(HEADERS)
+build/test_sse: spec/c/test_sse.c csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_sse.c csrc/sse.c csrc/json.c csrc/buf.c -lm
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_sse.c csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c -lm
 
 # Further targets live beside this file, one file per concern (openresty, check, bench, lint).
 -include mk/*.mk

@@ -6,10 +6,10 @@
 
 #include <stddef.h>
 
-#include "buf.h"
 #include "compat.h"
+#include "lib/buf.h"
+#include "lib/rowblob.h"
 #include "lvalue.h"
-#include "rowblob.h"
 
 void tr_open_shape(lua_State *L);  /* lshape.c: shape, shape_reader, shape_messages, url_encode */
 void tr_open_pgtext(lua_State *L); /* lpgtext.c: pg_array, pg_timestamp */

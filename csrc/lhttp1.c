@@ -4,8 +4,8 @@
 #include <stdio.h>
 
 #include "compat.h"
-#include "http1.h"
 #include "lcore.h"
+#include "lib/http1.h"
 
 #define H1_MT "trigger.http1"
 

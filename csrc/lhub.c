@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "compat.h"
-#include "hub.h"
+#include "lib/hub.h"
 
 #define HUB_MT "trigger.hub"
 #define REQUEST_MT "trigger.request"

@@ -1,10 +1,10 @@
-/* core.json_decode: JSON text straight into Lua tables through the csrc/json.c parser and the
+/* core.json_decode: JSON text straight into Lua tables through the csrc/lib/json.c parser and the
  * value builder of lvalue.c. */
 #include <stddef.h>
 
 #include "compat.h"
-#include "json.h"
 #include "lcore.h"
+#include "lib/json.h"
 #include "lvalue.h"
 
 /* json_decode(text [, null [, max_depth [, array_mt]]]) -> value, or nil, message

@@ -1,8 +1,8 @@
-/* trigger.core bindings of the JWT bytes (csrc/jwt.c): HMAC-SHA256 and base64url; SHA-256 and
+/* trigger.core bindings of the JWT bytes (csrc/lib/jwt.c): HMAC-SHA256 and base64url; SHA-256 and
  * random bytes. */
 #include "compat.h"
-#include "jwt.h"
 #include "lcore.h"
+#include "lib/jwt.h"
 
 static int hs256(lua_State *L) {
     size_t kn, mn;

@@ -1,8 +1,8 @@
-/* trigger.core bindings of the Postgres text values (csrc/pgtext.c): pg_array, pg_timestamp
+/* trigger.core bindings of the Postgres text values (csrc/lib/pgtext.c): pg_array, pg_timestamp
  * (arrays pushed by tr_push_pg_array, lvalue.c). */
 #include "compat.h"
 #include "lcore.h"
-#include "pgtext.h"
+#include "lib/pgtext.h"
 
 /* pg_array(text [, null [, array_mt]]) -> nested table of strings, or nil, message
  * array_mt (a table, or nil): the metatable of each table (trigger.json.array_mt). */

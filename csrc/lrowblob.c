@@ -5,8 +5,8 @@
 
 #include "compat.h"
 #include "lcore.h"
+#include "lib/rowblob.h"
 #include "lvalue.h"
-#include "rowblob.h"
 
 static const char *check_blob(lua_State *L, size_t *n) {
     const char *s = luaL_checklstring(L, 1, n);

@@ -1,15 +1,15 @@
 /* trigger.core.run_fields: the plain fields of the public run object from a stored row
- * (statuses, timestamps, numbers, arrays; csrc/pgtext.c and csrc/json.c do the parsing). */
+ * (statuses, timestamps, numbers, arrays; csrc/lib/pgtext.c and csrc/lib/json.c do the parsing). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compat.h"
-#include "json.h"
 #include "lcore.h"
+#include "lib/json.h"
+#include "lib/pgtext.h"
+#include "lib/rowblob.h"
 #include "lvalue.h"
-#include "pgtext.h"
-#include "rowblob.h"
 
 /* Database status -> public status (the SDK's mapping); anything else is QUEUED. */
 static const char *const status_map[][2] = {

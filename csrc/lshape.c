@@ -1,4 +1,4 @@
-/* trigger.core bindings of the shape protocol (csrc/shape.h, csrc/shapelog.h): the shape
+/* trigger.core bindings of the shape protocol (csrc/lib/shape.h, csrc/lib/shapelog.h): the shape
  * userdata, status_verdict, url_encode and is_token, the tail check of a body, shape_messages
  * (the shape-log body decoder built on lvalue.c's value builder) and shape_reader (the streaming
  * reader of shapelog.c, each message decoded by the same sink). */
@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "compat.h"
-#include "json.h"
 #include "lcore.h"
+#include "lib/json.h"
+#include "lib/rowblob.h"
+#include "lib/shape.h"
+#include "lib/shapelog.h"
 #include "lvalue.h"
-#include "rowblob.h"
-#include "shape.h"
-#include "shapelog.h"
 
 #define SHAPE_MT "trigger.shape"
 

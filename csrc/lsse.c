@@ -1,12 +1,12 @@
 /* trigger.core.sse_parser: Lua bindings of the sans-I/O Server-Sent Events parser and of the
- * S2 batch payload (csrc/sse.c). The stream reader (lua/trigger/streams.lua) feeds it what a
+ * S2 batch payload (csrc/lib/sse.c). The stream reader (lua/trigger/streams.lua) feeds it what a
  * transport received; it does no I/O itself. */
 #include <stdint.h>
 #include <stdio.h>
 
 #include "compat.h"
 #include "lcore.h"
-#include "sse.h"
+#include "lib/sse.h"
 
 #define SSE_MT "trigger.sse"
 

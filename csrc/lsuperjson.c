@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "compat.h"
-#include "json.h"
 #include "lcore.h"
+#include "lib/json.h"
 #include "lvalue.h"
 
 /* More entries than this go the general way, which counts them against its own budget. */

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "compat.h"
-#include "json.h"
 #include "lcore.h"
+#include "lib/json.h"
+#include "lib/pgtext.h"
+#include "lib/rowblob.h"
 #include "lvalue.h"
-#include "pgtext.h"
-#include "rowblob.h"
 
 /* Values of an open container wait on the Lua stack above its slot and go into the table in
  * batches: when the container ends, the table is made at its final size in one allocation

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "compat.h"
-#include "json.h"
+#include "lib/json.h"
 
 #define TR_LJSON_MAX_DEPTH 1000
 #define TR_LJSON_DEFAULT_DEPTH 128

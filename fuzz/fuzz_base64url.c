@@ -1,4 +1,4 @@
-/* libFuzzer target: base64url (tr_base64url_decode / tr_base64url_encode, csrc/jwt.c).
+/* libFuzzer target: base64url (tr_base64url_decode / tr_base64url_encode, csrc/lib/jwt.c).
  *
  * The same input is used twice:
  *   - as text to decode (a JWT segment, say): accepted exactly when it is a canonical encoding
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "fuzz_assert.h"
-#include "jwt.h"
+#include "lib/buf.h"
+#include "lib/jwt.h"
 
 static int sextet(char c) {
     static const char alphabet[] =

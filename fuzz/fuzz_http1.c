@@ -1,4 +1,4 @@
-/* libFuzzer target: the HTTP/1.1 response parser (csrc/http1.c) over arbitrary byte splits.
+/* libFuzzer target: the HTTP/1.1 response parser (csrc/lib/http1.c) over arbitrary byte splits.
  *
  * The input is the byte stream a server sends (seeds are real responses). It is parsed with
  * the default limits and with tiny ones, as a GET and as a HEAD response, and each of those
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "fuzz_assert.h"
-#include "http1.h"
+#include "lib/buf.h"
+#include "lib/http1.h"
 
 /* Everything observable about a parser, flattened into bytes so that two runs compare with
  * memcmp. */

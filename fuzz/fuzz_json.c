@@ -1,4 +1,4 @@
-/* libFuzzer target: the JSON parser (tr_json_parse in csrc/json.c).
+/* libFuzzer target: the JSON parser (tr_json_parse in csrc/lib/json.c).
  *
  * Checks, beyond the sanitizers:
  *   - the sink sees balanced begin/end calls, keys only inside objects, depth within the limit;
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "fuzz_assert.h"
-#include "json.h"
+#include "lib/buf.h"
+#include "lib/json.h"
 
 #define MAX_DEPTH 64
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: Postgres array literals (tr_pg_array_parse in csrc/pgtext.c).
+/* libFuzzer target: Postgres array literals (tr_pg_array_parse in csrc/lib/pgtext.c).
  *
  * The input is the literal itself, e.g. {a,"b c","q\"d",NULL} or [1:2]={{1,2},{3,4}}.
  * Checks, beyond the sanitizers:
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "fuzz_assert.h"
-#include "pgtext.h"
+#include "lib/buf.h"
+#include "lib/pgtext.h"
 
 typedef struct writer {
     tr_buf out;

@@ -1,4 +1,4 @@
-/* libFuzzer target: Postgres timestamps to ISO-8601 UTC (tr_pg_timestamp_iso, csrc/pgtext.c).
+/* libFuzzer target: Postgres timestamps to ISO-8601 UTC (tr_pg_timestamp_iso, csrc/lib/pgtext.c).
  *
  * The input is the timestamp text, e.g. "2025-01-10 12:00:00.123456+05:30".
  * Checks, beyond the sanitizers (the input and the output buffer are exactly sized heap blocks):
@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "fuzz_assert.h"
-#include "pgtext.h"
+#include "lib/pgtext.h"
 
 static int num(const char *s, size_t at, size_t count) {
     int v = 0;

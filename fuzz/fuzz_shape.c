@@ -1,4 +1,4 @@
-/* libFuzzer target: the shape-log state machine (csrc/shape.c).
+/* libFuzzer target: the shape-log state machine (csrc/lib/shape.c).
  *
  * The input is a script of lines, so that seeds can be real-looking exchanges:
  *
@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "fuzz_assert.h"
-#include "shape.h"
+#include "lib/shape.h"
 
 typedef struct cursor {
     const char *p;

@@ -1,4 +1,4 @@
-/* libFuzzer target: the streaming shape-log reader (tr_shapelog_* in csrc/shapelog.c), driven
+/* libFuzzer target: the streaming shape-log reader (tr_shapelog_* in csrc/lib/shapelog.c), driven
  * as lshape.c drives it (spec/c/shapelog_drive.h: each message parsed with the bytes there are).
  *
  * The first two bytes of the input choose the pieces; the rest is the body. Checks, beyond the

@@ -1,4 +1,4 @@
-/* libFuzzer target: the Server-Sent Events parser and the S2 batch payload (csrc/sse.c).
+/* libFuzzer target: the Server-Sent Events parser and the S2 batch payload (csrc/lib/sse.c).
  *
  * The input is the body a stream server sends (seeds are the v1 and v2 vectors of
  * shared/protocol/streams.md section 7 and some odd framings). It is parsed with the default
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "fuzz_assert.h"
-#include "sse.h"
+#include "lib/buf.h"
+#include "lib/sse.h"
 
 static tr_s2_batch batch;
 static int batch_ready;

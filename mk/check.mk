@@ -81,22 +81,22 @@ CHECK_TAP      = sh tools/check/tap.sh
 CHECK_C_TESTS := $(patsubst spec/c/%.c,%,$(wildcard spec/c/test_*.c))
 CHECK_C_SRC   := $(CORE_C)
 
-# One fuzz target per fuzz/fuzz_*.c; fuzz_http1 only once csrc/http1.c exists.
-FUZZ_ALL      := $(filter-out $(if $(wildcard csrc/http1.c),,fuzz_http1),\
+# One fuzz target per fuzz/fuzz_*.c; fuzz_http1 only once csrc/lib/http1.c exists.
+FUZZ_ALL      := $(filter-out $(if $(wildcard csrc/lib/http1.c),,fuzz_http1),\
                    $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
 FUZZ_TARGETS  ?= $(FUZZ_ALL)
-FUZZ_SRC_fuzz_shape        := csrc/shape.c csrc/buf.c
-FUZZ_SRC_fuzz_shapelog     := csrc/shapelog.c csrc/shape.c csrc/json.c csrc/buf.c
-FUZZ_SRC_fuzz_pg_array     := csrc/pgtext.c csrc/buf.c
-FUZZ_SRC_fuzz_pg_timestamp := csrc/pgtext.c csrc/buf.c
-FUZZ_SRC_fuzz_base64url    := csrc/jwt.c csrc/buf.c
-FUZZ_SRC_fuzz_json         := csrc/json.c csrc/buf.c
+FUZZ_SRC_fuzz_shape        := csrc/lib/shape.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_shapelog     := csrc/lib/shapelog.c csrc/lib/shape.c csrc/lib/json.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_pg_array     := csrc/lib/pgtext.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_pg_timestamp := csrc/lib/pgtext.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_base64url    := csrc/lib/jwt.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_json         := csrc/lib/json.c csrc/lib/buf.c
 FUZZ_LIBS_fuzz_base64url   := $(CRYPTO_LIBS)
-FUZZ_SRC_fuzz_http1        := csrc/http1.c csrc/buf.c
-FUZZ_SRC_fuzz_sse          := csrc/sse.c csrc/json.c csrc/buf.c
-FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lsuperjson.c csrc/json.c csrc/shape.c csrc/shapelog.c \
-                              csrc/buf.c csrc/rowblob.c csrc/lrowblob.c csrc/lrunfields.c csrc/lpgtext.c \
-                              csrc/pgtext.c
+FUZZ_SRC_fuzz_http1        := csrc/lib/http1.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_sse          := csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c
+FUZZ_SRC_fuzz_lua_decode   := csrc/ljson.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lsuperjson.c csrc/lib/json.c csrc/lib/shape.c csrc/lib/shapelog.c \
+                              csrc/lib/buf.c csrc/lib/rowblob.c csrc/lrowblob.c csrc/lrunfields.c csrc/lpgtext.c \
+                              csrc/lib/pgtext.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
 FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 

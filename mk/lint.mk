@@ -5,8 +5,8 @@
 #   make lint-lua      luacheck on lua/ server/ spec/ examples/ bench/ tools/ bin/ (config: .luacheckrc)
 #   make lint-format   clang-format --dry-run --Werror on csrc/ spec/c/ fuzz/ (config: .clang-format)
 #                      fix a file with: clang-format -i FILE
-#   make lint-cppcheck cppcheck (warning, performance, portability) on csrc/*.c
-#   make lint-tidy     clang-tidy (LINT_TIDY_CHECKS below) on csrc/*.c
+#   make lint-cppcheck cppcheck (warning, performance, portability) on csrc/lib/*.c and csrc/*.c
+#   make lint-tidy     clang-tidy (LINT_TIDY_CHECKS below) on csrc/lib/*.c and csrc/*.c
 #   make lint-version  trigger._VERSION, CHANGELOG.md and the rockspecs agree (spec/version_spec.lua)
 #   make doc           the LDoc HTML reference in doc/ (config: config.ld); fails on any warning,
 #                      on any link of doc/ that names a missing file or anchor
@@ -28,8 +28,8 @@ LINT_DIR     := build/lint
 
 # What each gate looks at; directories and files that do not exist (yet) are skipped.
 LINT_LUA_DIRS := $(wildcard lua server spec examples bench tools bin/trigger-realtime)
-LINT_FORMAT   := $(wildcard csrc/*.c csrc/*.h spec/c/*.c fuzz/*.c)
-LINT_C        := $(wildcard csrc/*.c)
+LINT_FORMAT   := $(wildcard csrc/*.c csrc/*.h csrc/lib/*.c csrc/lib/*.h spec/c/*.c fuzz/*.c)
+LINT_C        := $(wildcard csrc/lib/*.c csrc/*.c)
 
 # The same translation units the Makefile builds: C99, the Lua headers, csrc/ includes. Files
 # that need POSIX define _POSIX_C_SOURCE themselves, so it is not forced here.

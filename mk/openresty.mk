@@ -6,12 +6,12 @@
 #   forwards run streams (both framings, a cut mid-stream, Last-Event-ID, clients leaving)
 #   through the example's /stream location.
 #   Prints "ok N - ..." lines and a closing "N passed, N failed". See spec/openresty/run.sh.
-# make test-http1: the C unit tests of the HTTP/1.1 response parser (csrc/http1.c).
+# make test-http1: the C unit tests of the HTTP/1.1 response parser (csrc/lib/http1.c).
 .PHONY: test-openresty test-http1
 
-build/test_http1: spec/c/test_http1.c csrc/http1.c csrc/http1.h csrc/buf.c csrc/buf.h
+build/test_http1: spec/c/test_http1.c csrc/lib/http1.c csrc/lib/http1.h csrc/lib/buf.c csrc/lib/buf.h
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_http1.c csrc/http1.c csrc/buf.c
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_http1.c csrc/lib/http1.c csrc/lib/buf.c
 
 test-http1: build/test_http1
 	@build/test_http1

@@ -47,8 +47,8 @@ build = {
   modules = {
     ["trigger.core"] = {
       sources = {
-        "csrc/buf.c", "csrc/shape.c", "csrc/shapelog.c", "csrc/pgtext.c", "csrc/jwt.c", "csrc/json.c",
-        "csrc/http1.c", "csrc/sse.c", "csrc/rowblob.c",
+        "csrc/lib/buf.c", "csrc/lib/shape.c", "csrc/lib/shapelog.c", "csrc/lib/pgtext.c", "csrc/lib/jwt.c", "csrc/lib/json.c",
+        "csrc/lib/http1.c", "csrc/lib/sse.c", "csrc/lib/rowblob.c",
         "csrc/lcore.c", "csrc/laux.c", "csrc/lvalue.c", "csrc/lshape.c", "csrc/lpgtext.c",
         "csrc/lrunfields.c", "csrc/lrowblob.c", "csrc/ljwt.c", "csrc/lclock.c",
         "csrc/ljson.c", "csrc/lsuperjson.c", "csrc/lhttp1.c", "csrc/lsse.c",
@@ -58,7 +58,7 @@ build = {
       libraries = { "crypto" },
     },
     ["trigger.curl"] = {
-      sources = { "csrc/buf.c", "csrc/hub.c", "csrc/lhub.c" },
+      sources = { "csrc/lib/buf.c", "csrc/lib/hub.c", "csrc/lhub.c" },
       incdirs = { "csrc", "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
       libraries = { "curl" },

@@ -1,5 +1,5 @@
 -- trigger.core.http1_parser: the Lua face of the sans-I/O HTTP/1.1 response parser
--- (csrc/http1.c, unit-tested in C by spec/c/test_http1.c; fed by trigger.transport.ngx).
+-- (csrc/lib/http1.c, unit-tested in C by spec/c/test_http1.c; fed by trigger.transport.ngx).
 local core = require "trigger.core"
 
 describe("http1_parser", function()

@@ -1,4 +1,4 @@
-/* A plain-C caller of the streaming shape-log reader (csrc/shapelog.h), shared by
+/* A plain-C caller of the streaming shape-log reader (csrc/lib/shapelog.h), shared by
  * spec/c/test_shapelog.c and fuzz/fuzz_shapelog.c: each message is parsed with the JSON parser
  * and a sink that follows only its structure (a message must be an object; the parse stops
  * right after its closing brace, as lshape.c's sink does), and kept as its bytes. */
@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../../csrc/json.h"
-#include "../../csrc/shapelog.h"
+#include "../../csrc/lib/json.h"
+#include "../../csrc/lib/shapelog.h"
 
 #define DRIVE_DEPTH 127
 

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../csrc/jwt.h"
-#include "../../csrc/pgtext.h"
-#include "../../csrc/shape.h"
+#include "../../csrc/lib/jwt.h"
+#include "../../csrc/lib/pgtext.h"
+#include "../../csrc/lib/shape.h"
 
 static int n_checks;
 

@@ -1,11 +1,11 @@
-/* Unit tests of the sans-I/O HTTP/1.1 response parser (csrc/http1.c): TAP output.
+/* Unit tests of the sans-I/O HTTP/1.1 response parser (csrc/lib/http1.c): TAP output.
  * Every case is fed whole, split at every byte boundary into two pieces, and one byte at a
  * time; all three must give the same result. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../csrc/http1.h"
+#include "../../csrc/lib/http1.h"
 
 static int n_checks, n_failed;
 

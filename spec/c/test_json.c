@@ -1,11 +1,11 @@
-/* Unit tests of the JSON parser (csrc/json.c, no Lua): TAP output. Each text is parsed into a
+/* Unit tests of the JSON parser (csrc/lib/json.c, no Lua): TAP output. Each text is parsed into a
  * canonical trace of what the sink saw, compared with the expected one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../csrc/json.h"
+#include "../../csrc/lib/json.h"
 
 static int n_checks;
 

@@ -1,9 +1,9 @@
-/* Unit tests of row blobs (csrc/rowblob.c, no Lua): TAP output. */
+/* Unit tests of row blobs (csrc/lib/rowblob.c, no Lua): TAP output. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "../../csrc/rowblob.h"
+#include "../../csrc/lib/rowblob.h"
 
 static int n_checks;
 

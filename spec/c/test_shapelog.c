@@ -1,4 +1,4 @@
-/* Unit tests of the streaming shape-log reader (csrc/shapelog.c, no Lua): TAP output. */
+/* Unit tests of the streaming shape-log reader (csrc/lib/shapelog.c, no Lua): TAP output. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

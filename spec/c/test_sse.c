@@ -1,4 +1,4 @@
-/* Unit tests of the Server-Sent Events parser and the S2 batch payload (csrc/sse.c): TAP.
+/* Unit tests of the Server-Sent Events parser and the S2 batch payload (csrc/lib/sse.c): TAP.
  * Every stream is fed whole, split at every byte boundary into two pieces, and one byte at a
  * time; all three must give the same events, the same end (bytes dropped at EOF) and the same
  * error. The test vectors of shared/protocol/streams.md section 7 are among the cases. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../csrc/sse.h"
+#include "../../csrc/lib/sse.h"
 
 static int n_checks, n_failed;
 

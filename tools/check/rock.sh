@@ -102,7 +102,7 @@ for v in 5.1 5.3 5.4; do
   else
     result "not ok" "$label"; tail -n 15 "$tmp/$v-make.log" | sed 's/^/#   /'
   fi
-  rm -f "$tmp/src/trigger-realtime/csrc/"*.o
+  rm -f "$tmp/src/trigger-realtime/csrc/"*.o "$tmp/src/trigger-realtime/csrc/lib/"*.o
   rm -rf "$tmp/src/trigger-realtime/trigger"
 done
 

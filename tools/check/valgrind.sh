@@ -17,8 +17,8 @@ rm -f "$log"
 $vg --log-file="$log" "$@"
 status=$?
 
-# Our source files by name (csrc/*.c: the plain C core and the l*.c bindings).
-srcs=$(cd "$(dirname "$0")/../../csrc" && ls ./*.c | sed 's|^\./||; s|\.c$||' | paste -sd '|' -)
+# Our source files by name (csrc/lib/*.c: the plain C core; csrc/l*.c: the bindings).
+srcs=$(cd "$(dirname "$0")/../../csrc" && ls ./*.c lib/*.c | sed 's|^\./||; s|^lib/||; s|\.c$||' | paste -sd '|' -)
 ours=$(awk -v srcs="$srcs" '
   # A loss record starts with "==PID== N bytes in M blocks are <kind> lost in loss record"
   # and ends at the next line holding only "==PID==".

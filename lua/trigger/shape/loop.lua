@@ -14,7 +14,7 @@
 --  * a row older (by `updatedAt`) than the one already handed out is not yielded.
 --
 -- The request budget: whatever the server answers, the loop never asks in a tight loop. The
--- shape core (csrc/shape.c, `TR_SHAPE_HELD_S`) counts each answer as progress (a live answer
+-- shape core (csrc/lib/shape.c, `TR_SHAPE_HELD_S`) counts each answer as progress (a live answer
 -- with changes, or one held as a long-poll is: 0.25 s or more), neutral (a page of a sync or a
 -- catch-up) or idle: a resync (409 must-refetch, 400 "offset out of bounds", a must-refetch in
 -- a 200 body), a live answer in under 0.25 s with nothing new (204, a bare up-to-date, `[]`),

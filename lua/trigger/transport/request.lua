@@ -29,7 +29,7 @@ function M.api_headers(settings)
 end
 
 --- What an HTTP status that is not a success means: `"retry"` or `"fatal"`, the error kind
--- and a short message. The same table the shape protocol core uses (csrc/shape.c).
+-- and a short message. The same table the shape protocol core uses (csrc/lib/shape.c).
 -- @tparam integer status
 -- @treturn string action
 -- @treturn string kind
