@@ -1,5 +1,6 @@
-/* trigger.core.run_fields: the plain fields of the public run object from a stored row
- * (statuses, timestamps, numbers, arrays; csrc/lib/pgtext.c and csrc/lib/json.c do the parsing). */
+/* trigger.core.run_fields: the plain fields of the public run object from a stored row: the
+ * binding of csrc/lib/runfields.c (the columns, the status mapping and helpers), with
+ * csrc/lib/pgtext.c and csrc/lib/json.c doing the parsing. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,96 +10,15 @@
 #include "lib/json.h"
 #include "lib/pgtext.h"
 #include "lib/rowblob.h"
+#include "lib/runfields.h"
 #include "lvalue.h"
 
-/* Database status -> public status (the SDK's mapping); anything else is QUEUED. */
-static const char *const status_map[][2] = {
-    {"PENDING", "QUEUED"},
-    {"EXECUTING", "EXECUTING"},
-    {"COMPLETED_SUCCESSFULLY", "COMPLETED"},
-    {"DEQUEUED", "DEQUEUED"},
-    {"DELAYED", "DELAYED"},
-    {"WAITING_FOR_DEPLOY", "PENDING_VERSION"},
-    {"PENDING_VERSION", "PENDING_VERSION"},
-    {"PAUSED", "WAITING"},
-    {"WAITING_TO_RESUME", "WAITING"},
-    {"RETRYING_AFTER_FAILURE", "EXECUTING"},
-    {"CANCELED", "CANCELED"},
-    {"SYSTEM_FAILURE", "SYSTEM_FAILURE"},
-    {"CRASHED", "CRASHED"},
-    {"INTERRUPTED", "FAILED"},
-    {"COMPLETED_WITH_ERRORS", "FAILED"},
-    {"EXPIRED", "EXPIRED"},
-    {"TIMED_OUT", "TIMED_OUT"},
-};
-
-static const char *public_status(const char *db) {
-    if (db == NULL) return "QUEUED";
-    for (size_t i = 0; i < sizeof status_map / sizeof status_map[0]; i++)
-        if (strcmp(db, status_map[i][0]) == 0) return status_map[i][1];
-    return "QUEUED";
-}
-
-static int one_of(const char *s, const char *const *set) {
-    for (; *set; set++)
-        if (strcmp(s, *set) == 0) return 1;
-    return 0;
-}
-
-/* The names run_fields reads and writes, made once as the upvalues of the function: a field is
- * read and set with lua_rawget/lua_rawset of a string already made, not by a C string that
- * lua_getfield/lua_setfield turn into a Lua string (hash and look-up) each time. The C_ names
- * are the TaskRun columns of the realtime shape, with the kind of value each holds: the one list
- * of them (core.run_columns gives it to the Lua side). */
-#define NAMES(X)                                                                                   \
-    X(C_FRIENDLY_ID, "friendlyId", "text")                                                         \
-    X(C_TASK, "taskIdentifier", "text")                                                            \
-    X(C_STATUS, "status", "text")                                                                  \
-    X(C_CREATED_AT, "createdAt", "timestamp")                                                      \
-    X(C_UPDATED_AT, "updatedAt", "timestamp")                                                      \
-    X(C_STARTED_AT, "startedAt", "timestamp")                                                      \
-    X(C_QUEUED_AT, "queuedAt", "timestamp")                                                        \
-    X(C_EXPIRED_AT, "expiredAt", "timestamp")                                                      \
-    X(C_COMPLETED_AT, "completedAt", "timestamp")                                                  \
-    X(C_DELAY_UNTIL, "delayUntil", "timestamp")                                                    \
-    X(C_NUMBER, "number", "number")                                                                \
-    X(C_USAGE, "usageDurationMs", "number")                                                        \
-    X(C_COST, "costInCents", "number")                                                             \
-    X(C_BASE_COST, "baseCostInCents", "number")                                                    \
-    X(C_RUN_TAGS, "runTags", "array")                                                              \
-    X(C_STREAMS, "realtimeStreams", "array")                                                       \
-    X(C_IS_TEST, "isTest", "boolean")                                                              \
-    X(C_TTL, "ttl", "text")                                                                        \
-    X(C_IDEMPOTENCY, "idempotencyKey", "text")                                                     \
-    X(C_ERROR, "error", "json")                                                                    \
-    X(C_PAYLOAD, "payload", "packet")                                                              \
-    X(C_PAYLOAD_TYPE, "payloadType", "text")                                                       \
-    X(C_OUTPUT, "output", "packet")                                                                \
-    X(C_OUTPUT_TYPE, "outputType", "text")                                                         \
-    X(C_METADATA, "metadata", "packet")                                                            \
-    X(C_METADATA_TYPE, "metadataType", "text")                                                     \
-    X(F_ID, "id", NULL)                                                                            \
-    X(F_FINISHED_AT, "finishedAt", NULL)                                                           \
-    X(F_DELAYED_UNTIL, "delayedUntil", NULL)                                                       \
-    X(F_DURATION, "durationMs", NULL)                                                              \
-    X(F_TAGS, "tags", NULL)                                                                        \
-    X(F_IS_QUEUED, "isQueued", NULL)                                                               \
-    X(F_IS_EXECUTING, "isExecuting", NULL)                                                         \
-    X(F_IS_WAITING, "isWaiting", NULL)                                                             \
-    X(F_IS_SUCCESS, "isSuccess", NULL)                                                             \
-    X(F_IS_FAILED, "isFailed", NULL)                                                               \
-    X(F_IS_COMPLETED, "isCompleted", NULL)                                                         \
-    X(F_IS_CANCELLED, "isCancelled", NULL)
-
-#define NAME_ENUM(id, text, kind) id,
-#define NAME_TEXT(id, text, kind) text,
-#define NAME_LEN(id, text, kind) (sizeof(text) - 1),
-#define NAME_KIND(id, text, kind) kind,
-enum { NAMES(NAME_ENUM) N_NAMES };
-static const char *const name_text[] = {NAMES(NAME_TEXT)};
-static const unsigned char name_len[] = {NAMES(NAME_LEN)};
-static const char *const name_kind[] = {NAMES(NAME_KIND)};
-enum { N_COLUMNS = C_METADATA_TYPE + 1 }; /* the C_ names: the columns read */
+/* The names run_fields reads and writes (runfields.h) are made once as the upvalues of the
+ * function: a field is read and set with lua_rawget/lua_rawset of a string already made, not by
+ * a C string that lua_getfield/lua_setfield turn into a Lua string (hash and look-up) each
+ * time. */
+#define NAME_ENUM(id, text, kind) id = TR_RUN_##id,
+enum { TR_RUN_NAMES(NAME_ENUM) N_NAMES = TR_RUN_N_NAMES, N_COLUMNS = TR_RUN_N_COLUMNS };
 
 /* The upvalue holding name k. */
 #define NAME(k) lua_upvalueindex((k) + 1)
@@ -122,7 +42,7 @@ static void problem(run_builder *rb, int col) {
         lua_newtable(L);
         lua_replace(L, rb->problems);
     }
-    lua_pushfstring(L, "%s %s", name_text[col], lua_tostring(L, -1));
+    lua_pushfstring(L, "%s %s", tr_run_name(col), lua_tostring(L, -1));
     lua_rawseti(L, rb->problems, (int)tr_rawlen(L, rb->problems) + 1);
     lua_pop(L, 1);
 }
@@ -355,13 +275,6 @@ static void flag(run_builder *rb, int field, int value) {
     field_set(rb);
 }
 
-/* The column a member of a blob is (N_COLUMNS: none that run_fields reads). */
-static int column_of(const tr_rowblob_member *m) {
-    for (int k = 0; k < N_COLUMNS; k++)
-        if (name_len[k] == m->name_len && memcmp(name_text[k], m->name, m->name_len) == 0) return k;
-    return N_COLUMNS;
-}
-
 /* The members of the blob at index 1 by column (the last of a name counts). */
 static void index_blob(lua_State *L, tr_rowblob_member *cols) {
     size_t n, pos = 0;
@@ -371,7 +284,7 @@ static void index_blob(lua_State *L, tr_rowblob_member *cols) {
     tr_rowblob_member m;
     int rc;
     while ((rc = tr_rowblob_next(s, n, &pos, &m)) == 1) {
-        int k = column_of(&m);
+        int k = tr_run_column_of(m.name, m.name_len);
         if (k < N_COLUMNS) cols[k] = m;
     }
     if (rc < 0) luaL_argerror(L, 1, "not a stored row");
@@ -410,7 +323,7 @@ static int run_fields(lua_State *L) {
     text_field(&rb, C_FRIENDLY_ID, F_ID);
     text_field(&rb, C_TASK, C_TASK);
     size_t n;
-    const char *status = public_status(column(&rb, C_STATUS, &n));
+    const char *status = tr_run_public_status(column(&rb, C_STATUS, &n));
     field_name(&rb, C_STATUS);
     lua_pushstring(L, status);
     field_set(&rb);
@@ -428,29 +341,22 @@ static int run_fields(lua_State *L) {
     array_field(&rb, C_RUN_TAGS, F_TAGS);
     array_field(&rb, C_STREAMS, C_STREAMS);
     const char *t = column(&rb, C_IS_TEST, &n);
-    int is_test = 0;
-    if (t != NULL) {
-        is_test = strcmp(t, "t") == 0 || strcmp(t, "true") == 0;
-        if (!is_test && strcmp(t, "f") != 0 && strcmp(t, "false") != 0) {
-            lua_pushfstring(L, "is not a boolean: %s", t);
-            problem(&rb, C_IS_TEST);
-        }
+    int is_test = tr_pg_bool(t);
+    if (t != NULL && is_test < 0) {
+        lua_pushfstring(L, "is not a boolean: %s", t);
+        problem(&rb, C_IS_TEST);
     }
-    flag(&rb, C_IS_TEST, is_test);
+    flag(&rb, C_IS_TEST, is_test == 1);
     text_field(&rb, C_TTL, C_TTL);
     text_field(&rb, C_IDEMPOTENCY, C_IDEMPOTENCY);
-    static const char *const queued[] = {"PENDING_VERSION", "QUEUED", "DELAYED", NULL};
-    static const char *const executing[] = {"DEQUEUED", "EXECUTING", NULL};
-    static const char *const failed[] = {"FAILED",  "CRASHED",   "SYSTEM_FAILURE",
-                                         "EXPIRED", "TIMED_OUT", NULL};
-    int success = strcmp(status, "COMPLETED") == 0, is_failed = one_of(status, failed);
-    flag(&rb, F_IS_QUEUED, one_of(status, queued));
-    flag(&rb, F_IS_EXECUTING, one_of(status, executing));
-    flag(&rb, F_IS_WAITING, strcmp(status, "WAITING") == 0);
-    flag(&rb, F_IS_SUCCESS, success);
-    flag(&rb, F_IS_FAILED, is_failed);
-    flag(&rb, F_IS_COMPLETED, success || is_failed);
-    flag(&rb, F_IS_CANCELLED, strcmp(status, "CANCELED") == 0);
+    unsigned says = tr_run_status_flags(status);
+    flag(&rb, F_IS_QUEUED, (says & TR_RUN_QUEUED) != 0);
+    flag(&rb, F_IS_EXECUTING, (says & TR_RUN_EXECUTING) != 0);
+    flag(&rb, F_IS_WAITING, (says & TR_RUN_WAITING) != 0);
+    flag(&rb, F_IS_SUCCESS, (says & TR_RUN_SUCCESS) != 0);
+    flag(&rb, F_IS_FAILED, (says & TR_RUN_FAILED) != 0);
+    flag(&rb, F_IS_COMPLETED, (says & TR_RUN_COMPLETED) != 0);
+    flag(&rb, F_IS_CANCELLED, (says & TR_RUN_CANCELLED) != 0);
     lua_settop(L, rb.problems); /* the run, then the problems (nil when none) */
     for (int col = C_ERROR; col <= C_METADATA_TYPE; col++)
         push_raw(&rb, col);
@@ -459,7 +365,7 @@ static int run_fields(lua_State *L) {
 void tr_open_runfields(lua_State *L) {
     luaL_checkstack(L, N_NAMES + 2, "run_fields names");
     for (int k = 0; k < N_NAMES; k++)
-        lua_pushstring(L, name_text[k]);
+        lua_pushstring(L, tr_run_name(k));
     tr_ljson_push_intern_upvalues(L); /* upvalues N_NAMES + 1, N_NAMES + 2 */
     lua_pushcclosure(L, run_fields, N_NAMES + 2);
     lua_setfield(L, -2, "run_fields");
@@ -467,8 +373,8 @@ void tr_open_runfields(lua_State *L) {
      * "json", "packet"), with the row's own id, which the run object does not show */
     lua_createtable(L, 0, N_COLUMNS + 1);
     for (int k = 0; k < N_COLUMNS; k++) {
-        lua_pushstring(L, name_kind[k]);
-        lua_setfield(L, -2, name_text[k]);
+        lua_pushstring(L, tr_run_column_kind(k));
+        lua_setfield(L, -2, tr_run_name(k));
     }
     lua_pushliteral(L, "text");
     lua_setfield(L, -2, "id");
