@@ -29,7 +29,7 @@ BUILD      ?= build/$(LUA_TAG)
 # Lua values of the cores' values: the JSON value builder, Postgres arrays, row blob members), as
 # lauxlib serves Lua's own libraries. Bindings include "lib/<name>.h", so no build needs -I.
 CORE_C   := csrc/lib/buf.c csrc/lib/runfields.c csrc/lib/shape.c csrc/lib/shapelog.c csrc/lib/pgtext.c csrc/lib/jwt.c csrc/lib/json.c csrc/lib/http1.c \
-            csrc/lib/sse.c csrc/lib/rowblob.c
+            csrc/lib/sse.c csrc/lib/rowblob.c csrc/lib/superjson.c
 CORE_L   := csrc/lcore.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lpgtext.c csrc/lrunfields.c csrc/lrowblob.c csrc/ljwt.c \
             csrc/lclock.c csrc/ljson.c csrc/lsuperjson.c csrc/lhttp1.c \
             csrc/lsse.c
@@ -78,7 +78,8 @@ install: all
 	cp bin/trigger-realtime $(INST_BINDIR)/
 
 test: deps all build/test_core build/test_http1 build/test_sse build/test_shapelog \
-      build/test_json build/test_rowblob build/test_runfields test-stamp
+      build/test_json build/test_rowblob build/test_runfields build/test_superjson \
+      test-stamp
 	@LUA=$(LUA) BUILD=$(BUILD) sh spec/run.sh $(SPECS)
 
 # The build stamp: another LUA_INCDIR or CFLAGS rebuilds, the same ones do not (in a build
@@ -120,6 +121,10 @@ build/test_runfields: spec/c/test_runfields.c csrc/lib/runfields.c $(HEADERS)
 build/test_sse: spec/c/test_sse.c csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_sse.c csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c -lm
+
+build/test_superjson: spec/c/test_superjson.c csrc/lib/superjson.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ spec/c/test_superjson.c csrc/lib/superjson.c -lm
 
 # Further targets live beside this file, one file per concern (openresty, check, bench, lint).
 -include mk/*.mk

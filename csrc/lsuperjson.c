@@ -4,15 +4,17 @@
  * {"createdAt": ["Date"], "id": ["bigint"]}. Walking that in Lua cost as much as decoding the
  * whole packet, once per run handed out. This takes exactly that shape and nothing else; for
  * anything else (paths with dots, nested trees, maps, custom classes, a field that is not
- * there) it changes nothing and says so, and lua/trigger/superjson.lua does the general walk
- * with the same meaning. */
-#include <math.h>
+ * there) it changes nothing and says so, and lua/trigger/run/superjson.lua does the general walk
+ * with the same meaning. What each annotation means (and a bigint's text as an integer, the
+ * special numbers, which names can be leaves) is decided by csrc/lib/superjson.c; this file only
+ * walks the Lua tables, or the packet as it is parsed, and pushes the values. */
 #include <stdint.h>
 #include <string.h>
 
 #include "compat.h"
 #include "lcore.h"
 #include "lib/json.h"
+#include "lib/superjson.h"
 #include "lvalue.h"
 
 /* More entries than this go the general way, which counts them against its own budget. */
@@ -26,7 +28,7 @@ static int is_leaf(lua_State *L, int value, const char **annotation) {
     const char *key = lua_tolstring(L, -2, &kn);
     /* (a NUL byte would hide the rest of the key or annotation from the C string functions:
      * such entries go the general way, which compares whole Lua strings) */
-    if (memchr(key, '\0', kn) || strchr(key, '.') != NULL || strchr(key, '\\') != NULL) return 0;
+    if (memchr(key, '\0', kn) || !tr_superjson_plain_field(key, kn)) return 0;
     lua_rawgeti(L, -1, 2);
     int single = lua_isnil(L, -1);
     lua_pop(L, 1);
@@ -34,7 +36,8 @@ static int is_leaf(lua_State *L, int value, const char **annotation) {
     int named = lua_type(L, -1) == LUA_TSTRING;
     *annotation = named ? lua_tolstring(L, -1, &an) : NULL;
     lua_pop(L, 1); /* the string stays alive in the annotation table */
-    if (!single || !named || memchr(*annotation, '\0', an) || strcmp(*annotation, "map") == 0)
+    if (!single || !named || memchr(*annotation, '\0', an) ||
+        tr_superjson_kind_of(*annotation, an) == TR_SUPERJSON_MAP)
         return 0;
     lua_pushvalue(L, -2);
     lua_rawget(L, value);
@@ -43,70 +46,39 @@ static int is_leaf(lua_State *L, int value, const char **annotation) {
     return present;
 }
 
-/* A bigint's decimal text as an integer when it fits in 64 bits and is written the way Lua
- * would print it (no sign but '-', no leading zero, not "-0"); else the text stays. */
+/* A bigint's text as an integer when tr_superjson_bigint says it is one; else the text stays. */
 static void push_bigint(lua_State *L, int at) {
 #if LUA_VERSION_NUM >= 503
     size_t n;
     const char *s = lua_tolstring(L, at, &n);
-    size_t i = s[0] == '-';
-    int canonical = n > i && n - i <= 19 && (s[i] != '0' || (n - i == 1 && i == 0));
-    uint64_t v = 0;
-    for (size_t k = i; canonical && k < n; k++) {
-        if (s[k] < '0' || s[k] > '9') canonical = 0;
-        v = v * 10 + (uint64_t)(s[k] - '0'); /* 19 digits cannot wrap a uint64 */
-    }
-    if (canonical && (i ? v <= (uint64_t)INT64_MAX + 1 : v <= (uint64_t)INT64_MAX)) {
-        lua_pushinteger(L, i ? (lua_Integer)(0 - v) : (lua_Integer)v);
+    int64_t v;
+    if (tr_superjson_bigint(s, n, &v)) {
+        lua_pushinteger(L, (lua_Integer)v);
         return;
     }
 #endif
     lua_pushvalue(L, at); /* no integers (LuaJIT), or not one that fits */
 }
 
-/* The numbers JSON cannot write, as superjson writes them: pushes one and returns 1, or 0. */
-static int push_special_number(lua_State *L, const char *text, size_t n) {
-    static const struct {
-        const char *text;
-        double value;
-    } specials[] = {{"NaN", NAN}, {"Infinity", HUGE_VAL}, {"-Infinity", -HUGE_VAL}, {"-0", -0.0}};
-    for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
-        if (strlen(specials[i].text) == n && memcmp(text, specials[i].text, n) == 0) {
-            lua_pushnumber(L, (lua_Number)specials[i].value);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* What a leaf annotation does to its field in Lua. */
-enum { LEAF_KEEP, LEAF_UNDEFINED, LEAF_BIGINT, LEAF_NUMBER, LEAF_MAP };
-
-static int kind_of(const char *name, size_t n) {
-    if (n == 9 && memcmp(name, "undefined", 9) == 0) return LEAF_UNDEFINED;
-    if (n == 6 && memcmp(name, "bigint", 6) == 0) return LEAF_BIGINT;
-    if (n == 6 && memcmp(name, "number", 6) == 0) return LEAF_NUMBER;
-    if (n == 3 && memcmp(name, "map", 3) == 0) return LEAF_MAP;
-    return LEAF_KEEP; /* Date, URL, regexp, set, Error...: their JSON form is the Lua form */
-}
-
 /* Apply a leaf of `kind` to the field whose name is on top of the stack, of the table at index
  * `value` (a field that is there: is_leaf checked). The name stays. */
 static void apply_leaf(lua_State *L, int value, int kind) {
-    if (kind == LEAF_KEEP) return;
+    if (kind == TR_SUPERJSON_KEEP) return;
     lua_pushvalue(L, -1);
     lua_rawget(L, value); /* name, field value */
     int field = lua_gettop(L);
     int is_text = lua_type(L, field) == LUA_TSTRING;
     size_t text_len = 0;
     const char *text = is_text ? lua_tolstring(L, field, &text_len) : NULL;
+    double special;
     lua_pushvalue(L, field - 1);
-    if (kind == LEAF_UNDEFINED) {
+    if (kind == TR_SUPERJSON_UNDEFINED) {
         lua_pushnil(L);
-    } else if (kind == LEAF_BIGINT && is_text) {
+    } else if (kind == TR_SUPERJSON_BIGINT && is_text) {
         push_bigint(L, field);
-    } else if (kind == LEAF_NUMBER && is_text && push_special_number(L, text, text_len)) {
-        /* NaN, the infinities, -0 */
+    } else if (kind == TR_SUPERJSON_NUMBER && is_text &&
+               tr_superjson_special_number(text, text_len, &special)) {
+        lua_pushnumber(L, (lua_Number)special); /* NaN, the infinities, -0 */
     } else {
         lua_pop(L, 2);
         return;
@@ -145,7 +117,7 @@ static int superjson_leaves(lua_State *L) {
         lua_rawgeti(L, -1, 1);
         annotation = lua_tostring(L, -1);
         lua_pop(L, 2); /* key on top */
-        apply_leaf(L, 1, kind_of(annotation, strlen(annotation)));
+        apply_leaf(L, 1, (int)tr_superjson_kind_of(annotation, strlen(annotation)));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -162,16 +134,8 @@ static int superjson_leaves(lua_State *L) {
  * document that is not an object, bad JSON) stops it, and the caller decodes the packet the
  * general way, which also says what is wrong. */
 
-#define DOC_LEAVES_MAX 32
-#define DOC_NAMES_MAX 1024 /* bytes of field names kept */
-
 enum { AT_START, AT_ROOT, AT_META, AT_VALUES, AT_LEAF, AT_DONE }; /* where the parse is */
 enum { NEXT_OTHER, NEXT_JSON, NEXT_META, NEXT_VALUES };           /* whose value comes next */
-
-typedef struct doc_leaf {
-    unsigned short at, len; /* the field name in names[] */
-    unsigned char kind;     /* LEAF_* */
-} doc_leaf;
 
 typedef struct doc {
     tr_ljson_builder b; /* builds the json value (b.depth > 0 while it does) */
@@ -179,11 +143,8 @@ typedef struct doc {
     int skipped;    /* nesting inside a container nobody needs */
     int json_slot;  /* stack index of the json value (nil: none yet) */
     int leaf_items; /* elements of the annotation array being read */
-    int leaf_kind;
-    int leaves;
-    doc_leaf leaf[DOC_LEAVES_MAX];
-    size_t names_len;
-    char names[DOC_NAMES_MAX];
+    tr_superjson_kind leaf_kind;
+    tr_superjson_leaves leaves; /* (lib/superjson.h: what it keeps, what it refuses) */
 } doc;
 
 #define GENERAL (-1) /* stop: the general way decodes this packet */
@@ -207,8 +168,8 @@ static int doc_scalar(doc *d, const char *s, size_t n, int is_string, int is_nul
     }
     case AT_LEAF:
         if (d->leaf_items++ > 0 || !is_string) return GENERAL;
-        d->leaf_kind = kind_of(s, n);
-        return d->leaf_kind == LEAF_MAP ? GENERAL : 0;
+        d->leaf_kind = tr_superjson_kind_of(s, n);
+        return d->leaf_kind == TR_SUPERJSON_MAP ? GENERAL : 0;
     default: /* the document itself, or an annotation, that is not a container */
         return GENERAL;
     }
@@ -224,27 +185,17 @@ static int doc_key(void *ud, const char *s, size_t n) {
         d->next = n == 4 && memcmp(s, "json", 4) == 0   ? NEXT_JSON
                   : n == 4 && memcmp(s, "meta", 4) == 0 ? NEXT_META
                                                         : NEXT_OTHER;
-        if (d->next == NEXT_META) d->leaves = 0; /* of two metas, the last counts */
+        if (d->next == NEXT_META) d->leaves.count = 0; /* of two metas, the last counts */
         return 0;
     }
     if (d->at == AT_META) {
         d->next = n == 6 && memcmp(s, "values", 6) == 0 ? NEXT_VALUES : NEXT_OTHER;
-        if (d->next == NEXT_VALUES) d->leaves = 0;
+        if (d->next == NEXT_VALUES) d->leaves.count = 0;
         return 0;
     }
     /* AT_VALUES: a plain field name (no path, no escape), not seen before. (Names and
      * annotations are compared by their length here: a NUL byte in one is just a byte.) */
-    if (d->leaves == DOC_LEAVES_MAX || n > DOC_NAMES_MAX - d->names_len || memchr(s, '.', n) ||
-        memchr(s, '\\', n))
-        return GENERAL;
-    for (int i = 0; i < d->leaves; i++)
-        if (d->leaf[i].len == n && memcmp(d->names + d->leaf[i].at, s, n) == 0) return GENERAL;
-    doc_leaf *l = &d->leaf[d->leaves];
-    l->at = (unsigned short)d->names_len;
-    l->len = (unsigned short)n;
-    memcpy(d->names + d->names_len, s, n);
-    d->names_len += n;
-    return 0;
+    return tr_superjson_leaves_name(&d->leaves, s, n) == 0 ? 0 : GENERAL;
 }
 
 static int doc_begin(doc *d, int object) {
@@ -273,7 +224,7 @@ static int doc_begin(doc *d, int object) {
         }
         if (!object) return GENERAL; /* ["map", ...]: the root annotated */
         d->at = AT_VALUES;
-        d->names_len = 0;
+        d->leaves.names_len = 0;
         return 0;
     case AT_VALUES:
         if (object) return GENERAL; /* a nested tree */
@@ -298,7 +249,7 @@ static int doc_end(doc *d) {
     switch (d->at) {
     case AT_LEAF:
         if (d->leaf_items != 1) return GENERAL;
-        d->leaf[d->leaves++].kind = (unsigned char)d->leaf_kind;
+        tr_superjson_leaves_keep(&d->leaves, d->leaf_kind);
         d->at = AT_VALUES;
         return 0;
     case AT_VALUES:
@@ -355,8 +306,7 @@ static int superjson_decode(lua_State *L) {
     d->next = NEXT_OTHER;
     d->skipped = 0;
     d->json_slot = 6;
-    d->leaves = 0;
-    d->names_len = 0;
+    tr_superjson_leaves_init(&d->leaves);
     tr_json_sink sink = {
         doc_null, doc_boolean, doc_integer,     doc_number,  doc_string, doc_begin_object,
         doc_key,  doc_end_any, doc_begin_array, doc_end_any, d};
@@ -373,15 +323,17 @@ static int superjson_decode(lua_State *L) {
         lua_pushvalue(L, 2);
         lua_replace(L, 6);
     }
-    if (d->leaves > 0) {
+    if (d->leaves.count > 0) {
         /* Every annotated field must be there, in a table (else the general way says what it
          * makes of it), before any is changed. */
         if (!lua_istable(L, 6)) {
             lua_pushboolean(L, 0);
             return 1;
         }
-        for (int i = 0; i < d->leaves; i++) {
-            lua_pushlstring(L, d->names + d->leaf[i].at, d->leaf[i].len);
+        size_t len;
+        for (int i = 0; i < d->leaves.count; i++) {
+            const char *name = tr_superjson_leaf_name(&d->leaves, i, &len);
+            lua_pushlstring(L, name, len);
             lua_rawget(L, 6);
             int present = !lua_isnil(L, -1);
             lua_pop(L, 1);
@@ -390,9 +342,10 @@ static int superjson_decode(lua_State *L) {
                 return 1;
             }
         }
-        for (int i = 0; i < d->leaves; i++) {
-            lua_pushlstring(L, d->names + d->leaf[i].at, d->leaf[i].len);
-            apply_leaf(L, 6, d->leaf[i].kind);
+        for (int i = 0; i < d->leaves.count; i++) {
+            const char *name = tr_superjson_leaf_name(&d->leaves, i, &len);
+            lua_pushlstring(L, name, len);
+            apply_leaf(L, 6, d->leaves.leaf[i].kind);
             lua_pop(L, 1);
         }
     }

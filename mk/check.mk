@@ -96,7 +96,7 @@ FUZZ_SRC_fuzz_http1        := csrc/lib/http1.c csrc/lib/buf.c
 FUZZ_SRC_fuzz_sse          := csrc/lib/sse.c csrc/lib/json.c csrc/lib/buf.c
 FUZZ_SRC_fuzz_lua_decode   := csrc/lib/runfields.c csrc/ljson.c csrc/laux.c csrc/lvalue.c csrc/lshape.c csrc/lsuperjson.c csrc/lib/json.c csrc/lib/shape.c csrc/lib/shapelog.c \
                               csrc/lib/buf.c csrc/lib/rowblob.c csrc/lrowblob.c csrc/lrunfields.c csrc/lpgtext.c \
-                              csrc/lib/pgtext.c
+                              csrc/lib/pgtext.c csrc/lib/superjson.c
 FUZZ_INC_fuzz_lua_decode   := -I$(CHECK_LUAINC)
 FUZZ_LIBS_fuzz_lua_decode  := -llua5.4
 

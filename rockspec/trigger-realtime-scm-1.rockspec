@@ -48,7 +48,7 @@ build = {
     ["trigger.core"] = {
       sources = {
         "csrc/lib/buf.c", "csrc/lib/runfields.c", "csrc/lib/shape.c", "csrc/lib/shapelog.c", "csrc/lib/pgtext.c", "csrc/lib/jwt.c", "csrc/lib/json.c",
-        "csrc/lib/http1.c", "csrc/lib/sse.c", "csrc/lib/rowblob.c",
+        "csrc/lib/http1.c", "csrc/lib/sse.c", "csrc/lib/rowblob.c", "csrc/lib/superjson.c",
         "csrc/lcore.c", "csrc/laux.c", "csrc/lvalue.c", "csrc/lshape.c", "csrc/lpgtext.c",
         "csrc/lrunfields.c", "csrc/lrowblob.c", "csrc/ljwt.c", "csrc/lclock.c",
         "csrc/ljson.c", "csrc/lsuperjson.c", "csrc/lhttp1.c", "csrc/lsse.c",

@@ -18,7 +18,7 @@ count() { # count OUTPUT-FILE STATUS: add a TAP run's ok / not ok lines to the t
 }
 
 for t in build/test_core build/test_http1 build/test_sse build/test_shapelog build/test_json \
-  build/test_rowblob build/test_runfields; do
+  build/test_rowblob build/test_runfields build/test_superjson; do
   [ -x "$t" ] || continue
   "$t" > "$out" 2>&1
   status=$?
