@@ -150,13 +150,16 @@ end
 
 -- Post each waiting consumer's semaphore once. `waiting` stays set until the consumer's wait
 -- returns (in `await`): one whose thread was killed never comes back, which `_reap` notices.
-function Pump:_wake_all()
-  for _, w in pairs(self.waiters) do
-    if w.waiting and not w.posted then
-      w.posted = true
-      w.sema:post(1)
-    end
+-- Wake one waiting consumer, once.
+local function post(w)
+  if w.waiting and not w.posted then
+    w.posted = true
+    w.sema:post(1)
   end
+end
+
+function Pump:_wake_all()
+  for _, w in pairs(self.waiters) do post(w) end
 end
 
 -- Consumers whose wait should have come back long ago: their light thread was killed (the
@@ -302,10 +305,7 @@ function Pump:left(reader)
   local w = self.waiters[reader]
   if w then
     self.waiters[reader] = nil
-    if w.waiting and not w.posted then
-      w.posted = true
-      w.sema:post(1)
-    end
+    post(w)
   end
 end
 
