@@ -8,7 +8,8 @@
  *     borrowed and read a few messages a call (reader:parse);
  *   - bounded: a message is parsed again only once the tail has doubled (a byte-by-byte feed
  *     parses each message O(log n) times), and the reader never holds more than the message
- *     coming (twice over, by that rule) and one piece;
+ *     coming (twice over, by that rule) and one piece, besides the white space before the
+ *     array opens (a body not known to be an array yet may be kept whole: it is held as it is);
  *   - a failure names a byte within the body; a body kept whole does not start with '['. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,9 +70,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t held = 0;
     run_pieces(&d, body, n, seed, max, &held);
     FUZZ_ASSERT(drive_same(&ref, &d), "pieces give what the whole body gives");
-    if (ref.r.state == TR_SHAPELOG_END)
-        FUZZ_ASSERT(held <= 2 * ref.max_msg + max + 1,
-                    "holds no more than the message coming and one piece");
+    if (ref.r.state == TR_SHAPELOG_END) {
+        /* Until the array opens the body may yet be kept whole, so what comes before its '['
+         * (white space only, in a body that ends as an array) is held as it is. */
+        size_t lead = 0;
+        while (lead < n && body[lead] != '[')
+            lead++;
+        FUZZ_ASSERT(held <= 2 * ref.max_msg + max + 1 + lead,
+                    "holds no more than the message coming and one piece (and what came before "
+                    "the array opened)");
+    }
     drive_free(&d);
 
     if (n <= 512) {
