@@ -58,6 +58,16 @@ function M.gave_up(settings, err, attempts, max)
   return false
 end
 
+--- The server's `Retry-After` in seconds (a floor for the wait; capped at 300 s), 0 when it
+-- sent none that reads as a number of seconds.
+-- @tparam[opt] table headers the answer's headers (lower-case names)
+-- @treturn number
+function M.retry_after(headers)
+  local n = headers and tonumber(headers["retry-after"] or "")
+  if n and n >= 0 then return math.min(n, 300) end
+  return 0
+end
+
 --- Seconds to wait before the retry that follows the `attempts`-th failure in a row.
 -- @param settings `retry_base` and `retry_cap`, unless `base` and `cap` are given
 -- @tparam integer attempts 1 for the first failure

@@ -204,12 +204,6 @@ end
 -- -------------------------------------------------------------------------------------------------
 -- Reading, inside the stream's coroutine
 
-local function retry_after_of(headers)
-  local n = headers and tonumber(headers["retry-after"] or "")
-  if n and n >= 0 then return math.min(n, 300) end
-  return nil
-end
-
 -- Wait `seconds` in the reading coroutine, never past the caller's deadline.
 local pause = request.sleep
 
@@ -349,7 +343,7 @@ local function connection(r)
       end
       local err = request.status_error(status, table.concat(body), where)
       if err.fatal then error(err, 0) end
-      return "failed", err, retry_after_of(hd)
+      return "failed", err, retry.retry_after(hd)
     end
     local v2 = (hd["x-stream-version"] or ""):lower() == "v2"
     local version = v2 and "v2" or "v1"

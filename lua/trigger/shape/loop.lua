@@ -37,13 +37,6 @@ local ends_up_to_date = shape_body.ends_up_to_date
 
 local M = {}
 
-local function retry_after_seconds(headers)
-  local v = headers and headers["retry-after"]
-  local n = v and tonumber(v)
-  if n and n >= 0 then return math.min(n, 300) end
-  return 0
-end
-
 -- on_error closed the loop's object (and with it this loop, its last reader gone): yield once
 -- so that the reader sees it closed; the loop is never resumed again (`Upstream:step`).
 local function stop_if_closed(r)
@@ -175,7 +168,7 @@ local function handle(r, url, failure, status, headers, body, between, parsed, e
     if said then message = message .. ": " .. said end
     local err = errors.new(kind, message, { status = status, request = where })
     if action == "retry" then
-      M.transient(r, err, retry_after_seconds(headers))
+      M.transient(r, err, retry.retry_after(headers))
     else
       err.fatal = true
       error(err, 0)
